@@ -1,0 +1,39 @@
+# One entry point per task: run, test, lint, bench.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+HOST   ?= 127.0.0.1
+EXAMPLES := examples/echo examples/digits examples/mlp examples/embeddings
+
+.PHONY: run test lint bench clean weights
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Stamps re-run the install when pyproject.toml changes.
+$(VENV)/.examples: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[examples]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@ $(VENV)/.examples
+
+weights: $(VENV)/.examples
+	@test -f examples/mlp/weights.safetensors || $(BIN)/python examples/mlp/make_weights.py
+
+run: $(VENV)/.examples weights
+	$(BIN)/coldbrew serve --host $(HOST) --port $(PORT) $(addprefix --deploy ,$(EXAMPLES))
+
+test: $(VENV)/.dev weights
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .coldbrew examples/mlp/weights.safetensors

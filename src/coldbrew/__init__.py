@@ -1,0 +1,50 @@
+"""coldbrew: deploy a model once; it wakes on the first request, scales out, sleeps when idle.
+
+```python
+import coldbrew
+
+app = coldbrew.App("demo")
+
+@app.model(max_workers=4)
+class Echo:
+    def predict(self, text: str) -> dict:
+        return {"text": text}
+```
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from coldbrew.errors import ColdbrewError
+from coldbrew.sdk.app import App
+from coldbrew.sdk.spec import DeploymentSpec, Scaler
+
+if TYPE_CHECKING:
+    from coldbrew.integrations.webhooks import verify_webhook
+    from coldbrew.sdk.client import APIError, Client
+
+__all__ = [
+    "APIError",
+    "App",
+    "Client",
+    "ColdbrewError",
+    "DeploymentSpec",
+    "Scaler",
+    "verify_webhook",
+]
+__version__ = "0.1.0"
+
+# The HTTP client pulls in httpx; model code that only declares an App should not pay for it
+# in every worker's start-up, so these load on first use.
+_LAZY = {
+    "APIError": "coldbrew.sdk.client",
+    "Client": "coldbrew.sdk.client",
+    "verify_webhook": "coldbrew.integrations.webhooks",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'coldbrew' has no attribute {name!r}")

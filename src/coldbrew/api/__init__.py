@@ -1,0 +1,1 @@
+"""The gateway: HTTP routes for invocation (RunPod-compatible) and management."""

@@ -1,0 +1,127 @@
+"""The FastAPI application: routes, the one error handler, and per-account OpenAPI documents."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from coldbrew.api import invoke, manage
+from coldbrew.api.auth import KeyCache
+from coldbrew.api.invoke import Invoker, json_response
+from coldbrew.errors import ColdbrewError
+from coldbrew.platform import Platform
+
+log = logging.getLogger("coldbrew.api")
+
+
+def _error(status: int, kind: str, message: str, hint: str = "") -> Response:
+    return json_response({"error": {"type": kind, "message": message, "hint": hint}}, status)
+
+
+def account_openapi(base: dict[str, Any], endpoints: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The OpenAPI document with a concrete run/runsync path per endpoint and its input schema."""
+    doc = dict(base)
+    paths = dict(doc.get("paths", {}))
+    for name, schema in endpoints:
+        body = {
+            "type": "object",
+            "required": ["input"],
+            "properties": {
+                "input": schema,
+                "webhook": {"type": "string", "format": "uri"},
+                "policy": {
+                    "type": "object",
+                    "properties": {
+                        "executionTimeout": {"type": "integer", "description": "ms"},
+                        "ttl": {"type": "integer", "description": "ms"},
+                    },
+                },
+            },
+        }
+        for verb in ("run", "runsync"):
+            paths[f"/v2/{name}/{verb}"] = {
+                "post": {
+                    "tags": [name],
+                    "summary": f"{verb} on {name}",
+                    "operationId": f"{name}_{verb}",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": body}},
+                    },
+                    "responses": {"200": {"description": "job status"}},
+                }
+            }
+    doc["paths"] = paths
+    return doc
+
+
+def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
+    """The gateway for `platform`; with `manage_lifecycle` it starts and stops the platform."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            app.state.admin_key = await platform.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await platform.stop()
+
+    app = FastAPI(
+        title="coldbrew",
+        version="0.1.0",
+        description="Serverless inference: RunPod-compatible /v2 invocation, /v1 management.",
+        lifespan=lifespan,
+    )
+    keys = KeyCache(platform)
+    invoker = Invoker(platform, keys)
+    app.include_router(invoke.router(invoker))
+    app.include_router(manage.router(platform, keys, invoker))
+
+    @app.exception_handler(ColdbrewError)
+    async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:
+        return json_response(exc.to_json(), exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return _error(400, "invalid_request", f"{where}: {first['msg']}", "fix the request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        hint = "see /docs for the routes" if exc.status_code == 404 else ""
+        return _error(exc.status_code, "http_error", str(exc.detail), hint)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}", "see the server log")
+
+    @app.get("/healthz", tags=["ops"], summary="The process is up")
+    async def healthz() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/readyz", tags=["ops"], summary="The platform accepts jobs")
+    async def readyz() -> Response:
+        await platform.store.count_accounts()
+        return json_response({"status": "ready"})
+
+    @app.get("/v1/openapi.json", tags=["manage"], summary="OpenAPI with your endpoints' inputs")
+    async def openapi_for_account(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        endpoints = []
+        for endpoint in await platform.store.list_endpoints(principal.account):
+            version = await platform.store.get_version(endpoint.current_version_id)
+            endpoints.append((endpoint.name, version.input_schema))
+        return json_response(account_openapi(app.openapi(), endpoints))
+
+    return app

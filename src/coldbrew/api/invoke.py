@@ -1,0 +1,215 @@
+"""Invocation routes, wire-compatible with RunPod Serverless (`/v2/{endpoint}/...`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from jsonschema import Draft202012Validator
+
+from coldbrew.api.auth import KeyCache
+from coldbrew.api.wire import status_json
+from coldbrew.errors import Conflict, InvalidInput, InvalidRequest, NotFound
+from coldbrew.platform import Platform
+from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
+
+MAX_WAIT_MS = 300_000
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def _field_path(path: Any) -> str:
+    return "input" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+
+
+class Invoker:
+    """Accepts jobs: auth, validation against the version's schema, durable enqueue."""
+
+    def __init__(self, platform: Platform, keys: KeyCache) -> None:
+        self.platform = platform
+        self.keys = keys
+        self._validators: dict[int, Draft202012Validator] = {}
+
+    async def endpoint(self, principal: Principal, name: str) -> Endpoint:
+        endpoint = await self.platform.store.get_endpoint(principal.account, name)
+        if endpoint is None:
+            raise NotFound(
+                f"no endpoint {name!r} in account {principal.account!r}",
+                hint="`coldbrew endpoints` lists yours; `coldbrew deploy DIR` creates one",
+            )
+        return endpoint
+
+    async def job(self, principal: Principal, endpoint: str, job_id: str) -> Job:
+        job = await self.platform.store.get_job(job_id, principal.account)
+        if job is None or job.endpoint != endpoint:
+            raise NotFound(f"no job {job_id!r} on endpoint {endpoint!r}")
+        return job
+
+    def validate(self, version: Version, payload: Any) -> None:
+        validator = self._validators.get(version.id)
+        if validator is None:
+            validator = Draft202012Validator(version.input_schema)
+            self._validators[version.id] = validator
+        errors = sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
+        if errors:
+            problems = [f"{_field_path(e.absolute_path)}: {e.message}" for e in errors[:5]]
+            props = version.input_schema.get("properties", {})
+            expected = ", ".join(
+                f"{k} ({v.get('type', 'any')})" for k, v in props.items()
+            ) or "no fields"
+            raise InvalidInput(
+                "; ".join(problems),
+                hint=f"endpoint {version.endpoint!r} takes: {expected}",
+                fields=[list(e.absolute_path) for e in errors[:5]],
+            )
+
+    async def submit(self, principal: Principal, name: str, body: bytes) -> Job:
+        """Validate and durably queue a job; nothing is written when the request is invalid."""
+        try:
+            request = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError as exc:
+            raise InvalidRequest(f"the body is not JSON: {exc}", hint='send {"input": {...}}') from None
+        if not isinstance(request, dict) or not isinstance(request.get("input"), dict):
+            raise InvalidRequest(
+                "the body needs an 'input' object", hint='send {"input": {"field": value}}'
+            )
+        endpoint = await self.endpoint(principal, name)
+        version = await self.platform.store.get_version(endpoint.current_version_id)
+        self.validate(version, request["input"])
+        spec = DeploymentSpec(**version.spec)
+        timeout_s, ttl_s = _policy(request.get("policy"), spec.timeout_s,
+                                   self.platform.settings.job_ttl_s)
+        webhook = request.get("webhook")
+        if webhook is not None and not (
+            isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
+        ):
+            raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
+        now = self.platform.clock.time()
+        return Job(
+            id=str(uuid.uuid4()),
+            account=principal.account,
+            endpoint_id=endpoint.id,
+            endpoint=endpoint.name,
+            version_id=version.id,
+            status=JobStatus.IN_QUEUE,
+            input=request["input"],
+            created_at=now,
+            expires_at=now + ttl_s,
+            timeout_s=timeout_s,
+            max_attempts=spec.retries + 1,
+            webhook_url=webhook,
+        )
+
+    async def enqueue(self, job: Job) -> None:
+        await self.platform.store.create_job(job)
+        self.platform.scheduler.notify()
+
+
+def _policy(policy: Any, timeout_s: float, ttl_s: float) -> tuple[float, float]:
+    if policy is None:
+        return timeout_s, ttl_s
+    if not isinstance(policy, dict):
+        raise InvalidRequest("policy must be an object", hint='{"executionTimeout": 60000}')
+    for key in ("executionTimeout", "ttl"):
+        value = policy.get(key)
+        if value is not None and (not isinstance(value, int | float) or value <= 0):
+            raise InvalidRequest(f"policy.{key} must be a positive number of milliseconds")
+    if policy.get("executionTimeout"):
+        timeout_s = policy["executionTimeout"] / 1000
+    if policy.get("ttl"):
+        ttl_s = policy["ttl"] / 1000
+    return timeout_s, ttl_s
+
+
+def router(invoker: Invoker) -> APIRouter:
+    routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
+    platform = invoker.platform
+    keys = invoker.keys
+
+    @routes.post("/run", summary="Queue a job; poll /status/{id} or get a webhook")
+    async def run(endpoint: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        job = await invoker.submit(principal, endpoint, await request.body())
+        await invoker.enqueue(job)
+        return json_response({"id": job.id, "status": job.status.value})
+
+    @routes.post("/runsync", summary="Run a job and wait up to ?wait= ms for its result")
+    async def runsync(endpoint: str, request: Request, wait: int | None = None) -> Response:
+        principal = await keys.resolve(request)
+        wait_ms = platform.settings.runsync_wait_ms if wait is None else wait
+        if not 0 <= wait_ms <= MAX_WAIT_MS:
+            raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_MS} ms")
+        job = await invoker.submit(principal, endpoint, await request.body())
+        future = platform.scheduler.watch(job.id)
+        try:
+            await invoker.enqueue(job)
+            with contextlib.suppress(TimeoutError):
+                job = await asyncio.wait_for(asyncio.shield(future), wait_ms / 1000)
+        finally:
+            platform.scheduler.unwatch(job.id, future)
+        if not job.status.final:
+            job = await invoker.job(principal, endpoint, job.id)
+        return json_response(status_json(job))
+
+    @routes.get("/status/{job_id}", summary="A job's status, output and cost")
+    async def status(endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        return json_response(status_json(await invoker.job(principal, endpoint, job_id)))
+
+    @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
+    async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        await invoker.job(principal, endpoint, job_id)
+        job = await platform.scheduler.cancel(job_id, principal.account)
+        return json_response(status_json(job))
+
+    @routes.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again")
+    async def retry(endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        job = await invoker.job(principal, endpoint, job_id)
+        if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT):
+            raise Conflict(
+                f"job {job_id} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried",
+                hint="submit a new job with /run instead",
+            )
+        retried = await platform.store.retry(
+            job_id, principal.account, platform.clock.time(), platform.settings.job_ttl_s
+        )
+        if retried is None:
+            raise Conflict(f"job {job_id} changed state meanwhile; fetch its status")
+        platform.scheduler.notify()
+        return json_response({"id": retried.id, "status": retried.status.value})
+
+    @routes.get("/health", summary="Job counts and workers of the endpoint")
+    async def health(endpoint: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        ep = await invoker.endpoint(principal, endpoint)
+        jobs = await platform.store.health(ep.id)
+        workers = platform.scheduler.worker_counts(ep.id)
+        return json_response(
+            {
+                "jobs": jobs,
+                "workers": {
+                    "idle": workers["idle"],
+                    "running": workers["running"],
+                    "initializing": workers["starting"],
+                },
+            }
+        )
+
+    @routes.post("/purge-queue", summary="Cancel every queued job of the endpoint")
+    async def purge_queue(endpoint: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        ep = await invoker.endpoint(principal, endpoint)
+        removed = await platform.scheduler.purge_queue(ep.id)
+        return json_response({"removed": removed, "status": "completed"})
+
+    return routes

@@ -1,0 +1,183 @@
+"""Management routes (`/v1/...`): deploys, endpoints, keys, jobs, logs, usage."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from coldbrew.api.auth import KeyCache, require_admin
+from coldbrew.api.invoke import Invoker, json_response
+from coldbrew.api.wire import iso, status_json
+from coldbrew.errors import InvalidRequest, NotFound
+from coldbrew.metering.report import GROUPINGS, usage_report
+from coldbrew.platform import Platform
+from coldbrew.sdk.spec import NAME_PATTERN
+from coldbrew.store.models import Endpoint
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SINCE = re.compile(r"^(\d+)([mhdw])$")
+_UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_since(text: str) -> float:
+    """'24h' → seconds."""
+    match = _SINCE.match(text)
+    if not match:
+        raise InvalidRequest(
+            f"since={text!r} is not a duration", hint="use a number and m/h/d/w, e.g. 24h or 7d"
+        )
+    return int(match.group(1)) * _UNIT_S[match.group(2)]
+
+
+async def endpoint_json(platform: Platform, endpoint: Endpoint, detail: bool) -> dict[str, Any]:
+    version = await platform.store.get_version(endpoint.current_version_id)
+    health = await platform.store.health(endpoint.id)
+    body: dict[str, Any] = {
+        "name": endpoint.name,
+        "version": version.number,
+        "hardware": version.spec.get("hardware"),
+        "workers": platform.scheduler.worker_counts(endpoint.id),
+        "queue": health["inQueue"],
+        "running": health["inProgress"],
+        "createdAt": iso(endpoint.created_at),
+        "deployedAt": iso(version.created_at),
+    }
+    if detail:
+        body["spec"] = version.spec
+        body["inputSchema"] = version.input_schema
+        body["artifact"] = version.artifact_sha
+    return body
+
+
+def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
+    routes = APIRouter(prefix="/v1", tags=["manage"])
+
+    @routes.head("/artifacts/{sha}", summary="Whether an artifact is already uploaded")
+    async def has_artifact(sha: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        found = _SHA.match(sha) and platform.deployer.has_artifact(principal.account, sha)
+        return Response(status_code=200 if found else 404)
+
+    @routes.put("/artifacts/{sha}", summary="Upload a packaged model directory (a tar)")
+    async def put_artifact(sha: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        if not _SHA.match(sha):
+            raise InvalidRequest("the artifact id must be the sha256 of the tar, in hex")
+        if not platform.deployer.has_artifact(principal.account, sha):
+            await platform.deployer.store_artifact(principal.account, sha, request.stream())
+        return json_response({"artifact": sha})
+
+    @routes.post("/deployments", summary="Create versions from an uploaded artifact")
+    async def deploy(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        body = _json_body(await request.body())
+        sha = body.get("artifact")
+        if not isinstance(sha, str) or not _SHA.match(sha):
+            raise InvalidRequest("'artifact' must be the sha256 of an uploaded tar")
+        endpoints = await platform.deployer.deploy(principal.account, sha)
+        await platform.scheduler.refresh_endpoints()
+        return json_response({"endpoints": endpoints})
+
+    @routes.get("/endpoints", summary="Your endpoints with versions, workers and queues")
+    async def list_endpoints(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        endpoints = await platform.store.list_endpoints(principal.account)
+        return json_response(
+            {"endpoints": [await endpoint_json(platform, e, False) for e in endpoints]}
+        )
+
+    @routes.get("/endpoints/{name}", summary="One endpoint with its spec and input schema")
+    async def get_endpoint(name: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        endpoint = await invoker.endpoint(principal, name)
+        return json_response(await endpoint_json(platform, endpoint, True))
+
+    @routes.delete("/endpoints/{name}", summary="Stop an endpoint's workers and remove it")
+    async def delete_endpoint(name: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        await platform.scheduler.delete_endpoint(principal.account, name)
+        return json_response({"deleted": name})
+
+    @routes.post("/keys", summary="Create an API key (admin)")
+    async def create_key(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        require_admin(principal)
+        body = _json_body(await request.body())
+        account = body.get("account")
+        if not isinstance(account, str) or not NAME_PATTERN.match(account):
+            raise InvalidRequest(
+                "'account' must be a name of lower-case letters, digits, '-' or '_'"
+            )
+        admin = bool(body.get("admin", False))
+        key = await platform.create_key(account, admin)
+        return json_response({"key": key, "account": account, "admin": admin}, 201)
+
+    @routes.get("/account", summary="Your account, with its webhook signing secret")
+    async def account(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        found = await platform.store.get_account(principal.account)
+        assert found is not None
+        return json_response(
+            {"name": found.name, "admin": principal.admin, "webhookSecret": found.webhook_secret}
+        )
+
+    @routes.get("/jobs/{job_id}", summary="A job's status with its webhook deliveries")
+    async def get_job(job_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        job = await platform.store.get_job(job_id, principal.account)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        body = status_json(job)
+        body["input"] = job.input
+        if job.webhook_url:
+            body["webhook"] = {
+                "url": job.webhook_url,
+                "state": job.webhook_state.value if job.webhook_state else None,
+                "deliveries": await platform.store.deliveries(job.id),
+            }
+        return json_response(body)
+
+    @routes.get("/jobs/{job_id}/logs", summary="What the worker printed while running the job")
+    async def job_logs(job_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        if await platform.store.get_job(job_id, principal.account) is None:
+            raise NotFound(f"no job {job_id!r}")
+        return json_response({"id": job_id, "logs": await platform.store.job_logs(job_id)})
+
+    @routes.get("/usage", summary="Billable seconds (cold start, busy, idle) and dollars")
+    async def usage(request: Request, by: str = "endpoint", since: str = "24h") -> Response:
+        principal = await keys.resolve(request)
+        if by not in GROUPINGS:
+            raise InvalidRequest(f"by={by!r} is not a grouping", hint=f"use one of {GROUPINGS}")
+        window_s = parse_since(since)
+        # Rows are per hour; include the hour the window starts in.
+        start = (platform.clock.time() - window_s) // 3600 * 3600
+        scope = None if (principal.admin and by == "account") else principal.account
+        rows = await platform.store.usage(start, scope)
+        prices = platform.settings.prices_per_hour_usd
+        report = usage_report(rows, by, prices)
+        totals = {
+            key: round(sum(line[key] for line in report), 6)
+            for key in ("cold_start_s", "busy_s", "idle_s", "total_s", "cold_start_usd",
+                        "busy_usd", "idle_usd", "total_usd")
+        }
+        return json_response(
+            {"by": by, "since": since, "rows": report, "total": totals,
+             "pricesPerHourUsd": prices}
+        )
+
+    return routes
+
+
+def _json_body(body: bytes) -> dict[str, Any]:
+    try:
+        parsed = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidRequest(f"the body is not JSON: {exc}") from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("the body must be a JSON object")
+    return parsed

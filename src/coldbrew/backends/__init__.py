@@ -1,0 +1,1 @@
+"""Where workers run: `local` processes on this machine (Ray for clusters, later)."""

@@ -1,0 +1,44 @@
+"""The backend interface: start a worker for a version and talk to it in frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """Everything a backend needs to start one worker."""
+
+    worker_id: str
+    artifact_dir: Path
+    module: str
+    class_name: str
+    concurrency: int
+    hardware: str
+    log_path: Path
+
+
+class WorkerHandle(Protocol):
+    """A running worker: send it frames, read its frames, stop it."""
+
+    pid: int | None
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        """Deliver one frame; raises ConnectionError when the worker is gone."""
+
+    async def recv(self) -> dict[str, Any] | None:
+        """The next frame, or None once the worker has gone away."""
+
+    def kill(self) -> None:
+        """Stop the worker at once (SIGKILL); idempotent."""
+
+    async def wait(self) -> int:
+        """Wait for the worker to exit; its exit status (negative: killed by that signal)."""
+
+
+class Backend(Protocol):
+    """Starts workers. The scheduler decides how many and where; the backend only runs them."""
+
+    async def start(self, launch: WorkerLaunch) -> WorkerHandle: ...

@@ -1,0 +1,91 @@
+"""Workers as local processes, each with a socket pair for frames and a log file for output."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+from typing import Any
+
+from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.runtime import protocol
+
+
+class LocalWorker:
+    """A worker process started by `LocalBackend`."""
+
+    def __init__(
+        self,
+        process: asyncio.subprocess.Process,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self._process = process
+        self._reader = reader
+        self._writer = writer
+        self.pid: int | None = process.pid
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        if self._writer.is_closing():
+            raise ConnectionError("worker connection closed")
+        self._writer.write(protocol.encode(frame))
+        await self._writer.drain()
+
+    async def recv(self) -> dict[str, Any] | None:
+        try:
+            header = await self._reader.readexactly(protocol.HEADER.size)
+            (length,) = protocol.HEADER.unpack(header)
+            return protocol.decode(await self._reader.readexactly(length))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+
+    def kill(self) -> None:
+        if self._process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+
+    async def wait(self) -> int:
+        code = await self._process.wait()
+        self._writer.close()
+        return code
+
+
+class LocalBackend:
+    """Starts each worker as a fresh `python -m coldbrew.runtime.worker` process.
+
+    Workers get their own session so a Ctrl-C in the server's terminal reaches only the server,
+    which then stops them in order.
+    """
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        self._extra_env = extra_env or {}
+
+    async def start(self, launch: WorkerLaunch) -> WorkerHandle:
+        parent, child = socket.socketpair()
+        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(self._extra_env)
+        env["COLDBREW_WORKER_FD"] = str(child.fileno())
+        env["COLDBREW_WORKER_ID"] = launch.worker_id
+        env["PYTHONUNBUFFERED"] = "1"
+        with open(launch.log_path, "ab") as log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "coldbrew.runtime.worker",
+                str(launch.artifact_dir),
+                launch.module,
+                launch.class_name,
+                str(launch.concurrency),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                pass_fds=(child.fileno(),),
+                env=env,
+                start_new_session=True,
+            )
+        child.close()
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        return LocalWorker(process, reader, writer)

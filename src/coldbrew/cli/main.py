@@ -1,0 +1,191 @@
+"""The `coldbrew` command line. Everything but `serve` talks to the server over HTTP."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from coldbrew.config import load_settings
+from coldbrew.sdk.client import APIError, Client
+
+
+def _client() -> Client:
+    return Client()
+
+
+def _print_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2))
+
+
+class _Group(click.Group):
+    """Turns API errors into one readable line and a hint instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except APIError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            if exc.hint:
+                click.echo(f"  hint: {exc.hint}", err=True)
+            sys.exit(1)
+
+
+@click.group(cls=_Group)
+def main() -> None:
+    """coldbrew: serverless inference on your own machine."""
+
+
+@main.command()
+@click.option("--host", default=None, help="address to bind (default 127.0.0.1)")
+@click.option("--port", type=int, default=None, help="port (default 8000)")
+@click.option("--deploy", "deploy_dirs", multiple=True, type=click.Path(exists=True,
+              file_okay=False, path_type=Path), help="deploy this directory at start (repeatable)")
+def serve(host: str | None, port: int | None, deploy_dirs: tuple[Path, ...]) -> None:
+    """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
+    from pydantic import ValidationError
+
+    from coldbrew.cli.serve import run_server
+
+    try:
+        settings = load_settings(host=host, port=port)
+    except ValidationError as exc:
+        click.echo(f"error: invalid settings:\n{exc}", err=True)
+        sys.exit(2)
+    run_server(settings, list(deploy_dirs))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def deploy(directory: Path) -> None:
+    """Package DIRECTORY, upload it and create a new version of each model in it."""
+    bar: Any = None
+
+    def progress(sent: int, total: int) -> None:
+        nonlocal bar
+        if total < (1 << 20):
+            return
+        if bar is None:
+            bar = click.progressbar(length=total, label="uploading", show_pos=False,
+                                    show_percent=True, show_eta=True)
+            bar.__enter__()
+        bar.update(sent - bar.pos)
+
+    with _client() as client:
+        click.echo(f"packaging {directory} …")
+        try:
+            results = client.deploy(directory, progress)
+        finally:
+            if bar is not None:
+                bar.__exit__(None, None, None)
+        for r in results:
+            state = "new version" if r["created"] else "unchanged, no new version"
+            click.echo(f"{r['name']}: v{r['version']} ({state})")
+
+
+@main.command()
+def endpoints() -> None:
+    """List endpoints with version, workers and queue length."""
+    with _client() as client:
+        rows = client.endpoints()
+    click.echo(f"{'NAME':<16}{'VERSION':>8}  {'HARDWARE':<9}{'IDLE':>5}{'BUSY':>5}"
+               f"{'STARTING':>9}{'QUEUE':>7}")
+    for e in rows:
+        w = e["workers"]
+        click.echo(f"{e['name']:<16}{'v' + str(e['version']):>8}  {e['hardware']:<9}"
+                   f"{w['idle']:>5}{w['running']:>5}{w['starting']:>9}{e['queue']:>7}")
+
+
+@main.command()
+@click.argument("name")
+def delete(name: str) -> None:
+    """Stop NAME's workers and remove the endpoint."""
+    with _client() as client:
+        client.delete(name)
+    click.echo(f"deleted {name}")
+
+
+def _read_input(text: str) -> dict[str, Any]:
+    raw = Path(text[1:]).read_text() if text.startswith("@") else text
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--input") from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("must be a JSON object", param_hint="--input")
+    return value
+
+
+@main.command()
+@click.argument("name")
+@click.option("--input", "input_text", default="{}", help="JSON object, or @file.json")
+@click.option("--async", "is_async", is_flag=True, help="queue it and print the job id")
+@click.option("--wait", "wait_ms", type=int, default=None, help="runsync wait in ms")
+def run(name: str, input_text: str, is_async: bool, wait_ms: int | None) -> None:
+    """Run a job on endpoint NAME and print its status JSON."""
+    payload = _read_input(input_text)
+    with _client() as client:
+        if is_async:
+            _print_json(client.run(name, payload))
+        else:
+            result = client.run_sync(name, payload, wait_ms)
+            _print_json(result)
+            if result["status"] in ("FAILED", "TIMED_OUT", "CANCELLED"):
+                sys.exit(1)
+
+
+@main.command()
+@click.argument("job_id")
+def status(job_id: str) -> None:
+    """Print a job's status JSON."""
+    with _client() as client:
+        _print_json(client.status(job_id))
+
+
+@main.command()
+@click.argument("job_id")
+def logs(job_id: str) -> None:
+    """Print what the worker printed while it ran JOB_ID."""
+    from datetime import UTC, datetime
+
+    with _client() as client:
+        for line in client.logs(job_id):
+            ts = datetime.fromtimestamp(line["ts"], UTC).strftime("%H:%M:%S.%f")[:-3]
+            click.echo(f"{ts} {line['stream']:<6} {line['line']}")
+
+
+@main.group()
+def keys() -> None:
+    """Manage API keys."""
+
+
+@keys.command("create")
+@click.option("--account", required=True, help="account name (created if new)")
+@click.option("--admin", is_flag=True, help="the key can create keys and see all accounts")
+def keys_create(account: str, admin: bool) -> None:
+    """Create a key and print it (it is shown only once)."""
+    with _client() as client:
+        click.echo(client.create_key(account, admin))
+
+
+@main.command()
+@click.option("--by", type=click.Choice(["endpoint", "account", "hardware", "version"]),
+              default="endpoint")
+@click.option("--since", default="24h", help="window, e.g. 30m, 24h, 7d")
+@click.option("--json", "as_json", is_flag=True, help="print the JSON report")
+def usage(by: str, since: str, as_json: bool) -> None:
+    """Billable seconds split into cold start / busy / idle, and dollars."""
+    with _client() as client:
+        report = client.usage(by, since)
+    if as_json:
+        _print_json(report)
+        return
+    click.echo(f"usage over the last {since}, by {by}")
+    header = f"{by.upper():<28}{'COLD s':>10}{'BUSY s':>10}{'IDLE s':>10}{'TOTAL s':>10}{'USD':>12}"
+    click.echo(header)
+    for row in [*report["rows"], {by: "TOTAL", **report["total"]}]:
+        click.echo(f"{row[by]:<28}{row['cold_start_s']:>10.1f}{row['busy_s']:>10.1f}"
+                   f"{row['idle_s']:>10.1f}{row['total_s']:>10.1f}{row['total_usd']:>12.6f}")

@@ -1,0 +1,111 @@
+"""`coldbrew serve`: the platform in the foreground, with optional directories to deploy."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shlex
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import click
+import uvicorn
+
+from coldbrew.api.app import create_app
+from coldbrew.config import Settings
+from coldbrew.platform import DEFAULT_ACCOUNT, Platform
+from coldbrew.sdk.package import package
+
+
+async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def deploy_local(platform: Platform, directory: Path) -> list[str]:
+    """Deploy a directory into the default account without going through HTTP."""
+    data, sha = package(directory)
+    if not platform.deployer.has_artifact(DEFAULT_ACCOUNT, sha):
+        await platform.deployer.store_artifact(DEFAULT_ACCOUNT, sha, _one_chunk(data))
+    results = await platform.deployer.deploy(DEFAULT_ACCOUNT, sha)
+    await platform.scheduler.refresh_endpoints()
+    lines = []
+    for r in results:
+        state = "new version" if r["created"] else "unchanged"
+        lines.append(f"  deployed {r['name']} v{r['version']} ({state}) from {directory}")
+    return lines
+
+
+def banner(settings: Settings, url: str, endpoints: list[str]) -> str:
+    key_path = settings.admin_key_path.resolve()
+    name = "echo" if "echo" in endpoints else (endpoints[0] if endpoints else "ENDPOINT")
+    example = '{"input": {"message": "hello"}}' if name == "echo" else '{"input": {}}'
+    curl = (
+        f"curl -s -X POST {url}/v2/{name}/runsync "
+        f"-H \"Authorization: Bearer $(cat {shlex.quote(str(key_path))})\" "
+        f"-H 'Content-Type: application/json' -d '{example}'"
+    )
+    return "\n".join(
+        [
+            "",
+            f"coldbrew is serving on {url}  (dashboard-free API; docs at {url}/docs)",
+            f"  admin key: {key_path}",
+            f"  endpoints: {', '.join(endpoints) or 'none yet (coldbrew deploy DIR)'}",
+            "try it:",
+            f"  {curl}",
+            "stop with Ctrl-C",
+            "",
+        ]
+    )
+
+
+async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
+    platform = Platform.create(settings)
+    app = create_app(platform, manage_lifecycle=False)
+    admin_key = await platform.start()
+    if admin_key:
+        click.echo(
+            f"created account '{DEFAULT_ACCOUNT}' with admin key {admin_key}\n"
+            f"  (saved to {settings.admin_key_path.resolve()}, mode 0600; shown only once)"
+        )
+    config = uvicorn.Config(
+        app, host=settings.host, port=settings.port, log_level="warning", lifespan="off",
+        access_log=False,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started and not task.done():
+            await asyncio.sleep(0.02)
+        if task.done():
+            task.result()
+            click.echo(f"error: could not listen on {settings.host}:{settings.port}", err=True)
+            return 1
+        for directory in deploy_dirs:
+            click.echo(f"deploying {directory} …")
+            try:
+                for line in await deploy_local(platform, directory):
+                    click.echo(line)
+            except Exception as exc:
+                click.echo(f"  failed to deploy {directory}: {exc}", err=True)
+        names = [e.name for e in await platform.store.list_endpoints(DEFAULT_ACCOUNT)]
+        click.echo(banner(settings, f"http://{settings.host}:{settings.port}", names))
+        await task
+    except SystemExit:
+        click.echo(
+            f"error: could not listen on {settings.host}:{settings.port} (in use?); "
+            "pick another with --port or PORT=",
+            err=True,
+        )
+        return 1
+    finally:
+        click.echo("stopping workers …")
+        await platform.stop()
+    return 0
+
+
+def run_server(settings: Settings, deploy_dirs: list[Path]) -> None:
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    sys.exit(asyncio.run(serve(settings, deploy_dirs)))

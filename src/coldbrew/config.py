@@ -1,0 +1,122 @@
+"""The platform's settings: one typed tree, read once at start-up.
+
+Sources, highest first: explicit values (CLI flags), environment variables `COLDBREW_*`
+(nested with `__`, dicts as JSON: `COLDBREW_HARDWARE_SLOTS='{"cpu": 2, "L4": 1}'`),
+then the TOML file at `$COLDBREW_HOME/config.toml` if present.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: Hourly prices in USD per worker slot, by hardware class (cpu: per core-slot).
+DEFAULT_PRICES_PER_HOUR_USD: dict[str, float] = {
+    "cpu": 0.05,
+    "RTX4090": 0.34,
+    "L4": 0.44,
+    "L40S": 0.79,
+    "A100": 1.19,
+    "H100": 1.99,
+}
+
+
+def _default_slots() -> dict[str, int]:
+    return {"cpu": os.cpu_count() or 1}
+
+
+def _home_from_env() -> Path:
+    return Path(os.environ.get("COLDBREW_HOME", ".coldbrew"))
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Invalid values fail at start-up with the fix."""
+
+    model_config = SettingsConfigDict(env_prefix="COLDBREW_", env_nested_delimiter="__")
+
+    home: Path = Field(default_factory=_home_from_env, description="state directory")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    hardware_slots: dict[str, int] = Field(default_factory=_default_slots)
+    prices_per_hour_usd: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_PRICES_PER_HOUR_USD)
+    )
+    account_concurrency_cap: int = Field(default=100, ge=1)
+    job_ttl_s: float = Field(default=86_400.0, gt=0)
+    runsync_wait_ms: int = Field(default=90_000, ge=0)
+    webhook_max_attempts: int = Field(default=6, ge=1)
+    webhook_backoff_s: float = Field(default=1.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    setup_backoff_s: float = Field(default=1.0, gt=0, description="first wait after a failed setup")
+    setup_backoff_max_s: float = Field(default=60.0, gt=0)
+    worker_stop_grace_s: float = Field(default=5.0, ge=0)
+    tick_interval_s: float = Field(default=0.1, gt=0)
+    log_json: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=_home_from_env() / "config.toml")
+        return (init_settings, env_settings, toml)
+
+    @field_validator("hardware_slots")
+    @classmethod
+    def _slots_positive(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {k: v for k, v in value.items() if v < 0}
+        if bad:
+            raise ValueError(f"slot counts must be >= 0, got {bad}; e.g. {{'cpu': 2, 'L4': 1}}")
+        return value
+
+    @model_validator(mode="after")
+    def _priced(self) -> Settings:
+        unpriced = sorted(set(self.hardware_slots) - set(self.prices_per_hour_usd))
+        if unpriced:
+            raise ValueError(
+                f"hardware classes {unpriced} have slots but no price; add them to "
+                "prices_per_hour_usd (COLDBREW_PRICES_PER_HOUR_USD)"
+            )
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "coldbrew.db"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    def artifact_dir(self, account: str, sha: str) -> Path:
+        """Where an account's unpacked upload with content hash `sha` lives."""
+        return self.artifacts_dir / account / sha
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def admin_key_path(self) -> Path:
+        return self.home / "admin.key"
+
+    def price_per_second_usd(self, hardware: str) -> float:
+        """The per-second price of one slot of `hardware` (0 for an unpriced class)."""
+        return self.prices_per_hour_usd.get(hardware, 0.0) / 3600.0
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; `overrides` are CLI flags and win over everything else."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

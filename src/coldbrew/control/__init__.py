@@ -1,0 +1,1 @@
+"""The control plane: the autoscaling policy, and the scheduler that acts on it."""

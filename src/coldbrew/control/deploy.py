@@ -1,0 +1,136 @@
+"""Deploys: store an uploaded artifact, inspect its models in a throwaway process, add versions."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import sys
+import tarfile
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coldbrew.clock import Clock
+from coldbrew.config import Settings
+from coldbrew.errors import InvalidRequest, NotFound, SpecError
+from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.store.base import Store
+
+INSPECT_TIMEOUT_S = 600.0
+_MARKER = "@@COLDBREW@@"
+
+
+class Deployer:
+    """Turns uploaded directories into endpoint versions."""
+
+    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+
+    def artifact_dir(self, account: str, sha: str) -> Path:
+        return self.settings.artifact_dir(account, sha)
+
+    def has_artifact(self, account: str, sha: str) -> bool:
+        return self.artifact_dir(account, sha).is_dir()
+
+    async def store_artifact(self, account: str, sha: str, chunks: AsyncIterator[bytes]) -> None:
+        """Save an uploaded tar, check it hashes to `sha`, and unpack it atomically."""
+        target = self.artifact_dir(account, sha)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            tar_path = Path(tmp) / "upload.tar"
+            with open(tar_path, "wb") as out:
+                async for chunk in chunks:
+                    digest.update(chunk)
+                    out.write(chunk)
+            if digest.hexdigest() != sha:
+                raise InvalidRequest(
+                    f"the upload hashes to {digest.hexdigest()}, not {sha}",
+                    hint="upload the bytes whose sha256 is in the URL (coldbrew deploy does this)",
+                )
+            unpacked = Path(tmp) / "tree"
+            try:
+                with tarfile.open(tar_path) as tar:
+                    tar.extractall(unpacked, filter="data")
+            except (tarfile.TarError, OSError) as exc:
+                raise InvalidRequest(f"the upload is not a valid tar archive: {exc}") from exc
+            if not target.exists():
+                os.rename(unpacked, target)
+
+    async def deploy(self, account: str, sha: str) -> list[dict[str, Any]]:
+        """Create a version of each model in the artifact; unchanged models keep theirs."""
+        directory = self.artifact_dir(account, sha)
+        if not directory.is_dir():
+            raise NotFound(
+                f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first"
+            )
+        models = await self._inspect(directory)
+        results = []
+        for model in models:
+            spec = DeploymentSpec(**model["spec"])
+            if self.settings.hardware_slots.get(spec.hardware, 0) < 1:
+                raise SpecError(
+                    f"endpoint {model['name']!r} asks for hardware {spec.hardware!r}, "
+                    f"but this node has no {spec.hardware} slots "
+                    f"(it has {self.settings.hardware_slots})",
+                    hint="pick a hardware class the node has, or add slots with "
+                    "COLDBREW_HARDWARE_SLOTS",
+                )
+        for model in models:
+            version, created = await self.store.add_version(
+                account,
+                model["name"],
+                sha,
+                model["module"],
+                model["class"],
+                model["spec"],
+                model["input_schema"],
+                self.clock.time(),
+            )
+            results.append(
+                {"name": model["name"], "version": version.number, "created": created,
+                 "spec": model["spec"]}
+            )
+        return results
+
+    async def _inspect(self, directory: Path) -> list[dict[str, Any]]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "coldbrew.runtime.inspect",
+            str(directory),
+            cwd=directory,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), INSPECT_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            raise SpecError(
+                f"importing the model code took longer than {INSPECT_TIMEOUT_S:g} s",
+                hint="move slow work from module level into setup()",
+            ) from None
+        text = out.decode(errors="replace")
+        if _MARKER not in text:
+            raise SpecError(
+                f"inspecting the models failed (exit {process.returncode}): {text[-2000:]}",
+                hint="run the model module locally with python to see the error",
+            )
+        result: dict[str, Any] = orjson.loads(text.rsplit(_MARKER, 1)[1])
+        if "error" in result:
+            err = result["error"]
+            raise SpecError(
+                err["message"], hint=err.get("hint", ""), traceback=err.get("traceback", "")
+            )
+        models: list[dict[str, Any]] = result["models"]
+        return models
+
+

@@ -1,0 +1,538 @@
+"""The scheduler: reconciles each version's workers with the autoscaler's decision, hands queued
+jobs to free worker slots fairly, enforces timeouts, and reacts to workers that die.
+
+One asyncio task runs `tick()` whenever something changed (a job arrived, a worker became free)
+and at least every `tick_interval_s`. Each worker has its own task that reads its frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from coldbrew.backends.base import Backend, WorkerLaunch
+from coldbrew.clock import Clock
+from coldbrew.config import Settings
+from coldbrew.control.autoscaler import Observation, ScalerState, WorkerView, decide
+from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState, describe_exit
+from coldbrew.errors import NotFound
+from coldbrew.metering.meter import WorkerMeter
+from coldbrew.metering.report import job_cost_usd
+from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.store.base import Store
+from coldbrew.store.models import Job, JobStatus, QueueStat, UsageKind, Version
+
+log = logging.getLogger("coldbrew.scheduler")
+
+FinalListener = Callable[[Job], None]
+
+_METER_FLUSH_S = 5.0
+_PURGE_EVERY_S = 60.0
+
+
+class Scheduler:
+    """Runs workers and jobs for every endpoint of every account on this node."""
+
+    def __init__(self, store: Store, backend: Backend, clock: Clock, settings: Settings) -> None:
+        self.store = store
+        self.backend = backend
+        self.clock = clock
+        self.settings = settings
+        self.workers: dict[str, ManagedWorker] = {}
+        self._versions: dict[int, tuple[Version, DeploymentSpec]] = {}
+        self._current: set[int] = set()
+        self._scaler: dict[int, ScalerState] = {}
+        self._backoff: dict[int, tuple[float, float]] = {}  # version -> (until, last delay)
+        self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
+        self._listeners: list[FinalListener] = []
+        self._running: Counter[str] = Counter()  # running jobs per account
+        self._logs: list[tuple[str, float, str, str]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._rotation = 0
+        self._last_flush = 0.0
+        self._last_purge = 0.0
+
+    # lifecycle
+    async def start(self) -> None:
+        """Recover jobs a previous run left IN_PROGRESS, then start the control loop."""
+        await self.refresh_endpoints()
+        await self._recover()
+        self._loop_task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the loop, then every worker (running jobs get the grace period), then flush."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+        for worker in list(self.workers.values()):
+            await self._stop_worker(worker, "the server is shutting down")
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=self.settings.worker_stop_grace_s)
+            for worker in self.workers.values():
+                if worker.handle is not None:
+                    worker.handle.kill()
+            if pending:
+                await asyncio.wait(pending, timeout=5.0)
+        await self._flush(force=True)
+
+    def add_final_listener(self, listener: FinalListener) -> None:
+        """Call `listener(job)` whenever a job reaches a final state."""
+        self._listeners.append(listener)
+
+    def notify(self) -> None:
+        """Something changed (a job was queued): run a tick soon."""
+        self._wake.set()
+
+    async def refresh_endpoints(self) -> None:
+        """Reload which version is current per endpoint (after a deploy or delete)."""
+        endpoints = await self.store.list_endpoints(None)
+        self._current = {e.current_version_id for e in endpoints}
+        self.notify()
+
+    # job waiting and control, used by the gateway
+    def watch(self, job_id: str) -> asyncio.Future[Job]:
+        """A future resolved with the job once it is final (register before queueing)."""
+        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(job_id, []).append(future)
+        return future
+
+    def unwatch(self, job_id: str, future: asyncio.Future[Job]) -> None:
+        waiters = self._waiters.get(job_id, [])
+        if future in waiters:
+            waiters.remove(future)
+        if not waiters:
+            self._waiters.pop(job_id, None)
+
+    async def cancel(self, job_id: str, account: str) -> Job:
+        """Cancel a queued or running job; a worker running it alone is replaced."""
+        job = await self.store.get_job(job_id, account)
+        if job is None:
+            raise NotFound(f"no job {job_id!r}", hint="check the id returned by /run")
+        if job.status.final:
+            return job
+        now = self.clock.time()
+        if job.status is JobStatus.IN_QUEUE:
+            final = await self.store.finish(
+                job_id, JobStatus.CANCELLED, now, from_statuses=[JobStatus.IN_QUEUE]
+            )
+        else:
+            final = await self.store.finish(job_id, JobStatus.CANCELLED, now)
+            self._release(job_id, kill_reason="its job was cancelled")
+        if final is None:  # it finished meanwhile
+            return await self.cancel(job_id, account)
+        self._finalized(final)
+        return final
+
+    async def purge_queue(self, endpoint_id: int) -> int:
+        jobs = await self.store.purge_queue(endpoint_id, self.clock.time())
+        for job in jobs:
+            self._finalized(job)
+        return len(jobs)
+
+    async def delete_endpoint(self, account: str, name: str) -> None:
+        """Remove the endpoint, cancel its queue, and drain its workers."""
+        endpoint = await self.store.get_endpoint(account, name)
+        if endpoint is None:
+            raise NotFound(f"no endpoint {name!r}", hint="`coldbrew endpoints` lists yours")
+        await self.purge_queue(endpoint.id)
+        await self.store.delete_endpoint(account, name, self.clock.time())
+        for worker in list(self.workers.values()):
+            if worker.version.endpoint_id == endpoint.id:
+                await self._stop_worker(worker, "its endpoint was deleted")
+        await self.refresh_endpoints()
+
+    def worker_counts(self, endpoint_id: int) -> dict[str, int]:
+        """Workers of the endpoint (all versions) by state: idle, running (busy), starting."""
+        counts = {"idle": 0, "running": 0, "starting": 0}
+        for worker in self.workers.values():
+            if worker.version.endpoint_id != endpoint_id:
+                continue
+            if worker.state is WorkerState.IDLE:
+                counts["idle"] += 1
+            elif worker.state is WorkerState.BUSY:
+                counts["running"] += 1
+            elif worker.state in (WorkerState.STARTING, WorkerState.LOADING):
+                counts["starting"] += 1
+        return counts
+
+    # the control loop
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.tick_interval_s)
+            self._wake.clear()
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    async def tick(self) -> None:
+        """One reconciliation: scale, dispatch, time out, flush."""
+        now = self.clock.monotonic()
+        stats = await self.store.queue_stats()
+        await self._scale(stats, now)
+        await self._dispatch(stats)
+        await self._expire(now)
+        await self._flush()
+        if now - self._last_purge >= _PURGE_EVERY_S:
+            self._last_purge = now
+            await self.store.purge_expired(self.clock.time())
+
+    async def _version(self, version_id: int) -> tuple[Version, DeploymentSpec]:
+        if version_id not in self._versions:
+            version = await self.store.get_version(version_id)
+            self._versions[version_id] = (version, DeploymentSpec(**version.spec))
+        return self._versions[version_id]
+
+    async def _scale(self, stats: dict[int, QueueStat], now: float) -> None:
+        version_ids = set(stats) | {w.version.id for w in self.workers.values() if w.live}
+        for vid in self._current:
+            if (await self._version(vid))[1].min_workers > 0:
+                version_ids.add(vid)
+        wall = self.clock.time()
+        for vid in sorted(version_ids):
+            version, spec = await self._version(vid)
+            live = [w for w in self.workers.values() if w.version.id == vid and w.live]
+            stat = stats.get(vid)
+            obs = Observation(
+                now=now,
+                queued=stat.queued if stat else 0,
+                running=sum(len(w.jobs) for w in live),
+                oldest_queued_age_s=max(0.0, wall - stat.oldest_created_at) if stat else 0.0,
+                workers=tuple(
+                    WorkerView(
+                        w.id,
+                        w.state in (WorkerState.IDLE, WorkerState.BUSY),
+                        len(w.jobs),
+                        w.idle_since,
+                    )
+                    for w in live
+                ),
+                retired=vid not in self._current,
+            )
+            decision, self._scaler[vid] = decide(obs, spec, self._scaler.get(vid, ScalerState()))
+            for worker_id in decision.stop:
+                await self._stop_worker(self.workers[worker_id], "idle past its keep-warm window")
+            if decision.start and self._backoff.get(vid, (0.0, 0.0))[0] > now:
+                continue  # setup failed recently: wait before trying again
+            for _ in range(decision.start):
+                if not await self._take_slot(spec.hardware, vid):
+                    break
+                self._launch(version, spec)
+
+    async def _take_slot(self, hardware: str, version_id: int) -> bool:
+        """Whether a slot of `hardware` is free; if not, start evicting an idle worker (LRU)."""
+        total = self.settings.hardware_slots.get(hardware, 0)
+        holders = [w for w in self.workers.values() if w.hardware == hardware]
+        if len(holders) < total:
+            return True
+        per_version = Counter(w.version.id for w in holders if w.live)
+        evictable = [
+            w
+            for w in holders
+            if w.state is WorkerState.IDLE
+            and w.version.id != version_id
+            and (w.version.id not in self._current or per_version[w.version.id] > w.spec.min_workers)
+        ]
+        if evictable:
+            victim = min(evictable, key=lambda w: w.last_used)
+            await self._stop_worker(victim, "evicted to free a slot for another endpoint")
+        return False
+
+    def _launch(self, version: Version, spec: DeploymentSpec) -> None:
+        worker_id = f"w-{uuid.uuid4().hex[:12]}"
+        meter = WorkerMeter(
+            worker_id=worker_id,
+            account=version.account,
+            endpoint=version.endpoint,
+            version_id=version.id,
+            hardware=spec.hardware,
+            kind=UsageKind.COLD_START,
+            since=self.clock.time(),
+        )
+        worker = ManagedWorker(
+            id=worker_id,
+            version=version,
+            spec=spec,
+            state=WorkerState.STARTING,
+            spawned_at=self.clock.monotonic(),
+            meter=meter,
+        )
+        self.workers[worker_id] = worker
+        task = asyncio.create_task(self._run_worker(worker))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_worker(self, worker: ManagedWorker) -> None:
+        version = worker.version
+        launch = WorkerLaunch(
+            worker_id=worker.id,
+            artifact_dir=self.settings.artifact_dir(version.account, version.artifact_sha),
+            module=version.module,
+            class_name=version.class_name,
+            concurrency=worker.spec.concurrency,
+            hardware=worker.spec.hardware,
+            log_path=self.settings.logs_dir / "workers" / f"{worker.id}.log",
+        )
+        code = -1
+        try:
+            worker.handle = await self.backend.start(launch)
+            if worker.state is WorkerState.DRAINING:
+                worker.handle.kill()
+            else:
+                worker.state = WorkerState.LOADING
+            while (frame := await worker.handle.recv()) is not None:
+                await self._on_frame(worker, frame)
+            code = await worker.handle.wait()
+        except Exception as exc:
+            log.exception("worker %s failed", worker.id)
+            worker.stop_reason = worker.stop_reason or f"the worker could not run: {exc}"
+            if worker.handle is not None:
+                worker.handle.kill()
+                code = await worker.handle.wait()
+        await self._on_exit(worker, code)
+
+    async def _on_frame(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        kind = frame["t"]
+        if kind == "log":
+            self._logs.append((frame["id"], frame["ts"], frame["stream"], frame["line"]))
+        elif kind == "done":
+            await self._on_done(worker, frame)
+        elif kind == "ready":
+            self._on_ready(worker, frame)
+        elif kind == "setup_failed":
+            worker.setup_error = frame["error"]
+
+    def _on_ready(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        total_s = self.clock.monotonic() - worker.spawned_at
+        import_s, setup_s = float(frame["import_s"]), float(frame["setup_s"])
+        worker.cold_start_detail = {
+            "processStartMs": round(max(0.0, total_s - import_s - setup_s) * 1000, 1),
+            "importMs": round(import_s * 1000, 1),
+            "setupMs": round(setup_s * 1000, 1),
+            "totalMs": round(total_s * 1000, 1),
+        }
+        worker.ready_wall = self.clock.time()
+        worker.cold_slots = worker.spec.concurrency
+        worker.meter.switch(UsageKind.IDLE, worker.ready_wall)
+        worker.idle_since = worker.last_used = self.clock.monotonic()
+        self._backoff.pop(worker.version.id, None)
+        if worker.state is WorkerState.LOADING:
+            worker.state = WorkerState.IDLE
+        self.notify()
+
+    async def _on_done(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        inflight = worker.jobs.pop(frame["id"], None)
+        if inflight is None:
+            return  # timed out or cancelled meanwhile; its outcome is already recorded
+        self._running[inflight.job.account] -= 1
+        now = self.clock.time()
+        execution_s = now - (inflight.job.started_at or now)
+        cost = job_cost_usd(execution_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0))
+        await self._flush_logs()
+        error = frame.get("error")
+        final = await self.store.finish(
+            inflight.job.id,
+            JobStatus.FAILED if error else JobStatus.COMPLETED,
+            now,
+            output=frame.get("output"),
+            error=error,
+            cost_usd=cost,
+        )
+        if final is not None:
+            self._finalized(final)
+        self._mark_idle_if_free(worker)
+        self.notify()
+
+    def _mark_idle_if_free(self, worker: ManagedWorker) -> None:
+        worker.last_used = self.clock.monotonic()
+        if worker.jobs or worker.state is not WorkerState.BUSY:
+            return
+        worker.state = WorkerState.IDLE
+        worker.idle_since = worker.last_used
+        worker.meter.switch(UsageKind.IDLE, self.clock.time())
+
+    async def _on_exit(self, worker: ManagedWorker, code: int) -> None:
+        worker.state = WorkerState.STOPPED
+        worker.meter.switch(None, self.clock.time())
+        await self.store.add_usage(worker.meter.drain(self.clock.time()))
+        await self._flush_logs()
+        del self.workers[worker.id]
+        reason = describe_exit(code, worker.stop_reason)
+        if worker.ready_wall is None and worker.stop_reason is None:
+            await self._setup_failed(worker, reason)
+        for job_id, inflight in list(worker.jobs.items()):
+            self._running[inflight.job.account] -= 1
+            await self._worker_lost(inflight.job, reason)
+        worker.jobs.clear()
+        self.notify()
+
+    async def _worker_lost(self, job: Job, reason: str) -> None:
+        """Retry a job whose worker died, or fail it once its attempts are used up."""
+        if job.attempts < job.max_attempts and await self.store.requeue(job.id):
+            log.warning("job %s: %s; retrying (attempt %d)", job.id, reason, job.attempts + 1)
+            return
+        error = {
+            "type": "WorkerCrashed",
+            "message": f"the worker died while running the job: {reason} "
+            f"(attempt {job.attempts} of {job.max_attempts})",
+            "hint": "see the worker log; raise retries in @app.model if the crash is transient",
+        }
+        final = await self.store.finish(job.id, JobStatus.FAILED, self.clock.time(), error=error)
+        if final is not None:
+            self._finalized(final)
+
+    async def _setup_failed(self, worker: ManagedWorker, reason: str) -> None:
+        """Fail the version's waiting jobs with setup's traceback and back off before retrying."""
+        record = worker.setup_error or {"type": "WorkerCrashed", "message": reason}
+        error = {
+            "type": "SetupFailed",
+            "message": f"setup of endpoint {worker.version.endpoint!r} failed: "
+            f"{record.get('type')}: {record.get('message')}",
+            "traceback": record.get("traceback", ""),
+            "hint": "fix the model's setup() or imports and deploy again",
+        }
+        for job in await self.store.fail_queued(worker.version.id, error, self.clock.time()):
+            self._finalized(job)
+        last = self._backoff.get(worker.version.id, (0.0, 0.0))[1]
+        delay = min(self.settings.setup_backoff_max_s, max(self.settings.setup_backoff_s, last * 2))
+        self._backoff[worker.version.id] = (self.clock.monotonic() + delay, delay)
+        log.warning("setup of %s failed; next try in %.1f s", worker.version.endpoint, delay)
+
+    async def _stop_worker(self, worker: ManagedWorker, reason: str) -> None:
+        """Ask a worker to finish its jobs and exit; it takes no new job from now on."""
+        if worker.state in (WorkerState.DRAINING, WorkerState.STOPPED):
+            return
+        worker.state = WorkerState.DRAINING
+        worker.stop_reason = reason
+        if worker.handle is not None:
+            try:
+                await worker.handle.send({"t": "stop"})
+            except (ConnectionError, OSError):
+                worker.handle.kill()
+
+    def _release(self, job_id: str, kill_reason: str) -> None:
+        """Forget a running job the gateway ended; replace its worker if it ran nothing else."""
+        for worker in self.workers.values():
+            inflight = worker.jobs.pop(job_id, None)
+            if inflight is None:
+                continue
+            self._running[inflight.job.account] -= 1
+            if worker.spec.concurrency == 1 and worker.handle is not None:
+                worker.state = WorkerState.DRAINING
+                worker.stop_reason = kill_reason
+                worker.handle.kill()
+            else:
+                self._mark_idle_if_free(worker)
+            self.notify()
+            return
+
+    async def _dispatch(self, stats: dict[int, QueueStat]) -> None:
+        """Hand queued jobs to free slots, one job per version per round, accounts capped."""
+        queued = {vid: s.queued for vid, s in stats.items()}
+        order = sorted(queued)
+        if order:
+            self._rotation = (self._rotation + 1) % len(order)
+            order = order[self._rotation :] + order[: self._rotation]
+        progress = True
+        while progress:
+            progress = False
+            for vid in order:
+                if queued[vid] <= 0:
+                    continue
+                version, spec = await self._version(vid)
+                if self._running[version.account] >= self.settings.account_concurrency_cap:
+                    continue
+                worker = next((w for w in self.workers.values()
+                               if w.version.id == vid and w.free_slots > 0), None)
+                if worker is None:
+                    continue
+                job = await self.store.claim(vid, worker.id, self.clock.time())
+                if job is None:
+                    queued[vid] = 0
+                    continue
+                queued[vid] -= 1
+                progress = True
+                await self._assign(worker, job)
+
+    async def _assign(self, worker: ManagedWorker, job: Job) -> None:
+        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s)
+        self._running[job.account] += 1
+        if worker.state is WorkerState.IDLE:
+            worker.state = WorkerState.BUSY
+            worker.idle_since = None
+            worker.meter.switch(UsageKind.BUSY, self.clock.time())
+        if worker.cold_slots > 0 and worker.ready_wall and job.created_at <= worker.ready_wall:
+            worker.cold_slots -= 1
+            detail = dict(worker.cold_start_detail or {})
+            detail["queueWaitMs"] = round(((job.started_at or 0) - job.created_at) * 1000, 1)
+            await self.store.mark_cold_start(job.id, detail)
+        else:
+            worker.cold_slots = 0
+        assert worker.handle is not None
+        try:
+            await worker.handle.send({"t": "job", "id": job.id, "input": job.input})
+        except (ConnectionError, OSError):
+            worker.handle.kill()  # the exit path retries the job
+
+    async def _expire(self, now: float) -> None:
+        """End jobs past their execution timeout and replace the workers running them."""
+        for worker in list(self.workers.values()):
+            for job_id, inflight in list(worker.jobs.items()):
+                if inflight.deadline > now:
+                    continue
+                job = inflight.job
+                error = {
+                    "type": "TimedOut",
+                    "message": f"the job ran past its execution timeout of {job.timeout_s:g} s",
+                    "hint": "raise timeout_s in @app.model or policy.executionTimeout (ms)",
+                }
+                cost = job_cost_usd(job.timeout_s, self.settings.prices_per_hour_usd.get(
+                    worker.hardware, 0.0))
+                final = await self.store.finish(
+                    job_id, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
+                )
+                if final is not None:
+                    self._finalized(final)
+                self._release(job_id, kill_reason="replaced after a job timed out")
+                if worker.handle is not None and worker.state is not WorkerState.DRAINING:
+                    worker.state = WorkerState.DRAINING
+                    worker.stop_reason = "replaced after a job timed out"
+                    worker.handle.kill()
+
+    async def _recover(self) -> None:
+        """Jobs IN_PROGRESS at start-up lost their worker with the previous server process."""
+        for job in await self.store.in_progress():
+            await self._worker_lost(job, "the server stopped while the job ran")
+
+    def _finalized(self, job: Job) -> None:
+        for future in self._waiters.pop(job.id, []):
+            if not future.done():
+                future.set_result(job)
+        for listener in self._listeners:
+            listener(job)
+
+    async def _flush_logs(self) -> None:
+        if self._logs:
+            rows, self._logs = self._logs, []
+            await self.store.append_logs(rows)
+
+    async def _flush(self, force: bool = False) -> None:
+        await self._flush_logs()
+        now = self.clock.monotonic()
+        if not force and now - self._last_flush < _METER_FLUSH_S:
+            return
+        self._last_flush = now
+        wall = self.clock.time()
+        rows = [row for w in self.workers.values() for row in w.meter.drain(wall)]
+        if rows:
+            await self.store.add_usage(rows)
+

@@ -1,0 +1,82 @@
+"""The scheduler's record of each worker it runs, and how a worker's exit is described."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from coldbrew.backends.base import WorkerHandle
+from coldbrew.metering.meter import WorkerMeter
+from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.store.models import Job, Version
+
+
+class WorkerState(StrEnum):
+    """Life of a worker process."""
+
+    STARTING = "STARTING"  # the backend is creating the process
+    LOADING = "LOADING"  # the process runs: imports and setup()
+    IDLE = "IDLE"  # ready, no job
+    BUSY = "BUSY"  # at least one job running
+    DRAINING = "DRAINING"  # told to stop (or killed); takes no new job
+    STOPPED = "STOPPED"  # the process has exited
+
+
+@dataclass
+class InFlight:
+    """A job handed to a worker, with the monotonic instant it times out."""
+
+    job: Job
+    deadline: float
+
+
+@dataclass
+class ManagedWorker:
+    """One worker process and what the scheduler knows about it."""
+
+    id: str
+    version: Version
+    spec: DeploymentSpec
+    state: WorkerState
+    spawned_at: float  # monotonic
+    meter: WorkerMeter
+    handle: WorkerHandle | None = None
+    jobs: dict[str, InFlight] = field(default_factory=dict)
+    idle_since: float | None = None  # monotonic
+    last_used: float = 0.0  # monotonic; for least-recently-used eviction
+    ready_wall: float | None = None
+    cold_start_detail: dict[str, float] | None = None
+    cold_slots: int = 0  # how many of the next jobs waited for this worker to start
+    setup_error: dict[str, Any] | None = None
+    stop_reason: str | None = None  # set when the scheduler stops or kills it
+
+    @property
+    def hardware(self) -> str:
+        return self.spec.hardware
+
+    @property
+    def live(self) -> bool:
+        """Counts toward the version's workers: neither draining nor stopped."""
+        return self.state not in (WorkerState.DRAINING, WorkerState.STOPPED)
+
+    @property
+    def free_slots(self) -> int:
+        if self.state not in (WorkerState.IDLE, WorkerState.BUSY):
+            return 0
+        return self.spec.concurrency - len(self.jobs)
+
+
+def describe_exit(code: int, stop_reason: str | None) -> str:
+    """A sentence on why a worker process ended, for job errors and logs."""
+    if stop_reason:
+        return stop_reason
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        extra = " (out of memory, or killed from outside)" if name == "SIGKILL" else ""
+        return f"the worker process was killed by {name}{extra}"
+    return f"the worker process exited with status {code}"

@@ -1,0 +1,1 @@
+"""Ways results leave coldbrew besides the HTTP response: webhooks (pipelines, triggers later)."""

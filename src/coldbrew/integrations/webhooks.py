@@ -1,0 +1,124 @@
+"""Signed webhook delivery with retries and a delivery log.
+
+Signatures follow the Standard Webhooks scheme (as Replicate's do): headers `webhook-id`,
+`webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
+keyed with the account's secret (`whsec_<base64>`, from `GET /v1/account`). Receivers can check
+it with `coldbrew.verify_webhook`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import logging
+import secrets
+from collections.abc import Mapping
+
+import httpx
+import orjson
+
+from coldbrew.api.wire import status_json
+from coldbrew.clock import Clock
+from coldbrew.config import Settings
+from coldbrew.store.base import Store
+from coldbrew.store.models import Job, WebhookState
+
+log = logging.getLogger("coldbrew.webhooks")
+
+TOLERANCE_S = 300
+
+
+def new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` header value for one delivery."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_webhook(
+    secret: str, headers: Mapping[str, str], body: bytes, *, now: float | None = None
+) -> bool:
+    """Whether a received webhook was signed with `secret` (and is recent, when `now` is given)."""
+    lower = {k.lower(): v for k, v in headers.items()}
+    msg_id, ts, sigs = (lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    if not (msg_id and ts and sigs and ts.isdigit()):
+        return False
+    if now is not None and abs(now - int(ts)) > TOLERANCE_S:
+        return False
+    expected = sign(secret, msg_id, int(ts), body).split(",", 1)[1]
+    return any(
+        hmac.compare_digest(expected, s.split(",", 1)[1]) for s in sigs.split() if "," in s
+    )
+
+
+class WebhookSender:
+    """Delivers each final job's status to its webhook, retrying with exponential backoff."""
+
+    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self._client = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def submit(self, job: Job) -> None:
+        """Start delivering `job` if it has a webhook (called for every final job)."""
+        if job.webhook_url:
+            task = asyncio.create_task(self._deliver(job, first_attempt=1))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def resume(self) -> None:
+        """After a restart: deliver every webhook that was still pending."""
+        for job in await self.store.pending_webhooks():
+            done = len(await self.store.deliveries(job.id))
+            task = asyncio.create_task(self._deliver(job, first_attempt=done + 1))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._client.aclose()
+
+    async def _deliver(self, job: Job, first_attempt: int) -> None:
+        account = await self.store.get_account(job.account)
+        assert account is not None and job.webhook_url is not None
+        body = orjson.dumps(status_json(job))
+        msg_id = f"msg_{job.id}"
+        attempts = self.settings.webhook_max_attempts
+        for attempt in range(first_attempt, attempts + 1):
+            if attempt > 1:
+                await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
+            timestamp = int(self.clock.time())
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": msg_id,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": sign(account.webhook_secret, msg_id, timestamp, body),
+            }
+            code: int | None = None
+            error: str | None = None
+            try:
+                response = await self._client.post(job.webhook_url, content=body, headers=headers)
+                code = response.status_code
+                if not 200 <= code < 300:
+                    error = f"receiver answered HTTP {code}"
+            except httpx.HTTPError as exc:
+                error = f"{type(exc).__name__}: {exc}"
+            ok = error is None
+            state = WebhookState.DELIVERED if ok else None
+            if not ok and attempt == attempts:
+                state = WebhookState.GAVE_UP
+            await self.store.record_delivery(job.id, attempt, self.clock.time(), code, error, state)
+            if ok:
+                return
+            log.warning("webhook for job %s, attempt %d: %s", job.id, attempt, error)

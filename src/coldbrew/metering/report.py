@@ -1,0 +1,50 @@
+"""Usage reports: billable seconds split into cold start, busy and idle, and their price."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from coldbrew.store.models import UsageKind, UsageRow
+
+GROUPINGS = ("endpoint", "account", "hardware", "version")
+
+
+def job_cost_usd(execution_s: float, price_per_hour_usd: float) -> float:
+    """What one job costs: its execution time at its hardware's rate."""
+    return execution_s * price_per_hour_usd / 3600.0
+
+
+def usage_report(
+    rows: list[UsageRow], by: str, prices_per_hour_usd: dict[str, float]
+) -> list[dict[str, Any]]:
+    """One line per group with seconds and dollars per kind, summed exactly from `rows`.
+
+    Dollars are computed per row and summed, so the totals equal the recorded segments priced
+    one by one; rounding happens only for display.
+    """
+    if by not in GROUPINGS:
+        raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
+    groups: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for row in rows:
+        key = {
+            "endpoint": f"{row.account}/{row.endpoint}",
+            "account": row.account,
+            "hardware": row.hardware,
+            "version": f"{row.account}/{row.endpoint}@{row.version_id}",
+        }[by]
+        usd = row.seconds * prices_per_hour_usd.get(row.hardware, 0.0) / 3600.0
+        group = groups[key]
+        group[f"{row.kind.value}_s"] += row.seconds
+        group[f"{row.kind.value}_usd"] += usd
+    report = []
+    for key in sorted(groups):
+        group = groups[key]
+        line: dict[str, Any] = {by: key}
+        for kind in UsageKind:
+            line[f"{kind.value}_s"] = round(group[f"{kind.value}_s"], 3)
+            line[f"{kind.value}_usd"] = round(group[f"{kind.value}_usd"], 6)
+        line["total_s"] = round(sum(group[f"{k.value}_s"] for k in UsageKind), 3)
+        line["total_usd"] = round(sum(group[f"{k.value}_usd"] for k in UsageKind), 6)
+        report.append(line)
+    return report

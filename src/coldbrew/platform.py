@@ -1,0 +1,88 @@
+"""Wires the parts of one coldbrew node together: store, scheduler, deployer, webhooks."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+
+from coldbrew.backends.base import Backend
+from coldbrew.backends.local import LocalBackend
+from coldbrew.clock import Clock, SystemClock
+from coldbrew.config import Settings
+from coldbrew.control.deploy import Deployer
+from coldbrew.control.scheduler import Scheduler
+from coldbrew.integrations.webhooks import WebhookSender, new_secret
+from coldbrew.store.base import Store
+from coldbrew.store.models import Principal
+from coldbrew.store.sqlite import SQLiteStore
+
+DEFAULT_ACCOUNT = "default"
+
+
+def new_api_key() -> str:
+    return "cb_" + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    """Keys are stored as their sha256; the key itself is shown once."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class Platform:
+    """Everything one `coldbrew serve` process runs."""
+
+    settings: Settings
+    store: Store
+    scheduler: Scheduler
+    deployer: Deployer
+    webhooks: WebhookSender
+    clock: Clock
+
+    @classmethod
+    def create(
+        cls, settings: Settings, clock: Clock | None = None, backend: Backend | None = None
+    ) -> Platform:
+        clock = clock or SystemClock()
+        settings.home.mkdir(parents=True, exist_ok=True)
+        store = SQLiteStore(settings.db_path)
+        scheduler = Scheduler(store, backend or LocalBackend(), clock, settings)
+        webhooks = WebhookSender(store, clock, settings)
+        scheduler.add_final_listener(webhooks.submit)
+        return cls(settings, store, scheduler, Deployer(store, clock, settings), webhooks, clock)
+
+    async def start(self) -> str | None:
+        """Start serving; on an empty home, create the default account and return its admin key."""
+        admin_key = await self._bootstrap()
+        await self.scheduler.start()
+        await self.webhooks.resume()
+        return admin_key
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+        await self.webhooks.close()
+        await self.store.close()
+
+    async def create_key(self, account: str, admin: bool) -> str:
+        """A new API key for `account` (created if new); only its hash is kept."""
+        if await self.store.get_account(account) is None:
+            await self.store.create_account(account, new_secret(), self.clock.time())
+        key = new_api_key()
+        await self.store.add_key(hash_key(key), account, admin, self.clock.time())
+        return key
+
+    async def principal(self, key: str) -> Principal | None:
+        return await self.store.principal(hash_key(key))
+
+    async def _bootstrap(self) -> str | None:
+        if await self.store.count_accounts():
+            return None
+        key = await self.create_key(DEFAULT_ACCOUNT, admin=True)
+        path = self.settings.admin_key_path
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(key + "\n")
+        os.chmod(path, 0o600)
+        return key

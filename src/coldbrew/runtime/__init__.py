@@ -1,0 +1,1 @@
+"""What runs inside worker processes: loading user code, serving jobs, capturing logs."""

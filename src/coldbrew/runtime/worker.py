@@ -1,0 +1,172 @@
+"""The worker process: import the model once, run `setup()`, then serve jobs until told to stop.
+
+Started as `python -m coldbrew.runtime.worker DIR MODULE CLASS CONCURRENCY` with the control
+socket's descriptor in `COLDBREW_WORKER_FD`. What the model prints while it runs a job is sent
+back as that job's log lines; everything else goes to the worker's log file (stdout/stderr).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import socket
+import sys
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TextIO
+
+from coldbrew.runtime import protocol
+from coldbrew.runtime.loader import load_class
+
+
+def error_record(exc: BaseException) -> dict[str, str]:
+    """How an exception crosses the process boundary."""
+    return {
+        "type": type(exc).__name__,
+        "message": str(exc) or type(exc).__name__,
+        "traceback": "".join(traceback.format_exception(exc)),
+    }
+
+
+class _Channel:
+    """The control socket, shared by the serving loop and the threads running jobs."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._send_lock = threading.Lock()
+        self._reader = sock.makefile("rb")
+
+    def send(self, frame: dict[str, Any]) -> None:
+        data = protocol.encode(frame)
+        with self._send_lock:
+            self._sock.sendall(data)
+
+    def recv(self) -> dict[str, Any] | None:
+        header = self._reader.read(protocol.HEADER.size)
+        if len(header) < protocol.HEADER.size:
+            return None
+        (length,) = protocol.HEADER.unpack(header)
+        return protocol.decode(self._reader.read(length))
+
+
+class _JobLogStream:
+    """Stands in for sys.stdout/stderr: lines printed while a job runs become its log lines."""
+
+    def __init__(self, real: TextIO, name: str, channel: _Channel, local: threading.local):
+        self._real = real
+        self._name = name
+        self._channel = channel
+        self._local = local
+
+    def write(self, text: str) -> int:
+        self._real.write(text)
+        job_id = getattr(self._local, "job_id", None)
+        if job_id is None:
+            return len(text)
+        pending = getattr(self._local, self._name, "") + text
+        *lines, rest = pending.split("\n")
+        for line in lines:
+            self._channel.send(
+                {"t": "log", "id": job_id, "ts": time.time(), "stream": self._name, "line": line}
+            )
+        setattr(self._local, self._name, rest)
+        return len(text)
+
+    def flush_job(self) -> None:
+        rest = getattr(self._local, self._name, "")
+        if rest:
+            self.write("\n")
+
+    def flush(self) -> None:
+        self._real.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+
+class Worker:
+    """Serves jobs for one model instance over the control channel."""
+
+    def __init__(self, channel: _Channel, model: Any, concurrency: int) -> None:
+        self.channel = channel
+        self.model = model
+        self.local = threading.local()
+        self.is_async = inspect.iscoroutinefunction(model.predict)
+        self.pool = ThreadPoolExecutor(concurrency) if concurrency > 1 else None
+        self.loop: asyncio.AbstractEventLoop | None = None
+        if self.is_async:
+            self.loop = asyncio.new_event_loop()
+            threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.streams = [
+            _JobLogStream(sys.stdout, "stdout", channel, self.local),
+            _JobLogStream(sys.stderr, "stderr", channel, self.local),
+        ]
+        sys.stdout, sys.stderr = self.streams  # type: ignore[assignment]
+
+    def serve(self) -> None:
+        """Run jobs until `stop` or until the gateway goes away."""
+        while (frame := self.channel.recv()) is not None:
+            if frame["t"] == "stop":
+                break
+            if frame["t"] == "job":
+                if self.pool is None:
+                    self._run(frame["id"], frame["input"])
+                else:
+                    self.pool.submit(self._run, frame["id"], frame["input"])
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _run(self, job_id: str, payload: dict[str, Any]) -> None:
+        self.local.job_id = job_id
+        try:
+            output = self._call(payload)
+            reply: dict[str, Any] = {"t": "done", "id": job_id, "output": output}
+        except Exception as exc:
+            reply = {"t": "done", "id": job_id, "error": error_record(exc)}
+        finally:
+            for stream in self.streams:
+                stream.flush_job()
+            self.local.job_id = None
+        try:
+            self.channel.send(reply)
+        except TypeError as exc:  # the output is not JSON-serialisable
+            bad = error_record(TypeError(f"predict returned a value that is not JSON: {exc}"))
+            self.channel.send({"t": "done", "id": job_id, "error": bad})
+
+    def _call(self, payload: dict[str, Any]) -> Any:
+        if self.loop is not None:
+            future = asyncio.run_coroutine_threadsafe(self.model.predict(**payload), self.loop)
+            return future.result()
+        return self.model.predict(**payload)
+
+
+def main() -> None:
+    directory, module, class_name, concurrency = sys.argv[1:5]
+    sock = socket.socket(fileno=int(os.environ["COLDBREW_WORKER_FD"]))
+    channel = _Channel(sock)
+    try:
+        os.chdir(directory)
+        started = time.perf_counter()
+        cls = load_class(Path("."), module, class_name)
+        imported = time.perf_counter()
+        model = cls()
+        if callable(getattr(model, "setup", None)):
+            model.setup()
+        ready = time.perf_counter()
+    except BaseException as exc:
+        channel.send({"t": "setup_failed", "error": error_record(exc)})
+        sys.stderr.write("".join(traceback.format_exception(exc)))
+        sys.exit(1)
+    channel.send({"t": "ready", "import_s": imported - started, "setup_s": ready - imported})
+    Worker(channel, model, int(concurrency)).serve()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""What users import: the `App` that declares models, and the HTTP `Client`."""

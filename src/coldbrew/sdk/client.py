@@ -1,0 +1,138 @@
+"""A small HTTP client for coldbrew's API, used by the CLI and by Python programs."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from coldbrew.sdk.package import package
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+_CHUNK = 1 << 20
+
+
+class APIError(Exception):
+    """An error answer from the server: its status code, type, message and hint."""
+
+    def __init__(self, status_code: int, error_type: str, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_type = error_type
+        self.message = message
+        self.hint = hint
+
+
+def default_api_key() -> str | None:
+    """`COLDBREW_API_KEY`, else the admin key file under `COLDBREW_HOME` (default ./.coldbrew)."""
+    key = os.environ.get("COLDBREW_API_KEY")
+    if key:
+        return key
+    path = Path(os.environ.get("COLDBREW_HOME", ".coldbrew")) / "admin.key"
+    return path.read_text().strip() if path.is_file() else None
+
+
+class Client:
+    """`Client(url, api_key)`: defaults from `COLDBREW_URL` and `COLDBREW_API_KEY`."""
+
+    def __init__(
+        self, url: str | None = None, api_key: str | None = None, timeout_s: float = 600.0
+    ) -> None:
+        self.url = (url or os.environ.get("COLDBREW_URL") or DEFAULT_URL).rstrip("/")
+        key = api_key or default_api_key()
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise APIError(
+                0, "unreachable", f"cannot reach coldbrew at {self.url}: {exc}",
+                "start it with `make run` or `coldbrew serve`, or set COLDBREW_URL",
+            ) from None
+        if response.status_code >= 400:
+            try:
+                err = response.json()["error"]
+                raise APIError(response.status_code, err["type"], err["message"], err.get("hint", ""))
+            except (ValueError, KeyError, TypeError):
+                raise APIError(response.status_code, "http_error", response.text) from None
+        return response.json() if response.content else None
+
+    # invocation
+    def run_sync(self, endpoint: str, input: dict[str, Any], wait_ms: int | None = None,
+                 **extra: Any) -> dict[str, Any]:
+        params = {"wait": wait_ms} if wait_ms is not None else {}
+        result: dict[str, Any] = self._call(
+            "POST", f"/v2/{endpoint}/runsync", params=params, json={"input": input, **extra}
+        )
+        return result
+
+    def run(self, endpoint: str, input: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST", f"/v2/{endpoint}/run", json={"input": input, **extra}
+        )
+        return result
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/jobs/{job_id}")
+        return result
+
+    def logs(self, job_id: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/jobs/{job_id}/logs")["logs"]
+        return result
+
+    def cancel(self, endpoint: str, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v2/{endpoint}/cancel/{job_id}")
+        return result
+
+    # management
+    def endpoints(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/endpoints")["endpoints"]
+        return result
+
+    def delete(self, name: str) -> None:
+        self._call("DELETE", f"/v1/endpoints/{name}")
+
+    def create_key(self, account: str, admin: bool = False) -> str:
+        key: str = self._call("POST", "/v1/keys", json={"account": account, "admin": admin})["key"]
+        return key
+
+    def usage(self, by: str = "endpoint", since: str = "24h") -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/usage", params={"by": by, "since": since})
+        return result
+
+    def deploy(
+        self, directory: Path | str, progress: Callable[[int, int], None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Package and upload `directory` (skipped if the server has it), then deploy it.
+
+        `progress(sent, total)` is called as the upload goes.
+        """
+        data, sha = package(Path(directory))
+        if self._http.head(f"/v1/artifacts/{sha}").status_code != 200:
+
+            def chunks() -> Iterator[bytes]:
+                for start in range(0, len(data), _CHUNK):
+                    yield data[start : start + _CHUNK]
+                    if progress:
+                        progress(min(start + _CHUNK, len(data)), len(data))
+
+            self._call("PUT", f"/v1/artifacts/{sha}", content=chunks(),
+                       headers={"content-type": "application/x-tar"})
+        result: list[dict[str, Any]] = self._call(
+            "POST", "/v1/deployments", json={"artifact": sha}
+        )["endpoints"]
+        return result

@@ -1,0 +1,81 @@
+"""The deployment spec a user declares with `@app.model(...)`, validated with fixes in the message."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from coldbrew.errors import SpecError
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+#: Hardware classes coldbrew knows how to price and schedule out of the box.
+KNOWN_HARDWARE = ("cpu", "RTX4090", "L4", "L40S", "A100", "H100")
+
+
+class Scaler(StrEnum):
+    """How the autoscaler turns load into a worker count."""
+
+    REQUEST_COUNT = "request_count"  # ceil((queued + running) / concurrency) workers
+    QUEUE_DELAY = "queue_delay"  # add a worker when the oldest queued job waited > target
+
+
+class DeploymentSpec(BaseModel):
+    """How one endpoint runs: its hardware, scaling bounds, timeouts and retries."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, description="endpoint name; default: class name")
+    hardware: str = "cpu"
+    min_workers: int = Field(default=0, ge=0, le=1000)
+    max_workers: int = Field(default=4, ge=1, le=1000)
+    buffer_workers: int = Field(default=0, ge=0, le=100)
+    idle_timeout_s: float = Field(default=300.0, ge=0)
+    concurrency: int = Field(default=1, ge=1, le=1024)
+    timeout_s: float = Field(default=600.0, gt=0)
+    retries: int = Field(default=2, ge=0, le=10)
+    scaler: Scaler = Scaler.REQUEST_COUNT
+    scaler_target_s: float = Field(
+        default=2.0, gt=0, description="queue_delay scaler: oldest queued wait that adds a worker"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeploymentSpec:
+        if self.min_workers > self.max_workers:
+            raise ValueError(
+                f"min_workers ({self.min_workers}) is above max_workers ({self.max_workers}); "
+                "raise max_workers or lower min_workers"
+            )
+        if self.name is not None and not NAME_PATTERN.match(self.name):
+            raise ValueError(
+                f"name {self.name!r} is not a valid endpoint name; use 1-63 lower-case letters, "
+                "digits, '-' or '_', starting with a letter or digit"
+            )
+        if self.hardware not in KNOWN_HARDWARE:
+            raise ValueError(
+                f"unknown hardware {self.hardware!r}; choose one of {', '.join(KNOWN_HARDWARE)}"
+            )
+        return self
+
+
+def parse_spec(fields: dict[str, Any], *, where: str) -> DeploymentSpec:
+    """Validate spec fields, turning pydantic's errors into one `SpecError` that says the fix."""
+    try:
+        return DeploymentSpec(**fields)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "spec"
+            if err["type"] == "extra_forbidden":
+                valid = ", ".join(sorted(DeploymentSpec.model_fields))
+                problems.append(f"unknown field {loc!r}; valid fields are: {valid}")
+            else:
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.append(f"{loc}: {msg}" if loc != "spec" else msg)
+        raise SpecError(
+            f"invalid spec for {where}: " + "; ".join(problems),
+            hint="fix the arguments of @app.model(...) and deploy again",
+        ) from None

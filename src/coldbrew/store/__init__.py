@@ -1,0 +1,1 @@
+"""Durable state: accounts, keys, endpoints, versions, jobs, logs, webhook deliveries, usage."""

@@ -1,0 +1,170 @@
+"""The job store interface. SQLite implements it now; PostgreSQL (`FOR UPDATE SKIP LOCKED`) fits
+the same methods: every state change is one conditional statement, so two gateways never both
+claim or finish the same job.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from typing import Any
+
+from coldbrew.store.models import (
+    Account,
+    Endpoint,
+    Job,
+    JobStatus,
+    Principal,
+    QueueStat,
+    UsageRow,
+    Version,
+    WebhookState,
+)
+
+
+class Store(ABC):
+    """Durable state shared by the gateway, the scheduler and metering."""
+
+    # accounts and keys
+    @abstractmethod
+    async def create_account(self, name: str, webhook_secret: str, now: float) -> Account: ...
+
+    @abstractmethod
+    async def get_account(self, name: str) -> Account | None: ...
+
+    @abstractmethod
+    async def add_key(self, key_hash: str, account: str, admin: bool, now: float) -> None: ...
+
+    @abstractmethod
+    async def principal(self, key_hash: str) -> Principal | None: ...
+
+    @abstractmethod
+    async def count_accounts(self) -> int: ...
+
+    # endpoints and versions
+    @abstractmethod
+    async def add_version(
+        self,
+        account: str,
+        endpoint: str,
+        artifact_sha: str,
+        module: str,
+        class_name: str,
+        spec: dict[str, Any],
+        input_schema: dict[str, Any],
+        now: float,
+    ) -> tuple[Version, bool]:
+        """Make a new current version unless the current one is identical.
+
+        Returns the current version and whether it was created.
+        """
+
+    @abstractmethod
+    async def get_endpoint(self, account: str, name: str) -> Endpoint | None: ...
+
+    @abstractmethod
+    async def list_endpoints(self, account: str | None) -> list[Endpoint]: ...
+
+    @abstractmethod
+    async def delete_endpoint(self, account: str, name: str, now: float) -> Endpoint | None:
+        """Remove the endpoint (its history stays for usage reports); cancel its queued jobs."""
+
+    @abstractmethod
+    async def get_version(self, version_id: int) -> Version: ...
+
+    # jobs
+    @abstractmethod
+    async def create_job(self, job: Job) -> None: ...
+
+    @abstractmethod
+    async def get_job(self, job_id: str, account: str | None = None) -> Job | None:
+        """The job, or None when it does not exist or belongs to another account."""
+
+    @abstractmethod
+    async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:
+        """Move the oldest queued job of the version to IN_PROGRESS on `worker_id`."""
+
+    @abstractmethod
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: float,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cost_usd: float = 0.0,
+        from_statuses: Iterable[JobStatus] = (JobStatus.IN_PROGRESS,),
+    ) -> Job | None:
+        """Make the job final if it is still in one of `from_statuses`; returns it, or None."""
+
+    @abstractmethod
+    async def requeue(self, job_id: str) -> bool:
+        """Put an IN_PROGRESS job back in the queue (its worker died); False if it was not."""
+
+    @abstractmethod
+    async def retry(self, job_id: str, account: str, now: float, ttl_s: float) -> Job | None:
+        """Queue a FAILED or TIMED_OUT job again with fresh attempts."""
+
+    @abstractmethod
+    async def mark_cold_start(self, job_id: str, detail: dict[str, float]) -> None: ...
+
+    @abstractmethod
+    async def purge_queue(self, endpoint_id: int, now: float) -> list[Job]:
+        """Cancel every queued job of the endpoint; returns them."""
+
+    @abstractmethod
+    async def fail_queued(
+        self, version_id: int, error: dict[str, Any], now: float
+    ) -> list[Job]: ...
+
+    @abstractmethod
+    async def queue_stats(self) -> dict[int, QueueStat]:
+        """Queued count and oldest enqueue time per version that has a queue."""
+
+    @abstractmethod
+    async def in_progress(self) -> list[Job]:
+        """Jobs marked IN_PROGRESS (after a restart: those whose worker is gone)."""
+
+    @abstractmethod
+    async def health(self, endpoint_id: int) -> dict[str, int]: ...
+
+    @abstractmethod
+    async def purge_expired(self, now: float) -> int:
+        """Delete final jobs past their ttl, with their logs and deliveries."""
+
+    # logs and webhooks
+    @abstractmethod
+    async def append_logs(self, rows: list[tuple[str, float, str, str]]) -> None:
+        """Add (job_id, ts, stream, line) rows."""
+
+    @abstractmethod
+    async def job_logs(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def record_delivery(
+        self,
+        job_id: str,
+        attempt: int,
+        at: float,
+        status_code: int | None,
+        error: str | None,
+        state: WebhookState | None,
+    ) -> None: ...
+
+    @abstractmethod
+    async def deliveries(self, job_id: str) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def pending_webhooks(self) -> list[Job]: ...
+
+    # usage
+    @abstractmethod
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        """Add seconds to (worker, kind, hour) rows, creating them as needed."""
+
+    @abstractmethod
+    async def usage(self, since: float, account: str | None) -> list[UsageRow]: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

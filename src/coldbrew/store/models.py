@@ -1,0 +1,164 @@
+"""The records the job store keeps, and the job state machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life; the last four are final."""
+
+    IN_QUEUE = "IN_QUEUE"  # accepted and durable, waiting for a worker slot
+    IN_PROGRESS = "IN_PROGRESS"  # handed to a worker, which is running it
+    COMPLETED = "COMPLETED"  # predict returned; output is set
+    FAILED = "FAILED"  # predict raised, setup failed or the worker died too often
+    CANCELLED = "CANCELLED"  # cancelled by the client or a queue purge
+    TIMED_OUT = "TIMED_OUT"  # ran past its execution timeout; its worker was replaced
+
+    @property
+    def final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+)
+
+#: The transitions a job may make; anything else is a bug or a race that must be refused.
+TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    JobStatus.IN_QUEUE: frozenset({JobStatus.IN_PROGRESS, JobStatus.CANCELLED, JobStatus.FAILED}),
+    JobStatus.IN_PROGRESS: frozenset(
+        {JobStatus.IN_QUEUE, *FINAL_STATUSES}  # back to the queue when its worker died
+    ),
+    JobStatus.COMPLETED: frozenset(),
+    JobStatus.FAILED: frozenset({JobStatus.IN_QUEUE}),  # POST /retry
+    JobStatus.CANCELLED: frozenset(),
+    JobStatus.TIMED_OUT: frozenset({JobStatus.IN_QUEUE}),  # POST /retry
+}
+
+
+def can_transition(current: JobStatus, new: JobStatus) -> bool:
+    """Whether a job in `current` may move to `new`."""
+    return new in TRANSITIONS[current]
+
+
+class WebhookState(StrEnum):
+    """Delivery of a job's final status to its webhook."""
+
+    PENDING = "pending"  # the job is final and the webhook not yet acknowledged
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    GAVE_UP = "gave_up"  # every attempt failed
+
+
+class UsageKind(StrEnum):
+    """What a billed worker-second was spent on."""
+
+    COLD_START = "cold_start"  # process start until the model is ready
+    BUSY = "busy"  # at least one job running
+    IDLE = "idle"  # ready, no job: keep-warm time (min_workers, idle_timeout_s)
+
+
+@dataclass
+class Account:
+    name: str
+    webhook_secret: str
+    created_at: float
+
+
+@dataclass
+class Principal:
+    """Who a request is from: resolved from its API key."""
+
+    account: str
+    admin: bool
+
+
+@dataclass
+class Version:
+    """One immutable deploy of an endpoint."""
+
+    id: int
+    endpoint_id: int
+    account: str
+    endpoint: str
+    number: int
+    artifact_sha: str
+    module: str
+    class_name: str
+    spec: dict[str, Any]
+    input_schema: dict[str, Any]
+    created_at: float
+
+
+@dataclass
+class Endpoint:
+    id: int
+    account: str
+    name: str
+    current_version_id: int
+    created_at: float
+
+
+@dataclass
+class Job:
+    """One inference request and everything recorded about it."""
+
+    id: str
+    account: str
+    endpoint_id: int
+    endpoint: str
+    version_id: int
+    status: JobStatus
+    input: dict[str, Any]
+    created_at: float
+    expires_at: float
+    timeout_s: float
+    max_attempts: int
+    attempts: int = 0
+    output: Any = None
+    error: dict[str, Any] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    cold_start: bool = False
+    cold_start_detail: dict[str, float] | None = None
+    cost_usd: float = 0.0
+    webhook_url: str | None = None
+    webhook_state: WebhookState | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def delay_ms(self) -> int | None:
+        if self.started_at is None:
+            return None
+        return round((self.started_at - self.created_at) * 1000)
+
+    @property
+    def execution_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at) * 1000)
+
+
+@dataclass
+class QueueStat:
+    """The queue of one version, as the scheduler sees it."""
+
+    queued: int
+    oldest_created_at: float
+
+
+@dataclass
+class UsageRow:
+    """Billed worker-seconds of one kind, for one worker, within one hour."""
+
+    worker_id: str
+    account: str
+    endpoint: str
+    version_id: int
+    hardware: str
+    kind: UsageKind
+    hour_start: float
+    seconds: float

@@ -1,0 +1,517 @@
+"""The embedded job store: one SQLite file in WAL mode.
+
+Durability: every accepted job is committed before the client hears back. With WAL and
+`synchronous=NORMAL` a committed transaction survives a crash or `kill -9` of the server; only a
+power loss can drop the last few. The database is used from the event loop's thread only:
+statements take microseconds, so they run inline rather than in a thread pool.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from coldbrew.store.base import Store
+from coldbrew.store.models import (
+    Account,
+    Endpoint,
+    Job,
+    JobStatus,
+    Principal,
+    QueueStat,
+    UsageKind,
+    UsageRow,
+    Version,
+    WebhookState,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    name TEXT PRIMARY KEY, webhook_secret TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_hash TEXT PRIMARY KEY, account TEXT NOT NULL REFERENCES accounts(name),
+    admin INTEGER NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS endpoints (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, account TEXT NOT NULL, name TEXT NOT NULL,
+    current_version_id INTEGER, created_at REAL NOT NULL, deleted_at REAL);
+CREATE UNIQUE INDEX IF NOT EXISTS endpoints_live ON endpoints(account, name)
+    WHERE deleted_at IS NULL;
+CREATE TABLE IF NOT EXISTS versions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
+    number INTEGER NOT NULL, artifact_sha TEXT NOT NULL, module TEXT NOT NULL,
+    class_name TEXT NOT NULL, spec TEXT NOT NULL, input_schema TEXT NOT NULL,
+    created_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY, account TEXT NOT NULL, endpoint_id INTEGER NOT NULL,
+    endpoint TEXT NOT NULL, version_id INTEGER NOT NULL, status TEXT NOT NULL,
+    input BLOB NOT NULL, output BLOB, error BLOB, attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL, created_at REAL NOT NULL, started_at REAL,
+    finished_at REAL, expires_at REAL NOT NULL, timeout_s REAL NOT NULL, worker_id TEXT,
+    cold_start INTEGER NOT NULL DEFAULT 0, cold_start_detail BLOB,
+    cost_usd REAL NOT NULL DEFAULT 0, webhook_url TEXT, webhook_state TEXT);
+CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, version_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_endpoint ON jobs(endpoint_id, status);
+CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at);
+CREATE TABLE IF NOT EXISTS job_logs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, ts REAL NOT NULL,
+    stream TEXT NOT NULL, line TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS job_logs_job ON job_logs(job_id, seq);
+CREATE TABLE IF NOT EXISTS webhook_deliveries (
+    job_id TEXT NOT NULL, attempt INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER,
+    error TEXT, PRIMARY KEY (job_id, attempt));
+CREATE TABLE IF NOT EXISTS usage (
+    worker_id TEXT NOT NULL, account TEXT NOT NULL, endpoint TEXT NOT NULL,
+    version_id INTEGER NOT NULL, hardware TEXT NOT NULL, kind TEXT NOT NULL,
+    hour_start REAL NOT NULL, seconds REAL NOT NULL,
+    PRIMARY KEY (worker_id, kind, hour_start));
+CREATE INDEX IF NOT EXISTS usage_hour ON usage(hour_start);
+"""
+
+_JOB_COLUMNS = (
+    "id, account, endpoint_id, endpoint, version_id, status, input, output, error, attempts, "
+    "max_attempts, created_at, started_at, finished_at, expires_at, timeout_s, worker_id, "
+    "cold_start, cold_start_detail, cost_usd, webhook_url, webhook_state"
+)
+_VERSION_COLUMNS = (
+    "v.id, v.endpoint_id, e.account, e.name, v.number, v.artifact_sha, v.module, v.class_name, "
+    "v.spec, v.input_schema, v.created_at"
+)
+
+
+def _loads(blob: bytes | str | None) -> Any:
+    return None if blob is None else orjson.loads(blob)
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        account=row["account"],
+        endpoint_id=row["endpoint_id"],
+        endpoint=row["endpoint"],
+        version_id=row["version_id"],
+        status=JobStatus(row["status"]),
+        input=_loads(row["input"]),
+        output=_loads(row["output"]),
+        error=_loads(row["error"]),
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        expires_at=row["expires_at"],
+        timeout_s=row["timeout_s"],
+        worker_id=row["worker_id"],
+        cold_start=bool(row["cold_start"]),
+        cold_start_detail=_loads(row["cold_start_detail"]),
+        cost_usd=row["cost_usd"],
+        webhook_url=row["webhook_url"],
+        webhook_state=WebhookState(row["webhook_state"]) if row["webhook_state"] else None,
+    )
+
+
+def _version(row: sqlite3.Row) -> Version:
+    return Version(
+        id=row[0],
+        endpoint_id=row[1],
+        account=row[2],
+        endpoint=row[3],
+        number=row[4],
+        artifact_sha=row[5],
+        module=row[6],
+        class_name=row[7],
+        spec=orjson.loads(row[8]),
+        input_schema=orjson.loads(row[9]),
+        created_at=row[10],
+    )
+
+
+def _endpoint(row: sqlite3.Row) -> Endpoint:
+    return Endpoint(
+        id=row["id"],
+        account=row["account"],
+        name=row["name"],
+        current_version_id=row["current_version_id"],
+        created_at=row["created_at"],
+    )
+
+
+class SQLiteStore(Store):
+    """`Store` on one SQLite database file (or `:memory:` for unit tests)."""
+
+    def __init__(self, path: Path | str) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        row: sqlite3.Row | None = self._db.execute(sql, tuple(params)).fetchone()
+        return row
+
+    def _all(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        return list(self._db.execute(sql, tuple(params)).fetchall())
+
+    # accounts and keys
+    async def create_account(self, name: str, webhook_secret: str, now: float) -> Account:
+        self._db.execute(
+            "INSERT OR IGNORE INTO accounts (name, webhook_secret, created_at) VALUES (?, ?, ?)",
+            (name, webhook_secret, now),
+        )
+        account = await self.get_account(name)
+        assert account is not None
+        return account
+
+    async def get_account(self, name: str) -> Account | None:
+        row = self._one("SELECT name, webhook_secret, created_at FROM accounts WHERE name=?", [name])
+        return Account(row[0], row[1], row[2]) if row else None
+
+    async def add_key(self, key_hash: str, account: str, admin: bool, now: float) -> None:
+        self._db.execute(
+            "INSERT INTO api_keys (key_hash, account, admin, created_at) VALUES (?, ?, ?, ?)",
+            (key_hash, account, int(admin), now),
+        )
+
+    async def principal(self, key_hash: str) -> Principal | None:
+        row = self._one("SELECT account, admin FROM api_keys WHERE key_hash=?", [key_hash])
+        return Principal(account=row[0], admin=bool(row[1])) if row else None
+
+    async def count_accounts(self) -> int:
+        row = self._one("SELECT COUNT(*) FROM accounts")
+        return int(row[0]) if row else 0
+
+    # endpoints and versions
+    async def add_version(
+        self,
+        account: str,
+        endpoint: str,
+        artifact_sha: str,
+        module: str,
+        class_name: str,
+        spec: dict[str, Any],
+        input_schema: dict[str, Any],
+        now: float,
+    ) -> tuple[Version, bool]:
+        spec_json = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode()
+        schema_json = orjson.dumps(input_schema, option=orjson.OPT_SORT_KEYS).decode()
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            existing = await self.get_endpoint(account, endpoint)
+            if existing is None:
+                cursor = self._db.execute(
+                    "INSERT INTO endpoints (account, name, created_at) VALUES (?, ?, ?)",
+                    (account, endpoint, now),
+                )
+                endpoint_id = int(cursor.lastrowid or 0)
+            else:
+                endpoint_id = existing.id
+                current = await self.get_version(existing.current_version_id)
+                same = (current.artifact_sha, current.module, current.class_name) == (
+                    artifact_sha,
+                    module,
+                    class_name,
+                ) and (current.spec, current.input_schema) == (spec, input_schema)
+                if same:
+                    self._db.execute("COMMIT")
+                    return current, False
+            row = self._one("SELECT COALESCE(MAX(number), 0) FROM versions WHERE endpoint_id=?", [
+                endpoint_id
+            ])
+            number = int(row[0]) + 1 if row else 1
+            cursor = self._db.execute(
+                "INSERT INTO versions (endpoint_id, number, artifact_sha, module, class_name, "
+                "spec, input_schema, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (endpoint_id, number, artifact_sha, module, class_name, spec_json, schema_json, now),
+            )
+            version_id = int(cursor.lastrowid or 0)
+            self._db.execute(
+                "UPDATE endpoints SET current_version_id=? WHERE id=?", (version_id, endpoint_id)
+            )
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return await self.get_version(version_id), True
+
+    async def get_endpoint(self, account: str, name: str) -> Endpoint | None:
+        row = self._one(
+            "SELECT * FROM endpoints WHERE account=? AND name=? AND deleted_at IS NULL",
+            [account, name],
+        )
+        return _endpoint(row) if row else None
+
+    async def list_endpoints(self, account: str | None) -> list[Endpoint]:
+        if account is None:
+            rows = self._all("SELECT * FROM endpoints WHERE deleted_at IS NULL ORDER BY name")
+        else:
+            rows = self._all(
+                "SELECT * FROM endpoints WHERE account=? AND deleted_at IS NULL ORDER BY name",
+                [account],
+            )
+        return [_endpoint(r) for r in rows]
+
+    async def delete_endpoint(self, account: str, name: str, now: float) -> Endpoint | None:
+        endpoint = await self.get_endpoint(account, name)
+        if endpoint is None:
+            return None
+        self._db.execute("UPDATE endpoints SET deleted_at=? WHERE id=?", (now, endpoint.id))
+        await self.purge_queue(endpoint.id, now)
+        return endpoint
+
+    async def get_version(self, version_id: int) -> Version:
+        row = self._one(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN endpoints e ON e.id = v.endpoint_id "
+            "WHERE v.id=?",
+            [version_id],
+        )
+        if row is None:
+            raise KeyError(version_id)
+        return _version(row)
+
+    # jobs
+    async def create_job(self, job: Job) -> None:
+        self._db.execute(
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 22)})",
+            (
+                job.id,
+                job.account,
+                job.endpoint_id,
+                job.endpoint,
+                job.version_id,
+                job.status.value,
+                orjson.dumps(job.input),
+                None,
+                None,
+                job.attempts,
+                job.max_attempts,
+                job.created_at,
+                None,
+                None,
+                job.expires_at,
+                job.timeout_s,
+                None,
+                0,
+                None,
+                0.0,
+                job.webhook_url,
+                None,
+            ),
+        )
+
+    async def get_job(self, job_id: str, account: str | None = None) -> Job | None:
+        row = self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", [job_id])
+        if row is None or (account is not None and row["account"] != account):
+            return None
+        return _job(row)
+
+    async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:
+        row = self._one(
+            "UPDATE jobs SET status='IN_PROGRESS', attempts=attempts+1, started_at=?, "
+            "worker_id=? WHERE id = (SELECT id FROM jobs WHERE status='IN_QUEUE' AND "
+            "version_id=? ORDER BY created_at, rowid LIMIT 1) AND status='IN_QUEUE' "
+            f"RETURNING {_JOB_COLUMNS}",
+            [now, worker_id, version_id],
+        )
+        return _job(row) if row else None
+
+    async def finish(
+        self,
+        job_id: str,
+        status: JobStatus,
+        now: float,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cost_usd: float = 0.0,
+        from_statuses: Iterable[JobStatus] = (JobStatus.IN_PROGRESS,),
+    ) -> Job | None:
+        allowed = [s.value for s in from_statuses]
+        row = self._one(
+            "UPDATE jobs SET status=?, output=?, error=?, finished_at=?, cost_usd=?, "
+            "webhook_state=CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END "
+            f"WHERE id=? AND status IN ({', '.join('?' * len(allowed))}) "
+            f"RETURNING {_JOB_COLUMNS}",
+            [
+                status.value,
+                None if output is None else orjson.dumps(output),
+                None if error is None else orjson.dumps(error),
+                now,
+                cost_usd,
+                job_id,
+                *allowed,
+            ],
+        )
+        return _job(row) if row else None
+
+    async def requeue(self, job_id: str) -> bool:
+        cursor = self._db.execute(
+            "UPDATE jobs SET status='IN_QUEUE', worker_id=NULL WHERE id=? "
+            "AND status='IN_PROGRESS'",
+            (job_id,),
+        )
+        return cursor.rowcount == 1
+
+    async def retry(self, job_id: str, account: str, now: float, ttl_s: float) -> Job | None:
+        row = self._one(
+            "UPDATE jobs SET status='IN_QUEUE', attempts=0, output=NULL, error=NULL, "
+            "started_at=NULL, finished_at=NULL, worker_id=NULL, cost_usd=0, cold_start=0, "
+            "cold_start_detail=NULL, webhook_state=NULL, created_at=?, expires_at=? "
+            "WHERE id=? AND account=? AND status IN ('FAILED', 'TIMED_OUT') "
+            f"RETURNING {_JOB_COLUMNS}",
+            [now, now + ttl_s, job_id, account],
+        )
+        return _job(row) if row else None
+
+    async def mark_cold_start(self, job_id: str, detail: dict[str, float]) -> None:
+        self._db.execute(
+            "UPDATE jobs SET cold_start=1, cold_start_detail=? WHERE id=?",
+            (orjson.dumps(detail), job_id),
+        )
+
+    async def purge_queue(self, endpoint_id: int, now: float) -> list[Job]:
+        rows = self._all(
+            "UPDATE jobs SET status='CANCELLED', finished_at=?, "
+            "webhook_state=CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END "
+            f"WHERE endpoint_id=? AND status='IN_QUEUE' RETURNING {_JOB_COLUMNS}",
+            [now, endpoint_id],
+        )
+        return [_job(r) for r in rows]
+
+    async def fail_queued(
+        self, version_id: int, error: dict[str, Any], now: float
+    ) -> list[Job]:
+        rows = self._all(
+            "UPDATE jobs SET status='FAILED', finished_at=?, error=?, "
+            "webhook_state=CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END "
+            f"WHERE version_id=? AND status='IN_QUEUE' RETURNING {_JOB_COLUMNS}",
+            [now, orjson.dumps(error), version_id],
+        )
+        return [_job(r) for r in rows]
+
+    async def queue_stats(self) -> dict[int, QueueStat]:
+        rows = self._all(
+            "SELECT version_id, COUNT(*), MIN(created_at) FROM jobs WHERE status='IN_QUEUE' "
+            "GROUP BY version_id"
+        )
+        return {r[0]: QueueStat(queued=r[1], oldest_created_at=r[2]) for r in rows}
+
+    async def in_progress(self) -> list[Job]:
+        rows = self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status='IN_PROGRESS'")
+        return [_job(r) for r in rows]
+
+    async def health(self, endpoint_id: int) -> dict[str, int]:
+        rows = self._all(
+            "SELECT status, COUNT(*), SUM(attempts > 1) FROM jobs WHERE endpoint_id=? "
+            "GROUP BY status",
+            [endpoint_id],
+        )
+        counts = {r[0]: r[1] for r in rows}
+        return {
+            "completed": counts.get("COMPLETED", 0),
+            "failed": counts.get("FAILED", 0) + counts.get("TIMED_OUT", 0),
+            "inProgress": counts.get("IN_PROGRESS", 0),
+            "inQueue": counts.get("IN_QUEUE", 0),
+            "retried": sum(int(r[2] or 0) for r in rows),
+        }
+
+    async def purge_expired(self, now: float) -> int:
+        expired = "SELECT id FROM jobs WHERE expires_at < ? AND status IN " \
+            "('COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT') " \
+            "AND (webhook_state IS NULL OR webhook_state != 'pending')"
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute(f"DELETE FROM job_logs WHERE job_id IN ({expired})", (now,))
+            self._db.execute(f"DELETE FROM webhook_deliveries WHERE job_id IN ({expired})", (now,))
+            cursor = self._db.execute(f"DELETE FROM jobs WHERE id IN ({expired})", (now,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        return cursor.rowcount
+
+    # logs and webhooks
+    async def append_logs(self, rows: list[tuple[str, float, str, str]]) -> None:
+        self._db.executemany(
+            "INSERT INTO job_logs (job_id, ts, stream, line) VALUES (?, ?, ?, ?)", rows
+        )
+
+    async def job_logs(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT ts, stream, line FROM job_logs WHERE job_id=? ORDER BY seq", [job_id]
+        )
+        return [{"ts": r[0], "stream": r[1], "line": r[2]} for r in rows]
+
+    async def record_delivery(
+        self,
+        job_id: str,
+        attempt: int,
+        at: float,
+        status_code: int | None,
+        error: str | None,
+        state: WebhookState | None,
+    ) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO webhook_deliveries (job_id, attempt, at, status_code, error) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (job_id, attempt, at, status_code, error),
+        )
+        if state is not None:
+            self._db.execute("UPDATE jobs SET webhook_state=? WHERE id=?", (state.value, job_id))
+
+    async def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT attempt, at, status_code, error FROM webhook_deliveries WHERE job_id=? "
+            "ORDER BY attempt",
+            [job_id],
+        )
+        return [
+            {"attempt": r[0], "at": r[1], "statusCode": r[2], "error": r[3]} for r in rows
+        ]
+
+    async def pending_webhooks(self) -> list[Job]:
+        rows = self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE webhook_state='pending'")
+        return [_job(r) for r in rows]
+
+    # usage
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        self._db.executemany(
+            "INSERT INTO usage (worker_id, account, endpoint, version_id, hardware, kind, "
+            "hour_start, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (worker_id, kind, hour_start) DO UPDATE SET "
+            "seconds = seconds + excluded.seconds",
+            [
+                (
+                    r.worker_id,
+                    r.account,
+                    r.endpoint,
+                    r.version_id,
+                    r.hardware,
+                    r.kind.value,
+                    r.hour_start,
+                    r.seconds,
+                )
+                for r in rows
+            ],
+        )
+
+    async def usage(self, since: float, account: str | None) -> list[UsageRow]:
+        sql = (
+            "SELECT worker_id, account, endpoint, version_id, hardware, kind, hour_start, seconds "
+            "FROM usage WHERE hour_start >= ?"
+        )
+        params: list[Any] = [since]
+        if account is not None:
+            sql += " AND account = ?"
+            params.append(account)
+        return [
+            UsageRow(r[0], r[1], r[2], r[3], r[4], UsageKind(r[5]), r[6], r[7])
+            for r in self._all(sql + " ORDER BY hour_start", params)
+        ]
+
+    async def close(self) -> None:
+        self._db.close()
