@@ -1,7 +1,7 @@
 """The platform's settings: one typed tree, read once at start-up.
 
 Sources, highest first: explicit values (CLI flags), environment variables `COLDBREW_*`
-(nested with `__`, dicts as JSON: `COLDBREW_HARDWARE_SLOTS='{"cpu": 2, "L4": 1}'`),
+(dicts as JSON: `COLDBREW_HARDWARE_SLOTS='{"cpu": 2, "L4": 1}'`),
 then the TOML file at `$COLDBREW_HOME/config.toml` if present.
 """
 
@@ -41,7 +41,7 @@ def _home_from_env() -> Path:
 class Settings(BaseSettings):
     """Everything an operator can set. Invalid values fail at start-up with the fix."""
 
-    model_config = SettingsConfigDict(env_prefix="COLDBREW_", env_nested_delimiter="__")
+    model_config = SettingsConfigDict(env_prefix="COLDBREW_")
 
     home: Path = Field(default_factory=_home_from_env, description="state directory")
     host: str = "127.0.0.1"

@@ -55,6 +55,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._rotation = 0
         self._last_flush = 0.0
         self._last_purge = 0.0
@@ -69,9 +70,9 @@ class Scheduler:
     async def stop(self) -> None:
         """Stop the loop, then every worker (running jobs get the grace period), then flush."""
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            self._stopping = True
+            self._wake.set()
+            await self._loop_task
         for worker in list(self.workers.values()):
             await self._stop_worker(worker, "the server is shutting down")
         if self._tasks:
@@ -165,10 +166,13 @@ class Scheduler:
 
     # the control loop
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.tick_interval_s)
+                async with asyncio.timeout(self.settings.tick_interval_s):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._stopping:
+                return
             try:
                 await self.tick()
             except Exception:

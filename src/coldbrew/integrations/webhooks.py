@@ -48,13 +48,15 @@ def verify_webhook(
     """Whether a received webhook was signed with `secret` (and is recent, when `now` is given)."""
     lower = {k.lower(): v for k, v in headers.items()}
     msg_id, ts, sigs = (lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
-    if not (msg_id and ts and sigs and ts.isdigit()):
+    if not (msg_id and ts and sigs and ts.isascii() and ts.isdigit()):
         return False
     if now is not None and abs(now - int(ts)) > TOLERANCE_S:
         return False
-    expected = sign(secret, msg_id, int(ts), body).split(",", 1)[1]
+    expected = sign(secret, msg_id, int(ts), body).split(",", 1)[1].encode()
     return any(
-        hmac.compare_digest(expected, s.split(",", 1)[1]) for s in sigs.split() if "," in s
+        hmac.compare_digest(expected, s.split(",", 1)[1].encode("utf-8", "replace"))
+        for s in sigs.split()
+        if "," in s
     )
 
 

@@ -19,7 +19,7 @@ def input_model(cls: type) -> type[BaseModel]:
     """
     predict = cls.predict  # type: ignore[attr-defined]
     try:
-        hints = typing.get_type_hints(predict)
+        hints = typing.get_type_hints(predict, include_extras=True)
     except Exception as exc:
         raise SpecError(
             f"cannot read the type hints of {cls.__name__}.predict: {exc}",
@@ -27,7 +27,9 @@ def input_model(cls: type) -> type[BaseModel]:
         ) from exc
     fields: dict[str, Any] = {}
     extra = "forbid"
-    params = list(inspect.signature(predict).parameters.values())[1:]  # drop self
+    params = list(inspect.signature(predict).parameters.values())
+    if not isinstance(inspect.getattr_static(cls, "predict"), staticmethod | classmethod):
+        params = params[1:]  # drop self
     for param in params:
         if param.kind is inspect.Parameter.VAR_KEYWORD:
             extra = "allow"
@@ -36,6 +38,12 @@ def input_model(cls: type) -> type[BaseModel]:
             raise SpecError(
                 f"{cls.__name__}.predict takes *{param.name}; inputs are keyword arguments",
                 hint="declare each input as a named parameter",
+            )
+        if param.name.startswith("_"):
+            raise SpecError(
+                f"{cls.__name__}.predict has the input {param.name!r}; input names cannot "
+                "start with '_'",
+                hint="rename the parameter",
             )
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default

@@ -49,9 +49,15 @@ class App:
                     hint="pass name='...' with lower-case letters, digits, '-' or '_'",
                 )
             if not callable(getattr(cls, "predict", None)):
-                raise TypeError(f"model {cls.__name__} has no predict() method; add one")
+                raise SpecError(
+                    f"model {cls.__name__} has no predict() method",
+                    hint="add `def predict(self, ...)`: its keyword arguments are the input",
+                )
             if name in self.models:
-                raise ValueError(f"app {self.name!r} already has an endpoint named {name!r}")
+                raise SpecError(
+                    f"app {self.name!r} already has an endpoint named {name!r}",
+                    hint="give one of them another name with @app.model(name=...)",
+                )
             self.models[name] = ModelDef(name=name, cls=cls, spec=validated)
             cls.__coldbrew_model__ = self.models[name]  # type: ignore[attr-defined]
             return cls

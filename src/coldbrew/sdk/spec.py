@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from coldbrew.errors import SpecError
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
 
 #: Hardware classes coldbrew knows how to price and schedule out of the box.
 KNOWN_HARDWARE = ("cpu", "RTX4090", "L4", "L40S", "A100", "H100")
