@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shlex
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import click
@@ -59,6 +61,21 @@ def banner(settings: Settings, url: str, endpoints: list[str]) -> str:
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: `serve` handles SIGINT/SIGTERM itself so that
+    workers are stopped before the process exits (uvicorn re-raises the signal on its way out)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _on_signals(server: uvicorn.Server) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, setattr, server, "should_exit", True)
+
+
 async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
     platform = Platform.create(settings)
     app = create_app(platform, manage_lifecycle=False)
@@ -72,7 +89,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         app, host=settings.host, port=settings.port, log_level="warning", lifespan="off",
         access_log=False,
     )
-    server = uvicorn.Server(config)
+    server = _Server(config)
+    _on_signals(server)
     task = asyncio.create_task(server.serve())
     try:
         while not server.started and not task.done():
