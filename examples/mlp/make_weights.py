@@ -1,6 +1,6 @@
 """Write weights.safetensors for the mlp example: one float32 matrix, 100 MB by default.
 
-    python make_weights.py [--size-mb 100] [--seed 0]
+python make_weights.py [--size-mb 100] [--seed 0]
 """
 
 import argparse

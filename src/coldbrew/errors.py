@@ -1,19 +1,19 @@
 """One tree of errors; the gateway maps each to a status code and a JSON body.
 
-    ColdbrewError
-    ├── ClientError (4xx: the caller can fix it)
-    │   ├── InvalidInput          400  the job input does not match the endpoint's schema
-    │   ├── InvalidRequest        400  a malformed body, query or state transition
-    │   ├── SpecError             400  a deployment spec or model directory is invalid
-    │   ├── Unauthorized          401  no key or an unknown key
-    │   ├── Forbidden             403  the key lacks the right (admin only)
-    │   ├── NotFound              404  no such endpoint, job or artifact (for this account)
-    │   └── Conflict              409  the request clashes with current state
-    └── ServerError (5xx: the platform or the model failed)
-        ├── WorkerCrashed         500  the worker process died while running the job
-        ├── SetupFailed           500  the model's setup() raised
-        ├── JobTimedOut           504  the job ran past its execution timeout
-        └── NoCapacity            503  no hardware slot can be freed for the job
+ColdbrewError
+├── ClientError (4xx: the caller can fix it)
+│   ├── InvalidInput          400  the job input does not match the endpoint's schema
+│   ├── InvalidRequest        400  a malformed body, query or state transition
+│   ├── SpecError             400  a deployment spec or model directory is invalid
+│   ├── Unauthorized          401  no key or an unknown key
+│   ├── Forbidden             403  the key lacks the right (admin only)
+│   ├── NotFound              404  no such endpoint, job or artifact (for this account)
+│   └── Conflict              409  the request clashes with current state
+└── ServerError (5xx: the platform or the model failed)
+    ├── WorkerCrashed         500  the worker process died while running the job
+    ├── SetupFailed           500  the model's setup() raised
+    ├── JobTimedOut           504  the job ran past its execution timeout
+    └── NoCapacity            503  no hardware slot can be freed for the job
 """
 
 from __future__ import annotations

@@ -50,10 +50,21 @@ class Server:
     def start(self, *deploy: Path, **env: str) -> str:
         """Start the server and return what it printed up to its banner."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coldbrew", "serve", "--port", str(self.port),
-             *[arg for d in deploy for arg in ("--deploy", str(d))]],
-            env={**self.env, "COLDBREW_TICK_INTERVAL_S": "0.02",
-                 "COLDBREW_HARDWARE_SLOTS": '{"cpu": 4}', **env},
+            [
+                sys.executable,
+                "-m",
+                "coldbrew",
+                "serve",
+                "--port",
+                str(self.port),
+                *[arg for d in deploy for arg in ("--deploy", str(d))],
+            ],
+            env={
+                **self.env,
+                "COLDBREW_TICK_INTERVAL_S": "0.02",
+                "COLDBREW_HARDWARE_SLOTS": '{"cpu": 4}',
+                **env,
+            },
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
@@ -91,7 +102,10 @@ class Server:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         done = subprocess.run(
             [sys.executable, "-m", "coldbrew", *args],
-            env=self.env, capture_output=True, text=True, timeout=180,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         if check and done.returncode != 0:
             raise AssertionError(f"coldbrew {' '.join(args)} failed:\n{done.stdout}{done.stderr}")

@@ -25,8 +25,15 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
     assert "toy: v1 (unchanged, no new version)" in server.cli("deploy", str(TOYS)).stdout
 
     listing = server.cli("endpoints").stdout.splitlines()
-    assert listing[0].split() == ["NAME", "VERSION", "HARDWARE", "IDLE", "BUSY", "STARTING",
-                                  "QUEUE"]
+    assert listing[0].split() == [
+        "NAME",
+        "VERSION",
+        "HARDWARE",
+        "IDLE",
+        "BUSY",
+        "STARTING",
+        "QUEUE",
+    ]
     assert [line.split()[:2] for line in listing[1:]] == [["other", "v1"], ["toy", "v1"]]
 
     result = server.cli_json("run", "toy", "--input", '{"value": 1, "say": "hi there"}')
@@ -59,22 +66,27 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
     import subprocess
     import sys
 
-    acme = subprocess.run([sys.executable, "-m", "coldbrew", "endpoints"], env=other,
-                          capture_output=True, text=True, check=True)
+    acme = subprocess.run(
+        [sys.executable, "-m", "coldbrew", "endpoints"],
+        env=other,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert acme.stdout.splitlines()[1:] == []
 
     assert "deleted other" in server.cli("delete", "other").stdout
-    assert [line.split()[0] for line in server.cli("endpoints").stdout.splitlines()[1:]] == [
-        "toy"
-    ]
+    assert [line.split()[0] for line in server.cli("endpoints").stdout.splitlines()[1:]] == ["toy"]
     assert server.stop() == 0
 
 
 def test_sigterm_stops_the_server_and_every_worker(server: Server) -> None:
     server.start(TOYS)
     with server.http() as http:
-        jobs = [http.post("/v2/toy/run", json={"input": {"sleep_s": 0.3}}).json()["id"]
-                for _ in range(3)]
+        jobs = [
+            http.post("/v2/toy/run", json={"input": {"sleep_s": 0.3}}).json()["id"]
+            for _ in range(3)
+        ]
         for job_id in jobs:
             while http.get(f"/v1/jobs/{job_id}").json()["status"] != "COMPLETED":
                 time.sleep(0.05)

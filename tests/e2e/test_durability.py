@@ -47,8 +47,9 @@ def test_kill_9_while_jobs_are_queued_and_running_loses_none(server: Server) -> 
         with server.http() as http:
             secret = http.get("/v1/account").json()["webhookSecret"]
             ids = [
-                http.post("/v2/toy/run", json={"input": {"value": i, "sleep_s": 2},
-                                                "webhook": hook_url}).json()["id"]
+                http.post(
+                    "/v2/toy/run", json={"input": {"value": i, "sleep_s": 2}, "webhook": hook_url}
+                ).json()["id"]
                 for i in range(6)
             ]
             deadline = time.monotonic() + 60

@@ -11,9 +11,72 @@ import pytest
 from tests.conftest import EXAMPLES
 from tests.e2e.conftest import Server
 
-ZERO = [0, 0, 5, 13, 9, 1, 0, 0, 0, 0, 13, 15, 10, 15, 5, 0, 0, 3, 15, 2, 0, 11, 8, 0, 0, 4, 12,
-        0, 0, 8, 8, 0, 0, 5, 8, 0, 0, 9, 8, 0, 0, 4, 11, 0, 1, 12, 7, 0, 0, 2, 14, 5, 10, 12, 0,
-        0, 0, 0, 6, 13, 10, 0, 0, 0]
+ZERO = [
+    0,
+    0,
+    5,
+    13,
+    9,
+    1,
+    0,
+    0,
+    0,
+    0,
+    13,
+    15,
+    10,
+    15,
+    5,
+    0,
+    0,
+    3,
+    15,
+    2,
+    0,
+    11,
+    8,
+    0,
+    0,
+    4,
+    12,
+    0,
+    0,
+    8,
+    8,
+    0,
+    0,
+    5,
+    8,
+    0,
+    0,
+    9,
+    8,
+    0,
+    0,
+    4,
+    11,
+    0,
+    1,
+    12,
+    7,
+    0,
+    0,
+    2,
+    14,
+    5,
+    10,
+    12,
+    0,
+    0,
+    0,
+    0,
+    6,
+    13,
+    10,
+    0,
+    0,
+    0,
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,8 +115,9 @@ def test_every_example_answers_and_the_printed_curl_line_works(server: Server) -
 
         short = http.post("/v2/digits/runsync", json={"input": {"pixels": [1, 2]}})
         assert short.status_code == 400 and "64" in short.json()["error"]["message"]
-        timed = http.post("/v2/echo/runsync", json={"input": {"sleep_s": 5},
-                                                     "policy": {"executionTimeout": 200}}).json()
+        timed = http.post(
+            "/v2/echo/runsync", json={"input": {"sleep_s": 5}, "policy": {"executionTimeout": 200}}
+        ).json()
         assert timed["status"] == "TIMED_OUT"
         failed = http.post("/v2/echo/runsync", json={"input": {"fail": "on purpose"}}).json()
         assert failed["status"] == "FAILED" and failed["error"] == "on purpose"

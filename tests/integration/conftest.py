@@ -76,9 +76,7 @@ def make_settings(home: Path, **overrides: Any) -> Settings:
 
 
 @asynccontextmanager
-async def running(
-    home: Path, *deploy: Path, **overrides: Any
-) -> AsyncIterator[Running]:
+async def running(home: Path, *deploy: Path, **overrides: Any) -> AsyncIterator[Running]:
     platform = Platform.create(make_settings(home, **overrides))
     key = await platform.start()
     assert key is not None

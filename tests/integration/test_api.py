@@ -37,8 +37,11 @@ async def test_an_account_sees_only_its_own_endpoints_and_jobs(tmp_path: Path) -
         acme = {"Authorization": f"Bearer {created.json()['key']}"}
 
         assert (await cb.http.get("/v1/endpoints", headers=acme)).json() == {"endpoints": []}
-        for path in (f"/v1/jobs/{job['id']}", f"/v2/toy/status/{job['id']}",
-                     f"/v1/jobs/{job['id']}/logs"):
+        for path in (
+            f"/v1/jobs/{job['id']}",
+            f"/v2/toy/status/{job['id']}",
+            f"/v1/jobs/{job['id']}/logs",
+        ):
             response = await cb.http.get(path, headers=acme)
             assert response.status_code == 404, path
         run = await cb.http.post("/v2/toy/runsync", json={"input": {}}, headers=acme)
@@ -133,7 +136,11 @@ async def test_health_counts_jobs_and_workers(tmp_path: Path) -> None:
         await cb.runsync("toy", {"crash": "x"})
         health = (await cb.http.get("/v2/toy/health")).json()
         assert health["jobs"] == {
-            "completed": 1, "failed": 1, "inProgress": 0, "inQueue": 0, "retried": 0
+            "completed": 1,
+            "failed": 1,
+            "inProgress": 0,
+            "inQueue": 0,
+            "retried": 0,
         }
         assert health["workers"] == {"idle": 1, "running": 0, "initializing": 0}
 
@@ -146,8 +153,9 @@ async def test_redeploy_makes_a_new_version_only_when_something_changed(tmp_path
         lines = await deploy_local(cb.platform, source)
         assert all("unchanged" in line for line in lines)
         app = source / "app.py"
-        app.write_text(app.read_text().replace('return {"value": value}',
-                                               'return {"value": value, "v": 2}'))
+        app.write_text(
+            app.read_text().replace('return {"value": value}', 'return {"value": value, "v": 2}')
+        )
         lines = await deploy_local(cb.platform, source)
         assert any("other v2 (new version)" in line for line in lines)
         second = await cb.runsync("other", {"value": 1})

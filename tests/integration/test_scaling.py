@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from pathlib import Path
 
 import pytest
@@ -84,7 +85,7 @@ async def test_account_cap_queues_jobs_instead_of_rejecting_them(tmp_path: Path)
         spans = sorted(
             (_ts(r["createdAt"]) + r["delayTime"] / 1000, r["executionTime"]) for r in results
         )
-        for (start, duration), (next_start, _) in zip(spans, spans[1:], strict=False):
+        for (start, duration), (next_start, _) in itertools.pairwise(spans):
             assert next_start >= start + duration / 1000 - 0.01  # never two at once
 
 

@@ -33,7 +33,9 @@ class Receiver:
         body = await reader.readexactly(int(headers.get("content-length", "0")))
         self.received.append((headers, body))
         status = "500 Internal Server Error" if len(self.received) <= self.fail_first else "200 OK"
-        writer.write(f"HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode())
+        writer.write(
+            f"HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".encode()
+        )
         await writer.drain()
         writer.close()
 
@@ -73,9 +75,10 @@ async def test_a_final_job_is_posted_signed_and_retried_until_accepted(tmp_path:
 async def test_a_receiver_that_never_accepts_is_given_up_after_the_last_attempt(
     tmp_path: Path,
 ) -> None:
-    async with receiver(fail_first=100) as hook, running(
-        tmp_path, FIXTURES / "toys", webhook_max_attempts=3
-    ) as cb:
+    async with (
+        receiver(fail_first=100) as hook,
+        running(tmp_path, FIXTURES / "toys", webhook_max_attempts=3) as cb,
+    ):
         job_id = await cb.run("toy", {"crash": "boom"}, webhook=hook.url)
         job = await wait_for(
             lambda: cb.job(job_id), lambda j: j.get("webhook", {}).get("state") == "gave_up"

@@ -25,7 +25,9 @@ def _error(status: int, kind: str, message: str, hint: str = "") -> Response:
     return json_response({"error": {"type": kind, "message": message, "hint": hint}}, status)
 
 
-def account_openapi(base: dict[str, Any], endpoints: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+def account_openapi(
+    base: dict[str, Any], endpoints: list[tuple[str, dict[str, Any]]]
+) -> dict[str, Any]:
     """The OpenAPI document with a concrete run/runsync path per endpoint and its input schema."""
     doc = dict(base)
     paths = dict(doc.get("paths", {}))

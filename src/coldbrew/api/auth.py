@@ -20,9 +20,7 @@ class KeyCache:
         header = request.headers.get("authorization", "")
         key = header[7:].strip() if header[:7].lower() == "bearer " else header.strip()
         if not key:
-            raise Unauthorized(
-                "no API key", hint="send the header 'Authorization: Bearer <key>'"
-            )
+            raise Unauthorized("no API key", hint="send the header 'Authorization: Bearer <key>'")
         principal = self._known.get(key)
         if principal is None:
             principal = await self._platform.principal(key)

@@ -20,6 +20,20 @@ from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
 
 MAX_WAIT_MS = 300_000
+#: Schema keywords whose bound is worth echoing next to jsonschema's message.
+_SHOWN_CONSTRAINTS = frozenset(
+    {
+        "minItems",
+        "maxItems",
+        "minimum",
+        "maximum",
+        "exclusiveMinimum",
+        "exclusiveMaximum",
+        "minLength",
+        "maxLength",
+        "pattern",
+    }
+)
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
@@ -60,11 +74,16 @@ class Invoker:
             self._validators[version.id] = validator
         errors = sorted(validator.iter_errors(payload), key=lambda e: list(e.absolute_path))
         if errors:
-            problems = [f"{_field_path(e.absolute_path)}: {e.message}" for e in errors[:5]]
+            problems = [
+                f"{_field_path(e.absolute_path)}: {e.message} ({e.validator}: {e.validator_value})"
+                if e.validator in _SHOWN_CONSTRAINTS
+                else f"{_field_path(e.absolute_path)}: {e.message}"
+                for e in errors[:5]
+            ]
             props = version.input_schema.get("properties", {})
-            expected = ", ".join(
-                f"{k} ({v.get('type', 'any')})" for k, v in props.items()
-            ) or "no fields"
+            expected = (
+                ", ".join(f"{k} ({v.get('type', 'any')})" for k, v in props.items()) or "no fields"
+            )
             raise InvalidInput(
                 "; ".join(problems),
                 hint=f"endpoint {version.endpoint!r} takes: {expected}",
@@ -76,7 +95,9 @@ class Invoker:
         try:
             request = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as exc:
-            raise InvalidRequest(f"the body is not JSON: {exc}", hint='send {"input": {...}}') from None
+            raise InvalidRequest(
+                f"the body is not JSON: {exc}", hint='send {"input": {...}}'
+            ) from None
         if not isinstance(request, dict) or not isinstance(request.get("input"), dict):
             raise InvalidRequest(
                 "the body needs an 'input' object", hint='send {"input": {"field": value}}'
@@ -85,8 +106,9 @@ class Invoker:
         version = await self.platform.store.get_version(endpoint.current_version_id)
         self.validate(version, request["input"])
         spec = DeploymentSpec(**version.spec)
-        timeout_s, ttl_s = _policy(request.get("policy"), spec.timeout_s,
-                                   self.platform.settings.job_ttl_s)
+        timeout_s, ttl_s = _policy(
+            request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s
+        )
         webhook = request.get("webhook")
         if webhook is not None and not (
             isinstance(webhook, str) and webhook.startswith(("http://", "https://"))

@@ -42,8 +42,13 @@ def main() -> None:
 @main.command()
 @click.option("--host", default=None, help="address to bind (default 127.0.0.1)")
 @click.option("--port", type=int, default=None, help="port (default 8000)")
-@click.option("--deploy", "deploy_dirs", multiple=True, type=click.Path(exists=True,
-              file_okay=False, path_type=Path), help="deploy this directory at start (repeatable)")
+@click.option(
+    "--deploy",
+    "deploy_dirs",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="deploy this directory at start (repeatable)",
+)
 def serve(host: str | None, port: int | None, deploy_dirs: tuple[Path, ...]) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -69,8 +74,9 @@ def deploy(directory: Path) -> None:
         if total < (1 << 20):
             return
         if bar is None:
-            bar = click.progressbar(length=total, label="uploading", show_pos=False,
-                                    show_percent=True, show_eta=True)
+            bar = click.progressbar(
+                length=total, label="uploading", show_pos=False, show_percent=True, show_eta=True
+            )
             bar.__enter__()
         bar.update(sent - bar.pos)
 
@@ -91,12 +97,16 @@ def endpoints() -> None:
     """List endpoints with version, workers and queue length."""
     with _client() as client:
         rows = client.endpoints()
-    click.echo(f"{'NAME':<16}{'VERSION':>8}  {'HARDWARE':<9}{'IDLE':>5}{'BUSY':>5}"
-               f"{'STARTING':>9}{'QUEUE':>7}")
+    click.echo(
+        f"{'NAME':<16}{'VERSION':>8}  {'HARDWARE':<9}{'IDLE':>5}{'BUSY':>5}"
+        f"{'STARTING':>9}{'QUEUE':>7}"
+    )
     for e in rows:
         w = e["workers"]
-        click.echo(f"{e['name']:<16}{'v' + str(e['version']):>8}  {e['hardware']:<9}"
-                   f"{w['idle']:>5}{w['running']:>5}{w['starting']:>9}{e['queue']:>7}")
+        click.echo(
+            f"{e['name']:<16}{'v' + str(e['version']):>8}  {e['hardware']:<9}"
+            f"{w['idle']:>5}{w['running']:>5}{w['starting']:>9}{e['queue']:>7}"
+        )
 
 
 @main.command()
@@ -172,8 +182,9 @@ def keys_create(account: str, admin: bool) -> None:
 
 
 @main.command()
-@click.option("--by", type=click.Choice(["endpoint", "account", "hardware", "version"]),
-              default="endpoint")
+@click.option(
+    "--by", type=click.Choice(["endpoint", "account", "hardware", "version"]), default="endpoint"
+)
 @click.option("--since", default="24h", help="window, e.g. 30m, 24h, 7d")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON report")
 def usage(by: str, since: str, as_json: bool) -> None:
@@ -187,5 +198,7 @@ def usage(by: str, since: str, as_json: bool) -> None:
     header = f"{by.upper():<28}{'COLD s':>10}{'BUSY s':>10}{'IDLE s':>10}{'TOTAL s':>10}{'USD':>12}"
     click.echo(header)
     for row in [*report["rows"], {by: "TOTAL", **report["total"]}]:
-        click.echo(f"{row[by]:<28}{row['cold_start_s']:>10.1f}{row['busy_s']:>10.1f}"
-                   f"{row['idle_s']:>10.1f}{row['total_s']:>10.1f}{row['total_usd']:>12.6f}")
+        click.echo(
+            f"{row[by]:<28}{row['cold_start_s']:>10.1f}{row['busy_s']:>10.1f}"
+            f"{row['idle_s']:>10.1f}{row['total_s']:>10.1f}{row['total_usd']:>12.6f}"
+        )

@@ -44,7 +44,7 @@ def banner(settings: Settings, url: str, endpoints: list[str]) -> str:
     example = '{"input": {"message": "hello"}}' if name == "echo" else '{"input": {}}'
     curl = (
         f"curl -s -X POST {url}/v2/{name}/runsync "
-        f"-H \"Authorization: Bearer $(cat {shlex.quote(str(key_path))})\" "
+        f'-H "Authorization: Bearer $(cat {shlex.quote(str(key_path))})" '
         f"-H 'Content-Type: application/json' -d '{example}'"
     )
     return "\n".join(
@@ -86,7 +86,11 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
             f"  (saved to {settings.admin_key_path.resolve()}, mode 0600; shown only once)"
         )
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level="warning", lifespan="off",
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        lifespan="off",
         access_log=False,
     )
     server = _Server(config)
@@ -124,6 +128,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
 
 def run_server(settings: Settings, deploy_dirs: list[Path]) -> None:
     logging.basicConfig(
-        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
     sys.exit(asyncio.run(serve(settings, deploy_dirs)))

@@ -88,8 +88,14 @@ def decide(
     stop: list[str] = []
     if live > desired:
         expired = sorted(
-            (w for w in obs.workers if w.ready and w.active_jobs == 0 and w.idle_since is not None
-             and obs.now - w.idle_since >= idle_timeout_s),
+            (
+                w
+                for w in obs.workers
+                if w.ready
+                and w.active_jobs == 0
+                and w.idle_since is not None
+                and obs.now - w.idle_since >= idle_timeout_s
+            ),
             key=lambda w: w.idle_since or 0.0,
         )
         stop = [w.id for w in expired[: live - desired]]

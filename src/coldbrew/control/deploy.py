@@ -67,9 +67,7 @@ class Deployer:
         """Create a version of each model in the artifact; unchanged models keep theirs."""
         directory = self.artifact_dir(account, sha)
         if not directory.is_dir():
-            raise NotFound(
-                f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first"
-            )
+            raise NotFound(f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first")
         models = await self._inspect(directory)
         results = []
         for model in models:
@@ -94,8 +92,12 @@ class Deployer:
                 self.clock.time(),
             )
             results.append(
-                {"name": model["name"], "version": version.number, "created": created,
-                 "spec": model["spec"]}
+                {
+                    "name": model["name"],
+                    "version": version.number,
+                    "created": created,
+                    "spec": model["spec"],
+                }
             )
         return results
 
@@ -132,5 +134,3 @@ class Deployer:
             )
         models: list[dict[str, Any]] = result["models"]
         return models
-
-

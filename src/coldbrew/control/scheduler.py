@@ -244,7 +244,9 @@ class Scheduler:
             for w in holders
             if w.state is WorkerState.IDLE
             and w.version.id != version_id
-            and (w.version.id not in self._current or per_version[w.version.id] > w.spec.min_workers)
+            and (
+                w.version.id not in self._current or per_version[w.version.id] > w.spec.min_workers
+            )
         ]
         if evictable:
             victim = min(evictable, key=lambda w: w.last_used)
@@ -373,7 +375,7 @@ class Scheduler:
         reason = describe_exit(code, worker.stop_reason)
         if worker.ready_wall is None and worker.stop_reason is None:
             await self._setup_failed(worker, reason)
-        for job_id, inflight in list(worker.jobs.items()):
+        for inflight in list(worker.jobs.values()):
             self._running[inflight.job.account] -= 1
             await self._worker_lost(inflight.job, reason)
         worker.jobs.clear()
@@ -452,11 +454,13 @@ class Scheduler:
             for vid in order:
                 if queued[vid] <= 0:
                     continue
-                version, spec = await self._version(vid)
+                version, _ = await self._version(vid)
                 if self._running[version.account] >= self.settings.account_concurrency_cap:
                     continue
-                worker = next((w for w in self.workers.values()
-                               if w.version.id == vid and w.free_slots > 0), None)
+                worker = next(
+                    (w for w in self.workers.values() if w.version.id == vid and w.free_slots > 0),
+                    None,
+                )
                 if worker is None:
                     continue
                 job = await self.store.claim(vid, worker.id, self.clock.time())
@@ -499,8 +503,9 @@ class Scheduler:
                     "message": f"the job ran past its execution timeout of {job.timeout_s:g} s",
                     "hint": "raise timeout_s in @app.model or policy.executionTimeout (ms)",
                 }
-                cost = job_cost_usd(job.timeout_s, self.settings.prices_per_hour_usd.get(
-                    worker.hardware, 0.0))
+                cost = job_cost_usd(
+                    job.timeout_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0.0)
+                )
                 final = await self.store.finish(
                     job_id, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
                 )
@@ -539,4 +544,3 @@ class Scheduler:
         rows = [row for w in self.workers.values() for row in w.meter.drain(wall)]
         if rows:
             await self.store.add_usage(rows)
-

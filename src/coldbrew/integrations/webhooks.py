@@ -47,7 +47,9 @@ def verify_webhook(
 ) -> bool:
     """Whether a received webhook was signed with `secret` (and is recent, when `now` is given)."""
     lower = {k.lower(): v for k, v in headers.items()}
-    msg_id, ts, sigs = (lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    msg_id, ts, sigs = (
+        lower.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
     if not (msg_id and ts and sigs and ts.isascii() and ts.isdigit()):
         return False
     if now is not None and abs(now - int(ts)) > TOLERANCE_S:

@@ -49,9 +49,7 @@ def input_model(cls: type) -> type[BaseModel]:
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
     config = ConfigDict(extra=extra)  # type: ignore[typeddict-item]
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
-        f"{cls.__name__}Input", __config__=config, **fields
-    )
+    model: type[BaseModel] = create_model(f"{cls.__name__}Input", __config__=config, **fields)
     return model
 
 

@@ -108,7 +108,7 @@ class Worker:
             _JobLogStream(sys.stdout, "stdout", channel, self.local),
             _JobLogStream(sys.stderr, "stderr", channel, self.local),
         ]
-        sys.stdout, sys.stderr = self.streams  # type: ignore[assignment]
+        sys.stdout, sys.stderr = self.streams
 
     def serve(self) -> None:
         """Run jobs until `stop` or until the gateway goes away."""

@@ -60,20 +60,25 @@ class Client:
             response = self._http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
             raise APIError(
-                0, "unreachable", f"cannot reach coldbrew at {self.url}: {exc}",
+                0,
+                "unreachable",
+                f"cannot reach coldbrew at {self.url}: {exc}",
                 "start it with `make run` or `coldbrew serve`, or set COLDBREW_URL",
             ) from None
         if response.status_code >= 400:
             try:
                 err = response.json()["error"]
-                raise APIError(response.status_code, err["type"], err["message"], err.get("hint", ""))
+                raise APIError(
+                    response.status_code, err["type"], err["message"], err.get("hint", "")
+                )
             except (ValueError, KeyError, TypeError):
                 raise APIError(response.status_code, "http_error", response.text) from None
         return response.json() if response.content else None
 
     # invocation
-    def run_sync(self, endpoint: str, input: dict[str, Any], wait_ms: int | None = None,
-                 **extra: Any) -> dict[str, Any]:
+    def run_sync(
+        self, endpoint: str, input: dict[str, Any], wait_ms: int | None = None, **extra: Any
+    ) -> dict[str, Any]:
         params = {"wait": wait_ms} if wait_ms is not None else {}
         result: dict[str, Any] = self._call(
             "POST", f"/v2/{endpoint}/runsync", params=params, json={"input": input, **extra}
@@ -130,8 +135,12 @@ class Client:
                     if progress:
                         progress(min(start + _CHUNK, len(data)), len(data))
 
-            self._call("PUT", f"/v1/artifacts/{sha}", content=chunks(),
-                       headers={"content-type": "application/x-tar"})
+            self._call(
+                "PUT",
+                f"/v1/artifacts/{sha}",
+                content=chunks(),
+                headers={"content-type": "application/x-tar"},
+            )
         result: list[dict[str, Any]] = self._call(
             "POST", "/v1/deployments", json={"artifact": sha}
         )["endpoints"]

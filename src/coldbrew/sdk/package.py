@@ -9,8 +9,18 @@ from pathlib import Path
 
 #: Directories never shipped: VCS data, virtualenvs, caches.
 EXCLUDED_DIRS = frozenset(
-    {".git", ".hg", ".venv", "venv", "__pycache__", ".mypy_cache", ".pytest_cache",
-     ".ruff_cache", "node_modules", ".coldbrew"}
+    {
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        "node_modules",
+        ".coldbrew",
+    }
 )
 EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 

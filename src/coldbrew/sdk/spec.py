@@ -1,4 +1,4 @@
-"""The deployment spec a user declares with `@app.model(...)`, validated with fixes in the message."""
+"""The deployment spec a user declares with `@app.model(...)`, validated with the fix in errors."""
 
 from __future__ import annotations
 

@@ -168,7 +168,9 @@ class SQLiteStore(Store):
         return account
 
     async def get_account(self, name: str) -> Account | None:
-        row = self._one("SELECT name, webhook_secret, created_at FROM accounts WHERE name=?", [name])
+        row = self._one(
+            "SELECT name, webhook_secret, created_at FROM accounts WHERE name=?", [name]
+        )
         return Account(row[0], row[1], row[2]) if row else None
 
     async def add_key(self, key_hash: str, account: str, admin: bool, now: float) -> None:
@@ -219,14 +221,23 @@ class SQLiteStore(Store):
                 if same:
                     self._db.execute("COMMIT")
                     return current, False
-            row = self._one("SELECT COALESCE(MAX(number), 0) FROM versions WHERE endpoint_id=?", [
-                endpoint_id
-            ])
+            row = self._one(
+                "SELECT COALESCE(MAX(number), 0) FROM versions WHERE endpoint_id=?", [endpoint_id]
+            )
             number = int(row[0]) + 1 if row else 1
             cursor = self._db.execute(
                 "INSERT INTO versions (endpoint_id, number, artifact_sha, module, class_name, "
                 "spec, input_schema, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (endpoint_id, number, artifact_sha, module, class_name, spec_json, schema_json, now),
+                (
+                    endpoint_id,
+                    number,
+                    artifact_sha,
+                    module,
+                    class_name,
+                    spec_json,
+                    schema_json,
+                    now,
+                ),
             )
             version_id = int(cursor.lastrowid or 0)
             self._db.execute(
@@ -350,8 +361,7 @@ class SQLiteStore(Store):
 
     async def requeue(self, job_id: str) -> bool:
         cursor = self._db.execute(
-            "UPDATE jobs SET status='IN_QUEUE', worker_id=NULL WHERE id=? "
-            "AND status='IN_PROGRESS'",
+            "UPDATE jobs SET status='IN_QUEUE', worker_id=NULL WHERE id=? AND status='IN_PROGRESS'",
             (job_id,),
         )
         return cursor.rowcount == 1
@@ -382,9 +392,7 @@ class SQLiteStore(Store):
         )
         return [_job(r) for r in rows]
 
-    async def fail_queued(
-        self, version_id: int, error: dict[str, Any], now: float
-    ) -> list[Job]:
+    async def fail_queued(self, version_id: int, error: dict[str, Any], now: float) -> list[Job]:
         rows = self._all(
             "UPDATE jobs SET status='FAILED', finished_at=?, error=?, "
             "webhook_state=CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END "
@@ -420,9 +428,11 @@ class SQLiteStore(Store):
         }
 
     async def purge_expired(self, now: float) -> int:
-        expired = "SELECT id FROM jobs WHERE expires_at < ? AND status IN " \
-            "('COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT') " \
+        expired = (
+            "SELECT id FROM jobs WHERE expires_at < ? AND status IN "
+            "('COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT') "
             "AND (webhook_state IS NULL OR webhook_state != 'pending')"
+        )
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(f"DELETE FROM job_logs WHERE job_id IN ({expired})", (now,))
@@ -469,9 +479,7 @@ class SQLiteStore(Store):
             "ORDER BY attempt",
             [job_id],
         )
-        return [
-            {"attempt": r[0], "at": r[1], "statusCode": r[2], "error": r[3]} for r in rows
-        ]
+        return [{"attempt": r[0], "at": r[1], "statusCode": r[2], "error": r[3]} for r in rows]
 
     async def pending_webhooks(self) -> list[Job]:
         rows = self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE webhook_state='pending'")
