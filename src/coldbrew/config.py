@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_home_from_env() / "config.toml")
         return (init_settings, env_settings, toml)
 
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        """Relative homes are taken from the directory coldbrew started in, once."""
+        return value.expanduser().resolve()
+
     @field_validator("hardware_slots")
     @classmethod
     def _slots_positive(cls, value: dict[str, int]) -> dict[str, int]:

@@ -31,6 +31,7 @@ class Server:
     port: int
     process: subprocess.Popen[str] | None = None
     output: str = ""
+    relative_home: bool = False  # start in home's parent with COLDBREW_HOME unset (./.coldbrew)
 
     @property
     def url(self) -> str:
@@ -40,6 +41,8 @@ class Server:
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(COLDBREW_HOME=str(self.home), COLDBREW_URL=self.url)
+        if self.relative_home:
+            del env["COLDBREW_HOME"]
         env.pop("COLDBREW_API_KEY", None)
         return env
 
@@ -68,6 +71,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
+            cwd=self.home.parent,
         )
         assert self.process.stdout is not None
         lines = []

@@ -94,3 +94,14 @@ def test_sigterm_stops_the_server_and_every_worker(server: Server) -> None:
     assert server.stop(signal.SIGTERM) == 0
     assert "stopping workers" in server.output
     assert worker_pids(server.home) == set()
+
+
+def test_the_default_relative_home_works_as_make_run_uses_it(server: Server) -> None:
+    server.home = server.home.parent / ".coldbrew"
+    server.relative_home = True
+    banner = server.start(TOYS.resolve())
+    assert "deployed toy v1" in banner and "NOT deployed" not in banner
+    assert f"admin key: {server.home}" in banner
+    with server.http() as http:
+        result = http.post("/v2/toy/runsync", json={"input": {"value": 1}}).json()
+    assert result["status"] == "COMPLETED"

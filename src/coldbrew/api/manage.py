@@ -158,6 +158,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         # Rows are per hour; include the hour the window starts in.
         start = (platform.clock.time() - window_s) // 3600 * 3600
         scope = None if (principal.admin and by == "account") else principal.account
+        await platform.scheduler.flush_usage()
         rows = await platform.store.usage(start, scope)
         prices = platform.settings.prices_per_hour_usd
         report = usage_report(rows, by, prices)

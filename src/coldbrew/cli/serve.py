@@ -16,6 +16,7 @@ import uvicorn
 
 from coldbrew.api.app import create_app
 from coldbrew.config import Settings
+from coldbrew.errors import ColdbrewError
 from coldbrew.platform import DEFAULT_ACCOUNT, Platform
 from coldbrew.sdk.package import package
 
@@ -38,27 +39,30 @@ async def deploy_local(platform: Platform, directory: Path) -> list[str]:
     return lines
 
 
-def banner(settings: Settings, url: str, endpoints: list[str]) -> str:
-    key_path = settings.admin_key_path.resolve()
-    name = "echo" if "echo" in endpoints else (endpoints[0] if endpoints else "ENDPOINT")
-    example = '{"input": {"message": "hello"}}' if name == "echo" else '{"input": {}}'
-    curl = (
-        f"curl -s -X POST {url}/v2/{name}/runsync "
-        f'-H "Authorization: Bearer $(cat {shlex.quote(str(key_path))})" '
-        f"-H 'Content-Type: application/json' -d '{example}'"
-    )
-    return "\n".join(
-        [
-            "",
-            f"coldbrew is serving on {url}  (dashboard-free API; docs at {url}/docs)",
-            f"  admin key: {key_path}",
-            f"  endpoints: {', '.join(endpoints) or 'none yet (coldbrew deploy DIR)'}",
+def banner(settings: Settings, url: str, endpoints: list[str], failed: list[Path]) -> str:
+    """What `serve` prints once it is up: where it is, the key, and a call that works."""
+    key_path = settings.admin_key_path
+    lines = [
+        "",
+        f"coldbrew is serving on {url}  (API docs: {url}/docs)",
+        f"  admin key: {key_path}",
+        f"  endpoints: {', '.join(endpoints) or 'none yet'}",
+    ]
+    if failed:
+        lines.append(f"  NOT deployed (see the errors above): {', '.join(map(str, failed))}")
+    if "echo" in endpoints:
+        lines += [
             "try it:",
-            f"  {curl}",
-            "stop with Ctrl-C",
-            "",
+            f"  curl -s -X POST {url}/v2/echo/runsync "
+            f'-H "Authorization: Bearer $(cat {shlex.quote(str(key_path))})" '
+            '-H \'Content-Type: application/json\' -d \'{"input": {"message": "hello"}}\'',
         ]
-    )
+    elif endpoints:
+        lines.append("try it: `coldbrew endpoints`, then `coldbrew run NAME --input '{...}'`")
+    else:
+        lines.append("deploy a model: `coldbrew deploy DIR` (see examples/)")
+    lines += ["stop with Ctrl-C (or SIGTERM)", ""]
+    return "\n".join(lines)
 
 
 class _Server(uvicorn.Server):
@@ -103,15 +107,20 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
             task.result()
             click.echo(f"error: could not listen on {settings.host}:{settings.port}", err=True)
             return 1
+        failed = []
         for directory in deploy_dirs:
             click.echo(f"deploying {directory} …")
             try:
                 for line in await deploy_local(platform, directory):
                     click.echo(line)
-            except Exception as exc:
-                click.echo(f"  failed to deploy {directory}: {exc}", err=True)
+            except ColdbrewError as exc:
+                failed.append(directory)
+                click.echo(f"  failed to deploy {directory}: {exc.message}", err=True)
+                if exc.hint:
+                    click.echo(f"  hint: {exc.hint}", err=True)
         names = [e.name for e in await platform.store.list_endpoints(DEFAULT_ACCOUNT)]
-        click.echo(banner(settings, f"http://{settings.host}:{settings.port}", names))
+        url = f"http://{settings.host}:{settings.port}"
+        click.echo(banner(settings, url, names, failed))
         await task
     except SystemExit:
         click.echo(

@@ -106,7 +106,7 @@ class Deployer:
             sys.executable,
             "-m",
             "coldbrew.runtime.inspect",
-            str(directory),
+            str(directory.resolve()),
             cwd=directory,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,

@@ -150,6 +150,10 @@ class Scheduler:
                 await self._stop_worker(worker, "its endpoint was deleted")
         await self.refresh_endpoints()
 
+    async def flush_usage(self) -> None:
+        """Write every running worker's seconds so far, so reports include the current minute."""
+        await self._flush(force=True)
+
     def worker_counts(self, endpoint_id: int) -> dict[str, int]:
         """Workers of the endpoint (all versions) by state: idle, running (busy), starting."""
         counts = {"idle": 0, "running": 0, "starting": 0}
