@@ -37,3 +37,11 @@ lint: $(VENV)/.dev
 
 clean:
 	rm -rf $(VENV) .coldbrew examples/mlp/weights.safetensors
+
+# Cold-start benchmark (issue 3): coldbrew fast path vs spawned workers vs Ray Serve from zero.
+# Installs Ray into bench/.venv-peers on first use; BENCH_ARGS="--tries 5 --skip-peers" etc.
+.PHONY: bench-coldstart
+bench-coldstart: $(VENV)/.examples
+	$(BIN)/python bench/coldstart.py $(BENCH_ARGS)
+
+bench: bench-coldstart

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 from coldbrew.errors import ColdbrewError
 from coldbrew.sdk.app import App
-from coldbrew.sdk.spec import DeploymentSpec, Scaler
 
 if TYPE_CHECKING:
     from coldbrew.integrations.webhooks import verify_webhook
     from coldbrew.sdk.client import APIError, Client
+    from coldbrew.sdk.spec import DeploymentSpec, Scaler
 
 __all__ = [
     "APIError",
@@ -33,11 +33,13 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
-# The HTTP client pulls in httpx; model code that only declares an App should not pay for it
-# in every worker's start-up, so these load on first use.
+# The HTTP client pulls in httpx and the spec pydantic; model code that only declares an App
+# should not pay for them in every worker's start-up, so these load on first use.
 _LAZY = {
     "APIError": "coldbrew.sdk.client",
     "Client": "coldbrew.sdk.client",
+    "DeploymentSpec": "coldbrew.sdk.spec",
+    "Scaler": "coldbrew.sdk.spec",
     "verify_webhook": "coldbrew.integrations.webhooks",
 }
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
+from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
 from coldbrew.config import Settings
 from coldbrew.control.deploy import Deployer
@@ -48,7 +49,14 @@ class Platform:
         clock = clock or SystemClock()
         settings.home.mkdir(parents=True, exist_ok=True)
         store = SQLiteStore(settings.db_path)
-        scheduler = Scheduler(store, backend or LocalBackend(), clock, settings)
+        if backend is None:
+            spawn = LocalBackend()
+            backend = (
+                TemplateBackend(settings.fork_ready_timeout_s, spawn)
+                if settings.fast_start
+                else spawn
+            )
+        scheduler = Scheduler(store, backend, clock, settings)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
         return cls(settings, store, scheduler, Deployer(store, clock, settings), webhooks, clock)

@@ -134,7 +134,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def worker_pids(home: Path) -> set[int]:
-    """Live worker processes started for this home (found by their artifact path)."""
+    """Live worker and template processes of this home (found by their artifact path)."""
     pids = set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -143,6 +143,6 @@ def worker_pids(home: Path) -> set[int]:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if "coldbrew.runtime.worker" in cmdline and str(home) in cmdline:
+        if "coldbrew.runtime." in cmdline and str(home) in cmdline:
             pids.add(int(proc.name))
     return pids

@@ -13,7 +13,7 @@ from coldbrew.sdk.spec import parse_spec
 
 VALID_FIELDS = (
     "buffer_workers, concurrency, hardware, idle_timeout_s, max_workers, min_workers, name, "
-    "retries, scaler, scaler_target_s, timeout_s"
+    "preload, retries, scaler, scaler_target_s, snapshot, timeout_s"
 )
 
 
@@ -28,6 +28,8 @@ def test_defaults() -> None:
         "concurrency": 1,
         "timeout_s": 600.0,
         "retries": 2,
+        "snapshot": True,
+        "preload": (),
         "scaler": Scaler.REQUEST_COUNT,
         "scaler_target_s": 2.0,
     }

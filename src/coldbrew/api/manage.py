@@ -15,7 +15,7 @@ from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.metering.report import GROUPINGS, usage_report
 from coldbrew.platform import Platform
-from coldbrew.sdk.spec import NAME_PATTERN
+from coldbrew.sdk.names import NAME_PATTERN
 from coldbrew.store.models import Endpoint
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")

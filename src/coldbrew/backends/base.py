@@ -18,6 +18,8 @@ class WorkerLaunch:
     concurrency: int
     hardware: str
     log_path: Path
+    snapshot: bool = False  # fork from a template that already ran setup() (CPU models)
+    preload: tuple[str, ...] = ()  # modules a template imports before forking
 
 
 class WorkerHandle(Protocol):
@@ -42,3 +44,9 @@ class Backend(Protocol):
     """Starts workers. The scheduler decides how many and where; the backend only runs them."""
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle: ...
+
+    async def prepare(self, launches: list[WorkerLaunch]) -> None:
+        """Get ready to start workers for exactly these versions (templates); may do nothing."""
+
+    async def close(self) -> None:
+        """Release what `prepare` holds."""

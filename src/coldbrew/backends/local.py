@@ -11,6 +11,7 @@ from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
 from coldbrew.runtime import protocol
+from coldbrew.sdk.names import SKIP_VALIDATION_ENV
 
 
 class LocalWorker:
@@ -52,6 +53,16 @@ class LocalWorker:
         return code
 
 
+def worker_env(launch: WorkerLaunch, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a worker or template process."""
+    env = dict(os.environ)
+    env.update(extra or {})
+    env["COLDBREW_WORKER_ID"] = launch.worker_id
+    env["PYTHONUNBUFFERED"] = "1"
+    env[SKIP_VALIDATION_ENV] = "1"
+    return env
+
+
 class LocalBackend:
     """Starts each worker as a fresh `python -m coldbrew.runtime.worker` process.
 
@@ -65,11 +76,8 @@ class LocalBackend:
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         parent, child = socket.socketpair()
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
-        env.update(self._extra_env)
+        env = worker_env(launch, self._extra_env)
         env["COLDBREW_WORKER_FD"] = str(child.fileno())
-        env["COLDBREW_WORKER_ID"] = launch.worker_id
-        env["PYTHONUNBUFFERED"] = "1"
         with open(launch.log_path, "ab") as log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -89,3 +97,9 @@ class LocalBackend:
         child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         return LocalWorker(process, reader, writer)
+
+    async def prepare(self, launches: list[WorkerLaunch]) -> None:
+        """Spawned workers need no preparation."""
+
+    async def close(self) -> None:
+        """Nothing is held between workers."""

@@ -83,6 +83,7 @@ class Scheduler:
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
         await self._flush(force=True)
+        await self.backend.close()
 
     def add_final_listener(self, listener: FinalListener) -> None:
         """Call `listener(job)` whenever a job reaches a final state."""
@@ -96,6 +97,11 @@ class Scheduler:
         """Reload which version is current per endpoint (after a deploy or delete)."""
         endpoints = await self.store.list_endpoints(None)
         self._current = {e.current_version_id for e in endpoints}
+        launches = []
+        for vid in sorted(self._current):
+            version, spec = await self._version(vid)
+            launches.append(self._launch_spec(version, spec, "template"))
+        await self.backend.prepare(launches)
         self.notify()
 
     # job waiting and control, used by the gateway
@@ -281,17 +287,22 @@ class Scheduler:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_worker(self, worker: ManagedWorker) -> None:
-        version = worker.version
-        launch = WorkerLaunch(
-            worker_id=worker.id,
+    def _launch_spec(self, version: Version, spec: DeploymentSpec, worker_id: str) -> WorkerLaunch:
+        return WorkerLaunch(
+            worker_id=worker_id,
             artifact_dir=self.settings.artifact_dir(version.account, version.artifact_sha),
             module=version.module,
             class_name=version.class_name,
-            concurrency=worker.spec.concurrency,
-            hardware=worker.spec.hardware,
-            log_path=self.settings.logs_dir / "workers" / f"{worker.id}.log",
+            concurrency=spec.concurrency,
+            hardware=spec.hardware,
+            log_path=self.settings.logs_dir / "workers" / f"{worker_id}.log",
+            # GPU workers initialise CUDA themselves: their template only imports.
+            snapshot=spec.snapshot and spec.hardware == "cpu",
+            preload=spec.preload,
         )
+
+    async def _run_worker(self, worker: ManagedWorker) -> None:
+        launch = self._launch_spec(worker.version, worker.spec, worker.id)
         code = -1
         try:
             worker.handle = await self.backend.start(launch)
@@ -324,12 +335,21 @@ class Scheduler:
     def _on_ready(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
         total_s = self.clock.monotonic() - worker.spawned_at
         import_s, setup_s = float(frame["import_s"]), float(frame["setup_s"])
-        worker.cold_start_detail = {
-            "processStartMs": round(max(0.0, total_s - import_s - setup_s) * 1000, 1),
-            "importMs": round(import_s * 1000, 1),
-            "setupMs": round(setup_s * 1000, 1),
-            "totalMs": round(total_s * 1000, 1),
-        }
+        if "fork_s" in frame:  # forked from a template that had already imported (and set up)
+            worker.cold_start_detail = {
+                "forked": True,
+                "forkMs": round(float(frame["fork_s"]) * 1000, 2),
+                "setupMs": round(setup_s * 1000, 2),
+                "totalMs": round(total_s * 1000, 2),
+            }
+        else:
+            worker.cold_start_detail = {
+                "forked": False,
+                "processStartMs": round(max(0.0, total_s - import_s - setup_s) * 1000, 1),
+                "importMs": round(import_s * 1000, 1),
+                "setupMs": round(setup_s * 1000, 1),
+                "totalMs": round(total_s * 1000, 1),
+            }
         worker.ready_wall = self.clock.time()
         worker.cold_slots = worker.spec.concurrency
         worker.meter.switch(UsageKind.IDLE, worker.ready_wall)

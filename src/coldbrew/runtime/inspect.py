@@ -21,6 +21,7 @@ def inspect_directory(directory: Path) -> list[dict[str, Any]]:
     """Describe every model in `directory`."""
     described = []
     for name, (module, model) in sorted(discover(directory).items()):
+        assert model.spec is not None, "inspect runs with spec validation on"
         described.append(
             {
                 "name": name,

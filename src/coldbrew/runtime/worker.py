@@ -7,7 +7,6 @@ back as that job's log lines; everything else goes to the worker's log file (std
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import os
 import socket
@@ -15,12 +14,15 @@ import sys
 import threading
 import time
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from coldbrew.runtime import protocol
 from coldbrew.runtime.loader import load_class
+
+if TYPE_CHECKING:
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
 
 def error_record(exc: BaseException) -> dict[str, str]:
@@ -99,9 +101,15 @@ class Worker:
         self.model = model
         self.local = threading.local()
         self.is_async = inspect.iscoroutinefunction(model.predict)
-        self.pool = ThreadPoolExecutor(concurrency) if concurrency > 1 else None
+        self.pool: ThreadPoolExecutor | None = None
+        if concurrency > 1:  # imported here: most workers run one job at a time
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(concurrency)
         self.loop: asyncio.AbstractEventLoop | None = None
         if self.is_async:
+            import asyncio
+
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, daemon=True).start()
         self.streams = [
@@ -142,15 +150,21 @@ class Worker:
 
     def _call(self, payload: dict[str, Any]) -> Any:
         if self.loop is not None:
+            import asyncio
+
             future = asyncio.run_coroutine_threadsafe(self.model.predict(**payload), self.loop)
             return future.result()
         return self.model.predict(**payload)
 
 
+def make_channel(fd: int) -> _Channel:
+    """The worker's end of its control socket, from a file descriptor."""
+    return _Channel(socket.socket(fileno=fd))
+
+
 def main() -> None:
     directory, module, class_name, concurrency = sys.argv[1:5]
-    sock = socket.socket(fileno=int(os.environ["COLDBREW_WORKER_FD"]))
-    channel = _Channel(sock)
+    channel = make_channel(int(os.environ["COLDBREW_WORKER_FD"]))
     try:
         os.chdir(directory)
         started = time.perf_counter()

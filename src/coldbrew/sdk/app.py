@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from coldbrew.errors import SpecError
-from coldbrew.sdk.spec import NAME_PATTERN, DeploymentSpec, parse_spec
+from coldbrew.sdk.names import NAME_PATTERN, SKIP_VALIDATION_ENV
+
+if TYPE_CHECKING:
+    from coldbrew.sdk.spec import DeploymentSpec
 
 T = TypeVar("T", bound=type)
 
 
 @dataclass(frozen=True)
 class ModelDef:
-    """One model class registered on an app, with its validated spec."""
+    """One model class registered on an app, with its validated spec (None inside workers)."""
 
     name: str
     cls: type
-    spec: DeploymentSpec
+    spec: DeploymentSpec | None
 
 
 class App:
@@ -41,8 +45,12 @@ class App:
         """Register a class as an endpoint; `spec` holds the `DeploymentSpec` fields."""
 
         def register(cls: T) -> T:
-            validated = parse_spec(spec, where=f"model {cls.__name__}")
-            name = validated.name or cls.__name__.lower()
+            validated = None
+            if os.environ.get(SKIP_VALIDATION_ENV) != "1":
+                from coldbrew.sdk.spec import parse_spec
+
+                validated = parse_spec(spec, where=f"model {cls.__name__}")
+            name = spec.get("name") or cls.__name__.lower()
             if not NAME_PATTERN.match(name):
                 raise SpecError(
                     f"endpoint name {name!r} (from class {cls.__name__}) is not valid",

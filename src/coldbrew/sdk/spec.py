@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coldbrew.errors import SpecError
+from coldbrew.sdk.names import KNOWN_HARDWARE, NAME_PATTERN
 
-NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")
-
-#: Hardware classes coldbrew knows how to price and schedule out of the box.
-KNOWN_HARDWARE = ("cpu", "RTX4090", "L4", "L40S", "A100", "H100")
+__all__ = ["KNOWN_HARDWARE", "NAME_PATTERN", "DeploymentSpec", "Scaler", "parse_spec"]
 
 
 class Scaler(StrEnum):
@@ -37,6 +34,14 @@ class DeploymentSpec(BaseModel):
     concurrency: int = Field(default=1, ge=1, le=1024)
     timeout_s: float = Field(default=600.0, gt=0)
     retries: int = Field(default=2, ge=0, le=10)
+    snapshot: bool = Field(
+        default=True,
+        description="CPU models: fork workers from a process that already ran setup(); turn off "
+        "when setup() opens sockets, threads or files that must not be shared",
+    )
+    preload: tuple[str, ...] = Field(
+        default=(), description="modules to import before forking workers (besides the model's)"
+    )
     scaler: Scaler = Scaler.REQUEST_COUNT
     scaler_target_s: float = Field(
         default=2.0, gt=0, description="queue_delay scaler: oldest queued wait that adds a worker"

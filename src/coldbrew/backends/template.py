@@ -1,0 +1,273 @@
+"""The fast path of the local backend: workers forked from a per-version template process.
+
+`TemplateBackend.prepare()` keeps one template per current version; `start()` forks a worker
+from it when it is ready and falls back to a freshly spawned process otherwise: while the template
+loads, after it failed, or when a forked child does not become ready within
+`fork_ready_timeout_s` (a hung fork, e.g. the OpenMP trap), in which case the template is retired
+and that version uses spawned workers from then on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.local import LocalBackend, LocalWorker, worker_env
+
+log = logging.getLogger("coldbrew.templates")
+
+_MAX_MESSAGE = 65536
+
+
+@dataclass(frozen=True)
+class TemplateKey:
+    """What makes two launches forkable from the same template."""
+
+    artifact_dir: str
+    module: str
+    class_name: str
+    concurrency: int
+    snapshot: bool
+    preload: tuple[str, ...]
+
+    @classmethod
+    def of(cls, launch: WorkerLaunch) -> TemplateKey:
+        return cls(
+            str(launch.artifact_dir),
+            launch.module,
+            launch.class_name,
+            launch.concurrency,
+            launch.snapshot,
+            launch.preload,
+        )
+
+
+@dataclass
+class _Template:
+    key: TemplateKey
+    process: asyncio.subprocess.Process
+    ctl: socket.socket
+    ready: asyncio.Future[dict[str, Any]]
+    forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
+    exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
+    broken: bool = False
+
+    @property
+    def usable(self) -> bool:
+        return (
+            not self.broken
+            and self.ready.done()
+            and not self.ready.exception()
+            and self.process.returncode is None
+        )
+
+
+class ForkedWorker(LocalWorker):
+    """A worker forked by a template: its exit status comes from the template's report."""
+
+    def __init__(
+        self,
+        pid: int,
+        exited: asyncio.Future[int],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.pid: int | None = pid
+        self._fork_pid = pid
+        self._exited = exited
+        self._reader = reader
+        self._writer = writer
+        self._first: list[dict[str, Any]] = []
+
+    async def recv(self) -> dict[str, Any] | None:
+        if self._first:
+            return self._first.pop()
+        return await super().recv()
+
+    def kill(self) -> None:
+        if not self._exited.done():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._fork_pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        code = await asyncio.shield(self._exited)
+        self._writer.close()
+        return code
+
+
+class TemplateBackend:
+    """Forks workers from templates; spawns them when it cannot."""
+
+    def __init__(self, fork_ready_timeout_s: float, spawn: LocalBackend | None = None) -> None:
+        self.fork_ready_timeout_s = fork_ready_timeout_s
+        self.spawn = spawn or LocalBackend()
+        self._templates: dict[TemplateKey, _Template] = {}
+        self._retired: list[_Template] = []  # draining: exit after their last child
+        self._failed: set[TemplateKey] = set()
+
+    async def prepare(self, launches: list[WorkerLaunch]) -> None:
+        """Keep templates for exactly these launches: start missing ones, stop the rest."""
+        wanted = {TemplateKey.of(launch): launch for launch in launches}
+        for key in list(self._templates):
+            if key not in wanted:
+                self._retire(key)
+        for key, launch in wanted.items():
+            if key not in self._templates and key not in self._failed:
+                await self._start_template(key, launch)
+
+    async def start(self, launch: WorkerLaunch) -> WorkerHandle:
+        template = self._templates.get(TemplateKey.of(launch))
+        if template is None or not template.usable:
+            return await self.spawn.start(launch)
+        try:
+            return await self._fork(template, launch)
+        except Exception as exc:
+            log.warning("forking %s failed (%s); spawning a worker instead", launch.module, exc)
+            self._retire(template.key, failed=True)
+            return await self.spawn.start(launch)
+
+    async def close(self) -> None:
+        """Retire every template and wait for them to exit (their workers are gone by now)."""
+        for key in list(self._templates):
+            self._retire(key)
+        for template in self._retired:
+            try:
+                await asyncio.wait_for(template.process.wait(), 5.0)
+            except TimeoutError:
+                template.process.kill()
+                await template.process.wait()
+            self._on_template_gone(template)
+        self._retired.clear()
+
+    async def _start_template(self, key: TemplateKey, launch: WorkerLaunch) -> None:
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        env = worker_env(launch)
+        env["COLDBREW_TEMPLATE_FD"] = str(child.fileno())
+        log_path = launch.log_path.with_name(
+            f"template-{launch.artifact_dir.name[:12]}-{launch.class_name}.log"
+        )
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "ab") as out:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "coldbrew.runtime.template",
+                str(launch.artifact_dir),
+                launch.module,
+                launch.class_name,
+                str(launch.concurrency),
+                "1" if launch.snapshot else "0",
+                ",".join(launch.preload),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds=(child.fileno(),),
+                env=env,
+                start_new_session=True,
+            )
+        child.close()
+        parent.setblocking(False)
+        loop = asyncio.get_running_loop()
+        template = _Template(key, process, parent, loop.create_future())
+        self._templates[key] = template
+        loop.add_reader(parent.fileno(), self._on_readable, template)
+
+    def _on_readable(self, template: _Template) -> None:
+        try:
+            data = template.ctl.recv(_MAX_MESSAGE)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._on_template_gone(template)
+            return
+        message = json.loads(data)
+        kind = message["t"]
+        if kind == "template_ready":
+            template.ready.set_result(message)
+        elif kind == "setup_failed":
+            template.ready.set_exception(RuntimeError(message["error"]["message"]))
+            template.ready.exception()  # retrieved: spawned workers report the failure to jobs
+            self._retire(template.key, failed=True)
+        elif kind == "forked":
+            future = template.forks.pop(message["worker_id"], None)
+            if future is not None and not future.done():
+                future.set_result(int(message["pid"]))
+        elif kind == "exited":
+            exit_future = template.exits.get(int(message["pid"]))
+            if exit_future is not None and not exit_future.done():
+                exit_future.set_result(int(message["code"]))
+
+    def _on_template_gone(self, template: _Template) -> None:
+        """The template exited: its children can no longer be reaped, so end them."""
+        if template.ctl.fileno() >= 0:
+            with contextlib.suppress(ValueError, OSError):
+                asyncio.get_running_loop().remove_reader(template.ctl.fileno())
+            template.ctl.close()
+        template.broken = True
+        if not template.ready.done():
+            template.ready.set_exception(RuntimeError("template exited while loading"))
+            template.ready.exception()
+        for pid, future in template.exits.items():
+            if not future.done():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                future.set_result(-signal.SIGKILL)
+        for future in template.forks.values():
+            if not future.done():
+                future.set_exception(ConnectionError("template exited"))
+        if self._templates.get(template.key) is template:
+            del self._templates[template.key]
+
+    async def _fork(self, template: _Template, launch: WorkerLaunch) -> WorkerHandle:
+        loop = asyncio.get_running_loop()
+        parent, child = socket.socketpair()
+        forked: asyncio.Future[int] = loop.create_future()
+        template.forks[launch.worker_id] = forked
+        try:
+            message = json.dumps({"t": "fork", "worker_id": launch.worker_id}).encode()
+            socket.send_fds(template.ctl, [message], [child.fileno()])
+        finally:
+            child.close()
+        pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
+        exited: asyncio.Future[int] = loop.create_future()
+        template.exits[pid] = exited
+        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        worker = ForkedWorker(pid, exited, reader, writer)
+        try:
+            async with asyncio.timeout(self.fork_ready_timeout_s):
+                first = await worker.recv()
+        except TimeoutError:
+            worker.kill()
+            writer.close()
+            raise RuntimeError(
+                f"the forked worker was not ready within {self.fork_ready_timeout_s:g} s "
+                "(a fork-unsafe library in the template?)"
+            ) from None
+        if first is None:
+            writer.close()
+            raise RuntimeError("the forked worker exited before it was ready")
+        worker._first.append(first)
+        return worker
+
+    def _retire(self, key: TemplateKey, failed: bool = False) -> None:
+        """Stop forking from a template; it exits once its last child has exited."""
+        template = self._templates.pop(key, None)
+        if failed:
+            self._failed.add(key)
+        if template is None:
+            return
+        template.broken = True
+        self._retired.append(template)
+        with contextlib.suppress(OSError):
+            template.ctl.send(json.dumps({"t": "stop"}).encode())

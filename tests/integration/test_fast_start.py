@@ -1,0 +1,77 @@
+"""Workers forked from per-version templates, and the fallbacks when forking cannot work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.integration.conftest import running
+
+pytestmark = pytest.mark.anyio
+TOYS = FIXTURES / "toys"
+
+
+async def _template_ready(cb: object) -> None:
+    from tests.integration.conftest import wait_for
+
+    backend = cb.platform.scheduler.backend  # type: ignore[attr-defined]
+
+    async def usable() -> bool:
+        templates = list(backend._templates.values())
+        return bool(templates) and all(t.usable for t in templates)
+
+    await wait_for(usable, bool)
+
+
+@pytest.mark.parametrize("fast_start", [True, False], ids=["forked", "spawned"])
+async def test_cold_starts_say_how_the_worker_started(tmp_path: Path, fast_start: bool) -> None:
+    async with running(tmp_path, TOYS, fast_start=fast_start) as cb:
+        if fast_start:
+            await _template_ready(cb)
+        result = await cb.runsync("toy", {"value": 1})
+        assert result["status"] == "COMPLETED" and result["coldStart"] is True
+        detail = result["coldStartDetail"]
+        assert detail["forked"] is fast_start
+        assert ("forkMs" in detail) is fast_start
+        assert ("processStartMs" in detail) is not fast_start
+        crashed = await cb.runsync("toy", {"crash": "segv"})
+        assert "killed by SIGSEGV" in crashed["error"]
+
+
+async def test_a_forked_child_that_hangs_is_killed_and_a_spawned_worker_takes_over(
+    tmp_path: Path,
+) -> None:
+    """torch forked after multi-threaded work hangs in GNU OpenMP: the known trap."""
+    async with running(tmp_path, FIXTURES / "trap", fork_ready_timeout_s=3.0) as cb:
+        await _template_ready(cb)
+        result = await cb.runsync("trap", {})
+        assert result["status"] == "COMPLETED", result
+        assert result["coldStartDetail"]["forked"] is False
+        backend = cb.platform.scheduler.backend
+        assert not backend._templates  # retired: this version spawns from now on
+        again = await cb.runsync("trap", {})
+        assert again["status"] == "COMPLETED"
+
+
+async def test_a_redeploy_replaces_the_template(tmp_path: Path) -> None:
+    import shutil
+
+    from coldbrew.cli.serve import deploy_local
+
+    source = tmp_path / "src"
+    shutil.copytree(TOYS, source)
+    async with running(tmp_path / "home", source) as cb:
+        await _template_ready(cb)
+        backend = cb.platform.scheduler.backend
+        before = {(k.artifact_dir, k.class_name) for k in backend._templates}
+        app = source / "app.py"
+        app.write_text(app.read_text().replace('"value": value}', '"value": value, "v": 2}'))
+        await deploy_local(cb.platform, source)
+        after = {(k.artifact_dir, k.class_name) for k in backend._templates}
+        assert len(before) == len(after) == 2  # one per model of the directory
+        assert {d for d, _ in before}.isdisjoint({d for d, _ in after})
+        await _template_ready(cb)
+        result = await cb.runsync("other", {"value": 1})
+        assert result["output"] == {"value": 1, "v": 2}
