@@ -19,6 +19,7 @@ from coldbrew.sdk.app import App
 
 if TYPE_CHECKING:
     from coldbrew.integrations.webhooks import verify_webhook
+    from coldbrew.runtime.weights import load_safetensors
     from coldbrew.sdk.client import APIError, Client
     from coldbrew.sdk.spec import DeploymentSpec, Scaler
 
@@ -29,6 +30,7 @@ __all__ = [
     "ColdbrewError",
     "DeploymentSpec",
     "Scaler",
+    "load_safetensors",
     "verify_webhook",
 ]
 __version__ = "0.1.0"
@@ -40,6 +42,7 @@ _LAZY = {
     "Client": "coldbrew.sdk.client",
     "DeploymentSpec": "coldbrew.sdk.spec",
     "Scaler": "coldbrew.sdk.spec",
+    "load_safetensors": "coldbrew.runtime.weights",
     "verify_webhook": "coldbrew.integrations.webhooks",
 }
 
