@@ -68,3 +68,13 @@ async def test_an_impossible_spec_is_refused_at_deploy_with_the_fix(tmp_path: Pa
         async with running(tmp_path, FIXTURES / "badspec"):
             pass
     assert "raise max_workers or lower min_workers" in str(caught.value)
+
+
+async def test_an_open_warm_window_keeps_a_worker_up_without_traffic(tmp_path: Path) -> None:
+    async with running(tmp_path, FIXTURES / "classes", hardware_slots=SLOTS) as cb:
+        await wait_for(
+            lambda: cb.http.get("/v2/scheduled/health"),
+            lambda r: r.json()["workers"]["idle"] == 1,
+        )
+        result = await cb.runsync("scheduled", {})
+        assert result["status"] == "COMPLETED" and result["coldStart"] is False

@@ -13,7 +13,8 @@ from coldbrew.sdk.spec import parse_spec
 
 VALID_FIELDS = (
     "buffer_workers, concurrency, hardware, idle_timeout_s, max_workers, min_workers, name, "
-    "preload, retries, scaler, scaler_target_s, snapshot, timeout_s"
+    "preload, prewarm, prewarm_lead_s, retries, scaler, scaler_target_s, snapshot, timeout_s, "
+    "warm_schedule"
 )
 
 
@@ -30,6 +31,9 @@ def test_defaults() -> None:
         "retries": 2,
         "snapshot": True,
         "preload": (),
+        "warm_schedule": (),
+        "prewarm": "off",
+        "prewarm_lead_s": 120.0,
         "scaler": Scaler.REQUEST_COUNT,
         "scaler_target_s": 2.0,
     }

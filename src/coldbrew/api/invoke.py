@@ -132,6 +132,7 @@ class Invoker:
 
     async def enqueue(self, job: Job) -> None:
         await self.platform.store.create_job(job)
+        await self.platform.scheduler.record_arrival(job)
         self.platform.scheduler.notify()
 
 

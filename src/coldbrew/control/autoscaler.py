@@ -32,6 +32,7 @@ class Observation:
     oldest_queued_age_s: float
     workers: tuple[WorkerView, ...] = ()
     retired: bool = False  # an older version: no new traffic, so no warm workers either
+    floor_workers: int = 0  # warm windows and prewarming ask for at least this many
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,8 @@ def decide(
     window (`idle_timeout_s`; zero for retired versions), oldest idle first, so it never
     interrupts a running job and never stops a worker that is about to be needed again.
     """
-    min_workers = 0 if obs.retired else spec.min_workers
+    wanted = max(spec.min_workers, obs.floor_workers)
+    min_workers = 0 if obs.retired else min(wanted, spec.max_workers)
     idle_timeout_s = 0.0 if obs.retired else spec.idle_timeout_s
     desired = max(min_workers, min(_load_target(obs, spec, state), spec.max_workers))
     live = len(obs.workers)

@@ -19,6 +19,7 @@ from coldbrew.backends.base import Backend, WorkerLaunch
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control.autoscaler import Observation, ScalerState, WorkerView, decide
+from coldbrew.control.warmth import TrafficProfile, prewarm_workers, scheduled_min_workers
 from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState, describe_exit
 from coldbrew.errors import NotFound
 from coldbrew.metering.meter import WorkerMeter
@@ -32,6 +33,8 @@ log = logging.getLogger("coldbrew.scheduler")
 FinalListener = Callable[[Job], None]
 
 _METER_FLUSH_S = 5.0
+_BUCKET_S = 300  # traffic history resolution for prewarming
+_PROFILE_REFRESH_S = 60.0
 _PURGE_EVERY_S = 60.0
 
 
@@ -57,6 +60,7 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._rotation = 0
+        self._profiles: dict[int, tuple[float, TrafficProfile]] = {}
         self._last_flush = 0.0
         self._last_purge = 0.0
 
@@ -156,6 +160,35 @@ class Scheduler:
                 await self._stop_worker(worker, "its endpoint was deleted")
         await self.refresh_endpoints()
 
+    async def record_arrival(self, job: Job) -> None:
+        """Count the job in its endpoint's traffic history (what `prewarm="auto"` learns from)."""
+        day, second = divmod(int(job.created_at), 86_400)
+        await self.store.record_arrival(job.endpoint_id, day, second // _BUCKET_S)
+        cached = self._profiles.get(job.endpoint_id)
+        if cached is not None:
+            cached[1].record(job.created_at)
+
+    async def _floor(self, version: Version, spec: DeploymentSpec, wall: float) -> int:
+        """Workers the version's warm windows and learned traffic ask for at `wall`."""
+        windows = [(w.cron, w.min_workers, w.timezone) for w in spec.warm_schedule]
+        floor = scheduled_min_workers(windows, wall) if windows else 0
+        if spec.prewarm == "auto":
+            profile = await self._profile(version.endpoint_id)
+            floor = max(floor, prewarm_workers(profile, wall, spec.prewarm_lead_s, 1.0))
+        return floor
+
+    async def _profile(self, endpoint_id: int) -> TrafficProfile:
+        now = self.clock.monotonic()
+        cached = self._profiles.get(endpoint_id)
+        if cached is None or now - cached[0] > _PROFILE_REFRESH_S:
+            profile = TrafficProfile(bucket_s=_BUCKET_S)
+            today = int(self.clock.time() // 86_400)
+            for day, bucket, count in await self.store.traffic(endpoint_id, today - profile.days):
+                profile.counts[(day, bucket)] = count
+            cached = (now, profile)
+            self._profiles[endpoint_id] = cached
+        return cached[1]
+
     async def flush_usage(self) -> None:
         """Write every running worker's seconds so far, so reports include the current minute."""
         await self._flush(force=True)
@@ -209,7 +242,8 @@ class Scheduler:
     async def _scale(self, stats: dict[int, QueueStat], now: float) -> None:
         version_ids = set(stats) | {w.version.id for w in self.workers.values() if w.live}
         for vid in self._current:
-            if (await self._version(vid))[1].min_workers > 0:
+            spec = (await self._version(vid))[1]
+            if spec.min_workers > 0 or spec.warm_schedule or spec.prewarm == "auto":
                 version_ids.add(vid)
         wall = self.clock.time()
         for vid in sorted(version_ids):
@@ -231,6 +265,7 @@ class Scheduler:
                     for w in live
                 ),
                 retired=vid not in self._current,
+                floor_workers=await self._floor(version, spec, wall),
             )
             decision, self._scaler[vid] = decide(obs, spec, self._scaler.get(vid, ScalerState()))
             for worker_id in decision.stop:

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coldbrew.errors import SpecError
 from coldbrew.sdk.names import KNOWN_HARDWARE, NAME_PATTERN
 
-__all__ = ["KNOWN_HARDWARE", "NAME_PATTERN", "DeploymentSpec", "Scaler", "parse_spec"]
+__all__ = [
+    "KNOWN_HARDWARE",
+    "NAME_PATTERN",
+    "DeploymentSpec",
+    "Scaler",
+    "WarmWindow",
+    "parse_spec",
+]
 
 
 class Scaler(StrEnum):
@@ -18,6 +25,31 @@ class Scaler(StrEnum):
 
     REQUEST_COUNT = "request_count"  # ceil((queued + running) / concurrency) workers
     QUEUE_DELAY = "queue_delay"  # add a worker when the oldest queued job waited > target
+
+
+class WarmWindow(BaseModel):
+    """A cron-style window with its own floor of warm workers, e.g. weekdays 08:00-17:59."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cron: str = Field(description="minutes the window is open, e.g. '* 8-17 * * mon-fri'")
+    min_workers: int = Field(default=1, ge=0, le=1000)
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _valid(self) -> WarmWindow:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from coldbrew.control.warmth import CronWindow
+
+        CronWindow.parse(self.cron)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown timezone {self.timezone!r}; use an IANA name like 'Europe/Paris'"
+            ) from None
+        return self
 
 
 class DeploymentSpec(BaseModel):
@@ -42,6 +74,13 @@ class DeploymentSpec(BaseModel):
     preload: tuple[str, ...] = Field(
         default=(), description="modules to import before forking workers (besides the model's)"
     )
+    warm_schedule: tuple[WarmWindow, ...] = Field(
+        default=(), description="windows with their own min_workers (times in their timezone)"
+    )
+    prewarm: Literal["off", "auto"] = Field(
+        default="off", description="auto: learn traffic by time of day, warm up before bursts"
+    )
+    prewarm_lead_s: float = Field(default=120.0, gt=0, description="how early prewarm starts")
     scaler: Scaler = Scaler.REQUEST_COUNT
     scaler_target_s: float = Field(
         default=2.0, gt=0, description="queue_delay scaler: oldest queued wait that adds a worker"

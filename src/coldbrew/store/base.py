@@ -158,6 +158,15 @@ class Store(ABC):
     @abstractmethod
     async def pending_webhooks(self) -> list[Job]: ...
 
+    # traffic history, for prewarming
+    @abstractmethod
+    async def record_arrival(self, endpoint_id: int, day: int, bucket: int) -> None:
+        """Count one job arrival in the endpoint's (day, time-of-day bucket)."""
+
+    @abstractmethod
+    async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:
+        """(day, bucket, count) rows of the endpoint from `since_day` on."""
+
     # usage
     @abstractmethod
     async def add_usage(self, rows: list[UsageRow]) -> None:

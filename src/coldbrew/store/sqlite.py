@@ -69,6 +69,9 @@ CREATE TABLE IF NOT EXISTS usage (
     hour_start REAL NOT NULL, seconds REAL NOT NULL,
     PRIMARY KEY (worker_id, kind, hour_start));
 CREATE INDEX IF NOT EXISTS usage_hour ON usage(hour_start);
+CREATE TABLE IF NOT EXISTS traffic (
+    endpoint_id INTEGER NOT NULL, day INTEGER NOT NULL, bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL, PRIMARY KEY (endpoint_id, day, bucket));
 """
 
 _JOB_COLUMNS = (
@@ -484,6 +487,21 @@ class SQLiteStore(Store):
     async def pending_webhooks(self) -> list[Job]:
         rows = self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE webhook_state='pending'")
         return [_job(r) for r in rows]
+
+    # traffic history
+    async def record_arrival(self, endpoint_id: int, day: int, bucket: int) -> None:
+        self._db.execute(
+            "INSERT INTO traffic (endpoint_id, day, bucket, count) VALUES (?, ?, ?, 1) "
+            "ON CONFLICT (endpoint_id, day, bucket) DO UPDATE SET count = count + 1",
+            (endpoint_id, day, bucket),
+        )
+
+    async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:
+        rows = self._all(
+            "SELECT day, bucket, count FROM traffic WHERE endpoint_id=? AND day >= ?",
+            [endpoint_id, since_day],
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
 
     # usage
     async def add_usage(self, rows: list[UsageRow]) -> None:
