@@ -15,6 +15,7 @@ from coldbrew.config import Settings
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
+from coldbrew.observe.metrics import Metrics
 from coldbrew.store.base import Store
 from coldbrew.store.models import Principal
 from coldbrew.store.sqlite import SQLiteStore
@@ -41,6 +42,7 @@ class Platform:
     deployer: Deployer
     webhooks: WebhookSender
     clock: Clock
+    metrics: Metrics
 
     @classmethod
     def create(
@@ -59,7 +61,10 @@ class Platform:
         scheduler = Scheduler(store, backend, clock, settings)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
-        return cls(settings, store, scheduler, Deployer(store, clock, settings), webhooks, clock)
+        metrics = Metrics(scheduler)
+        scheduler.add_final_listener(metrics.observe)
+        deployer = Deployer(store, clock, settings)
+        return cls(settings, store, scheduler, deployer, webhooks, clock, metrics)
 
     async def start(self) -> str | None:
         """Start serving; on an empty home, create the default account and return its admin key."""

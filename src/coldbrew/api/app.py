@@ -16,6 +16,7 @@ from coldbrew.api import invoke, manage
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
+from coldbrew.observe.metrics import CONTENT_TYPE
 from coldbrew.platform import Platform
 
 log = logging.getLogger("coldbrew.api")
@@ -108,6 +109,13 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return _error(500, "internal_error", f"{type(exc).__name__}: {exc}", "see the server log")
 
+    _ops_routes(app, platform, keys)
+    return app
+
+
+def _ops_routes(app: FastAPI, platform: Platform, keys: KeyCache) -> None:
+    """Health, readiness, metrics and the per-account OpenAPI document."""
+
     @app.get("/healthz", tags=["ops"], summary="The process is up")
     async def healthz() -> Response:
         return json_response({"status": "ok"})
@@ -117,6 +125,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         await platform.store.count_accounts()
         return json_response({"status": "ready"})
 
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics (your account's series)")
+    async def metrics(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        scope = None if principal.admin else principal.account
+        return Response(platform.metrics.render(scope), media_type=CONTENT_TYPE)
+
     @app.get("/v1/openapi.json", tags=["manage"], summary="OpenAPI with your endpoints' inputs")
     async def openapi_for_account(request: Request) -> Response:
         principal = await keys.resolve(request)
@@ -125,5 +139,3 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
             version = await platform.store.get_version(endpoint.current_version_id)
             endpoints.append((endpoint.name, version.input_schema))
         return json_response(account_openapi(app.openapi(), endpoints))
-
-    return app

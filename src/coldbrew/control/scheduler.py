@@ -60,6 +60,7 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._rotation = 0
+        self._last_stats: dict[int, QueueStat] = {}
         self._profiles: dict[int, tuple[float, TrafficProfile]] = {}
         self._last_flush = 0.0
         self._last_purge = 0.0
@@ -189,6 +190,18 @@ class Scheduler:
             self._profiles[endpoint_id] = cached
         return cached[1]
 
+    def queue_lengths(self) -> dict[tuple[str, str], int]:
+        """Queued jobs per (account, endpoint) as of the last tick."""
+        lengths: Counter[tuple[str, str]] = Counter()
+        for vid, stat in self._last_stats.items():
+            cached = self._versions.get(vid)
+            if cached is not None:
+                lengths[(cached[0].account, cached[0].endpoint)] += stat.queued
+        return dict(lengths)
+
+    def known_accounts(self) -> set[str]:
+        return {version.account for version, _ in self._versions.values()}
+
     async def flush_usage(self) -> None:
         """Write every running worker's seconds so far, so reports include the current minute."""
         await self._flush(force=True)
@@ -225,6 +238,7 @@ class Scheduler:
         """One reconciliation: scale, dispatch, time out, flush."""
         now = self.clock.monotonic()
         stats = await self.store.queue_stats()
+        self._last_stats = stats
         await self._scale(stats, now)
         await self._dispatch(stats)
         await self._expire(now)

@@ -1,0 +1,1 @@
+"""Observability: Prometheus metrics (job logs and the dashboard come next)."""
