@@ -6,7 +6,8 @@ What it measures (issue 3, section C):
   to having the whole answer, with the endpoint at zero workers before each try, p50 and p90 over
   `--tries` tries (default 10), for the bundled examples `echo`, `mlp` with a 100 MB and a 1 GB
   safetensors weight file, and `embeddings` (all-MiniLM-L6-v2 on torch). Each answer's
-  `coldStart` flag and `coldStartDetail` breakdown are recorded too.
+  `coldStart` flag and `coldStartDetail` breakdown are recorded too, with the medians of the
+  server's own `delayTime` (accepted to started) and `executionTime` (the `predict` call).
 - **Memory**: the PSS (proportional set size, from /proc/PID/smaps_rollup, in MiB) of 4 concurrent
   `embeddings` workers, summed over every `coldbrew.runtime` process of that server: the workers
   and any template or zygote process the fast path keeps.
@@ -22,6 +23,9 @@ Systems, on the same models and the same machine:
 
 The two coldbrew servers run side by side and their tries alternate (both at zero workers before
 each try); Ray runs afterwards, alone, because its background processes would disturb the others.
+Each system gets untimed warm-up cold starts per workload first (the fast path loads its
+templates in the background after a deploy and spawns workers until they are ready; the warm-up
+flags are in the JSON), so the tries measure the steady state.
 Weight files are generated fresh and so sit in the page cache for every system alike.
 
 How to run (from the repository root):
@@ -132,6 +136,8 @@ class Series:
     samples_ms: list[float] = field(default_factory=list)
     cold_start: list[Any] = field(default_factory=list)
     cold_start_detail: list[dict[str, Any]] = field(default_factory=list)
+    server_ms: list[dict[str, Any]] = field(default_factory=list)  # delayTime, executionTime
+    warm_up: list[Any] = field(default_factory=list)  # untimed tries before: forked flags or ms
     errors: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -145,6 +151,10 @@ class Series:
         if self.cold_start_detail:
             out["cold_start_detail"] = self.cold_start_detail
             out["cold_start_detail_p50"] = detail_medians(self.cold_start_detail)
+        if self.server_ms:
+            out["server_ms_p50"] = detail_medians(self.server_ms)
+        if self.warm_up:
+            out["warm_up"] = self.warm_up
         if self.errors:
             out["errors"] = self.errors
         return out
@@ -420,6 +430,7 @@ def coldbrew_try(server: Server, workload: Workload, series: Series) -> None:
     series.samples_ms.append(reply.elapsed_ms)
     series.cold_start.append(body.get("coldStart"))
     series.cold_start_detail.append(body.get("coldStartDetail") or {})
+    series.server_ms.append({k: body[k] for k in ("delayTime", "executionTime") if k in body})
 
 
 def bench_coldbrew_latency(
@@ -428,10 +439,12 @@ def bench_coldbrew_latency(
     """Alternate the servers try by try; every server at zero workers before each try."""
     results: dict[str, dict[str, Series]] = {s.system: {} for s in servers}
     for workload in workloads:
+        for server in servers:
+            results[server.system][workload.name] = Series(warm_up=warm_up(server, workload))
         for i in range(tries):
             order = servers if i % 2 == 0 else servers[::-1]
             for server in order:
-                series = results[server.system].setdefault(workload.name, Series())
+                series = results[server.system][workload.name]
                 poll(lambda: all(s.at_zero() for s in servers), WAIT_ZERO_TIMEOUT_S, "zero workers")
                 time.sleep(settle_s)
                 coldbrew_try(server, workload, series)
@@ -490,46 +503,71 @@ def memory_mib(pid: int) -> dict[str, Any]:
     }
 
 
+def warm_up(server: Server, workload: Workload, rounds: int = 3) -> list[Any]:
+    """Untimed cold starts until the fast path forks; returns the `forked` flags seen.
+
+    A fast-path server loads its templates in the background after the deploy and spawns workers
+    until they are ready, so the first cold starts after a deploy are not the steady state this
+    measures. One round (a cold start, then back to zero) in spawn mode, up to `rounds` in the
+    fast path."""
+    flags: list[Any] = []
+    for _ in range(rounds):
+        poll(server.at_zero, WAIT_ZERO_TIMEOUT_S, "zero workers")
+        reply = server.run_sync(workload)
+        body = reply.body if isinstance(reply.body, dict) else {}
+        if body.get("status") != "COMPLETED":
+            raise RuntimeError(f"warm-up request failed: HTTP {reply.status} {reply.body}")
+        forked = (body.get("coldStartDetail") or {}).get("forked")
+        flags.append(forked)
+        if MODES[server.system] == "0" or forked is not False:
+            break
+    poll(server.at_zero, WAIT_ZERO_TIMEOUT_S, "zero workers")
+    return flags
+
+
+def drive_workers(server: Server, workers: int, timeout_s: float = 300) -> None:
+    """Keep jobs queued (async /run) until `workers` workers are up and none is starting."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        health = server.health(PSS_WORKLOAD.endpoint)
+        up = health["workers"]["idle"] + health["workers"]["running"]
+        if up >= workers and health["workers"]["initializing"] == 0:
+            return
+        if health["jobs"].get("inQueue", 0) < workers:
+            for _ in range(4 * workers):
+                path = f"/v2/{PSS_WORKLOAD.endpoint}/run"
+                http_call(server.port, "POST", path, {"input": PSS_WORKLOAD.payload}, server.key)
+        time.sleep(0.1)
+    raise TimeoutError(f"{server.system}: {workers} workers were not up after {timeout_s:.0f} s")
+
+
 def bench_pss(system: str, workdir: Path, app: Path, workers: int = 4) -> dict[str, Any]:
-    """Start a server with only the 4-worker embeddings copy, drive it until `workers` workers
-    are up, and sum the PSS of its runtime processes."""
+    """Start a server with only the 4-worker embeddings copy, warm it up, drive it until
+    `workers` workers are up, let the queue drain and sum the PSS of its runtime processes
+    (the workers' idle timeout, 5 s, leaves them up for the measurement)."""
     server = Server(system, workdir / f"home-pss-{system}", [app], [PSS_WORKLOAD.endpoint])
     with running_servers([server]):
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            health = server.health(PSS_WORKLOAD.endpoint)
-            up = health["workers"]["idle"] + health["workers"]["running"]
-            if up >= workers and health["workers"]["initializing"] == 0:
-                break
-            if health["jobs"].get("inQueue", 0) < workers:
-                for _ in range(4 * workers):
-                    http_call(
-                        server.port,
-                        "POST",
-                        f"/v2/{PSS_WORKLOAD.endpoint}/run",
-                        {"input": PSS_WORKLOAD.payload},
-                        key=server.key,
-                    )
-            time.sleep(0.2)
-        poll(
-            lambda: server.health(PSS_WORKLOAD.endpoint)["jobs"].get("inProgress", 0) == 0,
-            60,
-            "jobs to finish",
-        )
-        time.sleep(1.0)  # let the last answers settle before reading memory
-        health = server.health(PSS_WORKLOAD.endpoint)
+        forked = warm_up(server, PSS_WORKLOAD)
+        drive_workers(server, workers)
+
+        def drained() -> bool:
+            jobs = server.health(PSS_WORKLOAD.endpoint)["jobs"]
+            return jobs.get("inQueue", 0) == 0 and jobs.get("inProgress", 0) == 0
+
+        poll(drained, 60, "the queue to drain")
         processes = [memory_mib(pid) for pid in runtime_processes(server.home)]
-        total_mib = sum(p["pss_mb"] for p in processes)
-        log(
-            f"{system}: PSS {total_mib:.0f} MiB over {len(processes)} processes; "
-            f"workers {health['workers']}"
-        )
-        return {
-            "total_mb": round(total_mib, 1),
-            "processes": len(processes),
-            "workers": health["workers"],
-            "by_process": sorted(processes, key=lambda p: -p["pss_mb"]),
-        }
+        health = server.health(PSS_WORKLOAD.endpoint)
+    total_mib = sum(p["pss_mb"] for p in processes)
+    roles = {r: sum(p["role"] == r for p in processes) for r in {p["role"] for p in processes}}
+    log(f"{system}: PSS {total_mib:.0f} MiB over {roles}; workers {health['workers']}")
+    return {
+        "total_mb": round(total_mib, 1),
+        "processes": len(processes),
+        "roles": roles,  # a forked worker keeps its template's command line
+        "workers": health["workers"],
+        "warm_up_forked": forked,
+        "by_process": sorted(processes, key=lambda p: -p["pss_mb"]),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -647,6 +685,18 @@ def ray_apps(workloads: list[Workload], workdir: Path) -> dict[str, dict[str, An
     return apps
 
 
+def ray_try(peer: RayPeer, workload: Workload, settle_s: float) -> Reply:
+    """One request to the workload's Serve app once it has no replica left."""
+    peer.command(
+        wait_s=WAIT_ZERO_TIMEOUT_S + 10,
+        cmd="wait_zero",
+        app=workload.name,
+        timeout_s=WAIT_ZERO_TIMEOUT_S,
+    )
+    time.sleep(settle_s)
+    return http_call(peer.port, "POST", f"/{workload.name}", {"input": workload.payload})
+
+
 def bench_ray(
     workloads: list[Workload], tries: int, settle_s: float, workdir: Path
 ) -> dict[str, Any]:
@@ -663,17 +713,10 @@ def bench_ray(
         results["version"] = ready.get("ray")
         for workload in workloads:
             series = Series()
+            warm = ray_try(peer, workload, settle_s)  # untimed, like coldbrew's warm-up
+            series.warm_up.append(round(warm.elapsed_ms, 1) if warm.status == 200 else warm.status)
             for i in range(tries):
-                peer.command(
-                    wait_s=WAIT_ZERO_TIMEOUT_S + 10,
-                    cmd="wait_zero",
-                    app=workload.name,
-                    timeout_s=WAIT_ZERO_TIMEOUT_S,
-                )
-                time.sleep(settle_s)
-                reply = http_call(
-                    peer.port, "POST", f"/{workload.name}", {"input": workload.payload}
-                )
+                reply = ray_try(peer, workload, settle_s)
                 if reply.status == 200:
                     series.samples_ms.append(reply.elapsed_ms)
                 else:
@@ -774,7 +817,8 @@ def pss_line(report: dict[str, Any]) -> str:
         if "error" in detail:
             parts.append(f"{system} error ({detail['error'][:80]})")
         else:
-            parts.append(f"{system} {detail['total_mb']:.0f} MiB ({detail['processes']} processes)")
+            roles = ", ".join(f"{n} {r}" for r, n in sorted(detail.get("roles", {}).items()))
+            parts.append(f"{system} {detail['total_mb']:.0f} MiB ({roles} processes)")
     return "PSS of 4 embeddings workers: " + ", ".join(parts)
 
 
@@ -843,7 +887,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     report["pss"], report["pss_mb"] = {}, {}
     if not args.skip_pss:
-        pss_app = prepare_app(PSS_WORKLOAD, workdir, idle_timeout_s=300, max_workers=4)
+        pss_app = prepare_app(PSS_WORKLOAD, workdir, idle_timeout_s=5, max_workers=4)
         for system in MODES:
             try:
                 report["pss"][system] = bench_pss(system, workdir, pss_app)

@@ -81,11 +81,24 @@ class MLP:
         self.weights = Path(weights)
 
     def setup(self) -> None:
-        from safetensors import safe_open
+        # The same memory-mapped load as examples/mlp (coldbrew.load_safetensors), written out
+        # here because the peer's virtualenv does not have coldbrew.
+        import json
+        import struct
 
-        with safe_open(str(self.weights), framework="numpy") as weights:
-            self.weight = weights.get_tensor("weight")
-        print(f"loaded weights {self.weight.shape} ({self.weight.nbytes / 1e6:.0f} MB)")
+        import numpy as np
+
+        with open(self.weights, "rb") as handle:
+            (length,) = struct.unpack("<Q", handle.read(8))
+            info = json.loads(handle.read(length))["weight"]
+        begin, _ = info["data_offsets"]
+        self.weight = np.memmap(
+            self.weights,
+            dtype="float32",
+            mode="r",
+            offset=8 + length + begin,
+            shape=tuple(info["shape"]),
+        )
 
     def predict(self, seed: int) -> dict:
         import numpy as np

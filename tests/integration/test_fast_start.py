@@ -36,6 +36,8 @@ async def test_cold_starts_say_how_the_worker_started(tmp_path: Path, fast_start
         assert detail["forked"] is fast_start
         assert ("forkMs" in detail) is fast_start
         assert ("processStartMs" in detail) is not fast_start
+        assert detail["firstPredictMs"] == result["executionTime"]
+        assert "queueWaitMs" in detail
         crashed = await cb.runsync("toy", {"crash": "segv"})
         assert "killed by SIGSEGV" in crashed["error"]
 

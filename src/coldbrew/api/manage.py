@@ -163,7 +163,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         prices = platform.settings.prices_per_hour_usd
         report = usage_report(rows, by, prices)
         totals = {
-            key: round(sum(line[key] for line in report), 6)
+            key: round(sum(line[key] for line in report), 9)
             for key in (
                 "cold_start_s",
                 "busy_s",

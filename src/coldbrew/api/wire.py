@@ -33,7 +33,10 @@ def status_json(job: Job) -> dict[str, Any]:
     body["attempts"] = job.attempts
     body["coldStart"] = job.cold_start
     if job.cold_start_detail:
-        body["coldStartDetail"] = job.cold_start_detail
+        detail = dict(job.cold_start_detail)
+        if job.execution_ms is not None:
+            detail["firstPredictMs"] = job.execution_ms
+        body["coldStartDetail"] = detail
     body["costUsd"] = round(job.cost_usd, 9)
     body["createdAt"] = iso(job.created_at)
     if job.finished_at is not None:

@@ -43,8 +43,8 @@ def usage_report(
         line: dict[str, Any] = {by: key}
         for kind in UsageKind:
             line[f"{kind.value}_s"] = round(group[f"{kind.value}_s"], 3)
-            line[f"{kind.value}_usd"] = round(group[f"{kind.value}_usd"], 6)
+            line[f"{kind.value}_usd"] = round(group[f"{kind.value}_usd"], 9)
         line["total_s"] = round(sum(group[f"{k.value}_s"] for k in UsageKind), 3)
-        line["total_usd"] = round(sum(group[f"{k.value}_usd"] for k in UsageKind), 6)
+        line["total_usd"] = round(sum(group[f"{k.value}_usd"] for k in UsageKind), 9)
         report.append(line)
     return report

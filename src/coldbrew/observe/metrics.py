@@ -117,7 +117,7 @@ class Metrics:
         )
         self.cold_start_stage = PromHistogram(
             "coldbrew_cold_start_stage_seconds",
-            "Cold-start time by stage (process_start, import, fork, setup, total)",
+            "Cold-start time by stage (process_start, import, fork, setup, first_predict, total)",
             [*labels, "stage"],
             buckets=_SECONDS,
             registry=self.registry,
@@ -146,6 +146,9 @@ class Metrics:
                 value = (job.cold_start_detail or {}).get(key)
                 if isinstance(value, int | float):
                     self.cold_start_stage.labels(*labels, stage).observe(value / 1000)
+            if job.started_at is not None and job.finished_at is not None:
+                first = job.finished_at - job.started_at
+                self.cold_start_stage.labels(*labels, "first_predict").observe(first)
         if job.cost_usd:
             self.spent.labels(*labels).inc(job.cost_usd)
 
