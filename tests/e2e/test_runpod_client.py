@@ -76,3 +76,9 @@ def test_the_asyncio_client(rp: Server) -> None:
             assert (await endpoint.purge_queue())["status"] == "completed"
 
     asyncio.run(main())
+
+
+def test_job_stream_yields_each_chunk_of_a_generator_model(rp: Server) -> None:
+    job = runpod.Endpoint("counter").run({"n": 4, "pause_s": 0.2})
+    assert list(job.stream()) == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}]
+    assert job.output(timeout=10) == [{"i": 0}, {"i": 1}, {"i": 2}, {"i": 3}]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 from jsonschema import Draft202012Validator
 
 from coldbrew.api.auth import KeyCache
@@ -20,6 +21,7 @@ from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
 
 MAX_WAIT_MS = 300_000
+STREAM_POLL_WAIT_S = 1.0  # a /stream poll waits this long for a new chunk before answering
 #: Schema keywords whose bound is worth echoing next to jsonschema's message.
 _SHOWN_CONSTRAINTS = frozenset(
     {
@@ -152,7 +154,15 @@ def _policy(policy: Any, timeout_s: float, ttl_s: float) -> tuple[float, float]:
     return timeout_s, ttl_s
 
 
-def router(invoker: Invoker) -> APIRouter:
+async def _sse(platform: Platform, job: Job) -> AsyncIterator[bytes]:
+    """Server-sent events: one `chunk` event per chunk, then `done` with the final status."""
+    async for kind, value in platform.scheduler.stream_events(job):
+        data = status_json(value) if kind == "done" and value is not None else value
+        yield b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def router(invoker: Invoker) -> APIRouter:  # noqa: C901
+    """The /v2 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
     platform = invoker.platform
     keys = invoker.keys
@@ -186,6 +196,21 @@ def router(invoker: Invoker) -> APIRouter:
     async def status(endpoint: str, job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         return json_response(status_json(await invoker.job(principal, endpoint, job_id)))
+
+    @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
+    async def stream(endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        job = await invoker.job(principal, endpoint, job_id)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                _sse(platform, job),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+        job, chunks = await platform.scheduler.poll_stream(job, STREAM_POLL_WAIT_S)
+        return json_response(
+            {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
+        )
 
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from coldbrew.backends.base import Backend, WorkerLaunch
@@ -20,7 +20,13 @@ from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control.autoscaler import Observation, ScalerState, WorkerView, decide
 from coldbrew.control.warmth import TrafficProfile, prewarm_workers, scheduled_min_workers
-from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState, describe_exit
+from coldbrew.control.workers import (
+    InFlight,
+    JobStream,
+    ManagedWorker,
+    WorkerState,
+    describe_exit,
+)
 from coldbrew.errors import NotFound
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.metering.report import job_cost_usd
@@ -33,6 +39,7 @@ log = logging.getLogger("coldbrew.scheduler")
 FinalListener = Callable[[Job], None]
 
 _METER_FLUSH_S = 5.0
+_MAX_STREAMS = 10_000
 _BUCKET_S = 300  # traffic history resolution for prewarming
 _PROFILE_REFRESH_S = 60.0
 _PURGE_EVERY_S = 60.0
@@ -62,6 +69,7 @@ class Scheduler:
         self._rotation = 0
         self._last_stats: dict[int, QueueStat] = {}
         self._profiles: dict[int, tuple[float, TrafficProfile]] = {}
+        self._streams: dict[str, JobStream] = {}
         self._last_flush = 0.0
         self._last_purge = 0.0
 
@@ -374,6 +382,8 @@ class Scheduler:
         kind = frame["t"]
         if kind == "log":
             self._logs.append((frame["id"], frame["ts"], frame["stream"], frame["line"]))
+        elif kind == "chunk":
+            await self._stream(frame["id"]).add(frame["output"])
         elif kind == "done":
             await self._on_done(worker, frame)
         elif kind == "ready":
@@ -418,11 +428,14 @@ class Scheduler:
         cost = job_cost_usd(execution_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0))
         await self._flush_logs()
         error = frame.get("error")
+        output = frame.get("output")
+        if frame.get("streamed"):
+            output = list(self._stream(inflight.job.id).chunks)
         final = await self.store.finish(
             inflight.job.id,
             JobStatus.FAILED if error else JobStatus.COMPLETED,
             now,
-            output=frame.get("output"),
+            output=output,
             error=error,
             cost_usd=cost,
         )
@@ -595,7 +608,51 @@ class Scheduler:
         for job in await self.store.in_progress():
             await self._worker_lost(job, "the server stopped while the job ran")
 
+    def _stream(self, job_id: str) -> JobStream:
+        stream = self._streams.get(job_id)
+        if stream is None:
+            stream = self._streams[job_id] = JobStream()
+            while len(self._streams) > _MAX_STREAMS:  # forget the oldest; outputs stay stored
+                del self._streams[next(iter(self._streams))]
+        return stream
+
+    async def poll_stream(self, job: Job, wait_s: float) -> tuple[Job, list[Any]]:
+        """Chunks of a streaming job not returned by an earlier poll (RunPod's /stream).
+
+        Waits up to `wait_s` for something new while the job runs.
+        """
+        stream = self._stream(job.id)
+        if not job.status.final and stream.delivered == len(stream.chunks):
+            await stream.wait(stream.delivered, wait_s)
+            job = await self.store.get_job(job.id) or job
+        chunks = stream.chunks
+        if job.status.final and not chunks and isinstance(job.output, list):
+            chunks = job.output  # chunks from before a restart are in the stored output
+        new = chunks[stream.delivered :]
+        stream.delivered = len(chunks)
+        return job, new
+
+    async def stream_events(self, job: Job) -> AsyncIterator[tuple[str, Any]]:
+        """Every chunk of a job from the first, then ('done', final job): for server-sent events."""
+        stream = self._stream(job.id)
+        sent = 0
+        while True:
+            while sent < len(stream.chunks):
+                yield "chunk", stream.chunks[sent]
+                sent += 1
+            current = await self.store.get_job(job.id)
+            if current is None or current.status.final:
+                if current is not None and not stream.chunks and isinstance(current.output, list):
+                    for chunk in current.output[sent:]:
+                        yield "chunk", chunk
+                yield "done", current
+                return
+            await stream.wait(sent, 1.0)
+
     def _finalized(self, job: Job) -> None:
+        stream = self._streams.get(job.id)
+        if stream is not None:
+            stream.close()
         for future in self._waiters.pop(job.id, []):
             if not future.done():
                 future.set_result(job)

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
 
 
+_STREAMED = object()  # predict was a generator: its output went out as chunks
+
+
 def error_record(exc: BaseException) -> dict[str, str]:
     """How an exception crosses the process boundary."""
     return {
@@ -100,7 +103,8 @@ class Worker:
         self.channel = channel
         self.model = model
         self.local = threading.local()
-        self.is_async = inspect.iscoroutinefunction(model.predict)
+        predict = model.predict
+        self.is_async = inspect.iscoroutinefunction(predict) or inspect.isasyncgenfunction(predict)
         self.pool: ThreadPoolExecutor | None = None
         if concurrency > 1:  # imported here: most workers run one job at a time
             from concurrent.futures import ThreadPoolExecutor
@@ -134,8 +138,10 @@ class Worker:
     def _run(self, job_id: str, payload: dict[str, Any]) -> None:
         self.local.job_id = job_id
         try:
-            output = self._call(payload)
+            output = self._call(job_id, payload)
             reply: dict[str, Any] = {"t": "done", "id": job_id, "output": output}
+            if output is _STREAMED:
+                reply = {"t": "done", "id": job_id, "streamed": True}
         except Exception as exc:
             reply = {"t": "done", "id": job_id, "error": error_record(exc)}
         finally:
@@ -148,13 +154,32 @@ class Worker:
             bad = error_record(TypeError(f"predict returned a value that is not JSON: {exc}"))
             self.channel.send({"t": "done", "id": job_id, "error": bad})
 
-    def _call(self, payload: dict[str, Any]) -> Any:
-        if self.loop is not None:
-            import asyncio
+    def _call(self, job_id: str, payload: dict[str, Any]) -> Any:
+        """Run predict; a generator's items are sent as chunks as they come (`_STREAMED`)."""
+        if self.loop is None:
+            result = self.model.predict(**payload)
+            if not inspect.isgenerator(result):
+                return result
+            for chunk in result:
+                self._chunk(job_id, chunk)
+            return _STREAMED
+        import asyncio
 
-            future = asyncio.run_coroutine_threadsafe(self.model.predict(**payload), self.loop)
-            return future.result()
-        return self.model.predict(**payload)
+        result = self.model.predict(**payload)
+        if not inspect.isasyncgen(result):
+            return asyncio.run_coroutine_threadsafe(result, self.loop).result()
+        while True:
+            try:
+                chunk = asyncio.run_coroutine_threadsafe(anext(result), self.loop).result()
+            except StopAsyncIteration:
+                return _STREAMED
+            self._chunk(job_id, chunk)
+
+    def _chunk(self, job_id: str, chunk: Any) -> None:
+        try:
+            self.channel.send({"t": "chunk", "id": job_id, "output": chunk})
+        except TypeError as exc:
+            raise TypeError(f"predict yielded a value that is not JSON: {exc}") from None
 
 
 def make_channel(fd: int) -> _Channel:
