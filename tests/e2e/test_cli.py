@@ -34,7 +34,11 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
         "STARTING",
         "QUEUE",
     ]
-    assert [line.split()[:2] for line in listing[1:]] == [["other", "v1"], ["toy", "v1"]]
+    assert [line.split()[:2] for line in listing[1:]] == [
+        ["counter", "v1"],
+        ["other", "v1"],
+        ["toy", "v1"],
+    ]
 
     result = server.cli_json("run", "toy", "--input", '{"value": 1, "say": "hi there"}')
     assert result["status"] == "COMPLETED" and result["output"]["value"] == 1
@@ -76,7 +80,8 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
     assert acme.stdout.splitlines()[1:] == []
 
     assert "deleted other" in server.cli("delete", "other").stdout
-    assert [line.split()[0] for line in server.cli("endpoints").stdout.splitlines()[1:]] == ["toy"]
+    names = [line.split()[0] for line in server.cli("endpoints").stdout.splitlines()[1:]]
+    assert names == ["counter", "toy"]
     assert server.stop() == 0
 
 

@@ -175,7 +175,7 @@ async def test_delete_stops_workers_and_removes_the_endpoint(tmp_path: Path) -> 
         missing = await cb.http.post("/v2/other/runsync", json={"input": {}})
         assert missing.status_code == 404
         names = [e["name"] for e in (await cb.http.get("/v1/endpoints")).json()["endpoints"]]
-        assert names == ["toy"]
+        assert names == ["counter", "toy"]
 
 
 async def test_the_openapi_document_carries_each_endpoints_input_schema(tmp_path: Path) -> None:
@@ -199,3 +199,20 @@ async def test_finished_jobs_are_purged_after_their_ttl(tmp_path: Path) -> None:
 
 async def _value(value: int) -> int:
     return value
+
+
+async def test_admin_must_be_a_json_boolean(tmp_path: Path) -> None:
+    async with running(tmp_path, TOYS) as cb:
+        response = await cb.http.post("/v1/keys", json={"account": "acme", "admin": "false"})
+        assert response.status_code == 400
+        assert "JSON boolean" in response.json()["error"]["message"]
+
+
+async def test_a_malformed_webhook_url_is_refused_before_anything_is_queued(
+    tmp_path: Path,
+) -> None:
+    async with running(tmp_path, TOYS) as cb:
+        for bad in ("http://[::1", "http://", "ftp://host/x", 42):
+            response = await cb.http.post("/v2/toy/run", json={"input": {}, "webhook": bad})
+            assert response.status_code == 400, bad
+        assert (await cb.http.get("/v2/toy/health")).json()["jobs"]["inQueue"] == 0

@@ -72,7 +72,7 @@ async def test_a_redeploy_replaces_the_template(tmp_path: Path) -> None:
         app.write_text(app.read_text().replace('"value": value}', '"value": value, "v": 2}'))
         await deploy_local(cb.platform, source)
         after = {(k.artifact_dir, k.class_name) for k in backend._templates}
-        assert len(before) == len(after) == 2  # one per model of the directory
+        assert len(before) == len(after) == 3  # one per model of the directory
         assert {d for d, _ in before}.isdisjoint({d for d, _ in after})
         await _template_ready(cb)
         result = await cb.runsync("other", {"value": 1})

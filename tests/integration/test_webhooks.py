@@ -93,3 +93,24 @@ async def test_a_webhook_that_is_not_a_url_is_refused(tmp_path: Path) -> None:
         response = await cb.http.post("/v2/toy/run", json={"input": {}, "webhook": "ftp://x"})
         assert response.status_code == 400
         assert "webhook" in response.json()["error"]["message"]
+
+
+async def test_a_retried_job_sends_a_new_message_with_a_fresh_delivery_log(
+    tmp_path: Path,
+) -> None:
+    async with receiver() as hook, running(tmp_path, FIXTURES / "toys") as cb:
+        marker = tmp_path / "fail-once"
+        job_id = await cb.run(
+            "toy", {"crash": "first run fails", "once_marker": str(marker)}, webhook=hook.url
+        )
+        await wait_for(lambda: cb.job(job_id), lambda j: j["webhook"]["state"] == "delivered")
+        assert (await cb.http.post(f"/v2/toy/retry/{job_id}")).status_code == 200
+        job = await wait_for(
+            lambda: cb.job(job_id),
+            lambda j: j["status"] == "COMPLETED" and j["webhook"]["state"] == "delivered",
+        )
+        assert len(job["webhook"]["deliveries"]) == 1
+        (first_headers, first_body), (second_headers, second_body) = hook.received
+        assert first_headers["webhook-id"] != second_headers["webhook-id"]
+        assert orjson.loads(first_body)["status"] == "FAILED"
+        assert orjson.loads(second_body)["status"] == "COMPLETED"

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
@@ -112,9 +113,7 @@ class Invoker:
             request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s
         )
         webhook = request.get("webhook")
-        if webhook is not None and not (
-            isinstance(webhook, str) and webhook.startswith(("http://", "https://"))
-        ):
+        if webhook is not None and not _is_http_url(webhook):
             raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
         now = self.platform.clock.time()
         return Job(
@@ -136,6 +135,16 @@ class Invoker:
         await self.platform.store.create_job(job)
         await self.platform.scheduler.record_arrival(job)
         self.platform.scheduler.notify()
+
+
+def _is_http_url(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    return url.scheme in ("http", "https") and bool(url.host)
 
 
 def _policy(policy: Any, timeout_s: float, ttl_s: float) -> tuple[float, float]:

@@ -113,7 +113,9 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
             raise InvalidRequest(
                 "'account' must be a name of lower-case letters, digits, '-' or '_'"
             )
-        admin = bool(body.get("admin", False))
+        admin = body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise InvalidRequest("'admin' must be true or false (a JSON boolean)")
         key = await platform.create_key(account, admin)
         return json_response({"key": key, "account": account, "admin": admin}, 201)
 

@@ -113,16 +113,18 @@ class TemplateBackend:
         self._templates: dict[TemplateKey, _Template] = {}
         self._retired: list[_Template] = []  # draining: exit after their last child
         self._failed: set[TemplateKey] = set()
+        self._prepare_lock = asyncio.Lock()
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Keep templates for exactly these launches: start missing ones, stop the rest."""
-        wanted = {TemplateKey.of(launch): launch for launch in launches}
-        for key in list(self._templates):
-            if key not in wanted:
-                self._retire(key)
-        for key, launch in wanted.items():
-            if key not in self._templates and key not in self._failed:
-                await self._start_template(key, launch)
+        async with self._prepare_lock:  # two deploys at once must not start a key twice
+            wanted = {TemplateKey.of(launch): launch for launch in launches}
+            for key in list(self._templates):
+                if key not in wanted:
+                    self._retire(key)
+            for key, launch in wanted.items():
+                if key not in self._templates and key not in self._failed:
+                    await self._start_template(key, launch)
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         template = self._templates.get(TemplateKey.of(launch))
@@ -139,14 +141,14 @@ class TemplateBackend:
         """Retire every template and wait for them to exit (their workers are gone by now)."""
         for key in list(self._templates):
             self._retire(key)
-        for template in self._retired:
+        for template in list(self._retired):
             try:
                 await asyncio.wait_for(template.process.wait(), 5.0)
             except TimeoutError:
                 template.process.kill()
                 await template.process.wait()
+            self._drain_messages(template)
             self._on_template_gone(template)
-        self._retired.clear()
 
     async def _start_template(self, key: TemplateKey, launch: WorkerLaunch) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -200,13 +202,31 @@ class TemplateBackend:
             template.ready.exception()  # retrieved: spawned workers report the failure to jobs
             self._retire(template.key, failed=True)
         elif kind == "forked":
+            pid = int(message["pid"])
+            # registered now, not when _fork resumes: the child may exit before that
+            template.exits[pid] = asyncio.get_running_loop().create_future()
             future = template.forks.pop(message["worker_id"], None)
             if future is not None and not future.done():
-                future.set_result(int(message["pid"]))
+                future.set_result(pid)
         elif kind == "exited":
             exit_future = template.exits.get(int(message["pid"]))
             if exit_future is not None and not exit_future.done():
                 exit_future.set_result(int(message["code"]))
+
+    def _drain_messages(self, template: _Template) -> None:
+        """Read the reports still queued on a template's socket (exit codes before killing)."""
+        while template.ctl.fileno() >= 0:
+            try:
+                data = template.ctl.recv(_MAX_MESSAGE)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            message = json.loads(data)
+            if message["t"] == "exited":
+                future = template.exits.get(int(message["pid"]))
+                if future is not None and not future.done():
+                    future.set_result(int(message["code"]))
 
     def _on_template_gone(self, template: _Template) -> None:
         """The template exited: its children can no longer be reaped, so end them."""
@@ -228,6 +248,8 @@ class TemplateBackend:
                 future.set_exception(ConnectionError("template exited"))
         if self._templates.get(template.key) is template:
             del self._templates[template.key]
+        if template in self._retired:
+            self._retired.remove(template)
 
     async def _fork(self, template: _Template, launch: WorkerLaunch) -> WorkerHandle:
         loop = asyncio.get_running_loop()
@@ -237,15 +259,20 @@ class TemplateBackend:
         try:
             message = json.dumps({"t": "fork", "worker_id": launch.worker_id}).encode()
             socket.send_fds(template.ctl, [message], [child.fileno()])
+            pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
+        except BaseException:
+            template.forks.pop(launch.worker_id, None)
+            parent.close()
+            raise
         finally:
             child.close()
-        pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
-        exited: asyncio.Future[int] = loop.create_future()
-        template.exits[pid] = exited
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        worker = ForkedWorker(pid, exited, reader, writer)
+        worker = ForkedWorker(pid, template.exits[pid], reader, writer)
+        # Only a snapshot child is bounded: an import-only child runs setup() (GPU weights)
+        # before its first frame, which may rightly take long.
+        bound = self.fork_ready_timeout_s if launch.snapshot else None
         try:
-            async with asyncio.timeout(self.fork_ready_timeout_s):
+            async with asyncio.timeout(bound):
                 first = await worker.recv()
         except TimeoutError:
             worker.kill()

@@ -305,6 +305,11 @@ class Scheduler:
         holders = [w for w in self.workers.values() if w.hardware == hardware]
         if len(holders) < total:
             return True
+        if any(
+            w.state is WorkerState.DRAINING and (w.stop_reason or "").startswith("evicted")
+            for w in holders
+        ):
+            return False  # a slot is already being freed; wait for it
         per_version = Counter(w.version.id for w in holders if w.live)
         evictable = [
             w
@@ -372,7 +377,11 @@ class Scheduler:
             code = await worker.handle.wait()
         except Exception as exc:
             log.exception("worker %s failed", worker.id)
-            worker.stop_reason = worker.stop_reason or f"the worker could not run: {exc}"
+            if worker.ready_wall is None and worker.stop_reason is None:
+                # counts as a failed start: back off instead of relaunching every tick
+                worker.setup_error = {"type": type(exc).__name__, "message": str(exc)}
+            else:
+                worker.stop_reason = worker.stop_reason or f"the worker could not run: {exc}"
             if worker.handle is not None:
                 worker.handle.kill()
                 code = await worker.handle.wait()
@@ -483,7 +492,20 @@ class Scheduler:
             self._finalized(final)
 
     async def _setup_failed(self, worker: ManagedWorker, reason: str) -> None:
-        """Fail the version's waiting jobs with setup's traceback and back off before retrying."""
+        """Back off before the next start; fail the version's waiting jobs with setup's
+        traceback unless another worker of the version is up and will run them."""
+        last = self._backoff.get(worker.version.id, (0.0, 0.0))[1]
+        delay = min(self.settings.setup_backoff_max_s, max(self.settings.setup_backoff_s, last * 2))
+        self._backoff[worker.version.id] = (self.clock.monotonic() + delay, delay)
+        log.warning(
+            "setup of %s failed (%s); next try in %.1f s", worker.version.endpoint, reason, delay
+        )
+        healthy = any(
+            w.version.id == worker.version.id and w.state in (WorkerState.IDLE, WorkerState.BUSY)
+            for w in self.workers.values()
+        )
+        if healthy:
+            return
         record = worker.setup_error or {"type": "WorkerCrashed", "message": reason}
         error = {
             "type": "SetupFailed",
@@ -494,10 +516,6 @@ class Scheduler:
         }
         for job in await self.store.fail_queued(worker.version.id, error, self.clock.time()):
             self._finalized(job)
-        last = self._backoff.get(worker.version.id, (0.0, 0.0))[1]
-        delay = min(self.settings.setup_backoff_max_s, max(self.settings.setup_backoff_s, last * 2))
-        self._backoff[worker.version.id] = (self.clock.monotonic() + delay, delay)
-        log.warning("setup of %s failed; next try in %.1f s", worker.version.endpoint, delay)
 
     async def _stop_worker(self, worker: ManagedWorker, reason: str) -> None:
         """Ask a worker to finish its jobs and exit; it takes no new job from now on."""
@@ -558,6 +576,9 @@ class Scheduler:
                 await self._assign(worker, job)
 
     async def _assign(self, worker: ManagedWorker, job: Job) -> None:
+        stream = self._streams.get(job.id)
+        if stream is not None and (stream.closed or stream.chunks):
+            del self._streams[job.id]  # a retried job streams afresh
         worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s)
         self._running[job.account] += 1
         if worker.state is WorkerState.IDLE:
@@ -598,9 +619,11 @@ class Scheduler:
                 if final is not None:
                     self._finalized(final)
                 self._release(job_id, kill_reason="replaced after a job timed out")
-                if worker.handle is not None and worker.state is not WorkerState.DRAINING:
+                # The job may be stuck in user code: the process goes, whatever its state.
+                # Other jobs on the same worker (concurrency > 1) are retried elsewhere.
+                if worker.handle is not None and worker.state is not WorkerState.STOPPED:
                     worker.state = WorkerState.DRAINING
-                    worker.stop_reason = "replaced after a job timed out"
+                    worker.stop_reason = worker.stop_reason or "replaced after a job timed out"
                     worker.handle.kill()
 
     async def _recover(self) -> None:
@@ -612,8 +635,9 @@ class Scheduler:
         stream = self._streams.get(job_id)
         if stream is None:
             stream = self._streams[job_id] = JobStream()
-            while len(self._streams) > _MAX_STREAMS:  # forget the oldest; outputs stay stored
-                del self._streams[next(iter(self._streams))]
+            if len(self._streams) > _MAX_STREAMS:  # forget finished ones first; outputs are stored
+                oldest = next((k for k, s in self._streams.items() if s.closed), None)
+                del self._streams[oldest or next(iter(self._streams))]
         return stream
 
     async def poll_stream(self, job: Job, wait_s: float) -> tuple[Job, list[Any]]:
@@ -625,6 +649,7 @@ class Scheduler:
         if not job.status.final and stream.delivered == len(stream.chunks):
             await stream.wait(stream.delivered, wait_s)
             job = await self.store.get_job(job.id) or job
+            stream = self._stream(job.id)
         chunks = stream.chunks
         if job.status.final and not chunks and isinstance(job.output, list):
             chunks = job.output  # chunks from before a restart are in the stored output

@@ -97,8 +97,14 @@ class WebhookSender:
         account = await self.store.get_account(job.account)
         assert account is not None and job.webhook_url is not None
         body = orjson.dumps(status_json(job))
-        msg_id = f"msg_{job.id}"
+        # one id per run of the job: a retried job's result is a new message to receivers
+        msg_id = f"msg_{job.id}_{int((job.finished_at or 0) * 1000)}"
         attempts = self.settings.webhook_max_attempts
+        if first_attempt > attempts:
+            await self.store.record_delivery(
+                job.id, attempts, self.clock.time(), None, "no attempts left", WebhookState.GAVE_UP
+            )
+            return
         for attempt in range(first_attempt, attempts + 1):
             if attempt > 1:
                 await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
@@ -116,7 +122,7 @@ class WebhookSender:
                 code = response.status_code
                 if not 200 <= code < 300:
                     error = f"receiver answered HTTP {code}"
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # any failure to deliver is recorded, never fatal
                 error = f"{type(exc).__name__}: {exc}"
             ok = error is None
             state = WebhookState.DELIVERED if ok else None

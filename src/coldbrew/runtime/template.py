@@ -17,6 +17,7 @@ so every worker's exit status is always reported.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -38,7 +39,8 @@ _MAX_MESSAGE = 65536
 
 
 def _send(ctl: socket.socket, message: dict[str, Any]) -> None:
-    ctl.send(json.dumps(message).encode())
+    with contextlib.suppress(OSError):  # the gateway is gone: nobody to tell
+        ctl.send(json.dumps(message).encode())
 
 
 class Template:
@@ -83,6 +85,7 @@ class Template:
                     os.read(wake_r, 4096)
                 elif not self._on_message(selector, wake_r, wake_w):
                     self.stopping = True
+                    selector.unregister(self.ctl)  # closed: select would return at once
             self._reap()
 
     def _on_message(self, selector: selectors.BaseSelector, wake_r: int, wake_w: int) -> bool:

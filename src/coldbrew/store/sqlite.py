@@ -8,8 +8,9 @@ statements take microseconds, so they run inline rather than in a thread pool.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,16 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db.execute(sql, tuple(params)).fetchone()
@@ -370,6 +381,11 @@ class SQLiteStore(Store):
         return cursor.rowcount == 1
 
     async def retry(self, job_id: str, account: str, now: float, ttl_s: float) -> Job | None:
+        self._db.execute(
+            "DELETE FROM webhook_deliveries WHERE job_id IN (SELECT id FROM jobs WHERE id=? "
+            "AND account=? AND status IN ('FAILED', 'TIMED_OUT'))",
+            (job_id, account),
+        )
         row = self._one(
             "UPDATE jobs SET status='IN_QUEUE', attempts=0, output=NULL, error=NULL, "
             "started_at=NULL, finished_at=NULL, worker_id=NULL, cost_usd=0, cold_start=0, "
@@ -468,13 +484,16 @@ class SQLiteStore(Store):
         error: str | None,
         state: WebhookState | None,
     ) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO webhook_deliveries (job_id, attempt, at, status_code, error) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (job_id, attempt, at, status_code, error),
-        )
-        if state is not None:
-            self._db.execute("UPDATE jobs SET webhook_state=? WHERE id=?", (state.value, job_id))
+        with self._transaction():  # the attempt and the state land together
+            self._db.execute(
+                "INSERT OR REPLACE INTO webhook_deliveries "
+                "(job_id, attempt, at, status_code, error) VALUES (?, ?, ?, ?, ?)",
+                (job_id, attempt, at, status_code, error),
+            )
+            if state is not None:
+                self._db.execute(
+                    "UPDATE jobs SET webhook_state=? WHERE id=?", (state.value, job_id)
+                )
 
     async def deliveries(self, job_id: str) -> list[dict[str, Any]]:
         rows = self._all(
