@@ -59,6 +59,9 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
 
     usage = server.cli("usage", "--by", "endpoint").stdout
     assert "default/toy" in usage and "TOTAL" in usage
+    as_csv = server.cli("usage", "--csv").stdout.splitlines()
+    assert as_csv[0].startswith("endpoint,cold_start_s,cold_start_usd")
+    assert any(line.startswith("default/toy,") for line in as_csv[1:])
 
     missing = server.cli("run", "nope", check=False)
     assert missing.returncode == 1

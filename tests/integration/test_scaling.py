@@ -106,3 +106,20 @@ def _ts(iso: str) -> float:
     from datetime import datetime
 
     return datetime.fromisoformat(iso).timestamp()
+
+
+async def test_usage_as_csv_has_the_same_figures_as_json(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    async with running(tmp_path, TOYS) as cb:
+        await cb.runsync("toy", {"value": 1})
+        as_json = (await cb.http.get("/v1/usage", params={"by": "hardware"})).json()
+        response = await cb.http.get("/v1/usage", params={"by": "hardware", "format": "csv"})
+        assert response.headers["content-type"].startswith("text/csv")
+        (row,) = list(csv.DictReader(io.StringIO(response.text)))
+        assert row["hardware"] == "cpu"
+        assert float(row["cold_start_s"]) == pytest.approx(as_json["rows"][0]["cold_start_s"])
+        assert float(row["busy_usd"]) > 0
+        bad = await cb.http.get("/v1/usage", params={"format": "xml"})
+        assert bad.status_code == 400

@@ -13,7 +13,7 @@ from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest, NotFound
-from coldbrew.metering.report import GROUPINGS, usage_report
+from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
 from coldbrew.sdk.names import NAME_PATTERN
 from coldbrew.store.models import Endpoint
@@ -152,7 +152,9 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         return json_response({"id": job_id, "logs": await platform.store.job_logs(job_id)})
 
     @routes.get("/usage", summary="Billable seconds (cold start, busy, idle) and dollars")
-    async def usage(request: Request, by: str = "endpoint", since: str = "24h") -> Response:
+    async def usage(
+        request: Request, by: str = "endpoint", since: str = "24h", format: str = "json"
+    ) -> Response:
         principal = await keys.resolve(request)
         if by not in GROUPINGS:
             raise InvalidRequest(f"by={by!r} is not a grouping", hint=f"use one of {GROUPINGS}")
@@ -177,6 +179,14 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
                 "total_usd",
             )
         }
+        if format == "csv":
+            return Response(
+                usage_csv(by, report),
+                media_type="text/csv",
+                headers={"content-disposition": f'attachment; filename="usage-{by}-{since}.csv"'},
+            )
+        if format != "json":
+            raise InvalidRequest(f"format={format!r} is not supported", hint="use json or csv")
         return json_response(
             {"by": by, "since": since, "rows": report, "total": totals, "pricesPerHourUsd": prices}
         )

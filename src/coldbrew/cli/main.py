@@ -49,14 +49,17 @@ def main() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="deploy this directory at start (repeatable)",
 )
-def serve(host: str | None, port: int | None, deploy_dirs: tuple[Path, ...]) -> None:
+@click.option("--log-json", is_flag=True, default=None, help="server logs as JSON lines")
+def serve(
+    host: str | None, port: int | None, deploy_dirs: tuple[Path, ...], log_json: bool
+) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
 
     from coldbrew.cli.serve import run_server
 
     try:
-        settings = load_settings(host=host, port=port)
+        settings = load_settings(host=host, port=port, log_json=log_json)
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
         sys.exit(2)
@@ -187,9 +190,13 @@ def keys_create(account: str, admin: bool) -> None:
 )
 @click.option("--since", default="24h", help="window, e.g. 30m, 24h, 7d")
 @click.option("--json", "as_json", is_flag=True, help="print the JSON report")
-def usage(by: str, since: str, as_json: bool) -> None:
+@click.option("--csv", "as_csv", is_flag=True, help="print CSV (one row per group)")
+def usage(by: str, since: str, as_json: bool, as_csv: bool) -> None:
     """Billable seconds split into cold start / busy / idle, and dollars."""
     with _client() as client:
+        if as_csv:
+            click.echo(client.usage_csv(by, since), nl=False)
+            return
         report = client.usage(by, since)
     if as_json:
         _print_json(report)

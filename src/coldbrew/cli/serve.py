@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import shlex
 import signal
 import sys
@@ -17,6 +16,7 @@ import uvicorn
 from coldbrew.api.app import create_app
 from coldbrew.config import Settings
 from coldbrew.errors import ColdbrewError
+from coldbrew.observe.logs import configure as configure_logs
 from coldbrew.platform import DEFAULT_ACCOUNT, Platform
 from coldbrew.sdk.package import package
 
@@ -136,9 +136,5 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
 
 
 def run_server(settings: Settings, deploy_dirs: list[Path]) -> None:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logs(settings.log_json)
     sys.exit(asyncio.run(serve(settings, deploy_dirs)))

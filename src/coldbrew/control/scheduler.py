@@ -376,7 +376,7 @@ class Scheduler:
                 await self._on_frame(worker, frame)
             code = await worker.handle.wait()
         except Exception as exc:
-            log.exception("worker %s failed", worker.id)
+            log.exception("worker %s failed", worker.id, extra={"worker": worker.id})
             if worker.ready_wall is None and worker.stop_reason is None:
                 # counts as a failed start: back off instead of relaunching every tick
                 worker.setup_error = {"type": type(exc).__name__, "message": str(exc)}
@@ -479,7 +479,13 @@ class Scheduler:
     async def _worker_lost(self, job: Job, reason: str) -> None:
         """Retry a job whose worker died, or fail it once its attempts are used up."""
         if job.attempts < job.max_attempts and await self.store.requeue(job.id):
-            log.warning("job %s: %s; retrying (attempt %d)", job.id, reason, job.attempts + 1)
+            log.warning(
+                "job %s: %s; retrying (attempt %d)",
+                job.id,
+                reason,
+                job.attempts + 1,
+                extra={"job": job.id, "worker": job.worker_id, "endpoint": job.endpoint},
+            )
             return
         error = {
             "type": "WorkerCrashed",
@@ -498,7 +504,11 @@ class Scheduler:
         delay = min(self.settings.setup_backoff_max_s, max(self.settings.setup_backoff_s, last * 2))
         self._backoff[worker.version.id] = (self.clock.monotonic() + delay, delay)
         log.warning(
-            "setup of %s failed (%s); next try in %.1f s", worker.version.endpoint, reason, delay
+            "setup of %s failed (%s); next try in %.1f s",
+            worker.version.endpoint,
+            reason,
+            delay,
+            extra={"worker": worker.id, "endpoint": worker.version.endpoint},
         )
         healthy = any(
             w.version.id == worker.version.id and w.state in (WorkerState.IDLE, WorkerState.BUSY)

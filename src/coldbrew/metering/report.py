@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from typing import Any
 
@@ -48,3 +50,16 @@ def usage_report(
         line["total_usd"] = round(sum(group[f"{k.value}_usd"] for k in UsageKind), 9)
         report.append(line)
     return report
+
+
+def usage_csv(by: str, report: list[dict[str, Any]]) -> str:
+    """The report as CSV: one row per group, the grouping column first."""
+    buffer = io.StringIO()
+    columns = [by] + [k for k in (report[0] if report else {}) if k != by]
+    if not report:
+        columns += [f"{k.value}_{u}" for k in UsageKind for u in ("s", "usd")]
+        columns += ["total_s", "total_usd"]
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(report)
+    return buffer.getvalue()

@@ -26,6 +26,18 @@ class APIError(Exception):
         self.hint = hint
 
 
+def _raise_for(response: httpx.Response) -> None:
+    """Turn an error answer into an `APIError` with the server's message and hint."""
+    if response.status_code < 400:
+        return
+    try:
+        err = response.json()["error"]
+        error = APIError(response.status_code, err["type"], err["message"], err.get("hint", ""))
+    except (ValueError, KeyError, TypeError):
+        error = APIError(response.status_code, "http_error", response.text)
+    raise error
+
+
 def default_api_key() -> str | None:
     """`COLDBREW_API_KEY`, else the admin key file under `COLDBREW_HOME` (default ./.coldbrew)."""
     key = os.environ.get("COLDBREW_API_KEY")
@@ -65,14 +77,7 @@ class Client:
                 f"cannot reach coldbrew at {self.url}: {exc}",
                 "start it with `make run` or `coldbrew serve`, or set COLDBREW_URL",
             ) from None
-        if response.status_code >= 400:
-            try:
-                err = response.json()["error"]
-                raise APIError(
-                    response.status_code, err["type"], err["message"], err.get("hint", "")
-                )
-            except (ValueError, KeyError, TypeError):
-                raise APIError(response.status_code, "http_error", response.text) from None
+        _raise_for(response)
         return response.json() if response.content else None
 
     # invocation
@@ -118,6 +123,11 @@ class Client:
     def usage(self, by: str = "endpoint", since: str = "24h") -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/usage", params={"by": by, "since": since})
         return result
+
+    def usage_csv(self, by: str = "endpoint", since: str = "24h") -> str:
+        response = self._http.get("/v1/usage", params={"by": by, "since": since, "format": "csv"})
+        _raise_for(response)
+        return response.text
 
     def deploy(
         self, directory: Path | str, progress: Callable[[int, int], None] | None = None
