@@ -15,11 +15,12 @@ from fastapi.responses import Response, StreamingResponse
 from jsonschema import Draft202012Validator
 
 from coldbrew.api.auth import KeyCache
+from coldbrew.api.cache import ResultCache, cache_key
 from coldbrew.api.wire import status_json
 from coldbrew.errors import Conflict, InvalidInput, InvalidRequest, NotFound
 from coldbrew.platform import Platform
 from coldbrew.sdk.spec import DeploymentSpec
-from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
+from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version, WebhookState
 
 MAX_WAIT_MS = 300_000
 STREAM_POLL_WAIT_S = 1.0  # a /stream poll waits this long for a new chunk before answering
@@ -54,6 +55,9 @@ class Invoker:
         self.platform = platform
         self.keys = keys
         self._validators: dict[int, Draft202012Validator] = {}
+        self._cache_ttl: dict[int, float] = {}
+        self.cache = ResultCache(platform.clock, platform.settings.cache_max_mb << 20)
+        platform.scheduler.add_final_listener(self.remember)
 
     async def endpoint(self, principal: Principal, name: str) -> Endpoint:
         endpoint = await self.platform.store.get_endpoint(principal.account, name)
@@ -93,7 +97,9 @@ class Invoker:
                 fields=[list(e.absolute_path) for e in errors[:5]],
             )
 
-    async def submit(self, principal: Principal, name: str, body: bytes) -> Job:
+    async def submit(
+        self, principal: Principal, name: str, body: bytes, use_cache: bool = True
+    ) -> Job:
         """Validate and durably queue a job; nothing is written when the request is invalid."""
         try:
             request = orjson.loads(body or b"{}")
@@ -116,7 +122,7 @@ class Invoker:
         if webhook is not None and not _is_http_url(webhook):
             raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
         now = self.platform.clock.time()
-        return Job(
+        job = Job(
             id=str(uuid.uuid4()),
             account=principal.account,
             endpoint_id=endpoint.id,
@@ -130,11 +136,34 @@ class Invoker:
             max_attempts=spec.retries + 1,
             webhook_url=webhook,
         )
+        if spec.cache_ttl_s > 0:
+            self._cache_ttl[version.id] = spec.cache_ttl_s
+            if use_cache:
+                hit, output = self.cache.get(cache_key(version.id, job.input))
+                if hit:
+                    job.status, job.output, job.cached = JobStatus.COMPLETED, output, True
+                    job.started_at = job.finished_at = now
+                    job.webhook_state = WebhookState.PENDING if webhook else None
+        return job
 
     async def enqueue(self, job: Job) -> None:
+        """Write the job; queue it for a worker, or, answered from the cache, finish it."""
         await self.platform.store.create_job(job)
         await self.platform.scheduler.record_arrival(job)
-        self.platform.scheduler.notify()
+        if job.cached:
+            self.platform.scheduler.announce_final(job)
+        else:
+            self.platform.scheduler.notify()
+
+    def remember(self, job: Job) -> None:
+        """A final-job listener: keep completed outputs of caching endpoints."""
+        ttl_s = self._cache_ttl.get(job.version_id)
+        if ttl_s and job.status is JobStatus.COMPLETED and not job.cached:
+            self.cache.put(cache_key(job.version_id, job.input), job.output, ttl_s)
+
+
+def _use_cache(request: Request) -> bool:
+    return "no-cache" not in request.headers.get("cache-control", "").lower()
 
 
 def _is_http_url(value: Any) -> bool:
@@ -179,7 +208,7 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
     @routes.post("/run", summary="Queue a job; poll /status/{id} or get a webhook")
     async def run(endpoint: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        job = await invoker.submit(principal, endpoint, await request.body())
+        job = await invoker.submit(principal, endpoint, await request.body(), _use_cache(request))
         await invoker.enqueue(job)
         return json_response({"id": job.id, "status": job.status.value})
 
@@ -189,7 +218,10 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
         wait_ms = platform.settings.runsync_wait_ms if wait is None else wait
         if not 0 <= wait_ms <= MAX_WAIT_MS:
             raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_MS} ms")
-        job = await invoker.submit(principal, endpoint, await request.body())
+        job = await invoker.submit(principal, endpoint, await request.body(), _use_cache(request))
+        if job.cached:
+            await invoker.enqueue(job)
+            return json_response(status_json(job))
         future = platform.scheduler.watch(job.id)
         try:
             await invoker.enqueue(job)

@@ -32,6 +32,8 @@ def status_json(job: Job) -> dict[str, Any]:
     body["endpoint"] = job.endpoint
     body["attempts"] = job.attempts
     body["coldStart"] = job.cold_start
+    if job.cached:
+        body["cached"] = True
     if job.cold_start_detail:
         detail = dict(job.cold_start_detail)
         if job.execution_ms is not None:

@@ -684,6 +684,10 @@ class Scheduler:
                 return
             await stream.wait(sent, 1.0)
 
+    def announce_final(self, job: Job) -> None:
+        """Tell waiters and listeners (webhooks, metrics) about a job the gateway finished."""
+        self._finalized(job)
+
     def _finalized(self, job: Job) -> None:
         stream = self._streams.get(job.id)
         if stream is not None:

@@ -122,6 +122,12 @@ class Metrics:
             buckets=_SECONDS,
             registry=self.registry,
         )
+        self.cache_hits = PromCounter(
+            "coldbrew_cache_hits",
+            "Jobs answered from the result cache",
+            labels,
+            registry=self.registry,
+        )
         self.spent = PromCounter(
             "coldbrew_spent_usd",
             "Dollars charged to jobs (execution time at the hardware rate)",
@@ -151,6 +157,8 @@ class Metrics:
                 self.cold_start_stage.labels(*labels, "first_predict").observe(first)
         if job.cost_usd:
             self.spent.labels(*labels).inc(job.cost_usd)
+        if job.cached:
+            self.cache_hits.labels(*labels).inc()
 
     def render(self, account: str | None) -> bytes:
         """The exposition text; with `account`, only that account's series."""

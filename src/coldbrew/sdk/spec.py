@@ -74,6 +74,9 @@ class DeploymentSpec(BaseModel):
     preload: tuple[str, ...] = Field(
         default=(), description="modules to import before forking workers (besides the model's)"
     )
+    cache_ttl_s: float = Field(
+        default=0.0, ge=0, description="keep outputs this long, keyed by the exact input; 0: off"
+    )
     warm_schedule: tuple[WarmWindow, ...] = Field(
         default=(), description="windows with their own min_workers (times in their timezone)"
     )

@@ -127,6 +127,7 @@ class Job:
     cost_usd: float = 0.0
     webhook_url: str | None = None
     webhook_state: WebhookState | None = None
+    cached: bool = False  # answered from the result cache: no worker ran, no cost
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

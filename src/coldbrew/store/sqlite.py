@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     max_attempts INTEGER NOT NULL, created_at REAL NOT NULL, started_at REAL,
     finished_at REAL, expires_at REAL NOT NULL, timeout_s REAL NOT NULL, worker_id TEXT,
     cold_start INTEGER NOT NULL DEFAULT 0, cold_start_detail BLOB,
-    cost_usd REAL NOT NULL DEFAULT 0, webhook_url TEXT, webhook_state TEXT);
+    cost_usd REAL NOT NULL DEFAULT 0, webhook_url TEXT, webhook_state TEXT,
+    cached INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, version_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_endpoint ON jobs(endpoint_id, status);
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at);
@@ -78,7 +79,7 @@ CREATE TABLE IF NOT EXISTS traffic (
 _JOB_COLUMNS = (
     "id, account, endpoint_id, endpoint, version_id, status, input, output, error, attempts, "
     "max_attempts, created_at, started_at, finished_at, expires_at, timeout_s, worker_id, "
-    "cold_start, cold_start_detail, cost_usd, webhook_url, webhook_state"
+    "cold_start, cold_start_detail, cost_usd, webhook_url, webhook_state, cached"
 )
 _VERSION_COLUMNS = (
     "v.id, v.endpoint_id, e.account, e.name, v.number, v.artifact_sha, v.module, v.class_name, "
@@ -114,6 +115,7 @@ def _job(row: sqlite3.Row) -> Job:
         cost_usd=row["cost_usd"],
         webhook_url=row["webhook_url"],
         webhook_state=WebhookState(row["webhook_state"]) if row["webhook_state"] else None,
+        cached=bool(row["cached"]),
     )
 
 
@@ -153,6 +155,9 @@ class SQLiteStore(Store):
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+        if "cached" not in columns:  # databases made before the result cache
+            self._db.execute("ALTER TABLE jobs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -301,7 +306,7 @@ class SQLiteStore(Store):
     # jobs
     async def create_job(self, job: Job) -> None:
         self._db.execute(
-            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 22)})",
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)})",
             (
                 job.id,
                 job.account,
@@ -310,13 +315,13 @@ class SQLiteStore(Store):
                 job.version_id,
                 job.status.value,
                 orjson.dumps(job.input),
-                None,
+                None if job.output is None else orjson.dumps(job.output),
                 None,
                 job.attempts,
                 job.max_attempts,
                 job.created_at,
-                None,
-                None,
+                job.started_at,
+                job.finished_at,
                 job.expires_at,
                 job.timeout_s,
                 None,
@@ -324,7 +329,8 @@ class SQLiteStore(Store):
                 None,
                 0.0,
                 job.webhook_url,
-                None,
+                job.webhook_state.value if job.webhook_state else None,
+                int(job.cached),
             ),
         )
 
