@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from coldbrew.errors import ColdbrewError
 from coldbrew.sdk.app import App
+from coldbrew.sdk.names import Batch
 
 if TYPE_CHECKING:
     from coldbrew.integrations.webhooks import verify_webhook
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "App",
+    "Batch",
     "Client",
     "ColdbrewError",
     "DeploymentSpec",

@@ -12,7 +12,7 @@ from coldbrew.errors import ClientError, SpecError
 from coldbrew.sdk.spec import parse_spec
 
 VALID_FIELDS = (
-    "buffer_workers, cache_ttl_s, concurrency, hardware, idle_timeout_s, max_workers, "
+    "batch, buffer_workers, cache_ttl_s, concurrency, hardware, idle_timeout_s, max_workers, "
     "min_workers, name, "
     "preload, prewarm, prewarm_lead_s, retries, scaler, scaler_target_s, snapshot, timeout_s, "
     "warm_schedule"
@@ -32,6 +32,7 @@ def test_defaults() -> None:
         "retries": 2,
         "snapshot": True,
         "preload": (),
+        "batch": None,
         "cache_ttl_s": 0.0,
         "warm_schedule": (),
         "prewarm": "off",

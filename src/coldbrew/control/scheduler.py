@@ -70,6 +70,8 @@ class Scheduler:
         self._last_stats: dict[int, QueueStat] = {}
         self._profiles: dict[int, tuple[float, TrafficProfile]] = {}
         self._streams: dict[str, JobStream] = {}
+        self._batch_full: dict[int, bool] = {}  # version -> was its last batch full
+        self._batch_hold: dict[int, float] = {}  # version -> until when a short batch waits
         self._last_flush = 0.0
         self._last_purge = 0.0
 
@@ -289,7 +291,13 @@ class Scheduler:
                 retired=vid not in self._current,
                 floor_workers=await self._floor(version, spec, wall),
             )
-            decision, self._scaler[vid] = decide(obs, spec, self._scaler.get(vid, ScalerState()))
+            # a batching worker takes up to batch.max_size jobs at once
+            policy_spec = (
+                spec.model_copy(update={"concurrency": spec.batch.max_size}) if spec.batch else spec
+            )
+            decision, self._scaler[vid] = decide(
+                obs, policy_spec, self._scaler.get(vid, ScalerState())
+            )
             for worker_id in decision.stop:
                 await self._stop_worker(self.workers[worker_id], "idle past its keep-warm window")
             if decision.start and self._backoff.get(vid, (0.0, 0.0))[0] > now:
@@ -434,7 +442,9 @@ class Scheduler:
         self._running[inflight.job.account] -= 1
         now = self.clock.time()
         execution_s = now - (inflight.job.started_at or now)
-        cost = job_cost_usd(execution_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0))
+        price = self.settings.prices_per_hour_usd.get(worker.hardware, 0.0)
+        # a job in a batch pays its share of the batch's time
+        cost = job_cost_usd(execution_s, price) / max(1, int(frame.get("share", 1)))
         await self._flush_logs()
         error = frame.get("error")
         output = frame.get("output")
@@ -568,8 +578,13 @@ class Scheduler:
             for vid in order:
                 if queued[vid] <= 0:
                     continue
-                version, _ = await self._version(vid)
+                version, spec = await self._version(vid)
                 if self._running[version.account] >= self.settings.account_concurrency_cap:
+                    continue
+                if spec.batch is not None:
+                    sent = await self._dispatch_batch(version, spec, queued[vid])
+                    queued[vid] -= sent
+                    progress = progress or sent > 0
                     continue
                 worker = next(
                     (w for w in self.workers.values() if w.version.id == vid and w.free_slots > 0),
@@ -585,7 +600,62 @@ class Scheduler:
                 progress = True
                 await self._assign(worker, job)
 
+    async def _dispatch_batch(self, version: Version, spec: DeploymentSpec, queued: int) -> int:
+        """Send up to `batch.max_size` queued jobs to an idle worker as one batch.
+
+        A quiet endpoint's lone job goes at once; when the last batch was full (the endpoint is
+        busy), a short batch waits up to `max_wait_ms` for more to join it.
+        """
+        assert spec.batch is not None
+        worker = next(
+            (
+                w
+                for w in self.workers.values()
+                if w.version.id == version.id and w.state is WorkerState.IDLE
+            ),
+            None,
+        )
+        if worker is None:
+            return 0
+        room = self.settings.account_concurrency_cap - self._running[version.account]
+        size = min(spec.batch.max_size, room)
+        now = self.clock.monotonic()
+        if queued < size and self._batch_full.get(version.id) and spec.batch.max_wait_ms > 0:
+            until = self._batch_hold.get(version.id)
+            if until is None:
+                until = self._batch_hold[version.id] = now + spec.batch.max_wait_ms / 1000
+                asyncio.get_running_loop().call_later(until - now, self.notify)
+            if now < until:
+                return 0
+        self._batch_hold.pop(version.id, None)
+        jobs: list[Job] = []
+        while len(jobs) < size:
+            job = await self.store.claim(version.id, worker.id, self.clock.time())
+            if job is None:
+                break
+            jobs.append(job)
+        if not jobs:
+            return 0
+        self._batch_full[version.id] = len(jobs) >= spec.batch.max_size
+        for job in jobs:
+            await self._track(worker, job)
+        frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
+        await self._send(worker, frame)
+        return len(jobs)
+
+    async def _send(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        assert worker.handle is not None
+        try:
+            await worker.handle.send(frame)
+        except (ConnectionError, OSError):
+            worker.handle.kill()  # the exit path retries its jobs
+
     async def _assign(self, worker: ManagedWorker, job: Job) -> None:
+        await self._track(worker, job)
+        await self._send(worker, {"t": "job", "id": job.id, "input": job.input})
+
+    async def _track(self, worker: ManagedWorker, job: Job) -> None:
+        """Record a claimed job as running on `worker` (and whether it waited for its start)."""
         stream = self._streams.get(job.id)
         if stream is not None and (stream.closed or stream.chunks):
             del self._streams[job.id]  # a retried job streams afresh
@@ -602,11 +672,6 @@ class Scheduler:
             await self.store.mark_cold_start(job.id, detail)
         else:
             worker.cold_slots = 0
-        assert worker.handle is not None
-        try:
-            await worker.handle.send({"t": "job", "id": job.id, "input": job.input})
-        except (ConnectionError, OSError):
-            worker.handle.kill()  # the exit path retries the job
 
     async def _expire(self, now: float) -> None:
         """End jobs past their execution timeout and replace the workers running them."""

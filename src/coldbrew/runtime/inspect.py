@@ -28,7 +28,7 @@ def inspect_directory(directory: Path) -> list[dict[str, Any]]:
                 "module": module,
                 "class": model.cls.__name__,
                 "spec": model.spec.model_dump(mode="json", exclude={"name"}),
-                "input_schema": input_schema(model.cls),
+                "input_schema": input_schema(model.cls, batched=model.spec.batch is not None),
             }
         )
     return described

@@ -11,7 +11,26 @@ from pydantic import BaseModel, ConfigDict, create_model
 from coldbrew.errors import SpecError
 
 
-def input_model(cls: type) -> type[BaseModel]:
+def _element(annotation: Any, name: str, cls: type) -> Any:
+    """`list[X]` → `X`: a batched predict takes lists, the request holds one element."""
+    if typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    args = typing.get_args(annotation)
+    if type(None) in args and len(args) == 2:  # list[X] | None: the element may be missing
+        (inner,) = [a for a in args if a is not type(None)]
+        return _element(inner, name, cls) | None
+    if typing.get_origin(annotation) is list:
+        (element,) = typing.get_args(annotation) or (Any,)
+        return element
+    if annotation is Any:
+        return Any
+    raise SpecError(
+        f"{cls.__name__}.predict is batched, so {name!r} must be annotated list[...]",
+        hint="with batch=coldbrew.Batch(...), each argument is a list with one item per job",
+    )
+
+
+def input_model(cls: type, batched: bool = False) -> type[BaseModel]:
     """A pydantic model whose fields are the keyword arguments of `cls.predict`.
 
     Parameters without a hint accept any JSON value; a `**kwargs` parameter lets unknown fields
@@ -46,6 +65,8 @@ def input_model(cls: type) -> type[BaseModel]:
                 hint="rename the parameter",
             )
         annotation = hints.get(param.name, Any)
+        if batched:
+            annotation = _element(annotation, param.name, cls)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
     config = ConfigDict(extra=extra)  # type: ignore[typeddict-item]
@@ -53,10 +74,10 @@ def input_model(cls: type) -> type[BaseModel]:
     return model
 
 
-def input_schema(cls: type) -> dict[str, Any]:
+def input_schema(cls: type, batched: bool = False) -> dict[str, Any]:
     """The JSON Schema of `cls.predict`'s input, as clients and the gateway see it."""
     try:
-        return input_model(cls).model_json_schema()
+        return input_model(cls, batched).model_json_schema()
     except SpecError:
         raise
     except Exception as exc:

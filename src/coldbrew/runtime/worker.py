@@ -75,9 +75,10 @@ class _JobLogStream:
         pending = getattr(self._local, self._name, "") + text
         *lines, rest = pending.split("\n")
         for line in lines:
-            self._channel.send(
-                {"t": "log", "id": job_id, "ts": time.time(), "stream": self._name, "line": line}
-            )
+            for one in job_id if isinstance(job_id, list) else [job_id]:  # a batch: every job
+                self._channel.send(
+                    {"t": "log", "id": one, "ts": time.time(), "stream": self._name, "line": line}
+                )
         setattr(self._local, self._name, rest)
         return len(text)
 
@@ -104,6 +105,11 @@ class Worker:
         self.model = model
         self.local = threading.local()
         predict = model.predict
+        self.defaults = {
+            name: p.default
+            for name, p in inspect.signature(predict).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
         self.is_async = inspect.iscoroutinefunction(predict) or inspect.isasyncgenfunction(predict)
         self.pool: ThreadPoolExecutor | None = None
         if concurrency > 1:  # imported here: most workers run one job at a time
@@ -127,7 +133,9 @@ class Worker:
         while (frame := self.channel.recv()) is not None:
             if frame["t"] == "stop":
                 break
-            if frame["t"] == "job":
+            if frame["t"] == "batch":
+                self._run_batch(frame["ids"], frame["inputs"])
+            elif frame["t"] == "job":
                 if self.pool is None:
                     self._run(frame["id"], frame["input"])
                 else:
@@ -153,6 +161,42 @@ class Worker:
         except TypeError as exc:  # the output is not JSON-serialisable
             bad = error_record(TypeError(f"predict returned a value that is not JSON: {exc}"))
             self.channel.send({"t": "done", "id": job_id, "error": bad})
+
+    def _run_batch(self, ids: list[str], inputs: list[dict[str, Any]]) -> None:
+        """One predict call for several jobs: each argument a list, one element per job."""
+        self.local.job_id = ids
+        try:
+            names = {name for payload in inputs for name in payload}
+            lists = {
+                name: [payload.get(name, self.defaults.get(name)) for payload in inputs]
+                for name in names
+            }
+            outputs = self.model.predict(**lists)
+            if not isinstance(outputs, list | tuple) or len(outputs) != len(ids):
+                got = len(outputs) if isinstance(outputs, list | tuple) else type(outputs).__name__
+                raise ValueError(
+                    f"batched predict must return a list of {len(ids)} outputs, one per input; "
+                    f"got {got}"
+                )
+            replies = [
+                {"t": "done", "id": job_id, "output": out, "share": len(ids)}
+                for job_id, out in zip(ids, outputs, strict=True)
+            ]
+        except Exception as exc:
+            error = error_record(exc)
+            replies = [
+                {"t": "done", "id": job_id, "error": error, "share": len(ids)} for job_id in ids
+            ]
+        finally:
+            for stream in self.streams:
+                stream.flush_job()
+            self.local.job_id = None
+        for reply in replies:
+            try:
+                self.channel.send(reply)
+            except TypeError as exc:
+                bad = error_record(TypeError(f"predict returned a value that is not JSON: {exc}"))
+                self.channel.send({"t": "done", "id": reply["id"], "error": bad})
 
     def _call(self, job_id: str, payload: dict[str, Any]) -> Any:
         """Run predict; a generator's items are sent as chunks as they come (`_STREAMED`)."""

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coldbrew.errors import SpecError
-from coldbrew.sdk.names import KNOWN_HARDWARE, NAME_PATTERN
+from coldbrew.sdk.names import KNOWN_HARDWARE, NAME_PATTERN, Batch
 
 __all__ = [
     "KNOWN_HARDWARE",
@@ -74,6 +74,9 @@ class DeploymentSpec(BaseModel):
     preload: tuple[str, ...] = Field(
         default=(), description="modules to import before forking workers (besides the model's)"
     )
+    batch: Batch | None = Field(
+        default=None, description="coldbrew.Batch(max_size, max_wait_ms): lists in, lists out"
+    )
     cache_ttl_s: float = Field(
         default=0.0, ge=0, description="keep outputs this long, keyed by the exact input; 0: off"
     )
@@ -101,6 +104,12 @@ class DeploymentSpec(BaseModel):
                 f"name {self.name!r} is not a valid endpoint name; use 1-63 lower-case letters, "
                 "digits, '-' or '_', starting with a letter or digit"
             )
+        if self.batch is not None and not (1 <= self.batch.max_size <= 1024):
+            raise ValueError(
+                f"batch.max_size must be between 1 and 1024, got {self.batch.max_size}"
+            )
+        if self.batch is not None and self.batch.max_wait_ms < 0:
+            raise ValueError("batch.max_wait_ms must be >= 0")
         if self.hardware not in KNOWN_HARDWARE:
             raise ValueError(
                 f"unknown hardware {self.hardware!r}; choose one of {', '.join(KNOWN_HARDWARE)}"
