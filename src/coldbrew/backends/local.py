@@ -7,6 +7,7 @@ import contextlib
 import os
 import socket
 import sys
+from pathlib import Path
 from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
@@ -63,6 +64,27 @@ def worker_env(launch: WorkerLaunch, extra: dict[str, str] | None = None) -> dic
     return env
 
 
+async def spawn_runtime(
+    module: str, args: list[str], env: dict[str, str], log_path: Path, fd: int
+) -> asyncio.subprocess.Process:
+    """Start `python -m coldbrew.runtime.<module> ARGS` in its own session, handing it `fd`,
+    with stdout and stderr appended to `log_path`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            f"coldbrew.runtime.{module}",
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            pass_fds=(fd,),
+            env=env,
+            start_new_session=True,
+        )
+
+
 class LocalBackend:
     """Starts each worker as a fresh `python -m coldbrew.runtime.worker` process.
 
@@ -75,25 +97,10 @@ class LocalBackend:
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         parent, child = socket.socketpair()
-        launch.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = worker_env(launch, self._extra_env)
         env["COLDBREW_WORKER_FD"] = str(child.fileno())
-        with open(launch.log_path, "ab") as log:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "coldbrew.runtime.worker",
-                str(launch.artifact_dir),
-                launch.module,
-                launch.class_name,
-                str(launch.concurrency),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                pass_fds=(child.fileno(),),
-                env=env,
-                start_new_session=True,
-            )
+        args = [str(launch.artifact_dir), launch.module, launch.class_name, str(launch.concurrency)]
+        process = await spawn_runtime("worker", args, env, launch.log_path, child.fileno())
         child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         return LocalWorker(process, reader, writer)

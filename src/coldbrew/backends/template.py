@@ -16,12 +16,11 @@ import logging
 import os
 import signal
 import socket
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
-from coldbrew.backends.local import LocalBackend, LocalWorker, worker_env
+from coldbrew.backends.local import LocalBackend, LocalWorker, spawn_runtime, worker_env
 
 log = logging.getLogger("coldbrew.templates")
 
@@ -157,25 +156,15 @@ class TemplateBackend:
         log_path = launch.log_path.with_name(
             f"template-{launch.artifact_dir.name[:12]}-{launch.class_name}.log"
         )
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_path, "ab") as out:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "coldbrew.runtime.template",
-                str(launch.artifact_dir),
-                launch.module,
-                launch.class_name,
-                str(launch.concurrency),
-                "1" if launch.snapshot else "0",
-                ",".join(launch.preload),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                pass_fds=(child.fileno(),),
-                env=env,
-                start_new_session=True,
-            )
+        args = [
+            str(launch.artifact_dir),
+            launch.module,
+            launch.class_name,
+            str(launch.concurrency),
+            "1" if launch.snapshot else "0",
+            ",".join(launch.preload),
+        ]
+        process = await spawn_runtime("template", args, env, log_path, child.fileno())
         child.close()
         parent.setblocking(False)
         loop = asyncio.get_running_loop()
