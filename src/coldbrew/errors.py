@@ -8,7 +8,8 @@ ColdbrewError
 │   ├── Unauthorized          401  no key or an unknown key
 │   ├── Forbidden             403  the key lacks the right (admin only)
 │   ├── NotFound              404  no such endpoint, job or artifact (for this account)
-│   └── Conflict              409  the request clashes with current state
+│   ├── Conflict              409  the request clashes with current state
+│   └── BudgetExceeded        402  a hard-stop budget of the account or endpoint is spent
 └── ServerError (5xx: the platform or the model failed)
     ├── WorkerCrashed         500  the worker process died while running the job
     ├── SetupFailed           500  the model's setup() raised
@@ -78,6 +79,11 @@ class NotFound(ClientError):
 class Conflict(ClientError):
     status_code = 409
     error_type = "conflict"
+
+
+class BudgetExceeded(ClientError):
+    status_code = 402
+    error_type = "budget_exceeded"
 
 
 class ServerError(ColdbrewError):

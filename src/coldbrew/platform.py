@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import logging
 import os
 import secrets
 from dataclasses import dataclass
@@ -15,6 +18,7 @@ from coldbrew.config import Settings
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
+from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
 from coldbrew.store.base import Store
 from coldbrew.store.models import Principal
@@ -43,6 +47,8 @@ class Platform:
     webhooks: WebhookSender
     clock: Clock
     metrics: Metrics
+    budgets: BudgetKeeper
+    _budget_task: asyncio.Task[None] | None = None
 
     @classmethod
     def create(
@@ -64,16 +70,33 @@ class Platform:
         metrics = Metrics(scheduler)
         scheduler.add_final_listener(metrics.observe)
         deployer = Deployer(store, clock, settings)
-        return cls(settings, store, scheduler, deployer, webhooks, clock, metrics)
+        budgets = BudgetKeeper(store, clock, settings, webhooks)
+        return cls(settings, store, scheduler, deployer, webhooks, clock, metrics, budgets)
 
     async def start(self) -> str | None:
         """Start serving; on an empty home, create the default account and return its admin key."""
         admin_key = await self._bootstrap()
         await self.scheduler.start()
         await self.webhooks.resume()
+        await self.budgets.check()
+        self._budget_task = asyncio.create_task(self._watch_budgets())
         return admin_key
 
+    async def _watch_budgets(self) -> None:
+        """Recompute budget spend every `budget_check_s`: alerts and hard stops follow usage."""
+        while True:
+            await self.clock.sleep(self.settings.budget_check_s)
+            try:
+                await self.scheduler.flush_usage()
+                await self.budgets.check()
+            except Exception:
+                logging.getLogger("coldbrew.budgets").exception("budget check failed")
+
     async def stop(self) -> None:
+        if self._budget_task is not None:
+            self._budget_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._budget_task
         await self.scheduler.stop()
         await self.webhooks.close()
         await self.store.close()

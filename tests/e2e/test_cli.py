@@ -63,6 +63,13 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
     assert as_csv[0].startswith("endpoint,cold_start_s,cold_start_usd")
     assert any(line.startswith("default/toy,") for line in as_csv[1:])
 
+    budget = server.cli("budgets", "set", "--endpoint", "toy", "--monthly-usd", "10").stdout
+    assert budget.startswith("budget set: $10/month")
+    listing = server.cli("budgets").stdout
+    assert "endpoint toy" in listing and "hard" not in listing
+    both = server.cli("budgets", "set", "--monthly-usd", "1", check=False)
+    assert both.returncode == 2 and "exactly one of --account or --endpoint" in both.stderr
+
     missing = server.cli("run", "nope", check=False)
     assert missing.returncode == 1
     assert "error: no endpoint 'nope'" in missing.stderr and "hint:" in missing.stderr

@@ -114,6 +114,7 @@ class Invoker:
         endpoint = await self.endpoint(principal, name)
         version = await self.platform.store.get_version(endpoint.current_version_id)
         self.validate(version, request["input"])
+        self.platform.budgets.admit(principal.account, endpoint.name)
         spec = DeploymentSpec(**version.spec)
         timeout_s, ttl_s = _policy(
             request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s

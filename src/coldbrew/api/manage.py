@@ -16,7 +16,7 @@ from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
 from coldbrew.sdk.names import NAME_PATTERN
-from coldbrew.store.models import Endpoint
+from coldbrew.store.models import Budget, Endpoint, Principal
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
@@ -119,6 +119,36 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         key = await platform.create_key(account, admin)
         return json_response({"key": key, "account": account, "admin": admin}, 201)
 
+    @routes.post("/budgets", summary="Set a monthly budget on your account or an endpoint")
+    async def set_budget(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        body = _json_body(await request.body())
+        budget = _budget_from(body, principal, platform.clock.time())
+        if budget.account != principal.account:
+            require_admin(principal)
+        if budget.endpoint is not None:
+            await invoker.endpoint(Principal(budget.account, principal.admin), budget.endpoint)
+        await platform.store.set_budget(budget)
+        await platform.scheduler.flush_usage()
+        await platform.budgets.check()
+        (line,) = [
+            b
+            for b in await platform.budgets.status(budget.account)
+            if b["endpoint"] == budget.endpoint
+        ]
+        return json_response(line, 201)
+
+    @routes.get("/budgets", summary="Your budgets: spend this month, forecast, alerts sent")
+    async def list_budgets(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        await platform.scheduler.flush_usage()
+        return json_response(
+            {
+                "budgets": await platform.budgets.status(principal.account),
+                "alerts": await platform.store.alerts(principal.account),
+            }
+        )
+
     @routes.get("/account", summary="Your account, with its webhook signing secret")
     async def account(request: Request) -> Response:
         principal = await keys.resolve(request)
@@ -192,6 +222,38 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         )
 
     return routes
+
+
+def _budget_from(body: dict[str, Any], principal: Principal, now: float) -> Budget:
+    """Validate a budget request; every problem says what to send instead."""
+    from coldbrew.api.invoke import _is_http_url
+
+    limit = body.get("monthly_usd")
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+        raise InvalidRequest("'monthly_usd' must be a positive number of dollars")
+    alerts = body.get("alerts", [50, 80, 100])
+    if not isinstance(alerts, list) or not all(
+        isinstance(a, int) and not isinstance(a, bool) and 0 < a <= 1000 for a in alerts
+    ):
+        raise InvalidRequest("'alerts' must be a list of percentages, e.g. [50, 80, 100]")
+    endpoint = body.get("endpoint")
+    if endpoint is not None and not isinstance(endpoint, str):
+        raise InvalidRequest("'endpoint' must be an endpoint name")
+    webhook = body.get("webhook")
+    if webhook is not None and not _is_http_url(webhook):
+        raise InvalidRequest("'webhook' must be an http(s) URL")
+    account = body.get("account", principal.account)
+    if not isinstance(account, str) or not NAME_PATTERN.match(account):
+        raise InvalidRequest("'account' must be an account name")
+    return Budget(
+        account=account,
+        endpoint=endpoint,
+        monthly_usd=float(limit),
+        alerts_pct=sorted(set(alerts)),
+        hard_stop=bool(body.get("hard_stop", False)),
+        webhook_url=webhook,
+        created_at=now,
+    )
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

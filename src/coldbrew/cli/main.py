@@ -209,3 +209,63 @@ def usage(by: str, since: str, as_json: bool, as_csv: bool) -> None:
             f"{row[by]:<28}{row['cold_start_s']:>10.1f}{row['busy_s']:>10.1f}"
             f"{row['idle_s']:>10.1f}{row['total_s']:>10.1f}{row['total_usd']:>12.6f}"
         )
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def budgets(ctx: click.Context) -> None:
+    """Monthly budgets: spend so far, forecast, alerts sent. `budgets set` adds one."""
+    if ctx.invoked_subcommand is not None:
+        return
+    with _client() as client:
+        report = client.budgets()
+    click.echo(f"{'SCOPE':<28}{'BUDGET $':>10}{'SPENT $':>12}{'USED %':>8}{'FORECAST $':>12}  STOP")
+    for b in report["budgets"]:
+        scope = f"endpoint {b['endpoint']}" if b["endpoint"] else f"account {b['account']}"
+        stop = "STOPPED" if b["stopped"] else ("hard" if b["hardStop"] else "-")
+        click.echo(
+            f"{scope:<28}{b['monthlyUsd']:>10g}{b['spentUsd']:>12.6f}{b['usedPct']:>8.1f}"
+            f"{b['forecastUsd']:>12.6f}  {stop}"
+        )
+    for alert in report["alerts"]:
+        scope = alert["endpoint"] or "account"
+        click.echo(f"alert: {scope} reached {alert['thresholdPct']}% in {alert['period']}")
+
+
+@budgets.command("set")
+@click.option("--account", default=None, help="a budget for a whole account (admin for others)")
+@click.option("--endpoint", default=None, help="a budget for one endpoint")
+@click.option("--monthly-usd", type=float, required=True, help="the monthly limit in dollars")
+@click.option("--alerts", default="50,80,100", help="percentages that alert, once per month")
+@click.option("--hard-stop", is_flag=True, help="refuse new jobs (HTTP 402) once spent")
+@click.option("--webhook", default=None, help="signed alert webhook URL")
+def budgets_set(
+    account: str | None,
+    endpoint: str | None,
+    monthly_usd: float,
+    alerts: str,
+    hard_stop: bool,
+    webhook: str | None,
+) -> None:
+    """Set (or replace) a monthly budget."""
+    if (account is None) == (endpoint is None):
+        raise click.UsageError("give exactly one of --account or --endpoint")
+    try:
+        pcts = [int(p) for p in alerts.split(",") if p.strip()]
+    except ValueError:
+        raise click.BadParameter(
+            "a comma-separated list of percentages", param_hint="--alerts"
+        ) from None
+    fields: dict[str, Any] = {"monthly_usd": monthly_usd, "alerts": pcts, "hard_stop": hard_stop}
+    if account:
+        fields["account"] = account
+    if endpoint:
+        fields["endpoint"] = endpoint
+    if webhook:
+        fields["webhook"] = webhook
+    with _client() as client:
+        line = client.set_budget(**fields)
+    click.echo(
+        f"budget set: ${line['monthlyUsd']:g}/month, ${line['spentUsd']:.6f} spent so far "
+        f"({line['usedPct']:.1f}%), forecast ${line['forecastUsd']:.6f}"
+    )

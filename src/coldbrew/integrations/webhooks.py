@@ -15,6 +15,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Mapping
+from typing import Any
 
 import httpx
 import orjson
@@ -93,6 +94,45 @@ class WebhookSender:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._client.aclose()
 
+    def send_event(self, account: str, url: str, msg_id: str, payload: dict[str, Any]) -> None:
+        """Deliver a signed event that is not a job (a budget alert), with the same retries."""
+        task = asyncio.create_task(self._send_event(account, url, msg_id, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_event(
+        self, account: str, url: str, msg_id: str, payload: dict[str, Any]
+    ) -> None:
+        found = await self.store.get_account(account)
+        assert found is not None
+        body = orjson.dumps(payload)
+        for attempt in range(1, self.settings.webhook_max_attempts + 1):
+            if attempt > 1:
+                await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
+            _, error = await self._post(url, found.webhook_secret, msg_id, body)
+            if error is None:
+                return
+            log.warning("event %s to %s, attempt %d: %s", msg_id, url, attempt, error)
+
+    async def _post(
+        self, url: str, secret: str, msg_id: str, body: bytes
+    ) -> tuple[int | None, str | None]:
+        """One signed POST: (status code, error or None)."""
+        timestamp = int(self.clock.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, msg_id, timestamp, body),
+        }
+        try:
+            response = await self._client.post(url, content=body, headers=headers)
+        except Exception as exc:  # any failure to deliver is recorded, never fatal
+            return None, f"{type(exc).__name__}: {exc}"
+        if not 200 <= response.status_code < 300:
+            return response.status_code, f"receiver answered HTTP {response.status_code}"
+        return response.status_code, None
+
     async def _deliver(self, job: Job, first_attempt: int) -> None:
         account = await self.store.get_account(job.account)
         assert account is not None and job.webhook_url is not None
@@ -108,22 +148,7 @@ class WebhookSender:
         for attempt in range(first_attempt, attempts + 1):
             if attempt > 1:
                 await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
-            timestamp = int(self.clock.time())
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(timestamp),
-                "webhook-signature": sign(account.webhook_secret, msg_id, timestamp, body),
-            }
-            code: int | None = None
-            error: str | None = None
-            try:
-                response = await self._client.post(job.webhook_url, content=body, headers=headers)
-                code = response.status_code
-                if not 200 <= code < 300:
-                    error = f"receiver answered HTTP {code}"
-            except Exception as exc:  # any failure to deliver is recorded, never fatal
-                error = f"{type(exc).__name__}: {exc}"
+            code, error = await self._post(job.webhook_url, account.webhook_secret, msg_id, body)
             ok = error is None
             state = WebhookState.DELIVERED if ok else None
             if not ok and attempt == attempts:

@@ -124,6 +124,14 @@ class Client:
         result: dict[str, Any] = self._call("GET", "/v1/usage", params={"by": by, "since": since})
         return result
 
+    def set_budget(self, **fields: Any) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/budgets", json=fields)
+        return result
+
+    def budgets(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/v1/budgets")
+        return result
+
     def usage_csv(self, by: str = "endpoint", since: str = "24h") -> str:
         response = self._http.get("/v1/usage", params={"by": by, "since": since, "format": "csv"})
         _raise_for(response)

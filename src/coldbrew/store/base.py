@@ -11,6 +11,7 @@ from typing import Any
 
 from coldbrew.store.models import (
     Account,
+    Budget,
     Endpoint,
     Job,
     JobStatus,
@@ -166,6 +167,23 @@ class Store(ABC):
     @abstractmethod
     async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:
         """(day, bucket, count) rows of the endpoint from `since_day` on."""
+
+    # budgets
+    @abstractmethod
+    async def set_budget(self, budget: Budget) -> None:
+        """Create or replace the budget of (account, endpoint)."""
+
+    @abstractmethod
+    async def budgets(self, account: str | None) -> list[Budget]: ...
+
+    @abstractmethod
+    async def record_alert(
+        self, account: str, endpoint: str | None, period: str, threshold: int, at: float
+    ) -> bool:
+        """Remember that a threshold was crossed in a period; False if it already was."""
+
+    @abstractmethod
+    async def alerts(self, account: str) -> list[dict[str, Any]]: ...
 
     # usage
     @abstractmethod

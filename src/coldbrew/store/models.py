@@ -163,3 +163,16 @@ class UsageRow:
     kind: UsageKind
     hour_start: float
     seconds: float
+
+
+@dataclass
+class Budget:
+    """A monthly spending limit on an account, or on one of its endpoints."""
+
+    account: str
+    endpoint: str | None  # None: the whole account
+    monthly_usd: float
+    alerts_pct: list[int]
+    hard_stop: bool
+    webhook_url: str | None
+    created_at: float

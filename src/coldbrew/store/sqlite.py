@@ -19,6 +19,7 @@ import orjson
 from coldbrew.store.base import Store
 from coldbrew.store.models import (
     Account,
+    Budget,
     Endpoint,
     Job,
     JobStatus,
@@ -71,6 +72,14 @@ CREATE TABLE IF NOT EXISTS usage (
     hour_start REAL NOT NULL, seconds REAL NOT NULL,
     PRIMARY KEY (worker_id, kind, hour_start));
 CREATE INDEX IF NOT EXISTS usage_hour ON usage(hour_start);
+CREATE TABLE IF NOT EXISTS budgets (
+    account TEXT NOT NULL, endpoint TEXT NOT NULL, monthly_usd REAL NOT NULL,
+    alerts_pct TEXT NOT NULL, hard_stop INTEGER NOT NULL, webhook_url TEXT,
+    created_at REAL NOT NULL, PRIMARY KEY (account, endpoint));
+CREATE TABLE IF NOT EXISTS budget_alerts (
+    account TEXT NOT NULL, endpoint TEXT NOT NULL, period TEXT NOT NULL,
+    threshold INTEGER NOT NULL, at REAL NOT NULL,
+    PRIMARY KEY (account, endpoint, period, threshold));
 CREATE TABLE IF NOT EXISTS traffic (
     endpoint_id INTEGER NOT NULL, day INTEGER NOT NULL, bucket INTEGER NOT NULL,
     count INTEGER NOT NULL, PRIMARY KEY (endpoint_id, day, bucket));
@@ -527,6 +536,58 @@ class SQLiteStore(Store):
             [endpoint_id, since_day],
         )
         return [(r[0], r[1], r[2]) for r in rows]
+
+    # budgets ('' stands for the whole account in the key columns)
+    async def set_budget(self, budget: Budget) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO budgets (account, endpoint, monthly_usd, alerts_pct, "
+            "hard_stop, webhook_url, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                budget.account,
+                budget.endpoint or "",
+                budget.monthly_usd,
+                orjson.dumps(budget.alerts_pct).decode(),
+                int(budget.hard_stop),
+                budget.webhook_url,
+                budget.created_at,
+            ),
+        )
+
+    async def budgets(self, account: str | None) -> list[Budget]:
+        sql = "SELECT * FROM budgets" + (" WHERE account=?" if account else "")
+        rows = self._all(sql + " ORDER BY account, endpoint", [account] if account else [])
+        return [
+            Budget(
+                r["account"],
+                r["endpoint"] or None,
+                r["monthly_usd"],
+                orjson.loads(r["alerts_pct"]),
+                bool(r["hard_stop"]),
+                r["webhook_url"],
+                r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def record_alert(
+        self, account: str, endpoint: str | None, period: str, threshold: int, at: float
+    ) -> bool:
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO budget_alerts (account, endpoint, period, threshold, at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (account, endpoint or "", period, threshold, at),
+        )
+        return cursor.rowcount == 1
+
+    async def alerts(self, account: str) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT endpoint, period, threshold, at FROM budget_alerts WHERE account=? ORDER BY at",
+            [account],
+        )
+        return [
+            {"endpoint": r[0] or None, "period": r[1], "thresholdPct": r[2], "at": r[3]}
+            for r in rows
+        ]
 
     # usage
     async def add_usage(self, rows: list[UsageRow]) -> None:
