@@ -63,6 +63,8 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
     assert as_csv[0].startswith("endpoint,cold_start_s,cold_start_usd")
     assert any(line.startswith("default/toy,") for line in as_csv[1:])
 
+    advice = server.cli("advise", "toy", "--window", "24h").stdout
+    assert "requests in the last 24h" in advice and "dedicated cpu" in advice
     budget = server.cli("budgets", "set", "--endpoint", "toy", "--monthly-usd", "10").stdout
     assert budget.startswith("budget set: $10/month")
     listing = server.cli("budgets").stdout

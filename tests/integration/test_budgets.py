@@ -81,3 +81,17 @@ async def test_bad_budgets_are_refused_with_the_fix(tmp_path: Path) -> None:
 
 async def _count(items: list[object]) -> int:
     return len(items)
+
+
+async def test_the_advisor_reads_the_endpoints_recorded_traffic(tmp_path: Path) -> None:
+    async with running(tmp_path, FIXTURES / "toys") as cb:
+        for i in range(3):
+            assert (await cb.runsync("toy", {"value": i}))["status"] == "COMPLETED"
+        report = (await cb.http.get("/v1/endpoints/toy/advice", params={"window": "24h"})).json()
+        assert report["requests"] == 3
+        assert report["cost_usd"]["total"] > 0 and report["cost_usd"]["cold_start"] > 0
+        assert report["dedicated_monthly_usd"] == pytest.approx(0.05 * 720, abs=0.01)
+        assert report["cheaper"] == "serverless"
+        assert report["suggestions"] and report["arithmetic"]
+        missing = await cb.http.get("/v1/endpoints/nope/advice")
+        assert missing.status_code == 404

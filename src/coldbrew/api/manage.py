@@ -13,10 +13,12 @@ from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest, NotFound
+from coldbrew.metering.advisor import Traffic, advise
 from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
 from coldbrew.sdk.names import NAME_PATTERN
-from coldbrew.store.models import Budget, Endpoint, Principal
+from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.store.models import Budget, Endpoint, Principal, UsageKind
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
@@ -96,6 +98,37 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         principal = await keys.resolve(request)
         endpoint = await invoker.endpoint(principal, name)
         return json_response(await endpoint_json(platform, endpoint, True))
+
+    @routes.get("/endpoints/{name}/advice", summary="Serverless vs dedicated, and what to change")
+    async def advice(name: str, request: Request, window: str = "7d") -> Response:
+        principal = await keys.resolve(request)
+        endpoint = await invoker.endpoint(principal, name)
+        window_s = parse_since(window)
+        now = platform.clock.time()
+        await platform.scheduler.flush_usage()
+        rows = [
+            r
+            for r in await platform.store.usage((now - window_s) // 3600 * 3600, principal.account)
+            if r.endpoint == name
+        ]
+        seconds: dict[UsageKind, float] = {kind: 0.0 for kind in UsageKind}
+        for row in rows:
+            seconds[row.kind] += row.seconds
+        since_day = int((now - window_s) // 86_400)
+        requests = sum(c for _, _, c in await platform.store.traffic(endpoint.id, since_day))
+        version = await platform.store.get_version(endpoint.current_version_id)
+        spec = DeploymentSpec(**version.spec)
+        traffic = Traffic(
+            window_s=window_s,
+            requests=requests,
+            seconds=seconds,
+            price_per_hour_usd=platform.settings.prices_per_hour_usd.get(spec.hardware, 0.0),
+            hardware=spec.hardware,
+            idle_timeout_s=spec.idle_timeout_s,
+            min_workers=spec.min_workers,
+            cold_starts=await platform.store.cold_starts(endpoint.id, now - window_s),
+        )
+        return json_response({"endpoint": name, "window": window, **advise(traffic)})
 
     @routes.delete("/endpoints/{name}", summary="Stop an endpoint's workers and remove it")
     async def delete_endpoint(name: str, request: Request) -> Response:

@@ -269,3 +269,21 @@ def budgets_set(
         f"budget set: ${line['monthlyUsd']:g}/month, ${line['spentUsd']:.6f} spent so far "
         f"({line['usedPct']:.1f}%), forecast ${line['forecastUsd']:.6f}"
     )
+
+
+@main.command()
+@click.argument("name")
+@click.option("--window", default="7d", help="traffic to look at, e.g. 24h, 7d")
+def advise(name: str, window: str) -> None:
+    """Serverless vs dedicated for NAME's recorded traffic, and setting changes, with the math."""
+    with _client() as client:
+        report = client.advise(name, window)
+    click.echo(f"{name}: {report['requests']} requests in the last {window}")
+    click.echo(
+        f"  serverless ~${report['serverless_monthly_usd']}/month, dedicated "
+        f"${report['dedicated_monthly_usd']}/month -> {report['cheaper']} is cheaper"
+    )
+    for line in report["arithmetic"]:
+        click.echo(f"  {line}")
+    for tip in report["suggestions"]:
+        click.echo(f"  suggest {tip['setting']}: {tip['effect']}")

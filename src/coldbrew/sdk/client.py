@@ -132,6 +132,12 @@ class Client:
         result: dict[str, Any] = self._call("GET", "/v1/budgets")
         return result
 
+    def advise(self, name: str, window: str = "7d") -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "GET", f"/v1/endpoints/{name}/advice", params={"window": window}
+        )
+        return result
+
     def usage_csv(self, by: str = "endpoint", since: str = "24h") -> str:
         response = self._http.get("/v1/usage", params={"by": by, "since": since, "format": "csv"})
         _raise_for(response)

@@ -168,6 +168,10 @@ class Store(ABC):
     async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:
         """(day, bucket, count) rows of the endpoint from `since_day` on."""
 
+    @abstractmethod
+    async def cold_starts(self, endpoint_id: int, since: float) -> int:
+        """Jobs of the endpoint created since `since` that waited for a cold start."""
+
     # budgets
     @abstractmethod
     async def set_budget(self, budget: Budget) -> None:

@@ -537,6 +537,13 @@ class SQLiteStore(Store):
         )
         return [(r[0], r[1], r[2]) for r in rows]
 
+    async def cold_starts(self, endpoint_id: int, since: float) -> int:
+        row = self._one(
+            "SELECT COUNT(*) FROM jobs WHERE endpoint_id=? AND created_at >= ? AND cold_start=1",
+            [endpoint_id, since],
+        )
+        return int(row[0]) if row else 0
+
     # budgets ('' stands for the whole account in the key columns)
     async def set_budget(self, budget: Budget) -> None:
         self._db.execute(

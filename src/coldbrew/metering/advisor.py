@@ -1,0 +1,103 @@
+"""The advisor: what an endpoint's recorded traffic cost serverless, what the same hardware would
+cost rented around the clock, where the two meet, and which settings would change the bill."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from coldbrew.store.models import UsageKind
+
+MONTH_S = 30 * 86_400
+HOURS_PER_MONTH = MONTH_S / 3600
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """What one endpoint did over a window."""
+
+    window_s: float
+    requests: int
+    seconds: dict[UsageKind, float]
+    price_per_hour_usd: float
+    hardware: str
+    idle_timeout_s: float
+    min_workers: int
+    cold_starts: int
+
+
+def advise(t: Traffic) -> dict[str, Any]:
+    """The comparison and suggestions, each with the arithmetic behind it."""
+    per_s = t.price_per_hour_usd / 3600
+    usd = {kind: t.seconds.get(kind, 0.0) * per_s for kind in UsageKind}
+    total = sum(usd.values())
+    scale = MONTH_S / t.window_s
+    monthly = total * scale
+    dedicated = t.price_per_hour_usd * HOURS_PER_MONTH
+    per_request = total / t.requests if t.requests else 0.0
+    break_even = dedicated / per_request / (MONTH_S / 3600) if per_request else None
+    result: dict[str, Any] = {
+        "window_s": t.window_s,
+        "requests": t.requests,
+        "cost_usd": {kind.value: round(v, 6) for kind, v in usd.items()}
+        | {"total": round(total, 6)},
+        "serverless_monthly_usd": round(monthly, 4),
+        "dedicated_monthly_usd": round(dedicated, 2),
+        "cheaper": "serverless" if monthly <= dedicated else "dedicated",
+        "arithmetic": [
+            f"serverless: ${total:.6f} over {t.window_s / 3600:g} h x {scale:.1f} = "
+            f"${monthly:.4f}/month",
+            f"dedicated {t.hardware}: ${t.price_per_hour_usd:g}/h x {HOURS_PER_MONTH:g} h = "
+            f"${dedicated:.2f}/month, whatever the traffic",
+        ],
+        "suggestions": [],
+    }
+    if break_even is not None:
+        result["break_even_requests_per_hour"] = round(break_even, 1)
+        result["arithmetic"].append(
+            f"break-even: ${dedicated:.2f} / ${per_request:.8f} per request / "
+            f"{HOURS_PER_MONTH:g} h = {break_even:.1f} requests/hour (now "
+            f"{t.requests / (t.window_s / 3600):.2f}/hour)"
+        )
+    result["suggestions"] = _suggest(t, usd, per_s, dedicated, monthly)
+    return result
+
+
+def _suggest(
+    t: Traffic, usd: dict[UsageKind, float], per_s: float, dedicated: float, monthly: float
+) -> list[dict[str, str]]:
+    tips = []
+    idle, busy, cold = usd[UsageKind.IDLE], usd[UsageKind.BUSY], usd[UsageKind.COLD_START]
+    scale = MONTH_S / t.window_s
+    if idle > busy and t.idle_timeout_s > 60:
+        new_timeout = max(30.0, t.idle_timeout_s / 4)
+        saved = idle * (1 - new_timeout / t.idle_timeout_s) * scale
+        tips.append(
+            {
+                "setting": f"idle_timeout_s={new_timeout:g}",
+                "effect": f"idle keep-warm is ${idle:.6f} of ${idle + busy + cold:.6f}; a "
+                f"{new_timeout:g} s window instead of {t.idle_timeout_s:g} s saves up to "
+                f"${saved:.4f}/month, at the price of more cold starts after gaps longer than "
+                f"{new_timeout:g} s",
+            }
+        )
+    if t.cold_starts and t.requests and t.min_workers == 0 and t.cold_starts / t.requests > 0.2:
+        warm_cost = per_s * MONTH_S
+        tips.append(
+            {
+                "setting": "min_workers=1 (or warm_schedule / prewarm='auto' for the busy hours)",
+                "effect": f"{t.cold_starts} of {t.requests} requests waited for a cold start; one "
+                f"worker kept warm costs ${warm_cost:.2f}/month",
+            }
+        )
+    if monthly > dedicated:
+        tips.append(
+            {
+                "setting": f"min_workers=max_workers, or a dedicated {t.hardware}",
+                "effect": f"at this traffic serverless costs ${monthly:.2f}/month, more than "
+                f"${dedicated:.2f}/month for the same hardware rented around the clock",
+            }
+        )
+    if not tips:
+        tips.append({"setting": "none", "effect": "the current settings fit this traffic"})
+    return tips
