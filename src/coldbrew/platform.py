@@ -10,6 +10,7 @@ import os
 import secrets
 from dataclasses import dataclass
 
+from coldbrew.api.cache import ResultCache, make_cache
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.template import TemplateBackend
@@ -48,6 +49,7 @@ class Platform:
     clock: Clock
     metrics: Metrics
     budgets: BudgetKeeper
+    cache: ResultCache
     _budget_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -71,7 +73,8 @@ class Platform:
         scheduler.add_final_listener(metrics.observe)
         deployer = Deployer(store, clock, settings)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
-        return cls(settings, store, scheduler, deployer, webhooks, clock, metrics, budgets)
+        cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
+        return cls(settings, store, scheduler, deployer, webhooks, clock, metrics, budgets, cache)
 
     async def start(self) -> str | None:
         """Start serving; on an empty home, create the default account and return its admin key."""
@@ -99,6 +102,7 @@ class Platform:
                 await self._budget_task
         await self.scheduler.stop()
         await self.webhooks.close()
+        await self.cache.close()
         await self.store.close()
 
     async def create_key(self, account: str, admin: bool) -> str:

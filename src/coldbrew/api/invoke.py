@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,12 +16,14 @@ from fastapi.responses import Response, StreamingResponse
 from jsonschema import Draft202012Validator
 
 from coldbrew.api.auth import KeyCache
-from coldbrew.api.cache import ResultCache, cache_key
+from coldbrew.api.cache import cache_key
 from coldbrew.api.wire import status_json
 from coldbrew.errors import Conflict, InvalidInput, InvalidRequest, NotFound
 from coldbrew.platform import Platform
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version, WebhookState
+
+log = logging.getLogger("coldbrew.api")
 
 MAX_WAIT_MS = 300_000
 STREAM_POLL_WAIT_S = 1.0  # a /stream poll waits this long for a new chunk before answering
@@ -56,7 +59,8 @@ class Invoker:
         self.keys = keys
         self._validators: dict[int, Draft202012Validator] = {}
         self._cache_ttl: dict[int, float] = {}
-        self.cache = ResultCache(platform.clock, platform.settings.cache_max_mb << 20)
+        self.cache = platform.cache
+        self._tasks: set[asyncio.Task[None]] = set()
         platform.scheduler.add_final_listener(self.remember)
 
     async def endpoint(self, principal: Principal, name: str) -> Endpoint:
@@ -140,7 +144,11 @@ class Invoker:
         if spec.cache_ttl_s > 0:
             self._cache_ttl[version.id] = spec.cache_ttl_s
             if use_cache:
-                hit, output = self.cache.get(cache_key(version.id, job.input))
+                try:
+                    hit, output = await self.cache.get(cache_key(version.id, job.input))
+                except Exception:  # a cache that is down costs hits, never jobs
+                    log.warning("result cache lookup failed", exc_info=True)
+                    hit, output = False, None
                 if hit:
                     job.status, job.output, job.cached = JobStatus.COMPLETED, output, True
                     job.started_at = job.finished_at = now
@@ -160,7 +168,15 @@ class Invoker:
         """A final-job listener: keep completed outputs of caching endpoints."""
         ttl_s = self._cache_ttl.get(job.version_id)
         if ttl_s and job.status is JobStatus.COMPLETED and not job.cached:
-            self.cache.put(cache_key(job.version_id, job.input), job.output, ttl_s)
+            task = asyncio.create_task(self._put(job, ttl_s))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _put(self, job: Job, ttl_s: float) -> None:
+        try:
+            await self.cache.put(cache_key(job.version_id, job.input), job.output, ttl_s)
+        except Exception:  # a cache that is down costs hits, never jobs
+            log.warning("could not store job %s in the result cache", job.id, exc_info=True)
 
 
 def _use_cache(request: Request) -> bool:
