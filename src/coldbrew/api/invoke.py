@@ -124,7 +124,7 @@ class Invoker:
             request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s
         )
         webhook = request.get("webhook")
-        if webhook is not None and not _is_http_url(webhook):
+        if webhook is not None and not is_http_url(webhook):
             raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
         now = self.platform.clock.time()
         job = Job(
@@ -183,7 +183,7 @@ def _use_cache(request: Request) -> bool:
     return "no-cache" not in request.headers.get("cache-control", "").lower()
 
 
-def _is_http_url(value: Any) -> bool:
+def is_http_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
     try:

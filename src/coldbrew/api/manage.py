@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache, require_admin
-from coldbrew.api.invoke import Invoker, json_response
+from coldbrew.api.invoke import Invoker, is_http_url, json_response
 from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.metering.advisor import Traffic, advise
@@ -259,8 +259,6 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
 
 def _budget_from(body: dict[str, Any], principal: Principal, now: float) -> Budget:
     """Validate a budget request; every problem says what to send instead."""
-    from coldbrew.api.invoke import _is_http_url
-
     limit = body.get("monthly_usd")
     if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
         raise InvalidRequest("'monthly_usd' must be a positive number of dollars")
@@ -273,7 +271,7 @@ def _budget_from(body: dict[str, Any], principal: Principal, now: float) -> Budg
     if endpoint is not None and not isinstance(endpoint, str):
         raise InvalidRequest("'endpoint' must be an endpoint name")
     webhook = body.get("webhook")
-    if webhook is not None and not _is_http_url(webhook):
+    if webhook is not None and not is_http_url(webhook):
         raise InvalidRequest("'webhook' must be an http(s) URL")
     account = body.get("account", principal.account)
     if not isinstance(account, str) or not NAME_PATTERN.match(account):

@@ -172,16 +172,17 @@ class TemplateBackend:
         self._templates[key] = template
         loop.add_reader(parent.fileno(), self._on_readable, template)
 
-    def _on_readable(self, template: _Template) -> None:
+    def _on_readable(self, template: _Template) -> bool:
+        """Handle one message from the template; False when none was waiting or it is gone."""
         try:
             data = template.ctl.recv(_MAX_MESSAGE)
         except BlockingIOError:
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self._on_template_gone(template)
-            return
+            return False
         message = json.loads(data)
         kind = message["t"]
         if kind == "template_ready":
@@ -201,21 +202,12 @@ class TemplateBackend:
             exit_future = template.exits.get(int(message["pid"]))
             if exit_future is not None and not exit_future.done():
                 exit_future.set_result(int(message["code"]))
+        return True
 
     def _drain_messages(self, template: _Template) -> None:
         """Read the reports still queued on a template's socket (exit codes before killing)."""
-        while template.ctl.fileno() >= 0:
-            try:
-                data = template.ctl.recv(_MAX_MESSAGE)
-            except (BlockingIOError, OSError):
-                return
-            if not data:
-                return
-            message = json.loads(data)
-            if message["t"] == "exited":
-                future = template.exits.get(int(message["pid"]))
-                if future is not None and not future.done():
-                    future.set_result(int(message["code"]))
+        while template.ctl.fileno() >= 0 and self._on_readable(template):
+            pass
 
     def _on_template_gone(self, template: _Template) -> None:
         """The template exited: its children can no longer be reaped, so end them."""
