@@ -83,7 +83,7 @@ class BudgetKeeper:
                     "monthlyUsd": budget.monthly_usd,
                     "spentUsd": round(spent, 9),
                     "usedPct": round(100 * spent / budget.monthly_usd, 2),
-                    "forecastUsd": round(spent / elapsed * (end - start), 6),
+                    "forecastUsd": round(spent / elapsed * (end - start), 9),
                     "alertsPct": budget.alerts_pct,
                     "hardStop": budget.hard_stop,
                     "stopped": budget.hard_stop and spent >= budget.monthly_usd,
