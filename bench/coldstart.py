@@ -68,6 +68,7 @@ PEERS_VENV = ROOT / "bench" / ".venv-peers"
 RAY_APP = ROOT / "bench" / "peers" / "ray_coldstart_app.py"
 PEER_REQUIREMENTS = [
     "ray[serve]==2.60.0",
+    "litserve==0.2.19",
     "numpy",
     "safetensors",
     "torch==2.13.0",  # pinned: the CPU wheel; an unpinned torch pulls a huge CUDA build
