@@ -65,10 +65,10 @@ async function loop(render, mine) {
         return;
       }
       if (mine !== generation) return;
-      app.insertAdjacentHTML(
-        "afterbegin",
-        `<p class="error" id="page-error">${esc(error.message)} ${esc(error.hint || "")}</p>`,
-      );
+      app.dataset.page = "";
+      app.innerHTML = `<p><a href="#/">← Overview</a></p>
+        <p class="error" id="page-error">${esc(error.message)}</p>
+        <p class="muted">${esc(error.hint || "")}</p>`;
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, POLL_MS));

@@ -1,5 +1,6 @@
 // Thin wrappers over the vendored uPlot (window.uPlot): one chart per element, updated in place.
 const charts = new Map(); // element id -> uPlot
+const ranges = new Map(); // element id -> [from, to] of the x axis (seconds)
 
 export const COLORS = {
   COMPLETED: "#2e7d32",
@@ -19,9 +20,11 @@ export const COLORS = {
 };
 
 // series: [{label, color, scale?}]; scales other than "y" get an axis on the right.
-export function drawChart(id, title, series, data, units = {}) {
+// xRange: the window shown, so one point is not stretched over years.
+export function drawChart(id, title, series, data, units = {}, xRange = null) {
   const el = document.getElementById(id);
   if (!el) return;
+  ranges.set(id, xRange);
   const existing = charts.get(id);
   if (existing && existing.root.isConnected && existing.series.length === series.length + 1) {
     existing.setData(data);
@@ -45,7 +48,7 @@ export function drawChart(id, title, series, data, units = {}) {
     title,
     width: Math.max(el.clientWidth, 300),
     height: 200,
-    scales: { x: { time: true } },
+    scales: { x: { time: true, range: (u, min, max) => ranges.get(id) || [min, max] } },
     axes,
     series: [
       {},
@@ -54,7 +57,7 @@ export function drawChart(id, title, series, data, units = {}) {
         stroke: s.color,
         scale: s.scale || "y",
         width: 2,
-        points: { show: true, size: 4 },
+        points: { show: true, size: s.pointSize || 4 },
         spanGaps: false,
       })),
     ],

@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { COLORS, drawChart } from "./charts.js";
 import { esc, ms, pct, usd, when } from "./format.js";
+import { renderNotices } from "./overview.js";
 
 const WINDOWS = { "15m": "15s", "1h": "1m", "6h": "5m", "24h": "15m" };
 const ADVICE_EVERY_MS = 30000;
@@ -79,24 +80,26 @@ function summaryCards(ts) {
 }
 
 function charts(ts) {
+  const span = [ts.t[0], ts.t[ts.t.length - 1] + ts.stepS];
   const statuses = ["COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"];
   drawChart("chart-invocations", "Invocations (per bucket, by final status)",
     [...statuses.map((s) => ({ label: s, color: COLORS[s] })), { label: "cache hits", color: COLORS.cache }],
-    [ts.t, ...statuses.map((s) => ts.invocations[s]), ts.cacheHits]);
+    [ts.t, ...statuses.map((s) => ts.invocations[s]), ts.cacheHits], {}, span);
   drawChart("chart-latency", "Latency, accepted to finished (ms)",
     [{ label: "p50", color: COLORS.p50 }, { label: "p99", color: COLORS.p99 }],
-    [ts.t, ts.latencyP50Ms, ts.latencyP99Ms], { y: "ms" });
+    [ts.t, ts.latencyP50Ms, ts.latencyP99Ms], { y: "ms" }, span);
   drawChart("chart-cold", "Cold starts and their wait",
     [{ label: "cold starts", color: COLORS.cold },
      { label: "avg wait (ms)", color: COLORS.wait, scale: "ms" }],
-    [ts.t, ts.coldStarts, ts.coldStartWaitAvgMs], { y: "jobs", ms: "ms" });
+    [ts.t, ts.coldStarts, ts.coldStartWaitAvgMs], { y: "jobs", ms: "ms" }, span);
   drawChart("chart-workers", "Workers (most seen per bucket)",
     ["idle", "running", "starting"].map((s) => ({ label: s, color: COLORS[s] })),
-    [ts.t, ts.workers.idle, ts.workers.running, ts.workers.starting]);
+    [ts.t, ts.workers.idle, ts.workers.running, ts.workers.starting], {}, span);
   const c = ts.costUsdPerHour;
   drawChart("chart-cost", "Cost per hour (USD)",
-    ["cold_start", "busy", "idle"].map((k) => ({ label: k.replace("_", " "), color: COLORS[k] })),
-    [c.t, c.cold_start, c.busy, c.idle], { y: "$" });
+    ["cold_start", "busy", "idle"].map((k) => ({ label: k.replace("_", " "), color: COLORS[k], pointSize: 8 })),
+    [c.t, c.cold_start, c.busy, c.idle], { y: "$" },
+    [Math.min(c.t[0], span[0]), Math.max(c.t[c.t.length - 1] + 3600, span[1])]);
 }
 
 function adviceHtml(a) {
@@ -112,10 +115,19 @@ function adviceHtml(a) {
     <ul>${a.suggestions.map((s) => `<li><code>${esc(s.setting)}</code>: ${esc(s.effect)}</li>`).join("")}</ul>`;
 }
 
+// coldStartDetail keys, in the words of the breakdown; unknown keys are shown as they come.
+const STAGES = {
+  forked: "forked from a template", processStartMs: "process start", importMs: "imports",
+  forkMs: "fork", setupMs: "setup()", firstPredictMs: "first predict", totalMs: "total",
+  queueWaitMs: "queue wait",
+};
+
 function detailHtml(job) {
+  const stage = ([k, v]) =>
+    `${esc(STAGES[k] || k)} <b>${typeof v === "number" ? ms(v) : v === true ? "yes" : v === false ? "no" : esc(v)}</b>`;
   const cold = job.coldStartDetail
-    ? `<div><b>cold start</b> ${Object.entries(job.coldStartDetail)
-        .map(([k, v]) => `${esc(k)} <b>${typeof v === "number" ? ms(v) : esc(v)}</b>`).join(" · ")}</div>`
+    ? `<div class="cold-detail"><b>cold start</b> ${Object.entries(job.coldStartDetail)
+        .map(stage).join(" · ")}</div>`
     : `<div class="muted">warm: no cold start</div>`;
   const error = job.error ? `<div class="error">${esc(job.error)}</div>` : "";
   return `${cold}${error}<pre class="logs" data-logs-for="${esc(job.id)}">…</pre>`;
@@ -153,14 +165,16 @@ export async function renderEndpoint(root, name, alive) {
   }
   const path = `/v1/endpoints/${encodeURIComponent(name)}`;
   const fetchAdvice = !state.advice || Date.now() - state.advice.at > ADVICE_EVERY_MS;
-  const [endpoint, ts, jobs, advice] = await Promise.all([
+  const [endpoint, ts, jobs, budgets, advice] = await Promise.all([
     api(path),
     api(`${path}/timeseries?window=${state.window}&step=${WINDOWS[state.window]}`),
     api(`${path}/jobs?limit=20`),
+    api("/v1/budgets"),
     fetchAdvice ? api(`${path}/advice?window=7d`) : Promise.resolve(null),
   ]);
   if (!alive()) return;
   if (advice) state.advice = { at: Date.now(), body: advice };
+  renderNotices(budgets);
   document.getElementById("meta").innerHTML = meta(endpoint);
   document.getElementById("summary").innerHTML = summaryCards(ts);
   charts(ts);

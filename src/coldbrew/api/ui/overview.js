@@ -1,7 +1,7 @@
 // The overview: cost by period and endpoint (cold start / busy / idle keep-warm), live endpoint
 // state, invocations and latency of the last 24 h, the advisor's verdict, budgets and alerts.
 import { api, periods } from "./api.js";
-import { esc, ms, pct, usd } from "./format.js";
+import { esc, ms, pct, usd, when } from "./format.js";
 
 const ADVICE_EVERY_MS = 30000;
 const advice = new Map(); // endpoint -> {at, body}
@@ -158,7 +158,8 @@ export function renderNotices(budgets) {
     ...alerts.map(
       (a) => `<div class="notice">Budget alert: ${
         a.endpoint ? `endpoint ${esc(a.endpoint)}` : "the account"
-      } reached ${a.threshold}% of its monthly budget (${esc(a.period)}).</div>`,
+      } reached ${a.thresholdPct}% of its monthly budget in ${esc(a.period)}
+        (at ${when(new Date(a.at * 1000).toISOString())} UTC).</div>`,
     ),
   ].join("");
 }
