@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
-
 from tests.e2e.conftest import Server, free_port  # noqa: E402
 from tests.e2e.test_dashboard import CHROMIUM, LAUNCH_ARGS  # noqa: E402
 
@@ -32,7 +31,9 @@ def main(duration_s: float = 110.0) -> None:
     rng = random.Random(7)
     with tempfile.TemporaryDirectory() as tmp:
         server = Server(home=Path(tmp) / "home", port=free_port())
-        server.start(ROOT / "examples/echo", ROOT / "examples/digits", ROOT / "tests/fixtures/dashboard")
+        server.start(
+            ROOT / "examples/echo", ROOT / "examples/digits", ROOT / "tests/fixtures/dashboard"
+        )
         try:
             with server.http() as http:
                 http.post("/v1/budgets", json={"monthly_usd": 0.0002, "alerts": [50, 80, 100]})
@@ -42,9 +43,16 @@ def main(duration_s: float = 110.0) -> None:
                     burst = rng.choice([1, 1, 2, 4])
                     for _ in range(burst):
                         fail = sent == 12
-                        http.post("/v2/resize/runsync", json={"input": {
-                            "size": rng.choice([64, 128, 512]), "sleep_s": rng.uniform(0.02, 0.3),
-                            "fail": fail}})
+                        http.post(
+                            "/v2/resize/runsync",
+                            json={
+                                "input": {
+                                    "size": rng.choice([64, 128, 512]),
+                                    "sleep_s": rng.uniform(0.02, 0.3),
+                                    "fail": fail,
+                                }
+                            },
+                        )
                         sent += 1
                     if rng.random() < 0.5:
                         http.post("/v2/classify/runsync", json={"input": {"text": "hello there"}})
