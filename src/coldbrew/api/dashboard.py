@@ -5,6 +5,7 @@ account, as `/v1/endpoints` and `/v1/usage` are."""
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest
 from coldbrew.observe.stats import MAX_BUCKETS, buckets, cost_series, job_series, summarize
 from coldbrew.platform import Platform
+from coldbrew.store.models import JobTiming
 
 UI_DIR = Path(__file__).parent / "ui"
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -61,11 +63,13 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
         principal = await keys.resolve(request)
         window_s = parse_duration(window, "window")
         since = platform.clock.time() - window_s
-        timings = await platform.store.job_timings(since, principal.account)
-        lines = []
-        for endpoint in await platform.store.list_endpoints(principal.account):
-            mine = [t for t in timings if t.endpoint == endpoint.name]
-            lines.append({"endpoint": endpoint.name, **summarize(mine)})
+        per_endpoint: dict[str, list[JobTiming]] = defaultdict(list)
+        for timing in await platform.store.job_timings(since, principal.account):
+            per_endpoint[timing.endpoint].append(timing)
+        lines = [
+            {"endpoint": endpoint.name, **summarize(per_endpoint[endpoint.name])}
+            for endpoint in await platform.store.list_endpoints(principal.account)
+        ]
         return json_response(
             {"window": window, "since": since, "jobTtlS": platform.settings.job_ttl_s}
             | {"endpoints": lines}
