@@ -30,6 +30,7 @@ from coldbrew.control.workers import (
 from coldbrew.errors import NotFound
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.metering.report import job_cost_usd
+from coldbrew.observe.stats import WorkerSamples
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
 from coldbrew.store.models import Job, JobStatus, QueueStat, UsageKind, Version
@@ -74,6 +75,7 @@ class Scheduler:
         self._batch_hold: dict[int, float] = {}  # version -> until when a short batch waits
         self._last_flush = 0.0
         self._last_purge = 0.0
+        self.samples = WorkerSamples()  # workers by state over time, for the dashboard
 
     # lifecycle
     async def start(self) -> None:
@@ -230,6 +232,19 @@ class Scheduler:
                 counts["starting"] += 1
         return counts
 
+    def state_counts(self) -> dict[tuple[str, str], dict[str, int]]:
+        """Workers by state (idle, running, starting) per (account, endpoint)."""
+        names = {WorkerState.IDLE: "idle", WorkerState.BUSY: "running"}
+        names |= {WorkerState.STARTING: "starting", WorkerState.LOADING: "starting"}
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for worker in self.workers.values():
+            state = names.get(worker.state)
+            if state is not None:
+                key = (worker.version.account, worker.version.endpoint)
+                per_state = counts.setdefault(key, {})
+                per_state[state] = per_state.get(state, 0) + 1
+        return counts
+
     # the control loop
     async def _run(self) -> None:
         while not self._stopping:
@@ -253,6 +268,7 @@ class Scheduler:
         await self._dispatch(stats)
         await self._expire(now)
         await self._flush()
+        self.samples.record(self.clock.time(), self.state_counts())
         if now - self._last_purge >= _PURGE_EVERY_S:
             self._last_purge = now
             await self.store.purge_expired(self.clock.time())

@@ -15,6 +15,7 @@ from coldbrew.store.models import (
     Endpoint,
     Job,
     JobStatus,
+    JobTiming,
     Principal,
     QueueStat,
     UsageRow,
@@ -133,6 +134,16 @@ class Store(ABC):
     @abstractmethod
     async def purge_expired(self, now: float) -> int:
         """Delete final jobs past their ttl, with their logs and deliveries."""
+
+    @abstractmethod
+    async def recent_jobs(self, endpoint_id: int, limit: int) -> list[Job]:
+        """The endpoint's newest jobs (any status), newest first."""
+
+    @abstractmethod
+    async def job_timings(
+        self, since: float, account: str | None, endpoint_id: int | None = None
+    ) -> list[JobTiming]:
+        """Final jobs that finished at or after `since`, oldest first (for stats and charts)."""
 
     # logs and webhooks
     @abstractmethod

@@ -143,6 +143,19 @@ class Job:
         return round((self.finished_at - self.started_at) * 1000)
 
 
+@dataclass(frozen=True)
+class JobTiming:
+    """The timestamps of one final job, without its input or output: what dashboards chart."""
+
+    endpoint: str
+    status: JobStatus
+    created_at: float
+    started_at: float | None
+    finished_at: float
+    cold_start: bool
+    cached: bool
+
+
 @dataclass
 class QueueStat:
     """The queue of one version, as the scheduler sees it."""

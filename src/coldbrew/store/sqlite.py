@@ -23,6 +23,7 @@ from coldbrew.store.models import (
     Endpoint,
     Job,
     JobStatus,
+    JobTiming,
     Principal,
     QueueStat,
     UsageKind,
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, version_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_endpoint ON jobs(endpoint_id, status);
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
 CREATE TABLE IF NOT EXISTS job_logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, ts REAL NOT NULL,
     stream TEXT NOT NULL, line TEXT NOT NULL);
@@ -460,6 +462,33 @@ class SQLiteStore(Store):
             "inQueue": counts.get("IN_QUEUE", 0),
             "retried": sum(int(r[2] or 0) for r in rows),
         }
+
+    async def recent_jobs(self, endpoint_id: int, limit: int) -> list[Job]:
+        rows = self._all(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE endpoint_id=? "
+            "ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            [endpoint_id, limit],
+        )
+        return [_job(r) for r in rows]
+
+    async def job_timings(
+        self, since: float, account: str | None, endpoint_id: int | None = None
+    ) -> list[JobTiming]:
+        sql = (
+            "SELECT endpoint, status, created_at, started_at, finished_at, cold_start, cached "
+            "FROM jobs WHERE finished_at >= ?"
+        )
+        params: list[Any] = [since]
+        if account is not None:
+            sql += " AND account=?"
+            params.append(account)
+        if endpoint_id is not None:
+            sql += " AND endpoint_id=?"
+            params.append(endpoint_id)
+        rows = self._all(sql + " ORDER BY finished_at", params)
+        return [
+            JobTiming(r[0], JobStatus(r[1]), r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows
+        ]
 
     async def purge_expired(self, now: float) -> int:
         expired = (
