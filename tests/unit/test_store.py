@@ -593,3 +593,28 @@ def test_usage_filters_by_hour_and_account(store: Any) -> None:
     assert [r.seconds for r in store.usage(10 * HOUR, "acme")] == [2.0]
     assert [r.seconds for r in store.usage(0.0, "beta")] == [3.0]
     assert store.usage(12 * HOUR, None) == []
+
+
+def test_claim_many_takes_the_oldest_in_arrival_order(store: Any, version: Version) -> None:
+    for job_id, created in (("c", 103.0), ("a", 101.0), ("b1", 102.0), ("b2", 102.0)):
+        new_job(store, version, job_id, created_at=created)
+    batch = store.claim_many(version.id, "w", 200.0, 3)
+    assert [j.id for j in batch] == ["a", "b1", "b2"]
+    assert {(j.status, j.worker_id, j.attempts) for j in batch} == {(JobStatus.IN_PROGRESS, "w", 1)}
+    assert [j.id for j in store.claim_many(version.id, "w", 200.0, 3)] == ["c"]
+    assert store.claim_many(version.id, "w", 200.0, 3) == []
+
+
+def test_claim_job_takes_only_that_queued_job(store: Any, version: Version) -> None:
+    new_job(store, version, "first", created_at=100.0)
+    new_job(store, version, "second", created_at=101.0)
+    claimed = store.claim_job("second", "w", 200.0)
+    assert (claimed.id, claimed.status, claimed.worker_id) == ("second", JobStatus.IN_PROGRESS, "w")
+    assert store.claim_job("second", "w2", 201.0) is None  # already running
+    assert store.get_job("first").status is JobStatus.IN_QUEUE
+
+
+def test_arrivals_add_up_per_bucket(store: Any, version: Version) -> None:
+    store.record_arrivals([(version.endpoint_id, 5, 10, 2), (version.endpoint_id, 5, 11, 1)])
+    store.record_arrivals([(version.endpoint_id, 5, 10, 3)])
+    assert sorted(store.traffic(version.endpoint_id, 0)) == [(5, 10, 5), (5, 11, 1)]

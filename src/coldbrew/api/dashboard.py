@@ -64,6 +64,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
         window_s = parse_duration(window, "window")
         since = platform.clock.time() - window_s
         per_endpoint: dict[str, list[JobTiming]] = defaultdict(list)
+        await platform.scheduler.write_back()
         for timing in await platform.store.job_timings(since, principal.account):
             per_endpoint[timing.endpoint].append(timing)
         lines = [
@@ -84,6 +85,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
         window_s, step_s = _window_and_step(window, step)
         now = platform.clock.time()
         times = buckets(now, window_s, step_s)
+        await platform.scheduler.write_back()
         timings = await platform.store.job_timings(times[0], principal.account, endpoint.id)
         await platform.scheduler.flush_usage()
         usage = [
@@ -114,6 +116,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
         if not 1 <= limit <= _MAX_JOBS:
             raise InvalidRequest(f"limit={limit} is out of range", hint=f"use 1 to {_MAX_JOBS}")
         jobs = []
+        await platform.scheduler.write_back()
         for job in await platform.store.recent_jobs(endpoint.id, limit):
             line = status_json(job)
             line.pop("output", None)

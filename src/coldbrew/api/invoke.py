@@ -59,6 +59,7 @@ class Invoker:
         self.keys = keys
         self._validators: dict[int, Draft202012Validator] = {}
         self._cache_ttl: dict[int, float] = {}
+        self._current: dict[tuple[str, str], tuple[int, Endpoint, Version, DeploymentSpec]] = {}
         self.cache = platform.cache
         self._tasks: set[asyncio.Task[None]] = set()
         platform.scheduler.add_final_listener(self.remember)
@@ -72,8 +73,25 @@ class Invoker:
             )
         return endpoint
 
+    async def current(
+        self, principal: Principal, name: str
+    ) -> tuple[Endpoint, Version, DeploymentSpec]:
+        """The endpoint, its current version and spec; kept until a deploy or delete changes
+        the scheduler's generation, so a request reads nothing from the store for them."""
+        generation = self.platform.scheduler.generation
+        hit = self._current.get((principal.account, name))
+        if hit is not None and hit[0] == generation:
+            return hit[1], hit[2], hit[3]
+        endpoint = await self.endpoint(principal, name)
+        version = await self.platform.store.get_version(endpoint.current_version_id)
+        spec = DeploymentSpec(**version.spec)
+        if len(self._current) > 10_000:
+            self._current.clear()
+        self._current[(principal.account, name)] = (generation, endpoint, version, spec)
+        return endpoint, version, spec
+
     async def job(self, principal: Principal, endpoint: str, job_id: str) -> Job:
-        job = await self.platform.store.get_job(job_id, principal.account)
+        job = await self.platform.scheduler.find_job(job_id, principal.account)
         if job is None or job.endpoint != endpoint:
             raise NotFound(f"no job {job_id!r} on endpoint {endpoint!r}")
         return job
@@ -115,11 +133,9 @@ class Invoker:
             raise InvalidRequest(
                 "the body needs an 'input' object", hint='send {"input": {"field": value}}'
             )
-        endpoint = await self.endpoint(principal, name)
-        version = await self.platform.store.get_version(endpoint.current_version_id)
+        endpoint, version, spec = await self.current(principal, name)
         self.validate(version, request["input"])
         self.platform.budgets.admit(principal.account, endpoint.name)
-        spec = DeploymentSpec(**version.spec)
         timeout_s, ttl_s = _policy(
             request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s
         )
@@ -158,11 +174,11 @@ class Invoker:
     async def enqueue(self, job: Job) -> None:
         """Write the job; queue it for a worker, or, answered from the cache, finish it."""
         await self.platform.store.create_job(job)
-        await self.platform.scheduler.record_arrival(job)
+        self.platform.scheduler.record_arrival(job)
         if job.cached:
             self.platform.scheduler.announce_final(job)
         else:
-            self.platform.scheduler.notify()
+            await self.platform.scheduler.dispatch_now(job)
 
     def remember(self, job: Job) -> None:
         """A final-job listener: keep completed outputs of caching endpoints."""
@@ -239,14 +255,20 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
         if job.cached:
             await invoker.enqueue(job)
             return json_response(status_json(job))
-        future = platform.scheduler.watch(job.id)
+        future = await platform.scheduler.run_sync(job)  # in memory while a worker is warm
+        durable = future is None
+        if future is None:
+            future = platform.scheduler.watch(job.id)
         try:
-            await invoker.enqueue(job)
+            if durable:
+                await invoker.enqueue(job)
             with contextlib.suppress(TimeoutError):
                 job = await asyncio.wait_for(asyncio.shield(future), wait_ms / 1000)
         finally:
             platform.scheduler.unwatch(job.id, future)
         if not job.status.final:
+            if not job.durable:
+                job = await platform.scheduler.persist(job)
             job = await invoker.job(principal, endpoint, job.id)
         return json_response(status_json(job))
 
@@ -273,14 +295,14 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        await invoker.job(principal, endpoint, job_id)
+        await platform.scheduler.persist(await invoker.job(principal, endpoint, job_id))
         job = await platform.scheduler.cancel(job_id, principal.account)
         return json_response(status_json(job))
 
     @routes.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again")
     async def retry(endpoint: str, job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        job = await invoker.job(principal, endpoint, job_id)
+        job = await platform.scheduler.persist(await invoker.job(principal, endpoint, job_id))
         if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT):
             raise Conflict(
                 f"job {job_id} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried",
@@ -298,6 +320,7 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
     async def health(endpoint: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         ep = await invoker.endpoint(principal, endpoint)
+        await platform.scheduler.write_back()
         jobs = await platform.store.health(ep.id)
         workers = platform.scheduler.worker_counts(ep.id)
         return json_response(

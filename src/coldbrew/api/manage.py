@@ -37,6 +37,7 @@ def parse_since(text: str) -> float:
 
 async def endpoint_json(platform: Platform, endpoint: Endpoint, detail: bool) -> dict[str, Any]:
     version = await platform.store.get_version(endpoint.current_version_id)
+    await platform.scheduler.write_back()
     health = await platform.store.health(endpoint.id)
     body: dict[str, Any] = {
         "name": endpoint.name,
@@ -194,7 +195,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
     @routes.get("/jobs/{job_id}", summary="A job's status with its webhook deliveries")
     async def get_job(job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        job = await platform.store.get_job(job_id, principal.account)
+        job = await platform.scheduler.find_job(job_id, principal.account)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
         body = status_json(job)
@@ -210,7 +211,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
     @routes.get("/jobs/{job_id}/logs", summary="What the worker printed while running the job")
     async def job_logs(job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        if await platform.store.get_job(job_id, principal.account) is None:
+        if await platform.scheduler.find_job(job_id, principal.account) is None:
             raise NotFound(f"no job {job_id!r}")
         return json_response({"id": job_id, "logs": await platform.store.job_logs(job_id)})
 

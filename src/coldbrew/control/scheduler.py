@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -68,13 +68,20 @@ class Scheduler:
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._rotation = 0
-        self._last_stats: dict[int, QueueStat] = {}
+        self._store_queued: dict[int, int] = {}  # the store's queue per version after a tick
         self._profiles: dict[int, tuple[float, TrafficProfile]] = {}
         self._streams: dict[str, JobStream] = {}
         self._batch_full: dict[int, bool] = {}  # version -> was its last batch full
         self._batch_hold: dict[int, float] = {}  # version -> until when a short batch waits
         self._last_flush = 0.0
         self._last_purge = 0.0
+        self._arrivals: Counter[tuple[int, int, int]] = Counter()
+        self._maybe_queued: set[int] = set()  # versions whose store queue may hold jobs
+        # the sync lane: /runsync jobs that found a warm worker, kept in memory until final
+        self._sync: defaultdict[int, deque[Job]] = defaultdict(deque)  # version -> waiting
+        self._unsaved: dict[str, Job] = {}  # every in-memory job by id, until written
+        self._writeback: list[Job] = []  # final in-memory jobs, written with the next flush
+        self.generation = 0  # bumped whenever endpoints or their current versions change
         self.samples = WorkerSamples()  # workers by state over time, for the dashboard
 
     # lifecycle
@@ -99,6 +106,11 @@ class Scheduler:
                     worker.handle.kill()
             if pending:
                 await asyncio.wait(pending, timeout=5.0)
+        waiting = [job for queue in self._sync.values() for job in queue]
+        for job in waiting:  # never started: they run after the restart
+            job.status, job.durable = JobStatus.IN_QUEUE, True
+        if waiting:
+            await self.store.save_jobs(waiting)
         await self._flush(force=True)
         await self.backend.close()
 
@@ -110,9 +122,188 @@ class Scheduler:
         """Something changed (a job was queued): run a tick soon."""
         self._wake.set()
 
+    async def dispatch_now(self, job: Job) -> bool:
+        """Hand a job just queued straight to a free slot of its version, without waiting for
+        the next tick; False (and a tick soon) when that would jump the queue, pass the account
+        cap, or no worker is free.
+
+        The job is already in the store, so this changes when it starts, never what is durable.
+        """
+        cached = self._versions.get(job.version_id)
+        if (
+            cached is None
+            or job.version_id in self._maybe_queued
+            or self._running[job.account] >= self.settings.account_concurrency_cap
+        ):
+            return self._queued(job)
+        spec = cached[1]
+        if spec.batch is not None and self._batch_full.get(job.version_id):
+            return self._queued(job)  # a busy batched endpoint: let the window gather a batch
+        worker = self._free_worker(job.version_id, whole=spec.batch is not None)
+        if worker is None:
+            return self._queued(job)
+        claimed = await self.store.claim_job(job.id, worker.id, self.clock.time())
+        if claimed is None:
+            return self._queued(job)
+        if spec.batch is not None:
+            self._batch_full[job.version_id] = spec.batch.max_size <= 1
+            await self._track(worker, claimed)
+            await self._send(worker, {"t": "batch", "ids": [claimed.id], "inputs": [claimed.input]})
+        else:
+            await self._assign(worker, claimed)
+        return True
+
+    def _queued(self, job: Job) -> bool:
+        self._maybe_queued.add(job.version_id)
+        self.notify()
+        return False
+
+    async def run_sync(self, job: Job) -> asyncio.Future[Job] | None:
+        """Take a /runsync job into the sync lane: while a worker of its version is up and
+        nothing waits in the store ahead of it, the job lives in memory only and is written once,
+        final, with the next flush. Returns a future resolved with the final job, or None: then
+        the caller queues the job durably (cold start, queue, webhook).
+        """
+        vid = job.version_id
+        if job.webhook_url or vid not in self._versions or vid in self._maybe_queued:
+            return None
+        if not any(
+            w.version.id == vid and w.state in (WorkerState.IDLE, WorkerState.BUSY)
+            for w in self.workers.values()
+        ):
+            return None
+        job.durable = False
+        future = self.watch(job.id)
+        self._unsaved[job.id] = job
+        self._sync[vid].append(job)
+        self.record_arrival(job)
+        await self._pump(vid)
+        return future
+
+    async def persist(self, job: Job) -> Job:
+        """Write an in-memory job to the store now (its /runsync wait ran out: the caller gets
+        its id to poll), after which it is an ordinary durable job."""
+        if job.durable:
+            return job
+        queue = self._sync.get(job.version_id)
+        if queue is not None and job in queue:
+            queue.remove(job)
+            job.status = JobStatus.IN_QUEUE
+            self._maybe_queued.add(job.version_id)
+            self.notify()
+        job.durable = True
+        self._writeback = [j for j in self._writeback if j is not job]
+        await self.store.save_jobs([job])
+        self._unsaved.pop(job.id, None)
+        return job
+
+    async def find_job(self, job_id: str, account: str) -> Job | None:
+        """The account's job, from memory (sync lane, not yet written) or the store."""
+        job = self._unsaved.get(job_id)
+        if job is not None:
+            return job if job.account == account else None
+        return await self.store.get_job(job_id, account)
+
+    async def _pump(self, vid: int) -> None:
+        """Start the version's sync-lane jobs on free slots (batched versions: as batches)."""
+        queue = self._sync.get(vid)
+        cached = self._versions.get(vid)
+        if not queue or cached is None:
+            return
+        version, spec = cached
+        while queue:
+            room = self.settings.account_concurrency_cap - self._running[version.account]
+            worker = self._free_worker(vid, whole=spec.batch is not None)
+            if room <= 0 or worker is None:
+                return
+            if spec.batch is None:
+                job = queue.popleft()
+                self._start(job, worker)
+                await self._assign(worker, job)
+                continue
+            size = min(spec.batch.max_size, room)
+            if self._held(vid, spec, len(queue), size):
+                return
+            jobs = [queue.popleft() for _ in range(min(size, len(queue)))]
+            self._batch_full[vid] = len(jobs) >= spec.batch.max_size
+            for job in jobs:
+                self._start(job, worker)
+                await self._track(worker, job)
+            await self._send(
+                worker,
+                {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]},
+            )
+
+    def _start(self, job: Job, worker: ManagedWorker) -> None:
+        job.status, job.worker_id = JobStatus.IN_PROGRESS, worker.id
+        job.attempts += 1
+        job.started_at = self.clock.time()
+
+    def _end_unsaved(
+        self,
+        job: Job,
+        status: JobStatus,
+        now: float,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cost_usd: float = 0.0,
+    ) -> Job:
+        """The in-memory counterpart of `store.finish`: final now, written with the next flush."""
+        job.status, job.output, job.error = status, output, error
+        job.finished_at, job.cost_usd = now, cost_usd
+        self._writeback.append(job)
+        return job
+
+    async def _end(
+        self,
+        job: Job,
+        status: JobStatus,
+        now: float,
+        *,
+        output: Any = None,
+        error: dict[str, Any] | None = None,
+        cost_usd: float = 0.0,
+    ) -> Job | None:
+        """Finish a running job, in the store or (sync lane) in memory; None if it had ended."""
+        if not job.durable:
+            if job.status.final:
+                return None
+            return self._end_unsaved(
+                job, status, now, output=output, error=error, cost_usd=cost_usd
+            )
+        return await self.store.finish(
+            job.id, status, now, output=output, error=error, cost_usd=cost_usd
+        )
+
+    def _held(self, vid: int, spec: DeploymentSpec, queued: int, size: int) -> bool:
+        """Whether a short batch waits for more jobs: only when the last batch was full (a busy
+        endpoint), for at most `max_wait_ms`; a lone job on a quiet endpoint goes at once."""
+        assert spec.batch is not None
+        now = self.clock.monotonic()
+        if queued < size and self._batch_full.get(vid) and spec.batch.max_wait_ms > 0:
+            until = self._batch_hold.get(vid)
+            if until is None:
+                until = self._batch_hold[vid] = now + spec.batch.max_wait_ms / 1000
+                asyncio.get_running_loop().call_later(until - now, self.notify)
+            if now < until:
+                return True
+        self._batch_hold.pop(vid, None)
+        return False
+
+    def _free_worker(self, version_id: int, whole: bool = False) -> ManagedWorker | None:
+        """A worker of the version with a free slot (`whole`: with nothing running)."""
+        for worker in self.workers.values():
+            if worker.version.id != version_id:
+                continue
+            if (worker.state is WorkerState.IDLE) if whole else worker.free_slots > 0:
+                return worker
+        return None
+
     async def refresh_endpoints(self) -> None:
         """Reload which version is current per endpoint (after a deploy or delete)."""
         endpoints = await self.store.list_endpoints(None)
+        self.generation += 1
         self._current = {e.current_version_id for e in endpoints}
         launches = []
         for vid in sorted(self._current):
@@ -173,10 +364,11 @@ class Scheduler:
                 await self._stop_worker(worker, "its endpoint was deleted")
         await self.refresh_endpoints()
 
-    async def record_arrival(self, job: Job) -> None:
-        """Count the job in its endpoint's traffic history (what `prewarm="auto"` learns from)."""
+    def record_arrival(self, job: Job) -> None:
+        """Count the job in its endpoint's traffic history (what `prewarm="auto"` learns from);
+        counts are written with the next flush, not one write per request."""
         day, second = divmod(int(job.created_at), 86_400)
-        await self.store.record_arrival(job.endpoint_id, day, second // _BUCKET_S)
+        self._arrivals[(job.endpoint_id, day, second // _BUCKET_S)] += 1
         cached = self._profiles.get(job.endpoint_id)
         if cached is not None:
             cached[1].record(job.created_at)
@@ -203,12 +395,15 @@ class Scheduler:
         return cached[1]
 
     def queue_lengths(self) -> dict[tuple[str, str], int]:
-        """Queued jobs per (account, endpoint) as of the last tick."""
+        """Queued jobs per (account, endpoint): the store's as the last tick left it, the sync
+        lane's now."""
         lengths: Counter[tuple[str, str]] = Counter()
-        for vid, stat in self._last_stats.items():
+        queued = Counter(self._store_queued)
+        queued.update({vid: len(queue) for vid, queue in self._sync.items() if queue})
+        for vid, count in queued.items():
             cached = self._versions.get(vid)
             if cached is not None:
-                lengths[(cached[0].account, cached[0].endpoint)] += stat.queued
+                lengths[(cached[0].account, cached[0].endpoint)] += count
         return dict(lengths)
 
     def known_accounts(self) -> set[str]:
@@ -262,10 +457,23 @@ class Scheduler:
     async def tick(self) -> None:
         """One reconciliation: scale, dispatch, time out, flush."""
         now = self.clock.monotonic()
+        self._maybe_queued = set()  # rebuilt from the store's queue by _dispatch
         stats = await self.store.queue_stats()
-        self._last_stats = stats
-        await self._scale(stats, now)
+        both = dict(stats)
+        for vid, queue in self._sync.items():  # the sync lane's waiting jobs count as queued
+            if queue:
+                stored = stats.get(vid)
+                both[vid] = QueueStat(
+                    queued=len(queue) + (stored.queued if stored else 0),
+                    oldest_created_at=min(
+                        queue[0].created_at,
+                        stored.oldest_created_at if stored else queue[0].created_at,
+                    ),
+                )
+        await self._scale(both, now)
         await self._dispatch(stats)
+        for vid in [v for v, queue in self._sync.items() if queue]:
+            await self._pump(vid)
         await self._expire(now)
         await self._flush()
         self.samples.record(self.clock.time(), self.state_counts())
@@ -466,8 +674,8 @@ class Scheduler:
         output = frame.get("output")
         if frame.get("streamed"):
             output = list(self._stream(inflight.job.id).chunks)
-        final = await self.store.finish(
-            inflight.job.id,
+        final = await self._end(
+            inflight.job,
             JobStatus.FAILED if error else JobStatus.COMPLETED,
             now,
             output=output,
@@ -477,7 +685,10 @@ class Scheduler:
         if final is not None:
             self._finalized(final)
         self._mark_idle_if_free(worker)
-        self.notify()
+        if worker.version.id in self._maybe_queued:
+            self.notify()  # the store's queue goes first: a tick dispatches it
+        else:
+            await self._pump(worker.version.id)
 
     def _mark_idle_if_free(self, worker: ManagedWorker) -> None:
         worker.last_used = self.clock.monotonic()
@@ -504,7 +715,13 @@ class Scheduler:
 
     async def _worker_lost(self, job: Job, reason: str) -> None:
         """Retry a job whose worker died, or fail it once its attempts are used up."""
-        if job.attempts < job.max_attempts and await self.store.requeue(job.id):
+        if not job.durable and job.attempts < job.max_attempts:
+            job.status, job.worker_id = JobStatus.IN_QUEUE, None
+            self._sync[job.version_id].appendleft(job)  # its caller still waits: first in line
+            log.warning("job %s: %s; retrying (attempt %d)", job.id, reason, job.attempts + 1)
+            self.notify()
+            return
+        if job.durable and job.attempts < job.max_attempts and await self.store.requeue(job.id):
             log.warning(
                 "job %s: %s; retrying (attempt %d)",
                 job.id,
@@ -519,7 +736,7 @@ class Scheduler:
             f"(attempt {job.attempts} of {job.max_attempts})",
             "hint": "see the worker log; raise retries in @app.model if the crash is transient",
         }
-        final = await self.store.finish(job.id, JobStatus.FAILED, self.clock.time(), error=error)
+        final = await self._end(job, JobStatus.FAILED, self.clock.time(), error=error)
         if final is not None:
             self._finalized(final)
 
@@ -552,6 +769,11 @@ class Scheduler:
         }
         for job in await self.store.fail_queued(worker.version.id, error, self.clock.time()):
             self._finalized(job)
+        waiting = self._sync.pop(worker.version.id, deque())
+        for job in waiting:
+            self._finalized(
+                self._end_unsaved(job, JobStatus.FAILED, self.clock.time(), error=error)
+            )
 
     async def _stop_worker(self, worker: ManagedWorker, reason: str) -> None:
         """Ask a worker to finish its jobs and exit; it takes no new job from now on."""
@@ -602,10 +824,7 @@ class Scheduler:
                     queued[vid] -= sent
                     progress = progress or sent > 0
                     continue
-                worker = next(
-                    (w for w in self.workers.values() if w.version.id == vid and w.free_slots > 0),
-                    None,
-                )
+                worker = self._free_worker(vid)
                 if worker is None:
                     continue
                 job = await self.store.claim(vid, worker.id, self.clock.time())
@@ -615,6 +834,9 @@ class Scheduler:
                 queued[vid] -= 1
                 progress = True
                 await self._assign(worker, job)
+        # jobs queued while this tick ran were added by _queued() meanwhile
+        self._store_queued = {vid: n for vid, n in queued.items() if n > 0}
+        self._maybe_queued |= self._store_queued.keys()
 
     async def _dispatch_batch(self, version: Version, spec: DeploymentSpec, queued: int) -> int:
         """Send up to `batch.max_size` queued jobs to an idle worker as one batch.
@@ -623,33 +845,14 @@ class Scheduler:
         busy), a short batch waits up to `max_wait_ms` for more to join it.
         """
         assert spec.batch is not None
-        worker = next(
-            (
-                w
-                for w in self.workers.values()
-                if w.version.id == version.id and w.state is WorkerState.IDLE
-            ),
-            None,
-        )
+        worker = self._free_worker(version.id, whole=True)
         if worker is None:
             return 0
         room = self.settings.account_concurrency_cap - self._running[version.account]
         size = min(spec.batch.max_size, room)
-        now = self.clock.monotonic()
-        if queued < size and self._batch_full.get(version.id) and spec.batch.max_wait_ms > 0:
-            until = self._batch_hold.get(version.id)
-            if until is None:
-                until = self._batch_hold[version.id] = now + spec.batch.max_wait_ms / 1000
-                asyncio.get_running_loop().call_later(until - now, self.notify)
-            if now < until:
-                return 0
-        self._batch_hold.pop(version.id, None)
-        jobs: list[Job] = []
-        while len(jobs) < size:
-            job = await self.store.claim(version.id, worker.id, self.clock.time())
-            if job is None:
-                break
-            jobs.append(job)
+        if self._held(version.id, spec, queued, size):
+            return 0
+        jobs = await self.store.claim_many(version.id, worker.id, self.clock.time(), size)
         if not jobs:
             return 0
         self._batch_full[version.id] = len(jobs) >= spec.batch.max_size
@@ -685,7 +888,10 @@ class Scheduler:
             worker.cold_slots -= 1
             detail = dict(worker.cold_start_detail or {})
             detail["queueWaitMs"] = round(((job.started_at or 0) - job.created_at) * 1000, 1)
-            await self.store.mark_cold_start(job.id, detail)
+            if job.durable:
+                await self.store.mark_cold_start(job.id, detail)
+            else:
+                job.cold_start, job.cold_start_detail = True, detail
         else:
             worker.cold_slots = 0
 
@@ -704,8 +910,8 @@ class Scheduler:
                 cost = job_cost_usd(
                     job.timeout_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0.0)
                 )
-                final = await self.store.finish(
-                    job_id, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
+                final = await self._end(
+                    job, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
                 )
                 if final is not None:
                     self._finalized(final)
@@ -739,7 +945,7 @@ class Scheduler:
         stream = self._stream(job.id)
         if not job.status.final and stream.delivered == len(stream.chunks):
             await stream.wait(stream.delivered, wait_s)
-            job = await self.store.get_job(job.id) or job
+            job = self._unsaved.get(job.id) or await self.store.get_job(job.id) or job
             stream = self._stream(job.id)
         chunks = stream.chunks
         if job.status.final and not chunks and isinstance(job.output, list):
@@ -756,7 +962,7 @@ class Scheduler:
             while sent < len(stream.chunks):
                 yield "chunk", stream.chunks[sent]
                 sent += 1
-            current = await self.store.get_job(job.id)
+            current = self._unsaved.get(job.id) or await self.store.get_job(job.id)
             if current is None or current.status.final:
                 if current is not None and not stream.chunks and isinstance(current.output, list):
                     for chunk in current.output[sent:]:
@@ -779,12 +985,29 @@ class Scheduler:
         for listener in self._listeners:
             listener(job)
 
+    async def write_back(self) -> None:
+        """Write the sync lane's final jobs now (before reading jobs back in aggregate)."""
+        await self._write_back()
+
+    async def _write_back(self) -> None:
+        """Write the sync lane's final jobs, many per transaction."""
+        if self._writeback:
+            jobs, self._writeback = self._writeback, []
+            await self.store.save_jobs(jobs)
+            for job in jobs:
+                if self._unsaved.get(job.id) is job:
+                    del self._unsaved[job.id]
+
     async def _flush_logs(self) -> None:
         if self._logs:
             rows, self._logs = self._logs, []
             await self.store.append_logs(rows)
+        if self._arrivals:
+            counts, self._arrivals = self._arrivals, Counter()
+            await self.store.record_arrivals([(*key, n) for key, n in counts.items()])
 
     async def _flush(self, force: bool = False) -> None:
+        await self._write_back()
         await self._flush_logs()
         now = self.clock.monotonic()
         if not force and now - self._last_flush < _METER_FLUSH_S:

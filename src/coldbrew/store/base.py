@@ -79,12 +79,26 @@ class Store(ABC):
     async def create_job(self, job: Job) -> None: ...
 
     @abstractmethod
+    async def save_jobs(self, jobs: list[Job]) -> None:
+        """Write whole jobs in one transaction, replacing rows with the same id."""
+
+    @abstractmethod
     async def get_job(self, job_id: str, account: str | None = None) -> Job | None:
         """The job, or None when it does not exist or belongs to another account."""
 
     @abstractmethod
     async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:
         """Move the oldest queued job of the version to IN_PROGRESS on `worker_id`."""
+
+    @abstractmethod
+    async def claim_many(
+        self, version_id: int, worker_id: str, now: float, limit: int
+    ) -> list[Job]:
+        """Move up to `limit` of the version's oldest queued jobs to IN_PROGRESS, oldest first."""
+
+    @abstractmethod
+    async def claim_job(self, job_id: str, worker_id: str, now: float) -> Job | None:
+        """Move this queued job to IN_PROGRESS on `worker_id` (None if it is no longer queued)."""
 
     @abstractmethod
     async def finish(
@@ -172,8 +186,8 @@ class Store(ABC):
 
     # traffic history, for prewarming
     @abstractmethod
-    async def record_arrival(self, endpoint_id: int, day: int, bucket: int) -> None:
-        """Count one job arrival in the endpoint's (day, time-of-day bucket)."""
+    async def record_arrivals(self, counts: list[tuple[int, int, int, int]]) -> None:
+        """Add (endpoint_id, day, time-of-day bucket, arrivals) to the traffic history."""
 
     @abstractmethod
     async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:

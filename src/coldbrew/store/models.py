@@ -128,6 +128,7 @@ class Job:
     webhook_url: str | None = None
     webhook_state: WebhookState | None = None
     cached: bool = False  # answered from the result cache: no worker ran, no cost
+    durable: bool = True  # False while a /runsync job lives only in the scheduler's memory
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

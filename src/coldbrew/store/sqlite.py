@@ -92,6 +92,7 @@ _JOB_COLUMNS = (
     "max_attempts, created_at, started_at, finished_at, expires_at, timeout_s, worker_id, "
     "cold_start, cold_start_detail, cost_usd, webhook_url, webhook_state, cached"
 )
+_JOB_UPSERT = ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in _JOB_COLUMNS.split(",")[1:])
 _VERSION_COLUMNS = (
     "v.id, v.endpoint_id, e.account, e.name, v.number, v.artifact_sha, v.module, v.class_name, "
     "v.spec, v.input_schema, v.created_at"
@@ -317,33 +318,16 @@ class SQLiteStore(Store):
     # jobs
     async def create_job(self, job: Job) -> None:
         self._db.execute(
-            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)})",
-            (
-                job.id,
-                job.account,
-                job.endpoint_id,
-                job.endpoint,
-                job.version_id,
-                job.status.value,
-                orjson.dumps(job.input),
-                None if job.output is None else orjson.dumps(job.output),
-                None,
-                job.attempts,
-                job.max_attempts,
-                job.created_at,
-                job.started_at,
-                job.finished_at,
-                job.expires_at,
-                job.timeout_s,
-                None,
-                0,
-                None,
-                0.0,
-                job.webhook_url,
-                job.webhook_state.value if job.webhook_state else None,
-                int(job.cached),
-            ),
+            f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)})", _job_values(job)
         )
+
+    async def save_jobs(self, jobs: list[Job]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES ({', '.join('?' * 23)}) "
+                f"ON CONFLICT (id) DO UPDATE SET {_JOB_UPSERT}",
+                [_job_values(job) for job in jobs],
+            )
 
     async def get_job(self, job_id: str, account: str | None = None) -> Job | None:
         row = self._one(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id=?", [job_id])
@@ -358,6 +342,37 @@ class SQLiteStore(Store):
             "version_id=? ORDER BY created_at, rowid LIMIT 1) AND status='IN_QUEUE' "
             f"RETURNING {_JOB_COLUMNS}",
             [now, worker_id, version_id],
+        )
+        return _job(row) if row else None
+
+    async def claim_many(
+        self, version_id: int, worker_id: str, now: float, limit: int
+    ) -> list[Job]:
+        with self._transaction():
+            ids = [
+                r[0]
+                for r in self._all(
+                    "SELECT id FROM jobs WHERE status='IN_QUEUE' AND version_id=? "
+                    "ORDER BY created_at, rowid LIMIT ?",
+                    [version_id, limit],
+                )
+            ]
+            if not ids:
+                return []
+            rows = self._all(
+                "UPDATE jobs SET status='IN_PROGRESS', attempts=attempts+1, started_at=?, "
+                f"worker_id=? WHERE id IN ({', '.join('?' * len(ids))}) AND status='IN_QUEUE' "
+                f"RETURNING {_JOB_COLUMNS}",
+                [now, worker_id, *ids],
+            )
+        order = {job_id: i for i, job_id in enumerate(ids)}
+        return sorted((_job(r) for r in rows), key=lambda j: order[j.id])
+
+    async def claim_job(self, job_id: str, worker_id: str, now: float) -> Job | None:
+        row = self._one(
+            "UPDATE jobs SET status='IN_PROGRESS', attempts=attempts+1, started_at=?, "
+            f"worker_id=? WHERE id=? AND status='IN_QUEUE' RETURNING {_JOB_COLUMNS}",
+            [now, worker_id, job_id],
         )
         return _job(row) if row else None
 
@@ -552,12 +567,14 @@ class SQLiteStore(Store):
         return [_job(r) for r in rows]
 
     # traffic history
-    async def record_arrival(self, endpoint_id: int, day: int, bucket: int) -> None:
-        self._db.execute(
-            "INSERT INTO traffic (endpoint_id, day, bucket, count) VALUES (?, ?, ?, 1) "
-            "ON CONFLICT (endpoint_id, day, bucket) DO UPDATE SET count = count + 1",
-            (endpoint_id, day, bucket),
-        )
+    async def record_arrivals(self, counts: list[tuple[int, int, int, int]]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO traffic (endpoint_id, day, bucket, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (endpoint_id, day, bucket) "
+                "DO UPDATE SET count = count + excluded.count",
+                counts,
+            )
 
     async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:
         rows = self._all(
@@ -663,3 +680,32 @@ class SQLiteStore(Store):
 
     async def close(self) -> None:
         self._db.close()
+
+
+def _job_values(job: Job) -> tuple[Any, ...]:
+    """A job as the values of _JOB_COLUMNS, in order."""
+    return (
+        job.id,
+        job.account,
+        job.endpoint_id,
+        job.endpoint,
+        job.version_id,
+        job.status.value,
+        orjson.dumps(job.input),
+        None if job.output is None else orjson.dumps(job.output),
+        None if job.error is None else orjson.dumps(job.error),
+        job.attempts,
+        job.max_attempts,
+        job.created_at,
+        job.started_at,
+        job.finished_at,
+        job.expires_at,
+        job.timeout_s,
+        job.worker_id,
+        int(job.cold_start),
+        None if job.cold_start_detail is None else orjson.dumps(job.cold_start_detail),
+        job.cost_usd,
+        job.webhook_url,
+        job.webhook_state.value if job.webhook_state else None,
+        int(job.cached),
+    )
