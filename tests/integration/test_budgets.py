@@ -29,7 +29,8 @@ async def test_a_spent_hard_stop_budget_alerts_once_and_refuses_new_jobs(tmp_pat
             },
         )
         assert created.status_code == 201 and created.json()["spentUsd"] == 0
-        assert (await cb.runsync("toy", {"value": 1}))["status"] == "COMPLETED"
+        job = await cb.runsync("toy", {"value": 1, "sleep_s": 0.05})  # spends > $1e-7
+        assert job["status"] == "COMPLETED"
 
         await cb.platform.scheduler.flush_usage()
         await cb.platform.budgets.check()

@@ -87,6 +87,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     keys = KeyCache(platform)
     invoker = Invoker(platform, keys)
     app.include_router(invoke.router(invoker))
+    app.add_middleware(invoke.FastLane, invoker=invoker)
     app.include_router(manage.router(platform, keys, invoker))
     app.include_router(dashboard.router(platform, keys, invoker))
 
