@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
@@ -251,7 +252,9 @@ class Replicate:
     def _download_url(self, stored: StoredFile, base: str) -> str:
         expiry = int(self.platform.clock.time() + self.platform.settings.job_ttl_s)
         signature = self.files.signature(stored.id, expiry)
-        return f"{base}/v1/files/{stored.id}/download?expiry={expiry}&signature={signature}"
+        name = urllib.parse.quote(stored.name, safe="")  # workers see the upload's file name
+        query = f"expiry={expiry}&signature={signature}"
+        return f"{base}/v1/files/{stored.id}/download/{name}?{query}"
 
     @staticmethod
     def _check_urls(version: Version, payload: dict[str, Any]) -> None:
@@ -473,6 +476,7 @@ def _file_routes(routes: APIRouter, replicate: Replicate) -> None:
         return Response(status_code=204)
 
     @routes.get("/files/{file_id}/download", summary="A file's bytes (API key or signed URL)")
+    @routes.get("/files/{file_id}/download/{filename}", include_in_schema=False)
     async def download_file(
         file_id: str, request: Request, expiry: int | None = None, signature: str | None = None
     ) -> Response:
