@@ -37,6 +37,7 @@ from coldbrew.runtime.adapters.cog import check_file_url
 from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
 
 MAX_WAIT_S = 60  # Replicate's bound for `Prefer: wait`
+_PAGE = 100  # predictions per page of GET /v1/predictions
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$")
 _FILE_PATH = re.compile(r"^/v1/files/([0-9a-f-]{36})$")
 
@@ -373,12 +374,12 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
     @routes.get("/predictions", summary="Your predictions, newest first")
     async def list_predictions(request: Request, cursor: float | None = None) -> Response:
         principal = await keys.resolve(request)
-        jobs = await platform.store.recent_jobs(principal.account, 100, before=cursor)
+        jobs = await platform.store.recent_jobs(principal.account, _PAGE, before=cursor)
         results = [await replicate.describe(job, base(request)) for job in jobs]
-        after = f"{base(request)}/v1/predictions?cursor={jobs[-1].created_at!r}"
-        return json_response(
-            {"previous": None, "next": after if len(jobs) == 100 else None, "results": results}
-        )
+        after = None
+        if len(jobs) == _PAGE:  # maybe more: the next page starts before the last one shown
+            after = f"{base(request)}/v1/predictions?cursor={jobs[-1].created_at!r}"
+        return json_response({"previous": None, "next": after, "results": results})
 
     @routes.get("/predictions/{prediction_id}", summary="A prediction's status and output")
     async def get_prediction(prediction_id: str, request: Request) -> Response:
