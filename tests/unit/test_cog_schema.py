@@ -217,3 +217,33 @@ def test_the_fixtures_deploy_as_they_are() -> None:
         for name in discover(FIXTURES / d)
     }
     assert names == {"cog-hello", "runner", "cog-stream"}
+
+
+def test_an_async_predictor_runs_on_the_workers_own_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = """
+    import asyncio
+    from typing import AsyncIterator
+
+    from cog import BaseRunner, Input
+
+
+    class Runner(BaseRunner):
+        async def setup(self) -> None:
+            self.ready = await asyncio.sleep(0, result=True)
+
+        async def run(self, n: int = Input(default=2, ge=1)) -> AsyncIterator[str]:
+            for i in range(n):
+                yield f"{i}:{self.ready}"
+    """
+    monkeypatch.chdir(_directory(tmp_path, source, cog_yaml='run: "predict.py:Runner"\n'))
+    model = adapter.CogModel()
+    try:
+        model.setup()
+        assert list(model.predict(n=3)) == ["0:True", "1:True", "2:True"]
+        with pytest.raises(ValueError, match="n fails constraint >= 1"):
+            model.predict(n=0)
+    finally:
+        assert model._loop is not None
+        model._loop.close()
