@@ -21,8 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
 
-from coldbrew.errors import InvalidRequest
+from coldbrew.api.auth import KeyCache
+from coldbrew.api.invoke import json_response
+from coldbrew.api.wire import iso
+from coldbrew.clock import Clock
+from coldbrew.errors import InvalidRequest, NotFound
 
 MAX_FILE_BYTES = 100 << 20
 
@@ -165,3 +171,73 @@ def parse_multipart(content_type: str, body: bytes) -> Upload:
         )
     upload.metadata = metadata if isinstance(metadata, dict) else {}
     return upload
+
+
+def file_json(stored: StoredFile, base: str) -> dict[str, Any]:
+    """A file record as the client's `File` model reads it."""
+    return {
+        "id": stored.id,
+        "name": stored.name,
+        "content_type": stored.content_type,
+        "size": stored.size,
+        "etag": stored.md5,
+        "checksums": {"sha256": stored.sha256, "md5": stored.md5},
+        "metadata": stored.metadata,
+        "created_at": iso(stored.created_at),
+        "expires_at": None,
+        "urls": {"get": f"{base}/v1/files/{stored.id}"},
+    }
+
+
+def add_routes(routes: APIRouter, files: FileStore, keys: KeyCache, clock: Clock) -> None:
+    """`/files` routes on `routes` (Replicate's shapes and errors)."""
+
+    def base(request: Request) -> str:
+        return str(request.base_url).rstrip("/")
+
+    @routes.post("/files", summary="Upload a file to pass as an input (multipart 'content')")
+    async def create_file(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        upload = parse_multipart(request.headers.get("content-type", ""), await request.body())
+        stored = files.create(principal.account, upload, clock.time())
+        return json_response(file_json(stored, base(request)), 201)
+
+    @routes.get("/files", summary="Your uploaded files")
+    async def list_files(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        results = [file_json(f, base(request)) for f in files.list(principal.account)]
+        return json_response({"previous": None, "next": None, "results": results})
+
+    @routes.get("/files/{file_id}", summary="An uploaded file's record")
+    async def get_file(file_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        stored = files.get(file_id, principal.account)
+        if stored is None:
+            raise NotFound(f"no file {file_id!r}")
+        return json_response(file_json(stored, base(request)))
+
+    @routes.delete("/files/{file_id}", summary="Delete an uploaded file")
+    async def delete_file(file_id: str, request: Request) -> Response:
+        principal = await keys.resolve(request)
+        if not files.delete(file_id, principal.account):
+            raise NotFound(f"no file {file_id!r}")
+        return Response(status_code=204)
+
+    @routes.get("/files/{file_id}/download", summary="A file's bytes (API key or signed URL)")
+    @routes.get("/files/{file_id}/download/{filename}", include_in_schema=False)
+    async def download_file(
+        file_id: str, request: Request, expiry: int | None = None, signature: str | None = None
+    ) -> Response:
+        if expiry is not None and signature is not None:
+            signed = files.check_signature(file_id, expiry, signature, clock.time())
+            stored = files.get(file_id, None) if signed else None
+        else:
+            stored = files.get(file_id, (await keys.resolve(request)).account)
+        if stored is None:
+            raise NotFound(f"no file {file_id!r}", hint="the link may have expired")
+        content = files.content_path(stored.id).read_bytes()
+        return Response(
+            content,
+            media_type=stored.content_type,
+            headers={"content-disposition": f'attachment; filename="{stored.name}"'},
+        )

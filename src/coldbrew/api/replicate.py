@@ -23,11 +23,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 
-from coldbrew.api.files import FileStore, StoredFile, parse_multipart
+from coldbrew.api import files
+from coldbrew.api.files import FileStore, StoredFile
 from coldbrew.api.invoke import Invoker, is_http_url, json_response
 from coldbrew.api.replicate_wire import (
     EVENTS,
-    file_json,
     prediction_json,
     problem,
     version_json,
@@ -436,61 +436,5 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
         assert account is not None
         return json_response({"key": account.webhook_secret})
 
-    _file_routes(routes, replicate)
+    files.add_routes(routes, replicate.files, keys, platform.clock)
     return routes
-
-
-def _file_routes(routes: APIRouter, replicate: Replicate) -> None:
-    keys = replicate.invoker.keys
-    files = replicate.files
-    clock = replicate.platform.clock
-
-    def base(request: Request) -> str:
-        return str(request.base_url).rstrip("/")
-
-    @routes.post("/files", summary="Upload a file to pass as an input (multipart 'content')")
-    async def create_file(request: Request) -> Response:
-        principal = await keys.resolve(request)
-        upload = parse_multipart(request.headers.get("content-type", ""), await request.body())
-        stored = files.create(principal.account, upload, clock.time())
-        return json_response(file_json(stored, base(request)), 201)
-
-    @routes.get("/files", summary="Your uploaded files")
-    async def list_files(request: Request) -> Response:
-        principal = await keys.resolve(request)
-        results = [file_json(f, base(request)) for f in files.list(principal.account)]
-        return json_response({"previous": None, "next": None, "results": results})
-
-    @routes.get("/files/{file_id}", summary="An uploaded file's record")
-    async def get_file(file_id: str, request: Request) -> Response:
-        principal = await keys.resolve(request)
-        stored = files.get(file_id, principal.account)
-        if stored is None:
-            raise NotFound(f"no file {file_id!r}")
-        return json_response(file_json(stored, base(request)))
-
-    @routes.delete("/files/{file_id}", summary="Delete an uploaded file")
-    async def delete_file(file_id: str, request: Request) -> Response:
-        principal = await keys.resolve(request)
-        if not files.delete(file_id, principal.account):
-            raise NotFound(f"no file {file_id!r}")
-        return Response(status_code=204)
-
-    @routes.get("/files/{file_id}/download", summary="A file's bytes (API key or signed URL)")
-    @routes.get("/files/{file_id}/download/{filename}", include_in_schema=False)
-    async def download_file(
-        file_id: str, request: Request, expiry: int | None = None, signature: str | None = None
-    ) -> Response:
-        if expiry is not None and signature is not None:
-            signed = files.check_signature(file_id, expiry, signature, clock.time())
-            stored = files.get(file_id, None) if signed else None
-        else:
-            stored = files.get(file_id, (await keys.resolve(request)).account)
-        if stored is None:
-            raise NotFound(f"no file {file_id!r}", hint="the link may have expired")
-        content = files.content_path(stored.id).read_bytes()
-        return Response(
-            content,
-            media_type=stored.content_type,
-            headers={"content-disposition": f'attachment; filename="{stored.name}"'},
-        )

@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi.responses import Response
 
-from coldbrew.api.files import StoredFile
 from coldbrew.api.invoke import json_response
 from coldbrew.api.wire import iso
 from coldbrew.runtime.adapters.cog import OUTPUT_SCHEMA_KEY
@@ -92,19 +91,3 @@ def prediction_json(
     if job.cost_usd:
         body["metrics"]["cost_usd"] = round(job.cost_usd, 9)
     return body
-
-
-def file_json(stored: StoredFile, base: str) -> dict[str, Any]:
-    """A file record as the client's `File` model reads it."""
-    return {
-        "id": stored.id,
-        "name": stored.name,
-        "content_type": stored.content_type,
-        "size": stored.size,
-        "etag": stored.md5,
-        "checksums": {"sha256": stored.sha256, "md5": stored.md5},
-        "metadata": stored.metadata,
-        "created_at": iso(stored.created_at),
-        "expires_at": None,
-        "urls": {"get": f"{base}/v1/files/{stored.id}"},
-    }
