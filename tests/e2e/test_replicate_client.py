@@ -239,6 +239,8 @@ def test_bad_input_unknown_models_and_a_wrong_token_raise_replicate_error(
 
 
 def test_cog_models_answer_the_runpod_style_api_too(served: Server) -> None:
+    deployed = served.cli("deploy", str(FIXTURES / "cog_runner"))  # the CLI path, unchanged
+    assert "runner" in deployed.stdout + deployed.stderr
     with served.http() as http:
         done = http.post("/v2/runner/runsync", json={"input": {"text": "v2"}}).json()
         assert done["status"] == "COMPLETED"
