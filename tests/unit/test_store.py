@@ -593,3 +593,17 @@ def test_usage_filters_by_hour_and_account(store: Any) -> None:
     assert [r.seconds for r in store.usage(10 * HOUR, "acme")] == [2.0]
     assert [r.seconds for r in store.usage(0.0, "beta")] == [3.0]
     assert store.usage(12 * HOUR, None) == []
+
+
+def test_recent_jobs_are_newest_first_per_account_and_page_by_creation_time(
+    store: Any, version: Version
+) -> None:
+    for i, created_at in enumerate([100.0, 300.0, 200.0]):
+        new_job(store, version, f"j{i}", created_at=created_at)
+    theirs = deploy(store, account="beta")
+    new_job(store, theirs, "other", created_at=400.0)
+    assert [j.id for j in store.recent_jobs("acme", 10)] == ["j1", "j2", "j0"]
+    assert [j.id for j in store.recent_jobs("acme", 2)] == ["j1", "j2"]
+    assert [j.id for j in store.recent_jobs("acme", 10, before=300.0)] == ["j2", "j0"]
+    assert [j.id for j in store.recent_jobs(None, 1)] == ["other"]
+    assert store.recent_jobs("nobody", 10) == []
