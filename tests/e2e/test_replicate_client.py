@@ -200,6 +200,22 @@ def test_webhooks_with_an_events_filter_validate(client: Any, receiver: Any) -> 
     assert [json.loads(b)["status"] for _, b in received] == ["succeeded"]
 
 
+def test_logs_webhooks_carry_the_lines_printed_so_far(client: Any, receiver: Any) -> None:
+    url, received = receiver
+    prediction = client.models.predictions.create(
+        model="default/cog-stream",
+        input={"prompt": "a b c d", "delay_s": 0.5},
+        webhook=url,
+        webhook_events_filter=["logs"],
+    )
+    prediction.wait()
+    assert prediction.status == "succeeded"
+    _wait_for(lambda: bool(received), "a logs webhook")
+    bodies = [json.loads(b) for _, b in received]
+    assert all(b["status"] == "processing" for b in bodies)  # no start, output or completed
+    assert "token a" in bodies[0]["logs"]
+
+
 def test_a_failing_prediction_raises_model_error(client: Any) -> None:
     with pytest.raises(ModelError, match="asked to fail for zed") as caught:
         client.run("default/cog-hello", input={"name": "zed", "fail": True})

@@ -38,6 +38,7 @@ from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
 
 MAX_WAIT_S = 60  # Replicate's bound for `Prefer: wait`
 _PAGE = 100  # predictions per page of GET /v1/predictions
+LOGS_EVERY_S = 0.5  # `logs` webhooks are throttled to this, as Replicate's are
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$")
 _FILE_PATH = re.compile(r"^/v1/files/([0-9a-f-]{36})$")
 
@@ -194,8 +195,10 @@ class Replicate:
             await self.invoker.enqueue(job)
             if hook is not None:
                 self._event(hook, job, "start", await self.describe(job, base))
-                if hook.events & {"output", "logs"}:
-                    self._spawn(self._follow(job, hook))
+                if "output" in hook.events:
+                    self._spawn(self._follow_output(job, hook))
+                if "logs" in hook.events:
+                    self._spawn(self._follow_logs(job, hook))
             if future is not None and wait_s is not None:
                 with contextlib.suppress(TimeoutError):
                     job = await asyncio.wait_for(asyncio.shield(future), wait_s)
@@ -282,16 +285,28 @@ class Replicate:
             msg_id = f"msg_{job.id}_{hook.sent}"
             self.platform.webhooks.send_event(hook.account, hook.url, msg_id, body)
 
-    async def _follow(self, job: Job, hook: _Hook) -> None:
-        """`output` (and `logs`) events while a streaming prediction runs."""
+    async def _follow_output(self, job: Job, hook: _Hook) -> None:
+        """An `output` event with each item a streaming prediction yields."""
         chunks: list[Any] = []
         async for kind, value in self.platform.scheduler.stream_events(job):
             if kind == "chunk":
                 chunks.append(value)
                 body = await self.describe(job, hook.base, output=list(chunks))
                 body["status"] = "processing"
-                event = "output" if "output" in hook.events else "logs"
-                self._event(hook, job, event, body)
+                self._event(hook, job, "output", body)
+
+    async def _follow_logs(self, job: Job, hook: _Hook) -> None:
+        """A `logs` event when new log lines appeared, at most every `LOGS_EVERY_S`."""
+        seen = 0
+        while True:
+            current = await self.platform.store.get_job(job.id)
+            if current is None or current.status.final:
+                return
+            lines = len(await self.platform.store.job_logs(job.id))
+            if lines > seen:
+                seen = lines
+                self._event(hook, current, "logs", await self.describe(current, hook.base))
+            await self.platform.clock.sleep(LOGS_EVERY_S)
 
     def _on_final(self, job: Job) -> None:
         hook = self._hooks.pop(job.id, None)
