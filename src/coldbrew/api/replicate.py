@@ -184,17 +184,17 @@ class Replicate:
                     "the current one; coldbrew runs each model's current version",
                     hint="run the model by name, or pin its latest_version.id",
                 )
+        wait_s = _prefer_wait(request)
         version = await self._current(principal, endpoint)
         self._check_urls(version, payload)
         job = await self.invoker.submit(principal, endpoint, orjson.dumps({"input": payload}))
-        wait_s = _prefer_wait(request)
         future = self.platform.scheduler.watch(job.id) if wait_s else None
         try:
-            if hook is not None:
+            if hook is not None:  # registered first: a cached answer completes inside enqueue
                 self._hooks[job.id] = hook
+                self._event(hook, job, "start", await self.describe(job, base))
             await self.invoker.enqueue(job)
             if hook is not None:
-                self._event(hook, job, "start", await self.describe(job, base))
                 if "output" in hook.events:
                     self._spawn(self._follow_output(job, hook))
                 if "logs" in hook.events:
@@ -223,7 +223,11 @@ class Replicate:
             events = ["completed"]
         if events is None:
             events = sorted(EVENTS)
-        if not isinstance(events, list) or not set(events) <= EVENTS or not events:
+        if (
+            not isinstance(events, list)
+            or not events
+            or not all(isinstance(e, str) and e in EVENTS for e in events)
+        ):
             raise InvalidRequest(
                 f"webhook_events_filter must be a list drawn from {sorted(EVENTS)}",
                 hint='e.g. ["start", "completed"]',
