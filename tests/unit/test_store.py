@@ -618,3 +618,17 @@ def test_arrivals_add_up_per_bucket(store: Any, version: Version) -> None:
     store.record_arrivals([(version.endpoint_id, 5, 10, 2), (version.endpoint_id, 5, 11, 1)])
     store.record_arrivals([(version.endpoint_id, 5, 10, 3)])
     assert sorted(store.traffic(version.endpoint_id, 0)) == [(5, 10, 5), (5, 11, 1)]
+
+
+def test_account_jobs_are_newest_first_per_account_and_page_by_creation_time(
+    store: Any, version: Version
+) -> None:
+    for i, created_at in enumerate([100.0, 300.0, 200.0]):
+        new_job(store, version, f"j{i}", created_at=created_at)
+    theirs = deploy(store, account="beta")
+    new_job(store, theirs, "other", created_at=400.0)
+    assert [j.id for j in store.account_jobs("acme", 10)] == ["j1", "j2", "j0"]
+    assert [j.id for j in store.account_jobs("acme", 2)] == ["j1", "j2"]
+    assert [j.id for j in store.account_jobs("acme", 10, before=300.0)] == ["j2", "j0"]
+    assert [j.id for j in store.account_jobs(None, 1)] == ["other"]
+    assert store.account_jobs("nobody", 10) == []

@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldbrew.api import dashboard, invoke, manage
+from coldbrew.api import dashboard, invoke, manage, replicate
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
@@ -75,6 +75,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            await replicator.close()
             if manage_lifecycle:
                 await platform.stop()
 
@@ -90,6 +91,8 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.add_middleware(invoke.FastLane, invoker=invoker)
     app.include_router(manage.router(platform, keys, invoker))
     app.include_router(dashboard.router(platform, keys, invoker))
+    replicator = replicate.Replicate(invoker)  # Replicate's API over the same jobs
+    app.include_router(replicate.router(replicator))
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:

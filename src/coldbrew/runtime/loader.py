@@ -46,6 +46,10 @@ def models_in(module: ModuleType) -> list[ModelDef]:
 
 def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     """All models in `directory`, by endpoint name, with the module that defines each."""
+    if (directory / "cog.yaml").is_file():  # a Cog model directory: one endpoint
+        from coldbrew.runtime.adapters.cog import discover_cog
+
+        return discover_cog(directory)
     result: dict[str, tuple[str, ModelDef]] = {}
     modules = model_modules(directory)
     if not modules:

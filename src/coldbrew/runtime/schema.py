@@ -75,7 +75,13 @@ def input_model(cls: type, batched: bool = False) -> type[BaseModel]:
 
 
 def input_schema(cls: type, batched: bool = False) -> dict[str, Any]:
-    """The JSON Schema of `cls.predict`'s input, as clients and the gateway see it."""
+    """The JSON Schema of `cls.predict`'s input, as clients and the gateway see it.
+
+    An adapter class for another platform's models brings its own (`__coldbrew_input_schema__`).
+    """
+    own = getattr(cls, "__coldbrew_input_schema__", None)
+    if isinstance(own, dict):
+        return own
     try:
         return input_model(cls, batched).model_json_schema()
     except SpecError:

@@ -87,6 +87,12 @@ class Store(ABC):
         """The job, or None when it does not exist or belongs to another account."""
 
     @abstractmethod
+    async def account_jobs(
+        self, account: str | None, limit: int, before: float | None = None
+    ) -> list[Job]:
+        """Jobs newest first (one account's, or all), created before `before` when given."""
+
+    @abstractmethod
     async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:
         """Move the oldest queued job of the version to IN_PROGRESS on `worker_id`."""
 

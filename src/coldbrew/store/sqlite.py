@@ -335,6 +335,16 @@ class SQLiteStore(Store):
             return None
         return _job(row)
 
+    async def account_jobs(
+        self, account: str | None, limit: int, before: float | None = None
+    ) -> list[Job]:
+        rows = self._all(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE (? IS NULL OR account=?) "
+            "AND (? IS NULL OR created_at < ?) ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            [account, account, before, before, limit],
+        )
+        return [_job(row) for row in rows]
+
     async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:
         row = self._one(
             "UPDATE jobs SET status='IN_PROGRESS', attempts=attempts+1, started_at=?, "
