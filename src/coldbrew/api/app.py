@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldbrew.api import invoke, manage
+from coldbrew.api import invoke, manage, runpod_worker
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
@@ -88,6 +88,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     invoker = Invoker(platform, keys)
     app.include_router(invoke.router(invoker))
     app.include_router(manage.router(platform, keys, invoker))
+    app.include_router(runpod_worker.router(platform))
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:

@@ -46,8 +46,12 @@ def models_in(module: ModuleType) -> list[ModelDef]:
 
 def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     """All models in `directory`, by endpoint name, with the module that defines each."""
-    result: dict[str, tuple[str, ModelDef]] = {}
+    from coldbrew.runtime.adapters import runpod  # RunPod handler files (runpod.serverless.start)
+
+    result: dict[str, tuple[str, ModelDef]] = dict(runpod.discover(directory))
     modules = model_modules(directory)
+    if not modules and result:
+        return result
     if not modules:
         raise SpecError(
             f"no model found in {directory}: no top-level .py file imports coldbrew",

@@ -1,0 +1,1 @@
+"""Adapters that run model classes written for other platforms as coldbrew models."""
