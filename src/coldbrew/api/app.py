@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldbrew.api import invoke, manage, runpod_worker
+from coldbrew.api import invoke, kserve, manage, runpod_worker
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
@@ -86,6 +86,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     keys = KeyCache(platform)
     invoker = Invoker(platform, keys)
+    app.include_router(kserve.router(invoker))  # before /v2/{endpoint}/...: its routes win
     app.include_router(invoke.router(invoker))
     app.include_router(manage.router(platform, keys, invoker))
     app.include_router(runpod_worker.router(platform))

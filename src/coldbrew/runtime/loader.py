@@ -46,9 +46,10 @@ def models_in(module: ModuleType) -> list[ModelDef]:
 
 def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     """All models in `directory`, by endpoint name, with the module that defines each."""
-    from coldbrew.runtime.adapters import runpod  # RunPod handler files (runpod.serverless.start)
+    from coldbrew.runtime.adapters import kserve, runpod  # files written for other platforms
 
     result: dict[str, tuple[str, ModelDef]] = dict(runpod.discover(directory))
+    result.update(kserve.discover(directory))
     modules = model_modules(directory)
     if not modules and result:
         return result

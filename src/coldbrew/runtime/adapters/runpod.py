@@ -59,7 +59,8 @@ def endpoint_name(text: str) -> str:
     return name.rstrip("-_")
 
 
-def _config(directory: Path) -> dict[str, Any]:
+def endpoint_config(directory: Path) -> dict[str, Any]:
+    """The `[endpoint]` table of the directory's optional coldbrew.toml (spec fields)."""
     path = directory / CONFIG_FILE
     if not path.is_file():
         return {}
@@ -89,7 +90,7 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
             "a directory deploys one",
             hint="put each handler file in its own directory and deploy each",
         )
-    fields = _config(directory)
+    fields = endpoint_config(directory)
     source = os.environ.get(DIRECTORY_NAME_ENV) or files[0].stem
     name = fields.pop("name", None) or endpoint_name(source)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
