@@ -384,6 +384,12 @@ class RunPodBackend:
                 return worker.progress[job_id]
         return None
 
+    def __getattr__(self, name: str) -> Any:
+        """Anything else is the wrapped backend's (what tools and tests inspect, e.g. templates)."""
+        if name == "inner":  # not set yet (unpickling, early errors): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         await self.inner.prepare([launch for launch in launches if not is_handler_launch(launch)])
 
