@@ -118,7 +118,7 @@ class HandlerWorker:
     last_ping: float | None = None
     output_fd: int | None = None  # read end of the handler's stdout/stderr pipe
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
-    _watcher: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[None] | None = None  # copies output, reports the exit
     _terminating: bool = False
 
     # WorkerHandle, used by the scheduler
@@ -147,8 +147,8 @@ class HandlerWorker:
 
     async def wait(self) -> int:
         assert self.process is not None
-        if self._watcher is not None:
-            await asyncio.shield(self._watcher)
+        if self.watcher is not None:
+            await asyncio.shield(self.watcher)
         return self.process.returncode if self.process.returncode is not None else -1
 
     # the protocol, used by the routes
@@ -179,6 +179,8 @@ class HandlerWorker:
             return []
         self.stopped.update(ids)
         self.taken.difference_update(ids)
+        for job_id in ids:
+            self.progress.pop(job_id, None)
         self._maybe_exit()
         return ids
 
@@ -343,8 +345,8 @@ class RunPodBackend:
         worker.output_fd = read_fd
         worker.pid = worker.process.pid
         self.workers[launch.worker_id] = worker
-        worker._watcher = asyncio.create_task(worker.watch(output))
-        worker._watcher.add_done_callback(lambda _: self.workers.pop(launch.worker_id, None))
+        worker.watcher = asyncio.create_task(worker.watch(output))
+        worker.watcher.add_done_callback(lambda _: self.workers.pop(launch.worker_id, None))
         return worker
 
     def _env(self, launch: WorkerLaunch, worker: HandlerWorker) -> dict[str, str]:
