@@ -140,10 +140,16 @@ class HandlerWorker:
         return await self.frames.get()
 
     def kill(self) -> None:
-        """SIGKILL the handler's process group (the SDK's ping process is in it too)."""
-        if self.process is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+        """SIGKILL the handler's process group (the SDK's ping process is in it too).
+
+        Only while the handler is not yet reaped: until then its pid cannot be reused."""
+        if self.process is not None and self.process.returncode is None:
+            self._kill_group()
+
+    def _kill_group(self) -> None:
+        assert self.process is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     async def wait(self) -> int:
         assert self.process is not None
@@ -258,7 +264,7 @@ class HandlerWorker:
         try:
             copier = asyncio.create_task(self._copy_output(output))
             code = await self.process.wait()
-            self.kill()  # whatever the handler left in its group, so the output ends
+            self._kill_group()  # what the handler left in its group (still holding the id)
             await copier
             for frame in self.held:
                 self.frames.put_nowait(frame)
