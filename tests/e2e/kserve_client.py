@@ -15,9 +15,9 @@ import numpy as np
 from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 
-def _input(name: str, array: np.ndarray, datatype: str) -> InferInput:
+def _input(name: str, array: np.ndarray, datatype: str, binary: bool = False) -> InferInput:
     tensor = InferInput(name=name, shape=list(array.shape), datatype=datatype)
-    tensor.set_data_from_numpy(array, binary_data=False)
+    tensor.set_data_from_numpy(array, binary_data=binary)
     return tensor
 
 
@@ -43,6 +43,11 @@ async def main(url: str, key: str) -> dict[str, Any]:
         headers=headers,
     )
     seen["rows"] = {o.name: o.data for o in summed.outputs}
+    packed = _input("x", np.ones((2, 2), dtype=np.float32), "FP32", binary=True)  # kserve's default
+    binary = await client.infer(
+        url, InferRequest("rows", [packed]), model_name="rows", headers=headers
+    )
+    seen["binary"] = {o.name: o.data for o in binary.outputs}
     negative = _input("in", np.array([[-1.0]], dtype=np.float32), "FP32")
     try:
         await client.infer(

@@ -60,6 +60,7 @@ def test_health_needs_no_key_and_metadata_describes_predict(oip: Server) -> None
         refused = anonymous.get("/v2/models/rows")
         assert refused.status_code == 401
         assert "no API key" in refused.json()["error"]
+        assert anonymous.get("/v2").json()["extensions"] == ["binary_tensor_data"]
     with oip.http() as http:
         assert http.get("/v2/models/rows/ready").json() == {"name": "rows", "ready": True}
         meta = http.get("/v2/models/rows").json()
@@ -178,6 +179,7 @@ def test_kserves_own_rest_client(oip: Server) -> None:
     assert seen["double"] == {"output-0": [[2.0, 4.0], [6.0, 8.0]]}
     assert seen["rows"]["sums"] == [3.0, 12.0]
     assert seen["rows"]["tag"] == ["from-kserve"]
+    assert seen["binary"]["sums"] == [2.0, 2.0]  # binary tensor data, kserve's default
     status, body = seen["refused"]
     assert status == 400
     assert body == {"error": "FAILED: InvalidInput: negative values are not allowed"}

@@ -116,3 +116,39 @@ def test_metadata_from_the_input_schema() -> None:
         {"name": "tags", "datatype": "BYTES", "shape": [-1]},
         {"name": "anything", "datatype": "BYTES", "shape": [1]},
     ]
+
+
+def test_the_binary_extension_puts_the_bytes_after_the_json_into_data() -> None:
+    import numpy as np
+    import orjson
+
+    floats = np.arange(6, dtype="<f4").tobytes()
+    words = b"".join(len(w).to_bytes(4, "little") + w for w in (b"a", b"bc"))
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2, 3],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(floats)},
+                },
+                {
+                    "name": "tags",
+                    "shape": [2],
+                    "datatype": "BYTES",
+                    "parameters": {"binary_data_size": len(words)},
+                },
+            ]
+        }
+    )
+    body = tensors.decode_request(header + floats + words, str(len(header)))
+    assert tensors.arguments(body, SCHEMA) == {
+        "x": [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]],
+        "tags": ["a", "bc"],
+    }
+    with pytest.raises(InvalidInput, match="24 binary bytes announced, fewer sent"):
+        tensors.decode_request(header + floats[:-1], str(len(header)))
+    with pytest.raises(InvalidInput, match="must be the length of the JSON part"):
+        tensors.decode_request(header + floats, "many")
+    assert tensors.decode_request(header, "158") == orjson.loads(header)  # a stale header

@@ -62,9 +62,11 @@ class _Infer:
         self.invoker = invoker
         self.platform = invoker.platform
 
-    async def __call__(self, principal: Principal, name: str, raw: bytes) -> Response:
+    async def __call__(
+        self, principal: Principal, name: str, raw: bytes, json_length: str | None
+    ) -> Response:
         try:
-            body = orjson.loads(raw or b"{}")
+            body = tensors.decode_request(raw, json_length)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"the body is not JSON: {exc}") from None
         if not isinstance(body, dict):
@@ -124,6 +126,12 @@ def router(invoker: Invoker) -> APIRouter:
     platform, keys = invoker.platform, invoker.keys
     infer = _Infer(invoker)
 
+    @routes.get("", summary="OIP: server metadata")
+    async def server_metadata() -> Response:
+        return json_response(
+            {"name": "coldbrew", "version": "0.1.0", "extensions": ["binary_tensor_data"]}
+        )
+
     @routes.get("/health/live", summary="OIP: the server is up")
     async def live() -> Response:
         return json_response({"live": True})
@@ -177,6 +185,7 @@ def router(invoker: Invoker) -> APIRouter:
     @_oip_errors
     async def infer_route(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        return await infer(principal, name, await request.body())
+        json_length = request.headers.get(tensors.BINARY_HEADER)
+        return await infer(principal, name, await request.body(), json_length)
 
     return routes
