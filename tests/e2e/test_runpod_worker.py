@@ -149,6 +149,24 @@ def test_concurrency_modifier_takes_several_jobs_at_once(rp: Server) -> None:
     assert len({out["pid"] for out in outputs}) == 1  # one worker (max_workers = 1)
 
 
+def test_cancel_on_a_worker_with_several_jobs_stops_only_that_job(rp: Server) -> None:
+    endpoint = runpod.Endpoint("concurrent")
+    pid = endpoint.run_sync({"wait_for": 1}, timeout=60)["pid"]
+    stuck = endpoint.run({"wait_for": 99})  # waits 20 s for company that never comes
+    deadline = time.monotonic() + 60
+    while stuck.status() != "IN_PROGRESS":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert stuck.cancel()["status"] == "CANCELLED"
+    # the worker is kept (it runs other jobs) and told through job-stop to abandon this one
+    logs = rp.home / "logs" / "workers"
+    while not any(f"{stuck.job_id} | Stopping job." in p.read_text() for p in logs.glob("*.log")):
+        assert time.monotonic() < deadline, "the handler was never told to stop the job"
+        time.sleep(0.1)
+    assert endpoint.run_sync({"wait_for": 1}, timeout=60)["pid"] == pid  # the same process
+    assert stuck.status() == "CANCELLED"
+
+
 def test_refresh_worker_replaces_the_worker_after_each_job(rp: Server) -> None:
     with rp.http() as http:
         first = http.post("/v2/runpod_refresh/runsync", json={"input": {}}).json()
