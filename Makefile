@@ -27,7 +27,15 @@ weights: $(VENV)/.examples
 run: $(VENV)/.examples weights
 	$(BIN)/coldbrew serve --host $(HOST) --port $(PORT) $(addprefix --deploy ,$(EXAMPLES))
 
-test: $(VENV)/.dev weights
+# kserve 0.21 pins psutil<6 while runpod 1.12 needs psutil>=7.2.2, so kserve lives in its own
+# virtualenv (coldbrew + the `kserve` extra), used only by tests/e2e/test_kserve.py.
+KSERVE_VENV := .venv-kserve
+$(KSERVE_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(KSERVE_VENV)
+	$(KSERVE_VENV)/bin/pip install -q -e '.[kserve]'
+	touch $@
+
+test: $(VENV)/.dev weights $(KSERVE_VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev

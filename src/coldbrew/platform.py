@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from coldbrew.api.cache import ResultCache, make_cache
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
+from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
 from coldbrew.config import Settings
@@ -50,6 +51,7 @@ class Platform:
     metrics: Metrics
     budgets: BudgetKeeper
     cache: ResultCache
+    runpod: RunPodBackend | None = None
     _budget_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -66,7 +68,8 @@ class Platform:
                 if settings.fast_start
                 else spawn
             )
-        scheduler = Scheduler(store, backend, clock, settings)
+        runpod = RunPodBackend(backend, settings, clock)  # RunPod handler files run as workers
+        scheduler = Scheduler(store, runpod, clock, settings)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
         metrics = Metrics(scheduler)
@@ -74,7 +77,9 @@ class Platform:
         deployer = Deployer(store, clock, settings)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
-        return cls(settings, store, scheduler, deployer, webhooks, clock, metrics, budgets, cache)
+        return cls(
+            settings, store, scheduler, deployer, webhooks, clock, metrics, budgets, cache, runpod
+        )
 
     async def start(self) -> str | None:
         """Start serving; on an empty home, create the default account and return its admin key."""

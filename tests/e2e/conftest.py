@@ -32,6 +32,7 @@ class Server:
     process: subprocess.Popen[str] | None = None
     output: str = ""
     relative_home: bool = False  # start in home's parent with COLDBREW_HOME unset (./.coldbrew)
+    python: str = sys.executable  # the interpreter (and so the environment) the server runs in
 
     @property
     def url(self) -> str:
@@ -54,7 +55,7 @@ class Server:
         """Start the server and return what it printed up to its banner."""
         self.process = subprocess.Popen(
             [
-                sys.executable,
+                self.python,
                 "-m",
                 "coldbrew",
                 "serve",

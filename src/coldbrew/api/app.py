@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldbrew.api import dashboard, invoke, manage, replicate
+from coldbrew.api import dashboard, invoke, kserve, manage, replicate, runpod_worker
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
@@ -87,12 +87,14 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     keys = KeyCache(platform)
     invoker = Invoker(platform, keys)
+    app.include_router(kserve.router(invoker))  # before /v2/{endpoint}/...: its routes win
     app.include_router(invoke.router(invoker))
     app.add_middleware(invoke.FastLane, invoker=invoker)
     app.include_router(manage.router(platform, keys, invoker))
     app.include_router(dashboard.router(platform, keys, invoker))
     replicator = replicate.Replicate(invoker)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
+    app.include_router(runpod_worker.router(platform))
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:

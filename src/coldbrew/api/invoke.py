@@ -279,7 +279,7 @@ async def _sse(platform: Platform, job: Job) -> AsyncIterator[bytes]:
         yield b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
-def router(invoker: Invoker) -> APIRouter:
+def router(invoker: Invoker) -> APIRouter:  # noqa: C901
     """The /v2 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
     platform = invoker.platform
@@ -296,7 +296,13 @@ def router(invoker: Invoker) -> APIRouter:
     @routes.get("/status/{job_id}", summary="A job's status, output and cost")
     async def status(endpoint: str, job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        return json_response(status_json(await invoker.job(principal, endpoint, job_id)))
+        job = await invoker.job(principal, endpoint, job_id)
+        body = status_json(job)
+        if job.status is JobStatus.IN_PROGRESS and platform.runpod is not None:
+            progress = platform.runpod.progress(job.id)  # a RunPod handler's progress_update
+            if progress is not None:
+                body["output"] = progress
+        return json_response(body)
 
     @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
     async def stream(endpoint: str, job_id: str, request: Request) -> Response:

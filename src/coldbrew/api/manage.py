@@ -82,7 +82,10 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         sha = body.get("artifact")
         if not isinstance(sha, str) or not _SHA.match(sha):
             raise InvalidRequest("'artifact' must be the sha256 of an uploaded tar")
-        endpoints = await platform.deployer.deploy(principal.account, sha)
+        directory = body.get("directory")
+        if directory is not None and (not isinstance(directory, str) or len(directory) > 255):
+            raise InvalidRequest("'directory' must be the deployed directory's name (a string)")
+        endpoints = await platform.deployer.deploy(principal.account, sha, directory)
         await platform.scheduler.refresh_endpoints()
         return json_response({"endpoints": endpoints})
 

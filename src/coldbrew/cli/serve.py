@@ -30,7 +30,7 @@ async def deploy_local(platform: Platform, directory: Path) -> list[str]:
     data, sha = package(directory)
     if not platform.deployer.has_artifact(DEFAULT_ACCOUNT, sha):
         await platform.deployer.store_artifact(DEFAULT_ACCOUNT, sha, _one_chunk(data))
-    results = await platform.deployer.deploy(DEFAULT_ACCOUNT, sha)
+    results = await platform.deployer.deploy(DEFAULT_ACCOUNT, sha, directory.resolve().name)
     await platform.scheduler.refresh_endpoints()
     lines = []
     for r in results:

@@ -17,6 +17,7 @@ import orjson
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
+from coldbrew.runtime.adapters.runpod import DIRECTORY_NAME_ENV
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
 
@@ -63,12 +64,18 @@ class Deployer:
             if not target.exists():
                 os.rename(unpacked, target)
 
-    async def deploy(self, account: str, sha: str) -> list[dict[str, Any]]:
-        """Create a version of each model in the artifact; unchanged models keep theirs."""
+    async def deploy(
+        self, account: str, sha: str, directory_name: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Create a version of each model in the artifact; unchanged models keep theirs.
+
+        `directory_name` (what the client deployed) names endpoints that declare no name, such
+        as a RunPod handler directory.
+        """
         directory = self.artifact_dir(account, sha)
         if not directory.is_dir():
             raise NotFound(f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first")
-        models = await self._inspect(directory)
+        models = await self._inspect(directory, directory_name)
         results = []
         for model in models:
             spec = DeploymentSpec(**model["spec"])
@@ -101,7 +108,11 @@ class Deployer:
             )
         return results
 
-    async def _inspect(self, directory: Path) -> list[dict[str, Any]]:
+    async def _inspect(self, directory: Path, directory_name: str | None) -> list[dict[str, Any]]:
+        env = dict(os.environ)
+        env.pop(DIRECTORY_NAME_ENV, None)
+        if directory_name:
+            env[DIRECTORY_NAME_ENV] = directory_name
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -111,6 +122,7 @@ class Deployer:
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
+            env=env,
         )
         try:
             out, _ = await asyncio.wait_for(process.communicate(), INSPECT_TIMEOUT_S)

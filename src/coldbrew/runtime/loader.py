@@ -50,8 +50,13 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
         from coldbrew.runtime.adapters.cog import discover_cog
 
         return discover_cog(directory)
-    result: dict[str, tuple[str, ModelDef]] = {}
+    from coldbrew.runtime.adapters import kserve, runpod  # files written for other platforms
+
+    result: dict[str, tuple[str, ModelDef]] = dict(runpod.discover(directory))
+    result.update(kserve.discover(directory))
     modules = model_modules(directory)
+    if not modules and result:
+        return result
     if not modules:
         raise SpecError(
             f"no model found in {directory}: no top-level .py file imports coldbrew",

@@ -166,6 +166,8 @@ class Client:
                 headers={"content-type": "application/x-tar"},
             )
         result: list[dict[str, Any]] = self._call(
-            "POST", "/v1/deployments", json={"artifact": sha}
+            "POST",
+            "/v1/deployments",
+            json={"artifact": sha, "directory": Path(directory).resolve().name},
         )["endpoints"]
         return result
