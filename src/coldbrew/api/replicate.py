@@ -205,7 +205,7 @@ class Replicate:
         finally:
             if future is not None:
                 self.platform.scheduler.unwatch(job.id, future)
-        current = await self.platform.store.get_job(job.id) or job
+        current = await self.platform.scheduler.find_job(job.id) or job
         return json_response(await self.describe(current, base), 201)
 
     async def _current(self, principal: Principal, endpoint: str) -> Version:
@@ -303,7 +303,7 @@ class Replicate:
         """A `logs` event when new log lines appeared, at most every `LOGS_EVERY_S`."""
         seen = 0
         while True:
-            current = await self.platform.store.get_job(job.id)
+            current = await self.platform.scheduler.find_job(job.id)
             if current is None or current.status.final:
                 return
             lines = len(await self.platform.store.job_logs(job.id))
@@ -359,7 +359,7 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
 
     async def own_job(request: Request, prediction_id: str) -> tuple[Principal, Job]:
         principal = await keys.resolve(request)
-        job = await platform.store.get_job(prediction_id, principal.account)
+        job = await platform.scheduler.find_job(prediction_id, principal.account)
         if job is None:
             raise NotFound(f"no prediction {prediction_id!r}", hint="check the id you were given")
         return principal, job

@@ -66,7 +66,7 @@ def router(platform: Platform) -> APIRouter:  # noqa: C901
         handler = worker(worker_id, request)
         finished = set()
         for job_id in list(handler.taken):
-            job = await platform.store.get_job(job_id)
+            job = await platform.scheduler.find_job(job_id)
             if job is None or job.status.final:
                 finished.add(job_id)
         ids = await handler.stops(HOLD_S, finished)

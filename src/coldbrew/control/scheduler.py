@@ -197,11 +197,12 @@ class Scheduler:
         self._unsaved.pop(job.id, None)
         return job
 
-    async def find_job(self, job_id: str, account: str) -> Job | None:
-        """The account's job, from memory (sync lane, not yet written) or the store."""
+    async def find_job(self, job_id: str, account: str | None = None) -> Job | None:
+        """The job (the account's, when given), from memory (sync lane, not yet written) or
+        the store."""
         job = self._unsaved.get(job_id)
         if job is not None:
-            return job if job.account == account else None
+            return job if account is None or job.account == account else None
         return await self.store.get_job(job_id, account)
 
     async def _pump(self, vid: int) -> None:
