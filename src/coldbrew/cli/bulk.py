@@ -17,7 +17,7 @@ import orjson
 
 from coldbrew.sdk.bulk import MapProgress, run_map
 from coldbrew.sdk.client import APIError, Client
-from coldbrew.sdk.journal import MapError, read_inputs
+from coldbrew.sdk.journal import InputError, MapError, read_inputs
 from coldbrew.sdk.progress import ProgressBar
 
 EXIT_FAILED, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 130
@@ -44,7 +44,7 @@ def map_command(
     try:
         inputs, lines = read_inputs(inputs_file)
     except MapError as exc:
-        return _refuse(f"{inputs_file}: {exc.message}", exc.hint)
+        return _refuse_map(exc, inputs_file)
     if out.exists() and not journal.exists() and not overwrite:
         return _refuse(
             f"{out} already exists and no map is in progress there ({journal.name} is absent)",
@@ -74,7 +74,8 @@ def map_command(
     try:
         results = asyncio.run(go())
     except MapError as exc:
-        return _refuse(exc.message, exc.hint)
+        _close(bar)
+        return _refuse_map(exc, inputs_file)
     except APIError as exc:
         _close(bar)
         _error(exc.message, exc.hint)
@@ -116,6 +117,23 @@ def _write(out: Path, journal: Path, results: list[dict[str, Any]], lines: list[
         err=True,
     )
     return EXIT_FAILED
+
+
+def _refuse_map(exc: MapError, inputs_file: Path) -> int:
+    if not isinstance(exc, InputError):
+        return _refuse(exc.message, exc.hint)
+    count = len(exc.problems)
+    click.echo(
+        f"error: {inputs_file}: {count} input line{'s' if count > 1 else ''} refused, "
+        "nothing was submitted",
+        err=True,
+    )
+    for where, what in exc.problems[:20]:
+        click.echo(f"  {where}: {what}", err=True)
+    if count > 20:
+        click.echo(f"  … and {count - 20} more", err=True)
+    click.echo(f"  hint: {exc.hint}", err=True)
+    return EXIT_REFUSED
 
 
 def _refuse(message: str, hint: str) -> int:

@@ -289,11 +289,11 @@ async def run_map(
     `journal_path` if there is one); nothing is submitted when an input is refused."""
     if not inputs:
         raise InputError([("inputs", "there are none")], hint="give at least one input")
-    response = await http.get(f"/v1/endpoints/{endpoint}")
-    _raise_for(response)
-    check_inputs(endpoint, response.json().get("inputSchema") or {}, inputs, where)
     journal = Journal.open(journal_path, endpoint, inputs)
     try:
+        response = await http.get(f"/v1/endpoints/{endpoint}")
+        _raise_for(response)
+        check_inputs(endpoint, response.json().get("inputSchema") or {}, inputs, where)
         mapper = Mapper(
             http,
             journal,

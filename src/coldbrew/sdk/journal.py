@@ -85,10 +85,12 @@ class Journal:
     entries: list[Entry]
     path: Path | None = None
     _file: BinaryIO | None = field(default=None, repr=False)
+    _header: dict[str, Any] | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, path: Path | None, endpoint: str, inputs: Sequence[dict[str, Any]]) -> Journal:
-        """Resume the journal at `path`, or start one (in memory only when `path` is None).
+        """Resume the journal at `path`, or start one (in memory only when `path` is None; the
+        file is written from the first event on, so a map refused before it starts leaves none).
 
         Refuses a journal written for another endpoint or other inputs.
         """
@@ -98,15 +100,13 @@ class Journal:
         else:
             entries = [Entry() for _ in inputs]
             journal = cls(endpoint, sha, secrets.token_hex(8), entries, path)
-            journal._append(
-                {
-                    "journal": JOURNAL_FORMAT,
-                    "endpoint": endpoint,
-                    "inputsSha256": sha,
-                    "inputs": len(inputs),
-                    "runId": journal.run_id,
-                }
-            )
+            journal._header = {
+                "journal": JOURNAL_FORMAT,
+                "endpoint": endpoint,
+                "inputsSha256": sha,
+                "inputs": len(inputs),
+                "runId": journal.run_id,
+            }
         return journal
 
     @classmethod
@@ -178,6 +178,9 @@ class Journal:
             return
         if self._file is None:
             self._file = self.path.open("ab", buffering=0)
+        if self._header is not None:  # a new journal's file appears with its first event
+            self._file.write(orjson.dumps(self._header) + b"\n")
+            self._header = None
         # One write of one whole line: a kill leaves at most a cut last line, dropped on load.
         # Not fsynced: the page cache outlives the client process; a power loss may lose the tail.
         self._file.write(orjson.dumps(event) + b"\n")
