@@ -156,7 +156,7 @@ def test_a_file_that_is_not_a_journal_or_is_damaged_is_refused(tmp_path: Path) -
     journal.close()
     with damaged.open("ab") as file:
         file.write(b"garbage\n" + b'{"i": 1, "a": 0, "id": "j1"}\n')
-    with pytest.raises(MapError, match="line 3 of .* is damaged"):
+    with pytest.raises(MapError, match=r"line 3 of .* is damaged"):
         Journal.open(damaged, "echo", INPUTS)
 
 
