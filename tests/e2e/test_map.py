@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from coldbrew import Client
-from coldbrew.sdk.bulk import MapProgress
+from coldbrew import Client, MapProgress
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
+from coldbrew import Client
 from coldbrew.sdk.bulk import MapProgress, check_inputs, result_line
 from coldbrew.sdk.journal import (
     InputError,
@@ -327,3 +329,12 @@ def test_the_bar_writes_a_line_every_few_seconds_to_a_log() -> None:
         "100/200",
         "200/200",
     ]
+
+
+def test_client_map_inside_an_event_loop_points_to_map_async() -> None:
+    async def inside() -> None:
+        with Client("http://127.0.0.1:9", "cb_unused") as client:
+            client.map("echo", [{}])
+
+    with pytest.raises(RuntimeError, match=r"await client.map_async\(\.\.\.\)"):
+        asyncio.run(inside())
