@@ -4,6 +4,7 @@ resume after `kill -9` of the client that runs no input twice."""
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -111,6 +112,37 @@ def test_a_map_killed_mid_way_resumes_without_running_any_input_twice(
     assert jobs_created(server, "toy") == count
     assert f"{len(finished)} from the journal" in resumed.stderr
     assert not journal.exists()
+
+
+def test_ctrl_c_stops_a_map_with_a_resume_hint(server: Server, tmp_path: Path) -> None:
+    server.start(TOYS)
+    inputs = write_inputs(
+        tmp_path / "in.jsonl", [{"value": i, "sleep_s": 0.05} for i in range(300)]
+    )
+    out = tmp_path / "results.jsonl"
+    journal = tmp_path / "results.jsonl.partial"
+    client = subprocess.Popen(
+        [sys.executable, "-m", "coldbrew", "map", "toy", str(inputs), "--out", str(out)],
+        env=server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not journal.exists() or sum("result" in e for e in journal_events(journal)) < 20:
+        assert client.poll() is None, "the map ended before it could be interrupted"
+        assert time.monotonic() < deadline, "the map made no progress"
+        time.sleep(0.02)
+    client.send_signal(signal.SIGINT)
+    _, stderr = client.communicate(timeout=60)
+
+    assert client.returncode == 130
+    last = stderr.splitlines()[-1]
+    assert last.startswith("interrupted: ")
+    assert last.endswith(
+        f"of 300 inputs done; run the same command again to resume (journal: {journal})"
+    )
+    assert journal.exists() and not out.exists()
 
 
 def test_client_map_returns_results_in_order(server: Server, capsys: Any) -> None:
