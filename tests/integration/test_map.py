@@ -202,8 +202,11 @@ async def test_retry_failed_runs_only_the_failed_inputs_again(tmp_path: Path) ->
         inputs = [{"value": 0}, {"value": 1, "crash": "flaky", "once_marker": marker}]
         path = tmp_path / "j"
         first = await run_map(cb.http, "toy", inputs, journal_path=path)
-        kept = await run_map(cb.http, "toy", inputs, journal_path=path)
-        retried = await run_map(cb.http, "toy", inputs, journal_path=path, retry_failed=True)
+        seen: list[Any] = []
+        kept = await run_map(cb.http, "toy", inputs, journal_path=path, on_progress=seen.append)
+        retried = await run_map(
+            cb.http, "toy", inputs, journal_path=path, retry_failed=True, on_progress=seen.append
+        )
 
         assert (
             [r["status"] for r in first] == [r["status"] for r in kept] == ["COMPLETED", "FAILED"]
@@ -211,6 +214,9 @@ async def test_retry_failed_runs_only_the_failed_inputs_again(tmp_path: Path) ->
         assert [r["status"] for r in retried] == ["COMPLETED", "COMPLETED"]
         assert retried[0] == first[0]
         assert retried[1]["id"] != first[1]["id"]
+        kept_report, retried_report = seen[0], seen[-1]
+        assert (kept_report.done, kept_report.failed, kept_report.resumed) == (2, 1, 2)
+        assert (retried_report.done, retried_report.failed, retried_report.resumed) == (2, 0, 1)
         assert await jobs_of(cb, "toy") == 3
 
 

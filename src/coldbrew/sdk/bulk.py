@@ -130,6 +130,7 @@ class Mapper:
         self._pending: deque[int] = deque()
         self._in_flight: set[int] = set()
         self._resumed = 0
+        self._done = self._failed = 0  # counted as results arrive: a report costs O(1)
         self._started = 0.0
 
     async def run(self) -> list[dict[str, Any]]:
@@ -159,6 +160,7 @@ class Mapper:
                 self._pending.append(index)
             elif entry.result is not None:
                 self._resumed += 1
+                self._failed += entry.failed
             elif entry.job_id is not None:
                 self._in_flight.add(index)
             else:
@@ -192,7 +194,7 @@ class Mapper:
         if response.status_code == 400 and _error_of(response).get("type") == "invalid_input":
             error = _error_of(response)  # the endpoint changed since the inputs were checked
             line = {"id": None, "status": "FAILED", "error": error.get("message", "")}
-            self._journal.finished(index, {**line, "errorDetail": error})
+            self._finished(index, {**line, "errorDetail": error})
             return
         _raise_for(response)
         self._journal.submitted(index, response.json()["id"])
@@ -212,7 +214,7 @@ class Mapper:
             for job in body["jobs"]:
                 if job["status"] in _FINAL:
                     index = by_id[job["id"]]
-                    self._journal.finished(index, result_line(job))
+                    self._finished(index, result_line(job))
                     self._in_flight.discard(index)
                     moved = True
             for job_id in body["notFound"]:
@@ -223,6 +225,11 @@ class Mapper:
                 self._pending.appendleft(index)
                 moved = True
         return moved
+
+    def _finished(self, index: int, result: dict[str, Any]) -> None:
+        self._journal.finished(index, result)
+        self._done += 1
+        self._failed += result["status"] != "COMPLETED"
 
     async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request, tried again on transport errors, 5xx and 429 (every call is idempotent)."""
@@ -250,13 +257,12 @@ class Mapper:
     def _report(self, finished: bool = False) -> None:
         if self._on_progress is None:
             return
-        entries = self._journal.entries
         self._on_progress(
             MapProgress(
                 endpoint=self._journal.endpoint,
-                total=len(entries),
-                done=sum(1 for e in entries if e.result is not None),
-                failed=sum(1 for e in entries if e.failed),
+                total=len(self._journal.entries),
+                done=self._resumed + self._done,
+                failed=self._failed,
                 in_flight=len(self._in_flight),
                 resumed=self._resumed,
                 elapsed_s=self._clock.monotonic() - self._started,
