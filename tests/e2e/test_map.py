@@ -247,6 +247,14 @@ def test_failed_inputs_are_reported_and_run_again_with_retry_failed(
     assert not journal.exists()
 
 
+def test_an_output_in_a_missing_folder_is_refused(server: Server, tmp_path: Path) -> None:
+    inputs = write_inputs(tmp_path / "in.jsonl", [{}])
+    out = tmp_path / "nowhere" / "results.jsonl"
+    done = server.cli("map", "toy", str(inputs), "--out", str(out), check=False)
+    assert done.returncode == 2
+    assert f"error: cannot write {out}: the folder {out.parent} does not exist" in done.stderr
+
+
 @pytest.mark.parametrize("flag", ["--max-in-flight=0", "--max-in-flight=x"])
 def test_a_bad_option_is_a_usage_error(server: Server, tmp_path: Path, flag: str) -> None:
     inputs = write_inputs(tmp_path / "in.jsonl", [{}])

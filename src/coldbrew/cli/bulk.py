@@ -45,6 +45,11 @@ def map_command(
         inputs, lines = read_inputs(inputs_file)
     except MapError as exc:
         return _refuse_map(exc, inputs_file)
+    if not out.absolute().parent.is_dir():
+        return _refuse(
+            f"cannot write {out}: the folder {out.absolute().parent} does not exist",
+            "create it, or choose another --out",
+        )
     if out.exists() and not journal.exists() and not overwrite:
         return _refuse(
             f"{out} already exists and no map is in progress there ({journal.name} is absent)",
