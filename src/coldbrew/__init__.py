@@ -21,7 +21,9 @@ from coldbrew.sdk.names import Batch
 if TYPE_CHECKING:
     from coldbrew.integrations.webhooks import verify_webhook
     from coldbrew.runtime.weights import load_safetensors
+    from coldbrew.sdk.bulk import MapProgress
     from coldbrew.sdk.client import APIError, Client
+    from coldbrew.sdk.journal import MapError
     from coldbrew.sdk.spec import DeploymentSpec, Scaler
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "Client",
     "ColdbrewError",
     "DeploymentSpec",
+    "MapError",
+    "MapProgress",
     "Scaler",
     "load_safetensors",
     "verify_webhook",
@@ -43,6 +47,8 @@ _LAZY = {
     "APIError": "coldbrew.sdk.client",
     "Client": "coldbrew.sdk.client",
     "DeploymentSpec": "coldbrew.sdk.spec",
+    "MapError": "coldbrew.sdk.journal",
+    "MapProgress": "coldbrew.sdk.bulk",
     "Scaler": "coldbrew.sdk.spec",
     "load_safetensors": "coldbrew.runtime.weights",
     "verify_webhook": "coldbrew.integrations.webhooks",

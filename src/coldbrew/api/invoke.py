@@ -27,6 +27,7 @@ from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version, 
 log = logging.getLogger("coldbrew.api")
 
 MAX_WAIT_MS = 300_000
+MAX_IDEMPOTENCY_KEY = 255
 STREAM_POLL_WAIT_S = 1.0  # a /stream poll waits this long for a new chunk before answering
 #: Schema keywords whose bound is worth echoing next to jsonschema's message.
 _SHOWN_CONSTRAINTS = frozenset(
@@ -185,8 +186,15 @@ class Invoker:
         """POST /v2/{name}/run: queue durably, answer with the id."""
         principal = await self.keys.resolve(request)
         job = await self.submit(principal, name, await request.body(), _use_cache(request))
-        await self.enqueue(job)
-        return json_response({"id": job.id, "status": job.status.value})
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            await self.enqueue(job)
+            return json_response({"id": job.id, "status": job.status.value})
+        job, replayed = await self.enqueue_once(job, key)
+        response = json_response({"id": job.id, "status": job.status.value})
+        if replayed:
+            response.headers["idempotent-replayed"] = "true"
+        return response
 
     async def runsync(self, name: str, request: Request) -> Response:
         """POST /v2/{name}/runsync: run and wait up to ?wait= ms for the final status."""
@@ -213,6 +221,33 @@ class Invoker:
                 job = await scheduler.persist(job)
             job = await self.job(principal, name, job.id)
         return json_response(status_json(job))
+
+    async def enqueue_once(self, job: Job, key: str) -> tuple[Job, bool]:
+        """`enqueue` under an `Idempotency-Key`: a repeat of a request gets the first job back.
+
+        Returns the job and whether it is a replay. The key belongs to the account until the job
+        is purged; reusing it for another endpoint or input is a 409.
+        """
+        if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isascii() and key.isprintable()):
+            raise InvalidRequest(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+                hint="a UUID is a good key",
+            )
+        stored = await self.platform.store.create_job_once(job, key)
+        if stored.id != job.id:
+            if stored.endpoint != job.endpoint or stored.input != job.input:
+                raise Conflict(
+                    f"Idempotency-Key {key!r} was already used for another request "
+                    f"(job {stored.id} on endpoint {stored.endpoint!r})",
+                    hint="use a new key for a new request",
+                )
+            return stored, True
+        self.platform.scheduler.record_arrival(job)  # the rest is as in enqueue()
+        if job.cached:
+            self.platform.scheduler.announce_final(job)
+        else:
+            await self.platform.scheduler.dispatch_now(job)
+        return job, False
 
     def remember(self, job: Job) -> None:
         """A final-job listener: keep completed outputs of caching endpoints."""

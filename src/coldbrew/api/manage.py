@@ -20,6 +20,7 @@ from coldbrew.sdk.names import NAME_PATTERN
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.models import Budget, Endpoint, Principal, UsageKind
 
+MAX_LOOKUP_IDS = 1000
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -210,6 +211,26 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
                 "deliveries": await platform.store.deliveries(job.id),
             }
         return json_response(body)
+
+    @routes.post("/jobs/lookup", summary="Many jobs' status at once (yours; at most 1000 ids)")
+    async def lookup_jobs(request: Request) -> Response:
+        principal = await keys.resolve(request)
+        ids = _json_body(await request.body()).get("ids")
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise InvalidRequest("'ids' must be a list of job ids", hint='send {"ids": ["…"]}')
+        if len(ids) > MAX_LOOKUP_IDS:
+            raise InvalidRequest(
+                f"at most {MAX_LOOKUP_IDS} ids per lookup, got {len(ids)}",
+                hint="split them over several requests",
+            )
+        jobs = await platform.store.get_jobs(ids, principal.account)
+        found = {job.id for job in jobs}
+        return json_response(
+            {
+                "jobs": [status_json(job) for job in jobs],
+                "notFound": [i for i in dict.fromkeys(ids) if i not in found],
+            }
+        )
 
     @routes.get("/jobs/{job_id}/logs", summary="What the worker printed while running the job")
     async def job_logs(job_id: str, request: Request) -> Response:

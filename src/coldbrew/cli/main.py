@@ -150,6 +150,56 @@ def run(name: str, input_text: str, is_async: bool, wait_ms: int | None) -> None
                 sys.exit(1)
 
 
+@main.command("map")
+@click.argument("name")
+@click.argument("inputs", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="results: one JSON line per input, in input order",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 10_000),
+    default=64,
+    show_default=True,
+    help="jobs queued or running at once",
+)
+@click.option("--retry-failed", is_flag=True, help="run the inputs that failed last time again")
+@click.option("--overwrite", is_flag=True, help="replace an --out file that a finished map left")
+@click.option("--no-progress", is_flag=True, help="no progress bar on stderr")
+def map_(
+    name: str,
+    inputs: Path,
+    out: Path,
+    max_in_flight: int,
+    retry_failed: bool,
+    overwrite: bool,
+    no_progress: bool,
+) -> None:
+    """Run each line of INPUTS (one JSON object: a job's input) on NAME; results to --out.
+
+    Interrupted (Ctrl-C, a kill)? Run the same command again: the journal OUT.partial makes it
+    poll the jobs already submitted and skip the finished ones. Exit status 0 when every input
+    completed, 1 when some failed, 2 when refused before starting, 130 when interrupted.
+    """
+    from coldbrew.cli.bulk import map_command
+
+    with _client() as client:
+        code = map_command(
+            client,
+            name,
+            inputs,
+            out,
+            max_in_flight=max_in_flight,
+            retry_failed=retry_failed,
+            overwrite=overwrite,
+            progress=not no_progress,
+        )
+    sys.exit(code)
+
+
 @main.command()
 @click.argument("job_id")
 def status(job_id: str) -> None:

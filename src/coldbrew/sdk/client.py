@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from coldbrew.sdk.package import package
+
+if TYPE_CHECKING:
+    from coldbrew.sdk.bulk import MapProgress
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _CHUNK = 1 << 20
@@ -57,6 +61,7 @@ class Client:
         key = api_key or default_api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+        self._headers, self._timeout_s = headers, timeout_s
 
     def close(self) -> None:
         self._http.close()
@@ -107,6 +112,76 @@ class Client:
     def cancel(self, endpoint: str, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("POST", f"/v2/{endpoint}/cancel/{job_id}")
         return result
+
+    def map(
+        self,
+        endpoint: str,
+        inputs: Iterable[dict[str, Any]],
+        *,
+        max_in_flight: int = 64,
+        journal: Path | str | None = None,
+        retry_failed: bool = False,
+        progress: bool | Callable[[MapProgress], None] = False,
+    ) -> list[dict[str, Any]]:
+        """Run every input as an async job of `endpoint`; the results in input order.
+
+        Each result is `{"index", "id", "status", "output"}`, or `{"index", "id", "status",
+        "error", "errorDetail"}` for an input whose job did not complete; a failed input does not
+        stop the others. At most `max_in_flight` jobs are queued or running at a time. With a
+        `journal` file the map resumes after an interruption without running finished inputs
+        again (and `retry_failed` runs the failed ones again); the file is kept afterwards.
+        `progress=True` draws a progress bar on stderr, or pass a callback. Inputs that are not
+        objects or do not match the endpoint's schema raise `MapError` before anything runs.
+        """
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(
+                self.map_async(
+                    endpoint,
+                    inputs,
+                    max_in_flight=max_in_flight,
+                    journal=journal,
+                    retry_failed=retry_failed,
+                    progress=progress,
+                )
+            )
+        raise RuntimeError("Client.map blocks; in async code use `await client.map_async(...)`")
+
+    async def map_async(
+        self,
+        endpoint: str,
+        inputs: Iterable[dict[str, Any]],
+        *,
+        max_in_flight: int = 64,
+        journal: Path | str | None = None,
+        retry_failed: bool = False,
+        progress: bool | Callable[[MapProgress], None] = False,
+    ) -> list[dict[str, Any]]:
+        """`map` for async code."""
+        from coldbrew.sdk.bulk import run_map
+        from coldbrew.sdk.progress import ProgressBar
+
+        bar = ProgressBar() if progress is True else None
+        on_progress = progress if not isinstance(progress, bool) else bar
+        try:
+            async with self.async_http() as http:
+                return await run_map(
+                    http,
+                    endpoint,
+                    list(inputs),
+                    journal_path=Path(journal) if journal is not None else None,
+                    max_in_flight=max_in_flight,
+                    retry_failed=retry_failed,
+                    on_progress=on_progress,
+                )
+        finally:
+            if bar is not None:
+                bar.close()
+
+    def async_http(self) -> httpx.AsyncClient:
+        """An `httpx.AsyncClient` with this client's URL, key and timeout (close it after use)."""
+        return httpx.AsyncClient(base_url=self.url, headers=self._headers, timeout=self._timeout_s)
 
     # management
     def endpoints(self) -> list[dict[str, Any]]:

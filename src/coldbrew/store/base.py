@@ -6,7 +6,7 @@ claim or finish the same job.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from coldbrew.store.models import (
@@ -91,6 +91,21 @@ class Store(ABC):
         self, account: str | None, limit: int, before: float | None = None
     ) -> list[Job]:
         """Jobs newest first (one account's, or all), created before `before` when given."""
+
+    @abstractmethod
+    async def get_jobs(self, job_ids: Sequence[str], account: str | None = None) -> list[Job]:
+        """The jobs among `job_ids` that exist (and belong to `account`), in the order asked.
+
+        Ids that are unknown, purged or another account's are simply left out.
+        """
+
+    @abstractmethod
+    async def create_job_once(self, job: Job, key: str) -> Job:
+        """Create `job` unless its account already has a job under the idempotency `key`.
+
+        Returns the job stored under the key: `job` itself, or the earlier one (a replay). The
+        key is forgotten when that job is purged.
+        """
 
     @abstractmethod
     async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,9 @@ CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, version_id, created_at);
 CREATE INDEX IF NOT EXISTS jobs_endpoint ON jobs(endpoint_id, status);
 CREATE INDEX IF NOT EXISTS jobs_expiry ON jobs(expires_at);
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    account TEXT NOT NULL, key TEXT NOT NULL, job_id TEXT NOT NULL, PRIMARY KEY (account, key));
+CREATE INDEX IF NOT EXISTS idempotency_keys_job ON idempotency_keys(job_id);
 CREATE TABLE IF NOT EXISTS job_logs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, job_id TEXT NOT NULL, ts REAL NOT NULL,
     stream TEXT NOT NULL, line TEXT NOT NULL);
@@ -93,6 +96,7 @@ _JOB_COLUMNS = (
     "cold_start, cold_start_detail, cost_usd, webhook_url, webhook_state, cached"
 )
 _JOB_UPSERT = ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in _JOB_COLUMNS.split(",")[1:])
+_IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 _VERSION_COLUMNS = (
     "v.id, v.endpoint_id, e.account, e.name, v.number, v.artifact_sha, v.module, v.class_name, "
     "v.spec, v.input_schema, v.created_at"
@@ -345,6 +349,35 @@ class SQLiteStore(Store):
         )
         return [_job(row) for row in rows]
 
+    async def get_jobs(self, job_ids: Sequence[str], account: str | None = None) -> list[Job]:
+        wanted = list(dict.fromkeys(job_ids))
+        found: dict[str, Job] = {}
+        for start in range(0, len(wanted), _IDS_PER_QUERY):
+            chunk = wanted[start : start + _IDS_PER_QUERY]
+            sql = f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id IN ({', '.join('?' * len(chunk))})"
+            params: list[Any] = list(chunk)
+            if account is not None:
+                sql += " AND account=?"
+                params.append(account)
+            found.update((row["id"], _job(row)) for row in self._all(sql, params))
+        return [found[i] for i in wanted if i in found]
+
+    async def create_job_once(self, job: Job, key: str) -> Job:
+        with self._transaction():
+            row = self._one(
+                f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = (SELECT job_id FROM "
+                "idempotency_keys WHERE account=? AND key=?)",
+                [job.account, key],
+            )
+            if row is not None:
+                return _job(row)
+            self._db.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (account, key, job_id) VALUES (?, ?, ?)",
+                (job.account, key, job.id),
+            )
+            await self.create_job(job)  # inline statements: no other coroutine runs in between
+        return job
+
     async def claim(self, version_id: int, worker_id: str, now: float) -> Job | None:
         row = self._one(
             "UPDATE jobs SET status='IN_PROGRESS', attempts=attempts+1, started_at=?, "
@@ -525,6 +558,7 @@ class SQLiteStore(Store):
         try:
             self._db.execute(f"DELETE FROM job_logs WHERE job_id IN ({expired})", (now,))
             self._db.execute(f"DELETE FROM webhook_deliveries WHERE job_id IN ({expired})", (now,))
+            self._db.execute(f"DELETE FROM idempotency_keys WHERE job_id IN ({expired})", (now,))
             cursor = self._db.execute(f"DELETE FROM jobs WHERE id IN ({expired})", (now,))
             self._db.execute("COMMIT")
         except BaseException:
