@@ -223,6 +223,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
                 f"at most {MAX_LOOKUP_IDS} ids per lookup, got {len(ids)}",
                 hint="split them over several requests",
             )
+        await platform.scheduler.write_back()  # sync-lane jobs not yet written
         jobs = await platform.store.get_jobs(ids, principal.account)
         found = {job.id for job in jobs}
         return json_response(
