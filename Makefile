@@ -52,4 +52,11 @@ clean:
 bench-coldstart: $(VENV)/.examples
 	$(BIN)/python bench/coldstart.py $(BENCH_ARGS)
 
-bench: bench-coldstart
+# Warm-path benchmark (issue 4): coldbrew vs LitServe vs Ray Serve on the same model code, with
+# wrk as the load generator (apt-get install -y wrk). BENCH_ARGS="--only noop --rounds 1" etc.
+.PHONY: bench-throughput
+bench-throughput: $(VENV)/.examples weights
+	@command -v wrk >/dev/null || { echo "bench-throughput needs wrk: apt-get install -y wrk"; exit 1; }
+	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
+
+bench: bench-coldstart bench-throughput

@@ -68,6 +68,9 @@ class Template:
             self.model = self.cls()
             if callable(getattr(self.model, "setup", None)):
                 self.model.setup()
+        if "numpy" in sys.modules:  # imported here once, not in every child (_restore_threads)
+            with contextlib.suppress(ImportError):
+                importlib.import_module("threadpoolctl")
         return imported - started, time.perf_counter() - imported
 
     def serve(self) -> None:
@@ -173,6 +176,17 @@ class Template:
         wanted = self.saved_env.get("OMP_NUM_THREADS")
         if torch is not None and wanted and wanted.isdigit():
             torch.set_num_threads(int(wanted))
+        if "numpy" in sys.modules:
+            # BLAS as a freshly started process would have it: the operator's count, else one
+            # thread per core (the template loaded it with one; its pool was never started, so
+            # the child may start threads). torch keeps what setup() chose.
+            blas = self.saved_env.get("OPENBLAS_NUM_THREADS") or wanted
+            threads = int(blas) if blas and blas.isdigit() else (os.cpu_count() or 1)
+            try:
+                from threadpoolctl import threadpool_limits
+            except ImportError:
+                return
+            threadpool_limits(limits=threads, user_api="blas")
 
 
 def main() -> None:
