@@ -375,15 +375,14 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
         )
         if retried is None:
             raise Conflict(f"job {job_id} changed state meanwhile; fetch its status")
-        platform.scheduler.notify()
+        platform.scheduler.mark_queued(retried.version_id)
         return json_response({"id": retried.id, "status": retried.status.value})
 
     @routes.get("/health", summary="Job counts and workers of the endpoint")
     async def health(endpoint: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         ep = await invoker.endpoint(principal, endpoint)
-        await platform.scheduler.write_back()
-        jobs = await platform.store.health(ep.id)
+        jobs = await platform.scheduler.health(ep.id)
         workers = platform.scheduler.worker_counts(ep.id)
         return json_response(
             {

@@ -151,7 +151,7 @@ def router(invoker: Invoker) -> APIRouter:
             models = await store.get_endpoint(principal.account, "models")
             if models is not None:  # RunPod's GET /v2/{endpoint}/health for endpoint "models"
                 workers = platform.scheduler.worker_counts(models.id)
-                jobs = await store.health(models.id)
+                jobs = await platform.scheduler.health(models.id)
                 return json_response(
                     {
                         "jobs": jobs,

@@ -38,8 +38,7 @@ def parse_since(text: str) -> float:
 
 async def endpoint_json(platform: Platform, endpoint: Endpoint, detail: bool) -> dict[str, Any]:
     version = await platform.store.get_version(endpoint.current_version_id)
-    await platform.scheduler.write_back()
-    health = await platform.store.health(endpoint.id)
+    health = await platform.scheduler.health(endpoint.id)
     body: dict[str, Any] = {
         "name": endpoint.name,
         "version": version.number,

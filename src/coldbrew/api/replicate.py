@@ -393,6 +393,7 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
     @routes.get("/predictions", summary="Your predictions, newest first")
     async def list_predictions(request: Request, cursor: float | None = None) -> Response:
         principal = await keys.resolve(request)
+        await platform.scheduler.write_back()  # sync-lane jobs not yet written
         jobs = await platform.store.account_jobs(principal.account, _PAGE, before=cursor)
         results = [await replicate.describe(job, base(request)) for job in jobs]
         after = None

@@ -77,6 +77,7 @@ class Scheduler:
         self._last_purge = 0.0
         self._arrivals: Counter[tuple[int, int, int]] = Counter()
         self._maybe_queued: set[int] = set()  # versions whose store queue may hold jobs
+        self._queued_meanwhile: set[int] = set()
         # the sync lane: /runsync jobs that found a warm worker, kept in memory until final
         self._sync: defaultdict[int, deque[Job]] = defaultdict(deque)  # version -> waiting
         self._unsaved: dict[str, Job] = {}  # every in-memory job by id, until written
@@ -154,9 +155,25 @@ class Scheduler:
         return True
 
     def _queued(self, job: Job) -> bool:
-        self._maybe_queued.add(job.version_id)
-        self.notify()
+        self.mark_queued(job.version_id)
         return False
+
+    def mark_queued(self, version_id: int) -> None:
+        """The version has jobs in the store's queue: the sync lane stops taking its jobs (and
+        spills those it holds into the store at the next tick) so one FIFO order holds."""
+        self._maybe_queued.add(version_id)
+        self._queued_meanwhile.add(version_id)
+        self.notify()
+
+    async def _spill(self, vid: int) -> None:
+        """Move the version's waiting sync-lane jobs into the store's queue (by created_at)."""
+        waiting = list(self._sync.pop(vid, ()))
+        for job in waiting:
+            job.durable = True
+        if waiting:
+            await self.store.save_jobs(waiting)
+        for job in waiting:
+            self._unsaved.pop(job.id, None)
 
     async def run_sync(self, job: Job) -> asyncio.Future[Job] | None:
         """Take a /runsync job into the sync lane: while a worker of its version is up and
@@ -329,6 +346,9 @@ class Scheduler:
 
     async def cancel(self, job_id: str, account: str) -> Job:
         """Cancel a queued or running job; a worker running it alone is replaced."""
+        unsaved = self._unsaved.get(job_id)
+        if unsaved is not None and unsaved.account == account:
+            await self.persist(unsaved)  # from here it is an ordinary stored job
         job = await self.store.get_job(job_id, account)
         if job is None:
             raise NotFound(f"no job {job_id!r}", hint="check the id returned by /run")
@@ -348,7 +368,15 @@ class Scheduler:
         return final
 
     async def purge_queue(self, endpoint_id: int) -> int:
-        jobs = await self.store.purge_queue(endpoint_id, self.clock.time())
+        """Cancel every queued job of the endpoint, in the store and in the sync lane."""
+        now = self.clock.time()
+        jobs = await self.store.purge_queue(endpoint_id, now)
+        for vid in [v for v, queue in self._sync.items() if queue]:
+            cached = self._versions.get(vid)
+            if cached is not None and cached[0].endpoint_id == endpoint_id:
+                jobs += [
+                    self._end_unsaved(j, JobStatus.CANCELLED, now) for j in self._sync.pop(vid)
+                ]
         for job in jobs:
             self._finalized(job)
         return len(jobs)
@@ -458,7 +486,9 @@ class Scheduler:
     async def tick(self) -> None:
         """One reconciliation: scale, dispatch, time out, flush."""
         now = self.clock.monotonic()
-        self._maybe_queued = set()  # rebuilt from the store's queue by _dispatch
+        self._queued_meanwhile = set()  # _queued() adds here too while this tick runs
+        for vid in [v for v, queue in self._sync.items() if queue and v in self._maybe_queued]:
+            await self._spill(vid)
         stats = await self.store.queue_stats()
         both = dict(stats)
         for vid, queue in self._sync.items():  # the sync lane's waiting jobs count as queued
@@ -686,9 +716,10 @@ class Scheduler:
         if final is not None:
             self._finalized(final)
         self._mark_idle_if_free(worker)
-        if worker.version.id in self._maybe_queued:
-            self.notify()  # the store's queue goes first: a tick dispatches it
-        else:
+        capped = self._running[worker.version.account] + 1 >= self.settings.account_concurrency_cap
+        if worker.version.id in self._maybe_queued or capped:
+            self.notify()  # the store's queue goes first; capped jobs of other endpoints may go
+        if worker.version.id not in self._maybe_queued:
             await self._pump(worker.version.id)
 
     def _mark_idle_if_free(self, worker: ManagedWorker) -> None:
@@ -708,7 +739,7 @@ class Scheduler:
         reason = describe_exit(code, worker.stop_reason)
         if worker.ready_wall is None and worker.stop_reason is None:
             await self._setup_failed(worker, reason)
-        for inflight in list(worker.jobs.values()):
+        for inflight in reversed(list(worker.jobs.values())):  # retries keep their order
             self._running[inflight.job.account] -= 1
             await self._worker_lost(inflight.job, reason)
         worker.jobs.clear()
@@ -723,6 +754,7 @@ class Scheduler:
             self.notify()
             return
         if job.durable and job.attempts < job.max_attempts and await self.store.requeue(job.id):
+            self.mark_queued(job.version_id)
             log.warning(
                 "job %s: %s; retrying (attempt %d)",
                 job.id,
@@ -837,7 +869,7 @@ class Scheduler:
                 await self._assign(worker, job)
         # jobs queued while this tick ran were added by _queued() meanwhile
         self._store_queued = {vid: n for vid, n in queued.items() if n > 0}
-        self._maybe_queued |= self._store_queued.keys()
+        self._maybe_queued = set(self._store_queued) | self._queued_meanwhile
 
     async def _dispatch_batch(self, version: Version, spec: DeploymentSpec, queued: int) -> int:
         """Send up to `batch.max_size` queued jobs to an idle worker as one batch.
@@ -986,6 +1018,16 @@ class Scheduler:
         for listener in self._listeners:
             listener(job)
 
+    async def health(self, endpoint_id: int) -> dict[str, int]:
+        """The endpoint's job counts by status, the sync lane's in-memory jobs included."""
+        await self._write_back()
+        counts = await self.store.health(endpoint_id)
+        for job in self._unsaved.values():
+            if job.endpoint_id == endpoint_id and not job.status.final:
+                key = "inQueue" if job.status is JobStatus.IN_QUEUE else "inProgress"
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
     async def write_back(self) -> None:
         """Write the sync lane's final jobs now (before reading jobs back in aggregate)."""
         await self._write_back()
@@ -994,7 +1036,11 @@ class Scheduler:
         """Write the sync lane's final jobs, many per transaction."""
         if self._writeback:
             jobs, self._writeback = self._writeback, []
-            await self.store.save_jobs(jobs)
+            try:
+                await self.store.save_jobs(jobs)
+            except BaseException:
+                self._writeback[:0] = jobs  # kept for the next flush
+                raise
             for job in jobs:
                 if self._unsaved.get(job.id) is job:
                     del self._unsaved[job.id]

@@ -1,0 +1,242 @@
+"""The scheduler's sync lane against its edge cases: one FIFO with the store's queue, purge and
+delete, cancel, a failing write-back, health counts. A scripted worker handle (the test answers
+its jobs), a fake clock and the real SQLite store in memory."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldbrew.backends.base import WorkerLaunch
+from coldbrew.clock import FakeClock
+from coldbrew.config import Settings
+from coldbrew.control.scheduler import Scheduler
+from coldbrew.errors import NotFound
+from coldbrew.store.models import Job, JobStatus
+from coldbrew.store.sqlite import SQLiteStore
+
+
+class FakeHandle:
+    """A worker that is ready at once; the test answers its jobs with `done()`."""
+
+    pid = 1
+
+    def __init__(self) -> None:
+        self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.sent: list[dict[str, Any]] = []
+        self.running: set[str] = set()
+        self.draining = False
+        self.frames.put_nowait({"t": "ready", "import_s": 0.0, "setup_s": 0.0})
+
+    async def send(self, frame: dict[str, Any]) -> None:
+        self.sent.append(frame)
+        if frame["t"] == "job":
+            self.running.add(frame["id"])
+        elif frame["t"] == "batch":
+            self.running.update(frame["ids"])
+        elif frame["t"] == "stop":  # as the real worker: finish what runs, then exit
+            self.draining = True
+            if not self.running:
+                self.frames.put_nowait(None)
+
+    async def recv(self) -> dict[str, Any] | None:
+        return await self.frames.get()
+
+    def kill(self) -> None:
+        self.frames.put_nowait(None)
+
+    async def wait(self) -> int:
+        return 0
+
+    def done(self, job_id: str) -> None:
+        self.running.discard(job_id)
+        self.frames.put_nowait({"t": "done", "id": job_id, "output": {"ok": True}})
+        if self.draining and not self.running:
+            self.frames.put_nowait(None)
+
+    def job_ids(self) -> list[str]:
+        ids: list[str] = []
+        for f in self.sent:
+            ids += [f["id"]] if f["t"] == "job" else f.get("ids", [])
+        return ids
+
+
+class FakeBackend:
+    def __init__(self) -> None:
+        self.handles: list[FakeHandle] = []
+
+    async def start(self, launch: WorkerLaunch) -> FakeHandle:
+        handle = FakeHandle()
+        self.handles.append(handle)
+        return handle
+
+    async def prepare(self, launches: list[WorkerLaunch]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+class World:
+    def __init__(self, tmp_path: Path) -> None:
+        self.clock = FakeClock()
+        self.store = SQLiteStore(":memory:")
+        self.backend = FakeBackend()
+        settings = Settings(home=tmp_path, hardware_slots={"cpu": 1})
+        self.scheduler = Scheduler(self.store, self.backend, self.clock, settings)
+
+    async def setup(self) -> None:
+        await self.store.create_account("a", "whsec_x", self.clock.time())
+        self.version, _ = await self.store.add_version(
+            "a", "e", "sha", "app", "E", {"min_workers": 1}, {}, self.clock.time()
+        )
+        await self.scheduler.refresh_endpoints()
+        await self.scheduler.tick()  # min_workers=1: one worker starts
+        await settle()
+        assert len(self.backend.handles) == 1
+
+    def job(self) -> Job:
+        self.clock.advance(0.01)  # distinct created_at, in arrival order
+        return Job(
+            id=str(uuid.uuid4()),
+            account="a",
+            endpoint_id=self.version.endpoint_id,
+            endpoint="e",
+            version_id=self.version.id,
+            status=JobStatus.IN_QUEUE,
+            input={},
+            created_at=self.clock.time(),
+            expires_at=self.clock.time() + 3600,
+            timeout_s=600,
+            max_attempts=3,
+        )
+
+    async def run_durable(self, job: Job) -> None:
+        """What Invoker.enqueue does for POST /run."""
+        await self.store.create_job(job)
+        self.scheduler.record_arrival(job)
+        await self.scheduler.dispatch_now(job)
+
+
+def test_an_older_sync_job_runs_before_newer_run_jobs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        handle = w.backend.handles[0]
+        a, b = w.job(), w.job()
+        assert await w.scheduler.run_sync(a) is not None  # runs at once on the idle worker
+        waiting = await w.scheduler.run_sync(b)  # the worker is busy: b waits in memory
+        assert waiting is not None and handle.job_ids() == [a.id]
+        later = [w.job() for _ in range(2)]  # /run jobs that arrive after b
+        for job in later:
+            await w.run_durable(job)
+        for current in [a, b, *later]:
+            handle.done(current.id)
+            await settle()
+            await w.scheduler.tick()
+            await settle()
+        assert handle.job_ids() == [a.id, b.id, *(j.id for j in later)]
+        assert (await waiting).status is JobStatus.COMPLETED  # its caller is still answered
+        stored = await w.store.get_job(b.id)
+        assert stored is not None and stored.status is JobStatus.COMPLETED
+
+    asyncio.run(scenario())
+
+
+def test_deleting_an_endpoint_cancels_its_waiting_sync_jobs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        handle = w.backend.handles[0]
+        a, b = w.job(), w.job()
+        await w.scheduler.run_sync(a)
+        waiting = await w.scheduler.run_sync(b)
+        assert waiting is not None
+        await w.scheduler.delete_endpoint("a", "e")
+        assert (await waiting).status is JobStatus.CANCELLED
+        handle.done(a.id)
+        await settle()
+        for _ in range(2):
+            await w.scheduler.tick()
+            await settle()
+        assert len(w.backend.handles) == 1  # no new worker for the deleted endpoint
+        assert b.id not in handle.job_ids()
+
+    asyncio.run(scenario())
+
+
+def test_purge_queue_counts_the_sync_lane(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        jobs = [w.job() for _ in range(3)]
+        for job in jobs:
+            await w.scheduler.run_sync(job)
+        assert await w.scheduler.purge_queue(w.version.endpoint_id) == 2  # 1 runs, 2 waited
+        assert [j.status for j in jobs[1:]] == [JobStatus.CANCELLED] * 2
+
+    asyncio.run(scenario())
+
+
+def test_a_sync_job_can_be_cancelled(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        a = w.job()
+        future = await w.scheduler.run_sync(a)
+        assert future is not None
+        cancelled = await w.scheduler.cancel(a.id, "a")
+        assert cancelled.status is JobStatus.CANCELLED
+        assert (await future).status is JobStatus.CANCELLED
+        with pytest.raises(NotFound):
+            await w.scheduler.cancel(a.id, "someone-else")
+
+    asyncio.run(scenario())
+
+
+def test_a_failed_write_back_is_retried_at_the_next_flush(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        handle = w.backend.handles[0]
+        a = w.job()
+        future = await w.scheduler.run_sync(a)
+        assert future is not None
+        handle.done(a.id)
+        await settle()
+        assert (await future).status is JobStatus.COMPLETED
+        real = w.store.save_jobs
+
+        async def failing(jobs: list[Job]) -> None:
+            raise RuntimeError("disk I/O error")
+
+        w.store.save_jobs = failing  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await w.scheduler.write_back()
+        w.store.save_jobs = real  # type: ignore[method-assign]
+        await w.scheduler.write_back()
+        stored = await w.store.get_job(a.id)
+        assert stored is not None and stored.status is JobStatus.COMPLETED
+
+    asyncio.run(scenario())
+
+
+def test_health_counts_jobs_that_live_in_memory(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        for _ in range(3):
+            await w.scheduler.run_sync(w.job())
+        counts = await w.scheduler.health(w.version.endpoint_id)
+        assert (counts["inProgress"], counts["inQueue"]) == (1, 2)
+
+    asyncio.run(scenario())
