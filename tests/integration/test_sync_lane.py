@@ -98,3 +98,24 @@ async def test_sync_jobs_on_a_batched_endpoint_run_as_batches(tmp_path: Path) ->
         await cb.platform.scheduler.write_back()
         for answer in answers:
             assert (await cb.platform.store.get_job(answer["id"])) is not None
+
+
+ARRAYS = Path(__file__).parents[1] / "fixtures" / "arrays"
+
+
+async def test_numpy_outputs_cross_as_bytes_and_answer_as_json(tmp_path: Path) -> None:
+    async with running(tmp_path, ARRAYS) as cb:
+        for _ in range(2):  # a cold start (durable), then a warm one (sync lane)
+            answer = await cb.runsync("arrays", {"n": 3, "scale": 2.0})
+            assert answer["status"] == "COMPLETED", answer
+            assert answer["output"] == {
+                "vector": [0.0, 2.0, 4.0],
+                "grid": [[0, 1, 2], [3, 4, 5], [6, 7, 8]],
+                "column": [1, 4, 7],
+                "flags": [True, False],
+                "mean": 1.0,
+                "words": ["a", "b"],
+            }
+        await cb.platform.scheduler.write_back()
+        stored = (await cb.http.get(f"/v1/jobs/{answer['id']}")).json()
+        assert stored["output"] == answer["output"]

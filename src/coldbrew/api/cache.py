@@ -53,7 +53,7 @@ class MemoryCache:
         return True, orjson.loads(blob)
 
     async def put(self, key: str, output: Any, ttl_s: float) -> None:
-        blob = orjson.dumps(output)
+        blob = orjson.dumps(output, option=orjson.OPT_SERIALIZE_NUMPY)
         if len(blob) > self.max_bytes:
             return
         self._drop(key)
@@ -85,7 +85,9 @@ class RedisCache:
 
     async def put(self, key: str, output: Any, ttl_s: float) -> None:
         await self._redis.set(
-            f"coldbrew:cache:{key}", orjson.dumps(output), px=max(1, int(ttl_s * 1000))
+            f"coldbrew:cache:{key}",
+            orjson.dumps(output, option=orjson.OPT_SERIALIZE_NUMPY),
+            px=max(1, int(ttl_s * 1000)),
         )
 
     async def close(self) -> None:

@@ -46,7 +46,11 @@ _SHOWN_CONSTRAINTS = frozenset(
 
 
 def json_response(body: Any, status_code: int = 200) -> Response:
-    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY),
+        status_code=status_code,
+        media_type="application/json",
+    )
 
 
 def _field_path(path: Any) -> str:
@@ -311,7 +315,13 @@ async def _sse(platform: Platform, job: Job) -> AsyncIterator[bytes]:
     """Server-sent events: one `chunk` event per chunk, then `done` with the final status."""
     async for kind, value in platform.scheduler.stream_events(job):
         data = status_json(value) if kind == "done" and value is not None else value
-        yield b"event: " + kind.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        yield (
+            b"event: "
+            + kind.encode()
+            + b"\ndata: "
+            + orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+            + b"\n\n"
+        )
 
 
 def router(invoker: Invoker) -> APIRouter:  # noqa: C901

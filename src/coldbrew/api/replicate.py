@@ -332,7 +332,11 @@ class Replicate:
         streamed = False
 
         def event(kind: str, data: Any) -> bytes:
-            data = data if isinstance(data, str) else orjson.dumps(data).decode()
+            data = (
+                data
+                if isinstance(data, str)
+                else orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+            )
             lines = "".join(f"data: {line}\n" for line in data.split("\n"))
             return f"event: {kind}\nid: {number}\n{lines}\n".encode()
 

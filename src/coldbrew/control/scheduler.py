@@ -203,7 +203,7 @@ class Scheduler:
         if job.durable:
             return job
         queue = self._sync.get(job.version_id)
-        if queue is not None and job in queue:
+        if queue is not None and any(j is job for j in queue):
             queue.remove(job)
             job.status = JobStatus.IN_QUEUE
             self._maybe_queued.add(job.version_id)

@@ -105,7 +105,7 @@ class WebhookSender:
     ) -> None:
         found = await self.store.get_account(account)
         assert found is not None
-        body = orjson.dumps(payload)
+        body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
         for attempt in range(1, self.settings.webhook_max_attempts + 1):
             if attempt > 1:
                 await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
@@ -136,7 +136,7 @@ class WebhookSender:
     async def _deliver(self, job: Job, first_attempt: int) -> None:
         account = await self.store.get_account(job.account)
         assert account is not None and job.webhook_url is not None
-        body = orjson.dumps(status_json(job))
+        body = orjson.dumps(status_json(job), option=orjson.OPT_SERIALIZE_NUMPY)
         # one id per run of the job: a retried job's result is a new message to receivers
         msg_id = f"msg_{job.id}_{int((job.finished_at or 0) * 1000)}"
         attempts = self.settings.webhook_max_attempts
