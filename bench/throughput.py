@@ -50,6 +50,7 @@ from coldstart import (
     Server,
     free_port,
     http_call,
+    interrupt,
     link_or_copy,
     make_weights,
     peers_python,
@@ -412,7 +413,12 @@ def make_system(name: str, kind: str, workdir: Path, weights: Path) -> Any:
 
 
 def one(
-    name: str, kind: str, args: argparse.Namespace, workdir: Path, weights: Path, script: Path | None
+    name: str,
+    kind: str,
+    args: argparse.Namespace,
+    workdir: Path,
+    weights: Path,
+    script: Path | None,
 ) -> tuple[dict[str, Any], Any]:
     system = make_system(name, kind, workdir, weights)
     started = time.monotonic()
@@ -421,9 +427,7 @@ def one(
         log(f"{name} serves {kind} (up in {time.monotonic() - started:.1f} s)")
         answer = target.call(7)
         result = measure(system, target, args, script)
-        log(
-            f"{name} {kind}: c1 p50 {result['c1']['p50_ms']} ms, c32 {result['c32']['rps']} req/s"
-        )
+        log(f"{name} {kind}: c1 p50 {result['c1']['p50_ms']} ms, c32 {result['c32']['rps']} req/s")
         return result, answer
     finally:
         system.stop()
@@ -552,10 +556,6 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "runs": runs,
         "peers_venv": str(PEERS_VENV) if set(systems) - {"coldbrew"} else None,
     }
-
-
-def interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:

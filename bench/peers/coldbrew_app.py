@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import coldbrew
 from workloads import MLP, Embeddings, Noop
+
+import coldbrew
 
 HERE = Path(__file__).parent
 CONF = json.loads((HERE / "workload.json").read_text())

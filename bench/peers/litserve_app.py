@@ -24,11 +24,15 @@ class API(ls.LitAPI):
 
     def setup(self, device: Any) -> None:
         kind = self.kind
-        self.model: Any = MLP(self.weights) if kind.startswith("mlp") else (
-            Embeddings() if kind.startswith("embeddings") else Noop()
+        self.model: Any = (
+            MLP(self.weights)
+            if kind.startswith("mlp")
+            else (Embeddings() if kind.startswith("embeddings") else Noop())
         )
         self.model.setup()
-        self.field = {"mlp": "seed", "mlp_batched": "seed", "embeddings_batched": "sentence"}.get(kind)
+        self.field = {"mlp": "seed", "mlp_batched": "seed", "embeddings_batched": "sentence"}.get(
+            kind
+        )
 
     def decode_request(self, request):  # type: ignore[no-untyped-def]  # LitServe reads the hint
         return request[self.field] if self.field else request
@@ -45,16 +49,21 @@ class API(ls.LitAPI):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--kind", required=True, choices=["noop", "mlp", "mlp_batched", "embeddings_batched"])
+    parser.add_argument(
+        "--kind", required=True, choices=["noop", "mlp", "mlp_batched", "embeddings_batched"]
+    )
     parser.add_argument("--weights")
     args = parser.parse_args()
-    batching = {"max_batch_size": 32, "batch_timeout": 0.005} if args.kind.endswith("_batched") else {}
+    batching = (
+        {"max_batch_size": 32, "batch_timeout": 0.005} if args.kind.endswith("_batched") else {}
+    )
     # LitServe moved the batching options from LitServer to LitAPI; pass them where this version
     # takes them.
     api_takes = "max_batch_size" in inspect.signature(ls.LitAPI.__init__).parameters
     api = API(args.kind, args.weights, **(batching if api_takes else {}))
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1,
-                          **({} if api_takes else batching))
+    server = ls.LitServer(
+        api, accelerator="cpu", workers_per_device=1, **({} if api_takes else batching)
+    )
     # No access log line per request (coldbrew writes none either).
     server.run(port=args.port, host="127.0.0.1", generate_client_file=False, log_level="warning")
 

@@ -18,10 +18,10 @@ from typing import Any
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
-import ray  # noqa: E402
-from ray import serve  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from workloads import MLP, Embeddings, Noop  # noqa: E402
+import ray
+from ray import serve
+from starlette.requests import Request
+from workloads import MLP, Embeddings, Noop
 
 
 @serve.deployment(num_replicas=1)
@@ -55,7 +55,9 @@ class Batched:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--kind", required=True, choices=["noop", "mlp", "mlp_batched", "embeddings_batched"])
+    parser.add_argument(
+        "--kind", required=True, choices=["noop", "mlp", "mlp_batched", "embeddings_batched"]
+    )
     parser.add_argument("--weights")
     parser.add_argument("--temp-dir", required=True, help="Ray's session directory (short path)")
     parser.add_argument("--max-ongoing", type=int, help="max_ongoing_requests (default: Serve's)")
@@ -74,8 +76,16 @@ def main() -> None:
         if args.max_ongoing:
             deployment = deployment.options(max_ongoing_requests=args.max_ongoing)
         serve.run(deployment.bind(args.kind, args.weights), name="bench", route_prefix="/")
-        print(json.dumps({"ready": True, "startup_s": round(time.monotonic() - started, 2),
-                          "version": ray.__version__}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "ready": True,
+                    "startup_s": round(time.monotonic() - started, 2),
+                    "version": ray.__version__,
+                }
+            ),
+            flush=True,
+        )
         sys.stdin.read()  # until the benchmark closes stdin
     finally:
         try:

@@ -268,6 +268,19 @@ class Invoker:
             log.warning("could not store job %s in the result cache", job.id, exc_info=True)
 
 
+async def health_json(platform: Platform, endpoint_id: int) -> dict[str, Any]:
+    """RunPod's /health body: job counts by status and workers by state."""
+    workers = platform.scheduler.worker_counts(endpoint_id)
+    return {
+        "jobs": await platform.scheduler.health(endpoint_id),
+        "workers": {
+            "idle": workers["idle"],
+            "running": workers["running"],
+            "initializing": workers["starting"],
+        },
+    }
+
+
 def _wait_ms(request: Request, default: int) -> int:
     raw = request.query_params.get("wait")
     try:
@@ -392,18 +405,7 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
     async def health(endpoint: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         ep = await invoker.endpoint(principal, endpoint)
-        jobs = await platform.scheduler.health(ep.id)
-        workers = platform.scheduler.worker_counts(ep.id)
-        return json_response(
-            {
-                "jobs": jobs,
-                "workers": {
-                    "idle": workers["idle"],
-                    "running": workers["running"],
-                    "initializing": workers["starting"],
-                },
-            }
-        )
+        return json_response(await health_json(platform, ep.id))
 
     @routes.post("/purge-queue", summary="Cancel every queued job of the endpoint")
     async def purge_queue(endpoint: str, request: Request) -> Response:

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api import tensors
-from coldbrew.api.invoke import Invoker, json_response
+from coldbrew.api.invoke import Invoker, health_json, json_response
 from coldbrew.errors import ColdbrewError, InvalidRequest
 from coldbrew.runtime.adapters.kserve import ADAPTER_MODULE
 from coldbrew.store.models import Job, JobStatus, Principal, Version
@@ -150,18 +150,7 @@ def router(invoker: Invoker) -> APIRouter:
         if name == "health" and await store.get_endpoint(principal.account, "health") is None:
             models = await store.get_endpoint(principal.account, "models")
             if models is not None:  # RunPod's GET /v2/{endpoint}/health for endpoint "models"
-                workers = platform.scheduler.worker_counts(models.id)
-                jobs = await platform.scheduler.health(models.id)
-                return json_response(
-                    {
-                        "jobs": jobs,
-                        "workers": {
-                            "idle": workers["idle"],
-                            "running": workers["running"],
-                            "initializing": workers["starting"],
-                        },
-                    }
-                )
+                return json_response(await health_json(platform, models.id))
         endpoint = await invoker.endpoint(principal, name)
         version = await store.get_version(endpoint.current_version_id)
         return json_response(
