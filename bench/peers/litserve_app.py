@@ -34,7 +34,8 @@ class API(ls.LitAPI):
             kind
         )
 
-    def decode_request(self, request):  # type: ignore[no-untyped-def]  # LitServe reads the hint
+    # no annotation on purpose: LitServe reads it, and none means "the raw JSON body"
+    def decode_request(self, request):  # type: ignore[no-untyped-def]
         return request[self.field] if self.field else request
 
     def predict(self, x: Any) -> Any:
