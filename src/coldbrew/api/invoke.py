@@ -380,7 +380,7 @@ def router(invoker: Invoker) -> APIRouter:  # noqa: C901
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        await platform.scheduler.persist(await invoker.job(principal, endpoint, job_id))
+        await invoker.job(principal, endpoint, job_id)  # 404 unless it is this endpoint's
         job = await platform.scheduler.cancel(job_id, principal.account)
         return json_response(status_json(job))
 

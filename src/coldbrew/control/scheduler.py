@@ -147,9 +147,7 @@ class Scheduler:
         if claimed is None:
             return self._queued(job)
         if spec.batch is not None:
-            self._batch_full[job.version_id] = spec.batch.max_size <= 1
-            await self._track(worker, claimed)
-            await self._send(worker, {"t": "batch", "ids": [claimed.id], "inputs": [claimed.input]})
+            await self._assign_batch(worker, [claimed], spec.batch.max_size)
         else:
             await self._assign(worker, claimed)
         return True
@@ -243,14 +241,9 @@ class Scheduler:
             if self._held(vid, spec, len(queue), size):
                 return
             jobs = [queue.popleft() for _ in range(min(size, len(queue)))]
-            self._batch_full[vid] = len(jobs) >= spec.batch.max_size
             for job in jobs:
                 self._start(job, worker)
-                await self._track(worker, job)
-            await self._send(
-                worker,
-                {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]},
-            )
+            await self._assign_batch(worker, jobs, spec.batch.max_size)
 
     def _start(self, job: Job, worker: ManagedWorker) -> None:
         job.status, job.worker_id = JobStatus.IN_PROGRESS, worker.id
@@ -888,11 +881,7 @@ class Scheduler:
         jobs = await self.store.claim_many(version.id, worker.id, self.clock.time(), size)
         if not jobs:
             return 0
-        self._batch_full[version.id] = len(jobs) >= spec.batch.max_size
-        for job in jobs:
-            await self._track(worker, job)
-        frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
-        await self._send(worker, frame)
+        await self._assign_batch(worker, jobs, spec.batch.max_size)
         return len(jobs)
 
     async def _send(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
@@ -905,6 +894,14 @@ class Scheduler:
     async def _assign(self, worker: ManagedWorker, job: Job) -> None:
         await self._track(worker, job)
         await self._send(worker, {"t": "job", "id": job.id, "input": job.input})
+
+    async def _assign_batch(self, worker: ManagedWorker, jobs: list[Job], max_size: int) -> None:
+        """Send running jobs to `worker` as one batch (and remember whether it was full)."""
+        self._batch_full[worker.version.id] = len(jobs) >= max_size
+        for job in jobs:
+            await self._track(worker, job)
+        frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
+        await self._send(worker, frame)
 
     async def _track(self, worker: ManagedWorker, job: Job) -> None:
         """Record a claimed job as running on `worker` (and whether it waited for its start)."""
