@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,6 +20,9 @@ class WorkerLaunch:
     log_path: Path
     snapshot: bool = False  # fork from a template that already ran setup() (CPU models)
     preload: tuple[str, ...] = ()  # modules a template imports before forking
+    # the endpoint's own secrets, delivered to this worker (spawned or forked) as environment
+    # variables; never logged
+    env: dict[str, str] = field(default_factory=dict)
 
 
 class WorkerHandle(Protocol):
