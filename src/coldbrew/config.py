@@ -27,6 +27,7 @@ DEFAULT_PRICES_PER_HOUR_USD: dict[str, float] = {
     "L40S": 0.79,
     "A100": 1.19,
     "H100": 1.99,
+    "H200": 3.59,
 }
 
 

@@ -70,7 +70,7 @@ def test_fields_are_kept() -> None:
         ),
         pytest.param(
             {"hardware": "T4"},
-            ["unknown hardware 'T4'", "choose one of cpu, RTX4090, L4, L40S, A100, H100"],
+            ["unknown hardware 'T4'", "choose one of cpu, RTX4090, L4, L40S, A100, H100, H200"],
             id="bad-hardware",
         ),
         pytest.param(
