@@ -26,6 +26,23 @@ when the worker starts (bench/resnet/resnet_model.py says why). The load generat
 no wrk on the GPU machine. Prints a table and, last, one JSON object with every figure; with $OUT
 set, writes them to $OUT/gpu.txt and $OUT/gpu.json and the server's logs to $OUT/gpu-logs.txt.
 Everything it starts is stopped before it exits. Progress goes to stderr.
+
+On the GPU machine (python3 3.12 with torch, torchvision, numpy, httpx, click, anyio, h11,
+prometheus-client, threadpoolctl, safetensors, but not coldbrew's server packages), the server's
+missing packages travel as wheels in .whl/ at the repository root (ignored through
+.git/info/exclude), fetched here with
+
+    python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+        --implementation cp --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d .whl fastapi==0.165.0 starlette==1.10.0 \
+        pydantic==2.14.4 pydantic-core==2.50.5 pydantic-settings==2.16.3 python-dotenv==1.2.4 \
+        annotated-types==0.8.0 typing-inspection==0.4.5 typing-extensions==4.16.0 \
+        opentelemetry-api==1.45.2 anyio==4.16.0 uvicorn==0.54.0 httptools==0.9.0 \
+        orjson==3.13.0 jsonschema==4.26.0 jsonschema-specifications==2025.9.1 \
+        referencing==0.37.0 rpds-py==2026.9.1 redis==8.1.0 sniffio==1.3.1
+
+(5 MiB; the versions of the development environment), and bench/gpu_device.sh installs them
+into /tmp/site and runs this script with PYTHONPATH=/tmp/site:src.
 """
 
 from __future__ import annotations
@@ -47,7 +64,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coldstart import Server, http_call, percentile, poll, server_env
+from coldstart import Server, http_call, percentile, poll, runtime_processes, server_env
 from gpu_report import detail_medians, ratios, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,13 +87,14 @@ class GPUServer(Server):
     """coldstart.Server with this benchmark's hardware slots."""
 
     slots: str = '{"cpu": 1}'
+    fast_start: str = "1"
 
     def launch(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "coldbrew", "serve", "--host", HOST]
         command += ["--port", str(self.port)]
         command += [arg for app in self.apps for arg in ("--deploy", str(app))]
-        env = server_env(self.home, "1")
+        env = server_env(self.home, self.fast_start)
         env["COLDBREW_HARDWARE_SLOTS"] = self.slots
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
@@ -124,7 +142,8 @@ def cold_row(status: int, body: Any, elapsed_ms: float) -> dict[str, Any]:
 
 
 def bench_cold(server: GPUServer, tries: int, settle_s: float) -> dict[str, Any]:
-    """Untimed cold starts until one is forked (at most 3), then `tries` timed ones."""
+    """Untimed cold starts until one is forked (at most 3; one without the fast path), then
+    `tries` timed ones."""
 
     def at_zero() -> bool:
         return server.worker_count(COLD) == 0
@@ -137,7 +156,7 @@ def bench_cold(server: GPUServer, tries: int, settle_s: float) -> dict[str, Any]
             raise RuntimeError(f"cold warm-up request failed: {row['error']}")
         warm_up.append({k: row[k] for k in ("client_ms", "detail")})
         log(f"cold warm-up: {row['client_ms']:.0f} ms, forked={row['detail'].get('forked')}")
-        if row["detail"].get("forked") is not False:
+        if server.fast_start == "0" or row["detail"].get("forked") is not False:
             break
     rows = []
     for i in range(tries):
@@ -332,6 +351,7 @@ def run(args: argparse.Namespace, workdir: Path, report: dict[str, Any]) -> None
     report["slots"] = slots
     server = GPUServer("coldbrew_fast", workdir / "home", [app], ENDPOINTS)
     server.slots = json.dumps(slots)
+    server.fast_start = "1" if args.fast_start else "0"
     began = time.monotonic()
     try:
         server.launch()
@@ -345,6 +365,7 @@ def run(args: argparse.Namespace, workdir: Path, report: dict[str, Any]) -> None
         with contextlib.suppress(Exception):
             report["_logs"] = server.logs()
         server.stop()
+        report["leftover_processes"] = len(runtime_processes(server.home))
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -362,13 +383,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warm-requests", type=int, default=20, help="untimed, before c1")
     parser.add_argument("--seconds", type=float, default=10.0, help="each concurrent load run")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--load-procs", type=int, default=4, help="load-generator processes")
+    parser.add_argument("--load-procs", type=int, default=6, help="load-generator processes")
     parser.add_argument("--ceiling-seconds", type=float, default=2.0)
     parser.add_argument("--max-wait-ms", type=float, default=5.0, help="batch window")
     parser.add_argument("--gpu-slots", type=int, default=1)
     parser.add_argument("--cpu-slots", type=int, default=4)
     parser.add_argument("--settle-s", type=float, default=0.5, help="pause at zero workers")
     parser.add_argument("--budget-s", type=float, default=330, help="stop everything after this")
+    parser.add_argument(
+        "--no-fast-start",
+        dest="fast_start",
+        action="store_false",
+        help="COLDBREW_FAST_START=0: a fresh process per worker instead of a fork of the template",
+    )
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
@@ -412,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in ("smoke", "dtype", "image_size", "cold_tries", "c1_requests", "seconds")
     }
     report["settings"].update(concurrency=args.concurrency, max_wait_ms=args.max_wait_ms)
+    report["settings"].update(fast_start=args.fast_start, load_procs=args.load_procs)
     code = 0
     try:
         run(args, workdir, report)
