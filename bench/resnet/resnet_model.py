@@ -153,7 +153,7 @@ class Runner:
         with torch.device("meta"):
             net = architecture(bundled)
         net.load_state_dict(state, assign=True)
-        self.net = net.eval().to(memory_format=torch.channels_last)
+        self.net = net.eval().to(dtype=self.dtype, memory_format=torch.channels_last)
         generator = torch.Generator(device=self.device).manual_seed(0)
         shape = (self.bank, 3, self.image_size, self.image_size)
         images = torch.randn(shape, generator=generator, device=self.device, dtype=self.dtype)
