@@ -125,7 +125,7 @@ def table(report: dict[str, Any]) -> str:
         f"  server coldStartDetail p50: {cold.get('detail_p50')}",
         f"  worker setup() stages p50: {cold.get('setup_p50')}",
         "",
-        "warm, one worker on the GPU:",
+        "warm, one worker:",
     ]
     r = report.get("ratios") or {}
     cc = f"c{get(report, 'settings', 'concurrency') or 32}"
@@ -153,9 +153,9 @@ def table(report: dict[str, Any]) -> str:
     lines += [
         "",
         "against the ceiling:",
-        f"  unbatched c32 req/s / batch-1 images/s: {f3('unbatched_c32_rps_over_b1_images_per_s')}"
+        f"  unbatched {cc} req/s / batch-1 images/s: {f3('unbatched_c32_rps_over_b1_images_per_s')}"
         f" (/ batch-1 predict() per s: {f3('unbatched_c32_rps_over_b1_predict_per_s')})",
-        f"  batched c32 req/s / batch-32 images/s: {f3('batched_c32_rps_over_b32_images_per_s')}"
+        f"  batched {cc} req/s / batch-32 images/s: {f3('batched_c32_rps_over_b32_images_per_s')}"
         f" (/ batch-32 predict() images/s: {f3('batched_c32_rps_over_b32_predict_per_s')})",
         f"  c1 p50 - batch-1 predict() p50: {fmt(r.get('c1_p50_minus_b1_predict_ms'), 3)} ms"
         f" (x{fmt(r.get('c1_p50_over_b1_predict'), 2)}); batched endpoint: "
