@@ -8,6 +8,7 @@ then the TOML file at `$COLDBREW_HOME/config.toml` if present.
 from __future__ import annotations
 
 import os
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,16 @@ class Settings(BaseSettings):
     worker_stop_grace_s: float = Field(default=5.0, ge=0)
     tick_interval_s: float = Field(default=0.1, gt=0)
     log_json: bool = False
+    # keys and secrets (docs/architecture.md, "Encryption at rest")
+    key_cache_ttl_s: float = Field(
+        default=5.0, gt=0, le=3600, description="a revoked or expired key stops working within this"
+    )
+    secrets_key_path: Path | None = Field(
+        default=None,
+        description="the key sealing secrets at rest (default $COLDBREW_HOME/secrets.key)",
+    )
+    tls_cert: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS")
+    tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
 
     @classmethod
     def settings_customise_sources(
@@ -103,6 +114,32 @@ class Settings(BaseSettings):
                 "prices_per_hour_usd (COLDBREW_PRICES_PER_HOUR_USD)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> Settings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(
+                "give both tls_cert and tls_key (--tls-cert and --tls-key), or neither"
+            )
+        for name, path in (("tls_cert", self.tls_cert), ("tls_key", self.tls_key)):
+            if path is not None and not os.access(path, os.R_OK):
+                why = "does not exist" if not path.exists() else "is not readable by this user"
+                raise ValueError(f"{name} {path} {why}; give the path of a readable PEM file")
+        if self.tls_cert is not None and self.tls_key is not None:
+            try:  # the check uvicorn makes, here, so a bad pair is one line and not a traceback
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(self.tls_cert, self.tls_key)
+            except (ssl.SSLError, OSError) as exc:
+                raise ValueError(
+                    f"tls_cert {self.tls_cert} and tls_key {self.tls_key} are not a PEM "
+                    f"certificate and its private key ({exc}); give the pair your certificate "
+                    "authority issued, or make one with openssl req -x509"
+                ) from None
+        return self
+
+    @property
+    def secrets_key_file(self) -> Path:
+        """Where the key that seals secrets at rest lives."""
+        return (self.secrets_key_path or self.home / "secrets.key").expanduser().resolve()
 
     @property
     def db_path(self) -> Path:

@@ -14,7 +14,8 @@ ColdbrewError
     ├── WorkerCrashed         500  the worker process died while running the job
     ├── SetupFailed           500  the model's setup() raised
     ├── JobTimedOut           504  the job ran past its execution timeout
-    └── NoCapacity            503  no hardware slot can be freed for the job
+    ├── NoCapacity            503  no hardware slot can be freed for the job
+    └── SecretUnreadable      500  a secret sealed at rest does not open with this key
 """
 
 from __future__ import annotations
@@ -106,3 +107,10 @@ class JobTimedOut(ServerError):
 class NoCapacity(ServerError):
     status_code = 503
     error_type = "no_capacity"
+
+
+class SecretUnreadable(ServerError):
+    """A value sealed at rest does not open with this server's key (the key file was replaced or
+    lost); the message names what and where, never any part of the value."""
+
+    error_type = "secret_unreadable"

@@ -19,14 +19,21 @@ from coldbrew.clock import Clock, SystemClock
 from coldbrew.config import Settings
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
+from coldbrew.control.secrets import EndpointSecrets
+from coldbrew.crypto import Sealer
+from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
 from coldbrew.store.base import Store
+from coldbrew.store.credentials import ApiKey
 from coldbrew.store.models import Principal
 from coldbrew.store.sqlite import SQLiteStore
 
 DEFAULT_ACCOUNT = "default"
+#: Characters of a key after "cb_" kept in the clear, so `coldbrew keys list` can show which key
+#: is which (4 of 43 random characters: 24 of 256 bits, not enough to guess the rest).
+KEY_PREFIX_CHARS = 4
 
 
 def new_api_key() -> str:
@@ -51,6 +58,8 @@ class Platform:
     metrics: Metrics
     budgets: BudgetKeeper
     cache: ResultCache
+    sealer: Sealer
+    secrets: EndpointSecrets
     runpod: RunPodBackend | None = None
     _budget_task: asyncio.Task[None] | None = None
 
@@ -59,8 +68,10 @@ class Platform:
         cls, settings: Settings, clock: Clock | None = None, backend: Backend | None = None
     ) -> Platform:
         clock = clock or SystemClock()
-        settings.home.mkdir(parents=True, exist_ok=True)
-        store = SQLiteStore(settings.db_path)
+        secure_home(settings.home)  # umask 077: what this process creates is 0600/0700
+        sealer = Sealer.from_file(settings.secrets_key_file)
+        store = SQLiteStore(settings.db_path, sealer)
+        secrets = EndpointSecrets(store, clock)
         if backend is None:
             spawn = LocalBackend()
             backend = (
@@ -69,7 +80,7 @@ class Platform:
                 else spawn
             )
         runpod = RunPodBackend(backend, settings, clock)  # RunPod handler files run as workers
-        scheduler = Scheduler(store, runpod, clock, settings)
+        scheduler = Scheduler(store, runpod, clock, settings, endpoint_env=secrets.env)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
         metrics = Metrics(scheduler)
@@ -78,12 +89,24 @@ class Platform:
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
         return cls(
-            settings, store, scheduler, deployer, webhooks, clock, metrics, budgets, cache, runpod
+            settings,
+            store,
+            scheduler,
+            deployer,
+            webhooks,
+            clock,
+            metrics,
+            budgets,
+            cache,
+            sealer,
+            secrets,
+            runpod,
         )
 
     async def start(self) -> str | None:
         """Start serving; on an empty home, create the default account and return its admin key."""
         admin_key = await self._bootstrap()
+        await self.secrets.load()
         await self.scheduler.start()
         await self.webhooks.resume()
         await self.budgets.check()
@@ -110,13 +133,22 @@ class Platform:
         await self.cache.close()
         await self.store.close()
 
-    async def create_key(self, account: str, admin: bool) -> str:
+    async def create_key(
+        self, account: str, admin: bool, expires_at: float | None = None
+    ) -> tuple[str, ApiKey]:
         """A new API key for `account` (created if new); only its hash is kept."""
         if await self.store.get_account(account) is None:
             await self.store.create_account(account, new_secret(), self.clock.time())
         key = new_api_key()
-        await self.store.add_key(hash_key(key), account, admin, self.clock.time())
-        return key
+        record = await self.store.add_key(
+            hash_key(key),
+            account,
+            admin,
+            self.clock.time(),
+            expires_at=expires_at,
+            prefix=key[: len("cb_") + KEY_PREFIX_CHARS],
+        )
+        return key, record
 
     async def principal(self, key: str) -> Principal | None:
         return await self.store.principal(hash_key(key))
@@ -124,7 +156,7 @@ class Platform:
     async def _bootstrap(self) -> str | None:
         if await self.store.count_accounts():
             return None
-        key = await self.create_key(DEFAULT_ACCOUNT, admin=True)
+        key, _ = await self.create_key(DEFAULT_ACCOUNT, admin=True)
         path = self.settings.admin_key_path
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

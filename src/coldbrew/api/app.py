@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldbrew.api import dashboard, invoke, kserve, manage, replicate, runpod_worker
+from coldbrew.api import credentials, dashboard, invoke, kserve, manage, replicate, runpod_worker
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
@@ -91,6 +91,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(invoke.router(invoker))
     app.add_middleware(invoke.FastLane, invoker=invoker)
     app.include_router(manage.router(platform, keys, invoker))
+    app.include_router(credentials.router(platform, keys))
     app.include_router(dashboard.router(platform, keys, invoker))
     replicator = replicate.Replicate(invoker)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))

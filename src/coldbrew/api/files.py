@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import json_response
 from coldbrew.api.wire import iso
 from coldbrew.clock import Clock
+from coldbrew.crypto import Sealer
 from coldbrew.errors import InvalidRequest, NotFound
 
 MAX_FILE_BYTES = 100 << 20
@@ -61,15 +61,11 @@ class Upload:
 class FileStore:
     """Files on disk, one directory each, with a JSON record beside the bytes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, sealer: Sealer) -> None:
         self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
-        key_path = root / ".signing-key"
-        if not key_path.exists():  # survives restarts: signed URLs in queued jobs stay valid
-            fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(secrets.token_hex(32))
-        self._key = key_path.read_text().strip().encode()
+        # sealed at rest; survives restarts: signed URLs in queued jobs stay valid
+        self._key = sealer.file_secret(root / ".signing-key", "file-signing key").encode()
 
     def _dir(self, file_id: str) -> Path | None:
         try:

@@ -140,22 +140,6 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         await platform.scheduler.delete_endpoint(principal.account, name)
         return json_response({"deleted": name})
 
-    @routes.post("/keys", summary="Create an API key (admin)")
-    async def create_key(request: Request) -> Response:
-        principal = await keys.resolve(request)
-        require_admin(principal)
-        body = _json_body(await request.body())
-        account = body.get("account")
-        if not isinstance(account, str) or not NAME_PATTERN.match(account):
-            raise InvalidRequest(
-                "'account' must be a name of lower-case letters, digits, '-' or '_'"
-            )
-        admin = body.get("admin", False)
-        if not isinstance(admin, bool):
-            raise InvalidRequest("'admin' must be true or false (a JSON boolean)")
-        key = await platform.create_key(account, admin)
-        return json_response({"key": key, "account": account, "admin": admin}, 201)
-
     @routes.post("/budgets", summary="Set a monthly budget on your account or an endpoint")
     async def set_budget(request: Request) -> Response:
         principal = await keys.resolve(request)

@@ -116,7 +116,7 @@ class Replicate:
     def __init__(self, invoker: Invoker) -> None:
         self.invoker = invoker
         self.platform = invoker.platform
-        self.files = FileStore(self.platform.settings.home / "files")
+        self.files = FileStore(self.platform.settings.home / "files", self.platform.sealer)
         self._hooks: dict[str, _Hook] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.platform.scheduler.add_final_listener(self._on_final)

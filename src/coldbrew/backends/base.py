@@ -22,7 +22,7 @@ class WorkerLaunch:
     preload: tuple[str, ...] = ()  # modules a template imports before forking
     # the endpoint's own secrets, delivered to this worker (spawned or forked) as environment
     # variables; never logged
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class WorkerHandle(Protocol):

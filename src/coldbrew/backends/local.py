@@ -58,6 +58,7 @@ def worker_env(launch: WorkerLaunch, extra: dict[str, str] | None = None) -> dic
     """The environment of a worker or template process."""
     env = dict(os.environ)
     env.update(extra or {})
+    env.update(launch.env)  # the endpoint's secrets (the sandbox will build this env from clean)
     env["COLDBREW_WORKER_ID"] = launch.worker_id
     env["PYTHONUNBUFFERED"] = "1"
     env[SKIP_VALIDATION_ENV] = "1"

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from coldbrew.cli.credentials import keys, secrets
 from coldbrew.config import load_settings
 from coldbrew.sdk.client import APIError, Client
 
@@ -50,8 +51,15 @@ def main() -> None:
     help="deploy this directory at start (repeatable)",
 )
 @click.option("--log-json", is_flag=True, default=None, help="server logs as JSON lines")
+@click.option("--tls-cert", type=Path, default=None, help="PEM certificate: serve HTTPS")
+@click.option("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
 def serve(
-    host: str | None, port: int | None, deploy_dirs: tuple[Path, ...], log_json: bool
+    host: str | None,
+    port: int | None,
+    deploy_dirs: tuple[Path, ...],
+    log_json: bool,
+    tls_cert: Path | None,
+    tls_key: Path | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -59,7 +67,9 @@ def serve(
     from coldbrew.cli.serve import run_server
 
     try:
-        settings = load_settings(host=host, port=port, log_json=log_json)
+        settings = load_settings(
+            host=host, port=port, log_json=log_json, tls_cert=tls_cert, tls_key=tls_key
+        )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
         sys.exit(2)
@@ -220,18 +230,8 @@ def logs(job_id: str) -> None:
             click.echo(f"{ts} {line['stream']:<6} {line['line']}")
 
 
-@main.group()
-def keys() -> None:
-    """Manage API keys."""
-
-
-@keys.command("create")
-@click.option("--account", required=True, help="account name (created if new)")
-@click.option("--admin", is_flag=True, help="the key can create keys and see all accounts")
-def keys_create(account: str, admin: bool) -> None:
-    """Create a key and print it (it is shown only once)."""
-    with _client() as client:
-        click.echo(client.create_key(account, admin))
+main.add_command(keys)
+main.add_command(secrets)
 
 
 @main.command()

@@ -51,9 +51,10 @@ def banner(settings: Settings, url: str, endpoints: list[str], failed: list[Path
     if failed:
         lines.append(f"  NOT deployed (see the errors above): {', '.join(map(str, failed))}")
     if "echo" in endpoints:
+        cacert = f"--cacert {shlex.quote(str(settings.tls_cert))} " if settings.tls_cert else ""
         lines += [
             "try it:",
-            f"  curl -s -X POST {url}/v2/echo/runsync "
+            f"  curl -s {cacert}-X POST {url}/v2/echo/runsync "
             f'-H "Authorization: Bearer $(cat {shlex.quote(str(key_path))})" '
             '-H \'Content-Type: application/json\' -d \'{"input": {"message": "hello"}}\'',
         ]
@@ -96,6 +97,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         log_level="warning",
         lifespan="off",
         access_log=False,
+        ssl_certfile=settings.tls_cert,  # HTTPS when set (checked with the settings)
+        ssl_keyfile=settings.tls_key,
     )
     server = _Server(config)
     _on_signals(server)
@@ -119,7 +122,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
                 if exc.hint:
                     click.echo(f"  hint: {exc.hint}", err=True)
         names = [e.name for e in await platform.store.list_endpoints(DEFAULT_ACCOUNT)]
-        url = f"http://{settings.host}:{settings.port}"
+        scheme = "https" if settings.tls_cert else "http"
+        url = f"{scheme}://{settings.host}:{settings.port}"
         click.echo(banner(settings, url, names, failed))
         await task
     except SystemExit:

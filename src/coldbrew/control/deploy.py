@@ -17,6 +17,7 @@ import orjson
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
+from coldbrew.home import private_tar_filter
 from coldbrew.runtime.adapters.runpod import DIRECTORY_NAME_ENV
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
@@ -58,7 +59,7 @@ class Deployer:
             unpacked = Path(tmp) / "tree"
             try:
                 with tarfile.open(tar_path) as tar:
-                    tar.extractall(unpacked, filter="data")
+                    tar.extractall(unpacked, filter=private_tar_filter)
             except (tarfile.TarError, OSError) as exc:
                 raise InvalidRequest(f"the upload is not a valid tar archive: {exc}") from exc
             if not target.exists():

@@ -49,8 +49,17 @@ _PURGE_EVERY_S = 60.0
 class Scheduler:
     """Runs workers and jobs for every endpoint of every account on this node."""
 
-    def __init__(self, store: Store, backend: Backend, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        clock: Clock,
+        settings: Settings,
+        endpoint_env: Callable[[str, str], dict[str, str]] | None = None,
+    ) -> None:
         self.store = store
+        # (account, endpoint name) -> the endpoint's secrets, from memory: no store call per launch
+        self._endpoint_env = endpoint_env or (lambda account, endpoint: {})
         self.backend = backend
         self.clock = clock
         self.settings = settings
@@ -617,6 +626,7 @@ class Scheduler:
             # GPU workers initialise CUDA themselves: their template only imports.
             snapshot=spec.snapshot and spec.hardware == "cpu",
             preload=spec.preload,
+            env=self._endpoint_env(version.account, version.endpoint),
         )
 
     async def _run_worker(self, worker: ManagedWorker) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -191,9 +191,51 @@ class Client:
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/v1/endpoints/{name}")
 
-    def create_key(self, account: str, admin: bool = False) -> str:
-        key: str = self._call("POST", "/v1/keys", json={"account": account, "admin": admin})["key"]
+    def create_key(self, account: str | None = None, admin: bool = False) -> str:
+        """A new key (for your own account when `account` is None); shown only this once."""
+        key: str = self.add_key(account, admin)["key"]
         return key
+
+    def add_key(
+        self, account: str | None = None, admin: bool = False, expires: str | None = None
+    ) -> dict[str, Any]:
+        """Create a key (expiring after `expires`, e.g. '30d', if given): the key and its record."""
+        body: dict[str, Any] = {"admin": admin}
+        if account is not None:
+            body["account"] = account
+        if expires is not None:
+            body["expires"] = expires
+        result: dict[str, Any] = self._call("POST", "/v1/keys", json=body)
+        return result
+
+    def keys(self, account: str | None = None) -> list[dict[str, Any]]:
+        """Keys you may see (ids and prefixes, never the keys themselves)."""
+        params = {"account": account} if account is not None else {}
+        result: list[dict[str, Any]] = self._call("GET", "/v1/keys", params=params)["keys"]
+        return result
+
+    def revoke_key(self, key_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", f"/v1/keys/{key_id}")
+        return result
+
+    def secrets(self, endpoint: str) -> list[dict[str, Any]]:
+        """The names of `endpoint`'s secrets (values never leave the server)."""
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/endpoints/{endpoint}/secrets")[
+            "secrets"
+        ]
+        return result
+
+    def set_secrets(self, endpoint: str, values: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Set secrets that `endpoint`'s new workers get as environment variables."""
+        return self._patch_secrets(endpoint, dict(values))
+
+    def unset_secrets(self, endpoint: str, names: Iterable[str]) -> list[dict[str, Any]]:
+        return self._patch_secrets(endpoint, dict.fromkeys(names))
+
+    def _patch_secrets(self, endpoint: str, patch: dict[str, str | None]) -> list[dict[str, Any]]:
+        path = f"/v1/endpoints/{endpoint}/secrets"
+        result: list[dict[str, Any]] = self._call("PATCH", path, json=patch)["secrets"]
+        return result
 
     def usage(self, by: str = "endpoint", since: str = "24h") -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", "/v1/usage", params={"by": by, "since": since})

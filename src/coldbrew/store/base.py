@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from coldbrew.store.credentials import CredentialStore
 from coldbrew.store.models import (
     Account,
     Budget,
@@ -16,7 +17,6 @@ from coldbrew.store.models import (
     Job,
     JobStatus,
     JobTiming,
-    Principal,
     QueueStat,
     UsageRow,
     Version,
@@ -24,8 +24,11 @@ from coldbrew.store.models import (
 )
 
 
-class Store(ABC):
-    """Durable state shared by the gateway, the scheduler and metering."""
+class Store(CredentialStore, ABC):
+    """Durable state shared by the gateway, the scheduler and metering.
+
+    Keys and endpoint secrets are declared in `store.credentials`.
+    """
 
     # accounts and keys
     @abstractmethod
@@ -33,12 +36,6 @@ class Store(ABC):
 
     @abstractmethod
     async def get_account(self, name: str) -> Account | None: ...
-
-    @abstractmethod
-    async def add_key(self, key_hash: str, account: str, admin: bool, now: float) -> None: ...
-
-    @abstractmethod
-    async def principal(self, key_hash: str) -> Principal | None: ...
 
     @abstractmethod
     async def count_accounts(self) -> int: ...

@@ -73,6 +73,8 @@ class Principal:
 
     account: str
     admin: bool
+    key_id: str = field(default="", compare=False)  # the public id of the key it came with
+    expires_at: float | None = field(default=None, compare=False)  # wall clock; None: never
 
 
 @dataclass

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from coldbrew.crypto import Sealer
 from coldbrew.store.base import Store
 from coldbrew.store.models import (
     Account,
@@ -24,13 +25,13 @@ from coldbrew.store.models import (
     Job,
     JobStatus,
     JobTiming,
-    Principal,
     QueueStat,
     UsageKind,
     UsageRow,
     Version,
     WebhookState,
 )
+from coldbrew.store.sqlite_credentials import SQLiteCredentials, webhook_context
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -161,10 +162,13 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
     )
 
 
-class SQLiteStore(Store):
-    """`Store` on one SQLite database file (or `:memory:` for unit tests)."""
+class SQLiteStore(SQLiteCredentials, Store):
+    """`Store` on one SQLite database file (or `:memory:` for unit tests).
 
-    def __init__(self, path: Path | str) -> None:
+    With a `sealer`, secrets are sealed at rest (`coldbrew.crypto`); see `SQLiteCredentials`.
+    """
+
+    def __init__(self, path: Path | str, sealer: Sealer | None = None) -> None:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -174,6 +178,7 @@ class SQLiteStore(Store):
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
         if "cached" not in columns:  # databases made before the result cache
             self._db.execute("ALTER TABLE jobs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
+        self._init_credentials(sealer)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -196,7 +201,7 @@ class SQLiteStore(Store):
     async def create_account(self, name: str, webhook_secret: str, now: float) -> Account:
         self._db.execute(
             "INSERT OR IGNORE INTO accounts (name, webhook_secret, created_at) VALUES (?, ?, ?)",
-            (name, webhook_secret, now),
+            (name, self._seal(webhook_secret, webhook_context(name)), now),
         )
         account = await self.get_account(name)
         assert account is not None
@@ -206,17 +211,7 @@ class SQLiteStore(Store):
         row = self._one(
             "SELECT name, webhook_secret, created_at FROM accounts WHERE name=?", [name]
         )
-        return Account(row[0], row[1], row[2]) if row else None
-
-    async def add_key(self, key_hash: str, account: str, admin: bool, now: float) -> None:
-        self._db.execute(
-            "INSERT INTO api_keys (key_hash, account, admin, created_at) VALUES (?, ?, ?, ?)",
-            (key_hash, account, int(admin), now),
-        )
-
-    async def principal(self, key_hash: str) -> Principal | None:
-        row = self._one("SELECT account, admin FROM api_keys WHERE key_hash=?", [key_hash])
-        return Principal(account=row[0], admin=bool(row[1])) if row else None
+        return Account(row[0], self._open(row[1], webhook_context(row[0])), row[2]) if row else None
 
     async def count_accounts(self) -> int:
         row = self._one("SELECT COUNT(*) FROM accounts")
