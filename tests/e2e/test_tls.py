@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -58,10 +59,20 @@ def test_serve_over_https_verified_against_the_certificate(server: Server, tmp_p
     output = server.start(COLDBREW_TLS_CERT=str(cert), COLDBREW_TLS_KEY=str(key))
     url = f"https://127.0.0.1:{server.port}"
     assert f"serving on {url}" in output
-    with httpx.Client(verify=str(cert), timeout=30) as client:
+    trusting = ssl.create_default_context(cafile=str(cert))
+    with httpx.Client(verify=trusting, timeout=30) as client:
         assert client.get(f"{url}/healthz").json() == {"status": "ok"}
         keys = client.get(f"{url}/v1/keys", headers={"Authorization": f"Bearer {server.key}"})
         assert keys.status_code == 200
+    cli = subprocess.run(  # the CLI trusts it through SSL_CERT_FILE, as httpx does
+        [sys.executable, "-m", "coldbrew", "keys", "list"],
+        env=dict(server.env, COLDBREW_URL=url, SSL_CERT_FILE=str(cert)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert "default" in cli.stdout
     with pytest.raises(httpx.ConnectError), httpx.Client(timeout=10) as untrusting:
         untrusting.get(f"{url}/healthz")  # the system roots do not know this certificate
     with pytest.raises(httpx.HTTPError), httpx.Client(timeout=10) as plain:

@@ -36,7 +36,11 @@ async def test_everything_a_node_writes_is_private(tmp_path: Path) -> None:
             )
             assert upload.status_code == 201
             await cb.platform.scheduler.write_back()
-            written = {p.relative_to(tmp_path).as_posix(): p for p in tmp_path.rglob("*")}
+            modes = {  # while it runs: the database's -wal and -shm exist
+                p.relative_to(tmp_path).as_posix(): (_mode(p), p.is_dir())
+                for p in tmp_path.rglob("*")
+                if not p.is_symlink()
+            }
     finally:
         os.umask(old_umask)
     for name in (
@@ -47,18 +51,14 @@ async def test_everything_a_node_writes_is_private(tmp_path: Path) -> None:
         "secrets.key",
         "files/.signing-key",
     ):
-        assert _mode(tmp_path / name) == 0o600, name
+        assert modes[name] == (0o600, False), name
     assert _mode(tmp_path) == 0o700
-    kinds = {"logs/workers/", "artifacts/default/", "files/"}
-    for kind in kinds:  # each kind of thing was written, so the loop below checks it
-        assert any(name.startswith(kind) for name in written), kind
-    for name, path in written.items():
-        if path.is_symlink():
-            continue
-        expected = 0o700 if path.is_dir() else 0o600
-        assert _mode(path) & 0o077 == 0, (name, oct(_mode(path)))
+    for kind in ("logs/workers/", "artifacts/default/", "files/"):
+        assert any(name.startswith(kind) for name in modes), kind  # so the loop checks it
+    for name, (mode, is_dir) in modes.items():
+        assert mode & 0o077 == 0, (name, oct(mode))
         if not name.startswith("artifacts/"):  # unpacked files keep their owner's x bit
-            assert _mode(path) == expected, (name, oct(_mode(path)))
+            assert mode == (0o700 if is_dir else 0o600), (name, oct(mode))
 
 
 async def test_a_home_from_before_encryption_at_rest_is_sealed_and_tightened(

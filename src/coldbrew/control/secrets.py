@@ -44,7 +44,8 @@ def validate_changes(body: Any) -> dict[str, str | None]:
         _check_name(name)
         if value is not None and not isinstance(value, str):
             raise InvalidRequest(
-                f"the value of secret {name} must be a string (or null to remove it)"
+                f"the value of secret {name} must be a string (or null to remove it)",
+                hint='quote it: {"NAME": "123"}',
             )
         if value is not None and ("\x00" in value or len(value.encode()) > MAX_VALUE_BYTES):
             raise InvalidRequest(
