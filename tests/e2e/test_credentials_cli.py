@@ -73,3 +73,21 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
     )
+
+
+def test_a_secrets_key_that_does_not_open_the_database_stops_the_start(server: Server) -> None:
+    server.start()
+    server.stop()
+    key_file = server.home / "secrets.key"
+    key_file.write_text(key_file.read_text().replace(key_file.read_text()[:8], "AAAAAAAA"))
+    done = subprocess.run(
+        [sys.executable, "-m", "coldbrew", "serve", "--port", "1"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert "does not open with this server's secrets key" in done.stderr
+    assert "hint: the key file was replaced or lost" in done.stderr
+    assert "Traceback" not in done.stderr

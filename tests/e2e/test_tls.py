@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import os
 import ssl
 import subprocess
 import sys
@@ -82,7 +83,10 @@ def test_serve_over_https_verified_against_the_certificate(server: Server, tmp_p
 def _serve(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "coldbrew", "serve", "--port", "1", *args],
-        env={"COLDBREW_HOME": str(home), "PATH": "/usr/bin:/bin"},
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("COLDBREW_")},
+            "COLDBREW_HOME": str(home),
+        },
         capture_output=True,
         text=True,
         timeout=60,

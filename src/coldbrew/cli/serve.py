@@ -82,7 +82,11 @@ def _on_signals(server: uvicorn.Server) -> None:
 
 
 async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
-    platform = Platform.create(settings)
+    try:
+        platform = Platform.create(settings)
+    except ColdbrewError as exc:  # e.g. a secrets key that does not open the database
+        click.echo(f"error: {exc.message}\n  hint: {exc.hint}", err=True)
+        return 2
     app = create_app(platform, manage_lifecycle=False)
     admin_key = await platform.start()
     if admin_key:

@@ -98,7 +98,8 @@ class SQLiteCredentials(CredentialStore):
                         (sealer.seal(secret, webhook_context(name)), name),
                     )
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
@@ -185,7 +186,8 @@ class SQLiteCredentials(CredentialStore):
                     (account, endpoint, name, sealed, now),
                 )
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
 
