@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from fastapi import Request
@@ -9,6 +10,9 @@ from fastapi import Request
 from coldbrew.errors import Forbidden, Unauthorized
 from coldbrew.platform import Platform, hash_key
 from coldbrew.store.models import Principal
+
+log = logging.getLogger("coldbrew.auth")
+_PRUNE_AT = 4096  # cached keys before the stale ones are dropped
 
 
 class KeyCache:
@@ -56,8 +60,19 @@ class KeyCache:
                 "unknown API key (or a revoked one)",
                 hint="use a key from `coldbrew keys create` or $COLDBREW_HOME/admin.key",
             )
-        await self._platform.store.touch_key(key_hash, self._platform.clock.time())
+        try:
+            await self._platform.store.touch_key(key_hash, self._platform.clock.time())
+        except Exception:  # best effort: a storage fault must not refuse a valid key
+            log.debug("could not record the last use of key %s", principal.key_id, exc_info=True)
+        if len(self._known) >= _PRUNE_AT:
+            self._prune()
         return principal
+
+    def _prune(self) -> None:
+        """Drop entries past their TTL, so keys seen once do not stay in memory forever."""
+        now = self._platform.clock.monotonic()
+        for key in [k for k, (_, until) in self._known.items() if until <= now]:
+            del self._known[key]
 
     def forget(self, key_id: str) -> None:
         """Drop the cached entries of the key with this id (it was just revoked)."""
