@@ -104,7 +104,9 @@ class EndpointSecrets:
                 hint="remove some with `coldbrew secrets unset`",
             )
         await self._store.set_secrets(account, endpoint, changes, self._clock.time())
-        kept = {name: value for name, value in after.items() if value is not None}
+        # applied to the values as they are now: another change may have landed meanwhile
+        merged = {**self._values.get((account, endpoint), {}), **changes}
+        kept = {name: value for name, value in merged.items() if value is not None}
         if kept:
             self._values[(account, endpoint)] = kept
         else:
