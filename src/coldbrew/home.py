@@ -36,23 +36,38 @@ def secure_home(home: Path) -> None:
 def tighten(root: Path) -> int:
     """Drop group/other read and write from `root` and everything below it; symlinks are not
     followed. Returns how many entries changed. Entries the server may not change (another
-    user's) are left alone."""
-    changed = int(_tighten_one(root))
+    user's) are left alone.
+
+    A directory that was already closed to group and others is not descended into: nobody else
+    can reach what is inside, and a home tightened once costs a look at its top level only.
+    """
+    changed = 0
     for directory, dirs, files in os.walk(root):
-        for name in [*dirs, *files]:
-            changed += _tighten_one(Path(directory) / name)
+        if Path(directory) == root:
+            changed += _tighten_one(root)[0]
+        kept = []
+        for name in dirs:
+            done, was_open = _tighten_one(Path(directory) / name)
+            changed += done
+            if was_open:
+                kept.append(name)
+        dirs[:] = kept
+        changed += sum(_tighten_one(Path(directory) / name)[0] for name in files)
     return changed
 
 
-def _tighten_one(path: Path) -> bool:
+def _tighten_one(path: Path) -> tuple[bool, bool]:
+    """(whether the mode changed, whether group or others had any access before)."""
     try:
         mode = os.lstat(path).st_mode
-        if stat.S_ISLNK(mode) or not mode & _GROUP_OTHER_RW:
-            return False
-        os.chmod(path, stat.S_IMODE(mode) & ~_GROUP_OTHER_RW)
+        if stat.S_ISLNK(mode):
+            return False, False
+        if mode & _GROUP_OTHER_RW:
+            os.chmod(path, stat.S_IMODE(mode) & ~_GROUP_OTHER_RW)
+            return True, True
     except OSError:
-        return False
-    return True
+        return False, False
+    return False, bool(mode & 0o077)
 
 
 def private_tar_filter(member: tarfile.TarInfo, dest_path: str) -> tarfile.TarInfo | None:

@@ -74,3 +74,18 @@ def test_uploaded_tars_unpack_readable_by_their_owner_only(tmp_path: Path) -> No
         tar.extractall(tmp_path / "tree", filter=private_tar_filter)
     assert _mode(tmp_path / "tree" / "app.py") == 0o600
     assert _mode(tmp_path / "tree" / "run.sh") == 0o700
+
+
+def test_a_private_directory_is_not_descended_into(tmp_path: Path, restore_umask: None) -> None:
+    os.umask(0o022)
+    home = tmp_path / "home"
+    (home / "closed").mkdir(parents=True)
+    (home / "closed" / "inner.txt").write_text("x")
+    os.chmod(home / "closed", 0o700)
+    (home / "traversable").mkdir()
+    (home / "traversable" / "inner.txt").write_text("x")
+    os.chmod(home / "traversable", 0o711)  # as a sandbox grants an account's uid
+    tighten(home)
+    assert _mode(home / "closed" / "inner.txt") == 0o644  # unreachable: left as it was
+    assert _mode(home / "traversable") == 0o711
+    assert _mode(home / "traversable" / "inner.txt") == 0o600
