@@ -15,6 +15,7 @@ from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.control.secrets import (
+    MAX_SECRETS_PER_ACCOUNT,
     MAX_SECRETS_PER_ENDPOINT,
     MAX_VALUE_BYTES,
     EndpointSecrets,
@@ -69,6 +70,20 @@ def test_an_endpoint_holds_a_bounded_number_of_secrets() -> None:
         asyncio.run(secrets.change("a", "e", {"ONE_MORE": "v"}))
     asyncio.run(secrets.change("a", "e", {"S0": None, "ONE_MORE": "v"}))  # a swap fits
     assert len(secrets.env("a", "e")) == MAX_SECRETS_PER_ENDPOINT
+
+
+def test_an_account_holds_a_bounded_number_of_secrets() -> None:
+    store = SQLiteStore(":memory:")
+    secrets = EndpointSecrets(store, FakeClock())
+    per_endpoint = {f"S{i}": "v" for i in range(MAX_SECRETS_PER_ENDPOINT)}
+    for n in range(MAX_SECRETS_PER_ACCOUNT // MAX_SECRETS_PER_ENDPOINT):
+        asyncio.run(secrets.change("a", f"e{n}", per_endpoint))
+    with pytest.raises(InvalidRequest, match="over all its endpoints"):
+        asyncio.run(secrets.change("a", "one-more", {"S": "v"}))
+    asyncio.run(secrets.change("b", "one-more", {"S": "v"}))  # another account's are its own
+    asyncio.run(secrets.change("a", "e0", {"S0": "rotated"}))  # a rotation always fits
+    asyncio.run(secrets.change("a", "e0", {"S0": None}))
+    asyncio.run(secrets.change("a", "one-more", {"S": "v"}))
 
 
 class RecordingBackend:

@@ -27,6 +27,8 @@ RESERVED_PREFIXES = ("COLDBREW_", "RUNPOD_", "LD_", "PYTHON")
 RESERVED_NAMES = frozenset({"PATH", "HOME", "TMPDIR", "GCONV_PATH", "VIRTUAL_ENV"})
 MAX_VALUE_BYTES = 32 << 10
 MAX_SECRETS_PER_ENDPOINT = 100
+#: Secrets may be set for names not deployed yet, so an account's total is bounded too.
+MAX_SECRETS_PER_ACCOUNT = 1000
 
 
 def validate_changes(body: Any) -> dict[str, str | None]:
@@ -102,6 +104,17 @@ class EndpointSecrets:
                 f"an endpoint has at most {MAX_SECRETS_PER_ENDPOINT} secrets; this would make "
                 f"{count}",
                 hint="remove some with `coldbrew secrets unset`",
+            )
+        elsewhere = sum(
+            len(values)
+            for (owner, name), values in self._values.items()
+            if owner == account and name != endpoint
+        )
+        if count > len(current) and elsewhere + count > MAX_SECRETS_PER_ACCOUNT:
+            raise InvalidRequest(
+                f"an account has at most {MAX_SECRETS_PER_ACCOUNT} secrets over all its endpoints",
+                hint="remove the secrets of endpoints you no longer use "
+                "(`coldbrew secrets unset NAME --all`)",
             )
         await self._store.set_secrets(account, endpoint, changes, self._clock.time())
         # applied to the values as they are now: another change may have landed meanwhile
