@@ -118,10 +118,6 @@ class Sealer:
         log.info("sealed the %s in %s", context, path)
         return stored
 
-    def seal_if_plain(self, text: str, context: str) -> str:
-        """`text` sealed, unless it already is (migrating values stored before encryption)."""
-        return text if is_sealed(text) else self.seal(text, context)
-
 
 def _create_key_file(path: Path) -> None:
     """Write a new random key with mode 0600 from the first byte (never world-readable)."""
