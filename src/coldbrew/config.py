@@ -53,6 +53,18 @@ class Settings(BaseSettings):
         default_factory=lambda: dict(DEFAULT_PRICES_PER_HOUR_USD)
     )
     account_concurrency_cap: int = Field(default=100, ge=1)
+    account_max_queued_jobs: int = Field(
+        default=50_000,
+        ge=1,
+        description="queued jobs an account may have before new ones get 429 (an admin can "
+        "set one account's own limit: PATCH /v1/accounts/{name})",
+    )
+    job_log_max_bytes: int = Field(
+        default=1_000_000, ge=0, description="log output kept per job; the rest is cut"
+    )
+    job_log_lines_per_s: int = Field(
+        default=1_000, ge=1, description="log lines per second a job may send; the rest dropped"
+    )
     job_ttl_s: float = Field(default=86_400.0, gt=0)
     runsync_wait_ms: int = Field(default=90_000, ge=0)
     webhook_max_attempts: int = Field(default=6, ge=1)

@@ -9,7 +9,8 @@ ColdbrewError
 │   ├── Forbidden             403  the key lacks the right (admin only)
 │   ├── NotFound              404  no such endpoint, job or artifact (for this account)
 │   ├── Conflict              409  the request clashes with current state
-│   └── BudgetExceeded        402  a hard-stop budget of the account or endpoint is spent
+│   ├── BudgetExceeded        402  a hard-stop budget of the account or endpoint is spent
+│   └── QueueFull             429  the account's queue is at its limit (with Retry-After)
 └── ServerError (5xx: the platform or the model failed)
     ├── WorkerCrashed         500  the worker process died while running the job
     ├── SetupFailed           500  the model's setup() raised
@@ -41,6 +42,10 @@ class ColdbrewError(Exception):
         body["hint"] = self.hint
         body.update(self.fields)
         return {"error": body}
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the error's response carries (Retry-After on a 429)."""
+        return {}
 
 
 class ClientError(ColdbrewError):
@@ -114,3 +119,17 @@ class SecretUnreadable(ServerError):
     lost); the message names what and where, never any part of the value."""
 
     error_type = "secret_unreadable"
+
+
+class QueueFull(ClientError):
+    """The account has as many jobs queued as it may; the caller should retry later."""
+
+    status_code = 429
+    error_type = "queue_full"
+
+    def __init__(self, message: str, *, retry_after_s: int, hint: str = "", **fields: Any):
+        super().__init__(message, hint=hint, retryAfterS=retry_after_s, **fields)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}

@@ -12,7 +12,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from coldbrew.api import credentials, dashboard, invoke, kserve, manage, replicate, runpod_worker
+from coldbrew.api import (
+    accounts,
+    credentials,
+    dashboard,
+    invoke,
+    kserve,
+    manage,
+    replicate,
+    runpod_worker,
+)
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.errors import ColdbrewError
@@ -92,6 +101,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.add_middleware(invoke.FastLane, invoker=invoker)
     app.include_router(manage.router(platform, keys, invoker))
     app.include_router(credentials.router(platform, keys))
+    app.include_router(accounts.router(platform, keys))
     app.include_router(dashboard.router(platform, keys, invoker))
     replicator = replicate.Replicate(invoker)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
@@ -99,7 +109,9 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:
-        return json_response(exc.to_json(), exc.status_code)
+        response = json_response(exc.to_json(), exc.status_code)
+        response.headers.update(exc.headers())
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -175,6 +175,8 @@ class Invoker:
                     job.status, job.output, job.cached = JobStatus.COMPLETED, output, True
                     job.started_at = job.finished_at = now
                     job.webhook_state = WebhookState.PENDING if webhook else None
+        if not job.cached:
+            self.platform.scheduler.admit(principal.account)  # 429 past the queue limit
         return job
 
     async def enqueue(self, job: Job) -> None:
@@ -436,6 +438,7 @@ class FastLane:
                     response = await verb(parts[2], Request(scope, receive))
                 except ColdbrewError as exc:
                     response = json_response(exc.to_json(), exc.status_code)
+                    response.headers.update(exc.headers())
                 except Exception as exc:
                     log.exception("unhandled error on POST %s", scope["path"])
                     response = json_response(

@@ -41,7 +41,9 @@ def _oip_errors(handler: Handler) -> Handler:
             return await handler(*args, **kwargs)
         except ColdbrewError as exc:
             message = f"{exc.message} ({exc.hint})" if exc.hint else exc.message
-            return json_response({"error": message}, exc.status_code)
+            response = json_response({"error": message}, exc.status_code)
+            response.headers.update(exc.headers())
+            return response
 
     return wrapped
 

@@ -53,7 +53,9 @@ class _ProblemRoute(APIRoute):
             try:
                 return await handler(request)
             except ColdbrewError as exc:
-                return problem(exc.status_code, exc.error_type, exc.message, exc.hint)
+                response = problem(exc.status_code, exc.error_type, exc.message, exc.hint)
+                response.headers.update(exc.headers())
+                return response
 
         return wrapped
 

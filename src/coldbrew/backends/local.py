@@ -39,6 +39,8 @@ class LocalWorker:
         try:
             header = await self._reader.readexactly(protocol.HEADER.size)
             (length,) = protocol.HEADER.unpack(header)
+            if length > protocol.MAX_FRAME_BYTES:  # never buffer what a hostile worker claims
+                raise ValueError(f"the worker sent a frame of {length} bytes")
             return protocol.decode(await self._reader.readexactly(length))
         except (asyncio.IncompleteReadError, ConnectionError):
             return None

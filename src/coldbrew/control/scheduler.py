@@ -18,7 +18,10 @@ from typing import Any
 from coldbrew.backends.base import Backend, WorkerLaunch
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
+from coldbrew.control import fairshare
 from coldbrew.control.autoscaler import Observation, ScalerState, WorkerView, decide
+from coldbrew.control.frames import FrameGuard, JobLogLimits
+from coldbrew.control.queues import QueueLedger
 from coldbrew.control.warmth import TrafficProfile, prewarm_workers, scheduled_min_workers
 from coldbrew.control.workers import (
     InFlight,
@@ -93,11 +96,16 @@ class Scheduler:
         self._writeback: list[Job] = []  # final in-memory jobs, written with the next flush
         self.generation = 0  # bumped whenever endpoints or their current versions change
         self.samples = WorkerSamples()  # workers by state over time, for the dashboard
+        # fair sharing: queue limits and weights per account, untrusted frames, log caps
+        self.queues = QueueLedger(settings.account_max_queued_jobs)
+        self._frames = FrameGuard()
+        self._log_limits = JobLogLimits(settings.job_log_max_bytes, settings.job_log_lines_per_s)
 
     # lifecycle
     async def start(self) -> None:
         """Recover jobs a previous run left IN_PROGRESS, then start the control loop."""
         await self.refresh_endpoints()
+        self.queues.load(await self.store.list_accounts())
         await self._recover()
         self._loop_task = asyncio.create_task(self._run())
 
@@ -162,8 +170,18 @@ class Scheduler:
         return True
 
     def _queued(self, job: Job) -> bool:
+        self.queues.added(job.account)
         self.mark_queued(job.version_id)
         return False
+
+    def admit(self, account: str) -> None:
+        """Refuse a new job of `account` (`QueueFull`, a 429) when its queue is at its limit:
+        the store's queue as of the last tick, jobs queued since, and the sync lane's."""
+        waiting = 0
+        for vid, queue in self._sync.items():
+            if queue and self._versions[vid][0].account == account:
+                waiting += len(queue)
+        self.queues.check(account, waiting)
 
     def mark_queued(self, version_id: int) -> None:
         """The version has jobs in the store's queue: the sync lane stops taking its jobs (and
@@ -491,6 +509,7 @@ class Scheduler:
         self._queued_meanwhile = set()  # _queued() adds here too while this tick runs
         for vid in [v for v, queue in self._sync.items() if queue and v in self._maybe_queued]:
             await self._spill(vid)
+        self.queues.tick_started()
         stats = await self.store.queue_stats()
         both = dict(stats)
         for vid, queue in self._sync.items():  # the sync lane's waiting jobs count as queued
@@ -527,6 +546,7 @@ class Scheduler:
             if spec.min_workers > 0 or spec.warm_schedule or spec.prewarm == "auto":
                 version_ids.add(vid)
         wall = self.clock.time()
+        wants: dict[int, int] = {}  # workers to start per version, placed fairly below
         for vid in sorted(version_ids):
             version, spec = await self._version(vid)
             live = [w for w in self.workers.values() if w.version.id == vid and w.live]
@@ -559,36 +579,84 @@ class Scheduler:
                 await self._stop_worker(self.workers[worker_id], "idle past its keep-warm window")
             if decision.start and self._backoff.get(vid, (0.0, 0.0))[0] > now:
                 continue  # setup failed recently: wait before trying again
-            for _ in range(decision.start):
-                if not await self._take_slot(spec.hardware, vid):
-                    break
-                self._launch(version, spec)
+            if decision.start:
+                wants[vid] = decision.start
+        for hardware in sorted({self._versions[vid][1].hardware for vid in wants}):
+            await self._place(hardware, {v: n for v, n in wants.items() if self._hw(v) == hardware})
 
-    async def _take_slot(self, hardware: str, version_id: int) -> bool:
-        """Whether a slot of `hardware` is free; if not, start evicting an idle worker (LRU)."""
-        total = self.settings.hardware_slots.get(hardware, 0)
+    def _hw(self, version_id: int) -> str:
+        return self._versions[version_id][1].hardware
+
+    async def _place(self, hardware: str, wants: dict[int, int]) -> None:
+        """Start the wanted workers on free `hardware` slots, account by account in fair-share
+        order (`control/fairshare.py`); when none is free, free one: an idle worker, or a busy
+        one of an account above its share (it finishes its job first)."""
         holders = [w for w in self.workers.values() if w.hardware == hardware]
-        if len(holders) < total:
-            return True
+        live = [w for w in holders if w.live]
+        held = Counter(w.version.account for w in live)
+        demand = Counter(held)
+        for vid, n in wants.items():
+            demand[self._versions[vid][0].account] += n
+        weights = self.queues.weights
+        shares = fairshare.fair_shares(
+            self.settings.hardware_slots.get(hardware, 0), demand, weights
+        )
+        free = self.settings.hardware_slots.get(hardware, 0) - len(holders)
+        while wants:
+            account = fairshare.next_claimant(
+                held, {self._versions[v][0].account for v in wants}, weights
+            )
+            vid = min(v for v in wants if self._versions[v][0].account == account)
+            if free <= 0:
+                await self._free_slot(holders, vid, held, shares)
+                return
+            version, spec = self._versions[vid]
+            self._launch(version, spec)
+            free -= 1
+            held[version.account] += 1
+            wants[vid] -= 1
+            if wants[vid] <= 0:
+                del wants[vid]
+
+    async def _free_slot(
+        self,
+        holders: list[ManagedWorker],
+        version_id: int,
+        held: Counter[str],
+        shares: dict[str, int],
+    ) -> None:
+        """Start freeing a slot for `version_id` (unless one is already being freed)."""
         if any(
             w.state is WorkerState.DRAINING and (w.stop_reason or "").startswith("evicted")
             for w in holders
         ):
-            return False  # a slot is already being freed; wait for it
+            return  # a slot is already being freed; wait for it
         per_version = Counter(w.version.id for w in holders if w.live)
-        evictable = [
-            w
-            for w in holders
-            if w.state is WorkerState.IDLE
-            and w.version.id != version_id
-            and (
-                w.version.id not in self._current or per_version[w.version.id] > w.spec.min_workers
+        views = [
+            fairshare.Holder(
+                id=w.id,
+                account=w.version.account,
+                version_id=w.version.id,
+                idle=w.state is WorkerState.IDLE,
+                active_jobs=len(w.jobs),
+                last_used=w.last_used,
+                spare=w.version.id not in self._current
+                or per_version[w.version.id] > w.spec.min_workers,
             )
+            for w in holders
+            if w.live
         ]
-        if evictable:
-            victim = min(evictable, key=lambda w: w.last_used)
-            await self._stop_worker(victim, "evicted to free a slot for another endpoint")
-        return False
+        account = self._versions[version_id][0].account
+        victim = fairshare.pick_victim(views, account, version_id, held, shares)
+        if victim is None:
+            return
+        worker = self.workers[victim.id]
+        reason = "evicted to free a slot for another endpoint"
+        if victim.account != account:
+            reason = (
+                f"evicted to give account {account!r} its fair share of {worker.hardware} slots"
+            )
+        await self._stop_worker(worker, reason)
 
     def _launch(self, version: Version, spec: DeploymentSpec) -> None:
         worker_id = f"w-{uuid.uuid4().hex[:12]}"
@@ -652,19 +720,42 @@ class Scheduler:
                 worker.handle.kill()
                 code = await worker.handle.wait()
         await self._on_exit(worker, code)
+        self._frames.forget(worker.id)
 
     async def _on_frame(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        """File one frame from the worker: only about its own running jobs, in the documented
+        shape (`control/frames.py`); anything else is dropped and logged, never raised."""
+        if not self._frames.admit(
+            worker.id, worker.version.endpoint, frame, worker.jobs, self.clock.monotonic()
+        ):
+            return
         kind = frame["t"]
         if kind == "log":
-            self._logs.append((frame["id"], frame["ts"], frame["stream"], frame["line"]))
+            self._on_log(frame)
         elif kind == "chunk":
             await self._stream(frame["id"]).add(frame["output"])
         elif kind == "done":
             await self._on_done(worker, frame)
-        elif kind == "ready":
+        elif kind == "ready" and worker.ready_wall is None:
+            await self._send_limits(worker)
             self._on_ready(worker, frame)
         elif kind == "setup_failed":
             worker.setup_error = frame["error"]
+
+    def _on_log(self, frame: dict[str, Any]) -> None:
+        """Keep a log line within the job's caps (bytes in all, lines per second)."""
+        line = self._log_limits.admit(frame["id"], frame["line"], self.clock.monotonic())
+        if line is not None:
+            self._logs.append((frame["id"], frame["ts"], frame["stream"], line))
+
+    async def _send_limits(self, worker: ManagedWorker) -> None:
+        """Tell a worker that just became ready the log caps its print capture applies (sent
+        before its first job, so the job runs under them)."""
+        limits = self._log_limits
+        frame = {"t": "limits", "log_max_bytes": limits.max_bytes}
+        frame["log_lines_per_s"] = limits.lines_per_s
+        if worker.handle is not None:
+            await self._send(worker, frame)
 
     def _on_ready(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
         total_s = self.clock.monotonic() - worker.spawned_at
@@ -840,39 +931,50 @@ class Scheduler:
             return
 
     async def _dispatch(self, stats: dict[int, QueueStat]) -> None:
-        """Hand queued jobs to free slots, one job per version per round, accounts capped."""
+        """Hand queued jobs to free slots, round-robin: one job (or batch) per account per
+        round, each account's endpoints taking turns, accounts capped."""
         queued = {vid: s.queued for vid, s in stats.items()}
-        order = sorted(queued)
-        if order:
-            self._rotation = (self._rotation + 1) % len(order)
-            order = order[self._rotation :] + order[: self._rotation]
+        by_account: defaultdict[str, list[int]] = defaultdict(list)
+        for vid in queued:
+            by_account[(await self._version(vid))[0].account].append(vid)
+        self._rotation += 1
+        order = fairshare.interleave(by_account, self._rotation)
         progress = True
         while progress:
             progress = False
-            for vid in order:
-                if queued[vid] <= 0:
+            for account, vids in order:
+                if self._running[account] >= self.settings.account_concurrency_cap:
                     continue
-                version, spec = await self._version(vid)
-                if self._running[version.account] >= self.settings.account_concurrency_cap:
-                    continue
-                if spec.batch is not None:
-                    sent = await self._dispatch_batch(version, spec, queued[vid])
-                    queued[vid] -= sent
-                    progress = progress or sent > 0
-                    continue
-                worker = self._free_worker(vid)
-                if worker is None:
-                    continue
-                job = await self.store.claim(vid, worker.id, self.clock.time())
-                if job is None:
-                    queued[vid] = 0
-                    continue
-                queued[vid] -= 1
-                progress = True
-                await self._assign(worker, job)
+                for turn, vid in enumerate(vids):
+                    if queued[vid] > 0 and await self._dispatch_one(vid, queued):
+                        vids.append(vids.pop(turn))  # it went: its endpoint goes last next round
+                        progress = True
+                        break
         # jobs queued while this tick ran were added by _queued() meanwhile
         self._store_queued = {vid: n for vid, n in queued.items() if n > 0}
         self._maybe_queued = set(self._store_queued) | self._queued_meanwhile
+        per_account: Counter[str] = Counter()
+        for vid, n in self._store_queued.items():
+            per_account[self._versions[vid][0].account] += n
+        self.queues.tick_ended(per_account)
+
+    async def _dispatch_one(self, vid: int, queued: dict[int, int]) -> int:
+        """Claim the version's next queued job (or batch) for a free worker; how many went."""
+        version, spec = await self._version(vid)
+        if spec.batch is not None:
+            sent = await self._dispatch_batch(version, spec, queued[vid])
+            queued[vid] -= sent
+            return sent
+        worker = self._free_worker(vid)
+        if worker is None:
+            return 0
+        job = await self.store.claim(vid, worker.id, self.clock.time())
+        if job is None:
+            queued[vid] = 0
+            return 0
+        queued[vid] -= 1
+        await self._assign(worker, job)
+        return 1
 
     async def _dispatch_batch(self, version: Version, spec: DeploymentSpec, queued: int) -> int:
         """Send up to `batch.max_size` queued jobs to an idle worker as one batch.
@@ -919,6 +1021,7 @@ class Scheduler:
         if stream is not None and (stream.closed or stream.chunks):
             del self._streams[job.id]  # a retried job streams afresh
         worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s)
+        self._frames.assigned(worker.id, job.id)
         self._running[job.account] += 1
         if worker.state is WorkerState.IDLE:
             worker.state = WorkerState.BUSY

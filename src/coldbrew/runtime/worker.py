@@ -58,14 +58,62 @@ class _Channel:
         return protocol.decode(self._reader.read(length))
 
 
+class _LogCap:
+    """The worker's own cut of each job's log lines, so a model printing 100 MB sends about
+    `max_bytes` to the gateway instead of flooding it: lines up to `max_bytes` (UTF-8) per job,
+    at most `lines_per_s` (a one-second bucket), and a marker line when lines are dropped. The
+    gateway applies the same limits again (`control/frames.py`) and writes the truncation
+    marker; this side only has to be cheap. The limits come in a `limits` frame."""
+
+    def __init__(self) -> None:
+        self.max_bytes = 1_000_000
+        self.lines_per_s = 1_000
+        self._jobs: dict[str, list[float]] = {}  # job -> [bytes sent, tokens, refilled at]
+
+    def configure(self, frame: dict[str, Any]) -> None:
+        self.max_bytes = int(frame.get("log_max_bytes", self.max_bytes))
+        self.lines_per_s = max(1, int(frame.get("log_lines_per_s", self.lines_per_s)))
+
+    def begin(self, job_id: str) -> None:
+        self._jobs[job_id] = [0.0, float(self.lines_per_s), time.monotonic(), -1.0]
+
+    def end(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    def admit(self, job_id: str, line: str) -> str | None:
+        """The line to send (or a marker instead), or None to drop it."""
+        state = self._jobs.get(job_id)
+        if state is None:
+            return line
+        if state[0] > self.max_bytes:
+            return None
+        now = time.monotonic()
+        state[1] = min(float(self.lines_per_s), state[1] + (now - state[2]) * self.lines_per_s)
+        state[2] = now
+        if state[1] < 1.0:
+            if now - state[3] < 1.0:
+                return None
+            state[3] = now
+            return (
+                f"[coldbrew] log lines dropped: this job printed more than {self.lines_per_s} "
+                "lines per second (job_log_lines_per_s)"
+            )
+        state[1] -= 1.0
+        state[0] += len(line.encode("utf-8", "replace")) + 1  # past the cap: the last one sent
+        return line
+
+
 class _JobLogStream:
     """Stands in for sys.stdout/stderr: lines printed while a job runs become its log lines."""
 
-    def __init__(self, real: TextIO, name: str, channel: _Channel, local: threading.local):
+    def __init__(
+        self, real: TextIO, name: str, channel: _Channel, local: threading.local, cap: _LogCap
+    ):
         self._real = real
         self._name = name
         self._channel = channel
         self._local = local
+        self._cap = cap
 
     def write(self, text: str) -> int:
         self._real.write(text)
@@ -76,8 +124,11 @@ class _JobLogStream:
         *lines, rest = pending.split("\n")
         for line in lines:
             for one in job_id if isinstance(job_id, list) else [job_id]:  # a batch: every job
+                sent = self._cap.admit(one, line)
+                if sent is None:
+                    continue
                 self._channel.send(
-                    {"t": "log", "id": one, "ts": time.time(), "stream": self._name, "line": line}
+                    {"t": "log", "id": one, "ts": time.time(), "stream": self._name, "line": sent}
                 )
         setattr(self._local, self._name, rest)
         return len(text)
@@ -122,9 +173,10 @@ class Worker:
 
             self.loop = asyncio.new_event_loop()
             threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        self.logcap = _LogCap()
         self.streams = [
-            _JobLogStream(sys.stdout, "stdout", channel, self.local),
-            _JobLogStream(sys.stderr, "stderr", channel, self.local),
+            _JobLogStream(sys.stdout, "stdout", channel, self.local, self.logcap),
+            _JobLogStream(sys.stderr, "stderr", channel, self.local, self.logcap),
         ]
         sys.stdout, sys.stderr = self.streams
 
@@ -133,6 +185,8 @@ class Worker:
         while (frame := self.channel.recv()) is not None:
             if frame["t"] == "stop":
                 break
+            if frame["t"] == "limits":
+                self.logcap.configure(frame)
             if frame["t"] == "batch":
                 self._run_batch(frame["ids"], frame["inputs"])
             elif frame["t"] == "job":
@@ -145,6 +199,7 @@ class Worker:
 
     def _run(self, job_id: str, payload: dict[str, Any]) -> None:
         self.local.job_id = job_id
+        self.logcap.begin(job_id)
         try:
             output = self._call(job_id, payload)
             reply: dict[str, Any] = {"t": "done", "id": job_id, "output": output}
@@ -156,6 +211,7 @@ class Worker:
             for stream in self.streams:
                 stream.flush_job()
             self.local.job_id = None
+            self.logcap.end(job_id)
         try:
             self.channel.send(reply)
         except TypeError as exc:  # the output is not JSON-serialisable
@@ -165,6 +221,8 @@ class Worker:
     def _run_batch(self, ids: list[str], inputs: list[dict[str, Any]]) -> None:
         """One predict call for several jobs: each argument a list, one element per job."""
         self.local.job_id = ids
+        for job_id in ids:
+            self.logcap.begin(job_id)
         try:
             names = {name for payload in inputs for name in payload}
             lists = {
@@ -191,6 +249,8 @@ class Worker:
             for stream in self.streams:
                 stream.flush_job()
             self.local.job_id = None
+            for job_id in ids:
+                self.logcap.end(job_id)
         for reply in replies:
             try:
                 self.channel.send(reply)

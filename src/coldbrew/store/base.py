@@ -40,6 +40,21 @@ class Store(CredentialStore, ABC):
     @abstractmethod
     async def count_accounts(self) -> int: ...
 
+    @abstractmethod
+    async def list_accounts(self) -> list[Account]:
+        """Every account with its fair-share settings (weight, queue limit)."""
+
+    @abstractmethod
+    async def update_account(
+        self,
+        name: str,
+        *,
+        weight: float | None = None,
+        max_queued_jobs: int | None = None,
+        clear_max_queued_jobs: bool = False,
+    ) -> Account | None:
+        """Change an account's fair-share weight or queue limit; None if there is no account."""
+
     # endpoints and versions
     @abstractmethod
     async def add_version(

@@ -65,6 +65,8 @@ class Account:
     name: str
     webhook_secret: str
     created_at: float
+    weight: float = 1.0  # its share of contested hardware slots, relative to other accounts
+    max_queued_jobs: int | None = None  # its queue limit; None: the server's default
 
 
 @dataclass

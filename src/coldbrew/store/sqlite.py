@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from coldbrew.crypto import Sealer
+from coldbrew.store import sqlite_queue
 from coldbrew.store.base import Store
 from coldbrew.store.models import (
     Account,
@@ -179,6 +180,7 @@ class SQLiteStore(SQLiteCredentials, Store):
         if "cached" not in columns:  # databases made before the result cache
             self._db.execute("ALTER TABLE jobs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
         self._init_credentials(sealer)
+        sqlite_queue.install(self._db)  # account weights, queue counters kept by triggers
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -208,10 +210,27 @@ class SQLiteStore(SQLiteCredentials, Store):
         return account
 
     async def get_account(self, name: str) -> Account | None:
-        row = self._one(
-            "SELECT name, webhook_secret, created_at FROM accounts WHERE name=?", [name]
+        row = self._one(f"{sqlite_queue.ACCOUNT_SELECT} WHERE name=?", [name])
+        return self._account(row) if row else None
+
+    def _account(self, row: sqlite3.Row) -> Account:
+        return sqlite_queue.account(row, self._open(row[1], webhook_context(row[0])))
+
+    async def list_accounts(self) -> list[Account]:
+        return [self._account(r) for r in self._all(sqlite_queue.ACCOUNT_SELECT)]
+
+    async def update_account(
+        self,
+        name: str,
+        *,
+        weight: float | None = None,
+        max_queued_jobs: int | None = None,
+        clear_max_queued_jobs: bool = False,
+    ) -> Account | None:
+        row = sqlite_queue.update_account(
+            self._db, name, weight, max_queued_jobs, clear_max_queued_jobs
         )
-        return Account(row[0], self._open(row[1], webhook_context(row[0])), row[2]) if row else None
+        return self._account(row) if row else None
 
     async def count_accounts(self) -> int:
         row = self._one("SELECT COUNT(*) FROM accounts")
@@ -491,11 +510,7 @@ class SQLiteStore(SQLiteCredentials, Store):
         return [_job(r) for r in rows]
 
     async def queue_stats(self) -> dict[int, QueueStat]:
-        rows = self._all(
-            "SELECT version_id, COUNT(*), MIN(created_at) FROM jobs WHERE status='IN_QUEUE' "
-            "GROUP BY version_id"
-        )
-        return {r[0]: QueueStat(queued=r[1], oldest_created_at=r[2]) for r in rows}
+        return sqlite_queue.queue_stats(self._db)  # counters: no scan of the queue
 
     async def in_progress(self) -> list[Job]:
         rows = self._all(f"SELECT {_JOB_COLUMNS} FROM jobs WHERE status='IN_PROGRESS'")
