@@ -84,10 +84,10 @@ async def test_a_jobs_log_is_capped_in_the_worker_and_the_gateway(tmp_path: Path
 
 
 async def test_an_account_past_its_queue_limit_gets_429_on_every_route(tmp_path: Path) -> None:
-    # no cpu slot: nothing starts, so every job stays queued
-    async with running(tmp_path, hardware_slots={"cpu": 0}, account_max_queued_jobs=3) as cb:
+    async with running(tmp_path, account_max_queued_jobs=3) as cb:
         await deploy_as(cb.platform, "mallory", TENANTS / "noop")
         await deploy_as(cb.platform, "victim", TENANTS / "noop")
+        cb.platform.settings.hardware_slots["cpu"] = 0  # nothing starts: every job stays queued
         mallory = await key_for(cb, "mallory")
         victim = await key_for(cb, "victim")
         for i in range(3):

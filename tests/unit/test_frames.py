@@ -45,6 +45,7 @@ LOG = {"t": "log", "id": "job-1", "ts": 1.0, "stream": "stdout", "line": "hi"}
         pytest.param({"t": "setup_failed", "error": None}, True, id="setup-failed-no-record"),
         pytest.param(["t", "log"], True, id="not-an-object"),
         pytest.param({"t": "something-new"}, False, id="other-types-pass-through"),
+        pytest.param({"no type": True}, True, id="no-type"),
     ],
 )
 def test_frame_problem(frame: Any, dropped: bool) -> None:

@@ -38,6 +38,8 @@ def frame_problem(frame: Any, running: Container[str]) -> str | None:  # noqa: C
     if not isinstance(frame, dict):
         return "not an object"
     kind = frame.get("t")
+    if not isinstance(kind, str):
+        return "a frame without a type"
     if kind in ("log", "chunk", "done"):
         job_id = frame.get("id")
         if not isinstance(job_id, str):
