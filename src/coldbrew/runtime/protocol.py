@@ -9,7 +9,8 @@ strings, big-endian) and numpy scalars become plain JSON values. The receiver ne
 when a frame actually carries arrays.
 
 Frames are dicts with a type tag `t`:
-- gateway → worker: `job` {id, input}, `batch` {ids, inputs}, `stop`
+- gateway → worker: `job` {id, input}, `batch` {ids, inputs}, `stop`, `limits`
+  {log_max_bytes, log_lines_per_s} (once, after `ready`: the caps of its print capture)
 - worker → gateway: `ready` {import_s, setup_s}, `setup_failed` {error}, `log` {id, ts, stream,
   line}, `chunk` {id, output}, `done` {id, output} or {id, error}
 
