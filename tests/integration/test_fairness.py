@@ -26,6 +26,7 @@ from tests.integration.test_tenants import deploy_as, key_for
 pytestmark = pytest.mark.anyio
 NOOP = FIXTURES / "tenants" / "noop"
 BACKLOG = 10_000
+SHALLOW = 1_000  # a queue this short cost little to count even before the counters
 SLOTS = 2
 
 
@@ -162,9 +163,11 @@ async def test_a_deep_backlog_drains_as_fast_as_a_shallow_one(tmp_path: Path) ->
             return jobs / (time.perf_counter() - started)
 
         await drain(300)  # both workers up and warm
-        shallow = await drain(500)
+        before = await drain(SHALLOW)
         deep = await drain(BACKLOG)
+        after = await drain(SHALLOW)  # the machine is shared: measure the shallow one twice
+    shallow = (before + after) / 2
     print(
-        f"\ndrain rate: {BACKLOG:,}-job backlog {deep:,.0f} jobs/s, "
-        f"500-job backlog {shallow:,.0f} jobs/s ({deep / shallow:.0%})"
+        f"\ndrain rate: {BACKLOG:,}-job backlog {deep:,.0f} jobs/s; {SHALLOW:,}-job backlog "
+        f"{before:,.0f} and {after:,.0f} jobs/s; deep/shallow {deep / shallow:.0%}"
     )
