@@ -116,3 +116,28 @@ def test_the_queue_ledger_counts_the_store_and_arrivals_since_the_tick() -> None
     assert ledger.queued("a") == 4  # counted twice, never missed, until the tick ends
     ledger.tick_ended({"a": 1})
     assert ledger.queued("a") == 1 + 1
+
+
+def test_the_workers_print_capture_stops_sending_past_the_cap() -> None:
+    from coldbrew.runtime.worker import _LogCap
+
+    cap = _LogCap()
+    cap.configure({"t": "limits", "log_max_bytes": 100, "log_lines_per_s": 1_000})
+    cap.begin("job")
+    sent = [cap.admit("job", "x" * 9) for _ in range(1_000)]
+    # ten lines fill the cap; the eleventh goes too, so the gateway sees the overflow and
+    # writes the marker; nothing after it is sent
+    assert [line for line in sent if line is not None] == ["x" * 9] * 11
+    cap.end("job")
+    assert cap.admit("job", "outside a job") == "outside a job"
+
+
+def test_the_workers_print_capture_is_rate_limited_with_a_marker() -> None:
+    from coldbrew.runtime.worker import _LogCap
+
+    cap = _LogCap()
+    cap.configure({"t": "limits", "log_max_bytes": 10**9, "log_lines_per_s": 1})
+    cap.begin("job")
+    sent = [line for line in (cap.admit("job", "l") for _ in range(50)) if line is not None]
+    assert sent[0] == "l" and sent[1].startswith("[coldbrew] log lines dropped")
+    assert len(sent) <= 3  # one more only if the machine stalled a whole second meanwhile
