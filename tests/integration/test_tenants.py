@@ -71,6 +71,14 @@ async def test_a_jobs_log_is_capped_in_the_worker_and_the_gateway(tmp_path: Path
     async with running(tmp_path, job_log_max_bytes=20_000) as cb:
         await deploy_as(cb.platform, "mallory", TENANTS / "mallory")
         mallory = await key_for(cb, "mallory")
+        received: list[str] = []
+        on_log = cb.platform.scheduler._on_log
+
+        def count(frame: dict[str, Any]) -> None:
+            received.append(frame["line"])
+            on_log(frame)
+
+        cb.platform.scheduler._on_log = count  # type: ignore[method-assign]
         result = await cb.http.post(
             "/v2/printer/runsync", json={"input": {"lines": 20_000, "width": 100}}, headers=mallory
         )
@@ -81,6 +89,8 @@ async def test_a_jobs_log_is_capped_in_the_worker_and_the_gateway(tmp_path: Path
     assert lines[-1].startswith("[coldbrew] log truncated")
     assert "20000 bytes" in lines[-1]
     assert lines[:-1] == ["p" * 99] * 200  # 200 lines of 100 bytes fill the cap exactly
+    # the worker cut its own output too: one line past the cap reached the gateway, not 20,000
+    assert len(received) == 201
 
 
 async def test_an_account_past_its_queue_limit_gets_429_on_every_route(tmp_path: Path) -> None:
