@@ -130,10 +130,11 @@ async def test_a_backlog_of_10000_does_not_starve_another_accounts_first_runsync
     # the slot freed (after the drained worker's one job) went to the small account
     launches = [e for e in events[evicted:] if e[0] == "launch"]
     assert launches[0][1] == "small"
-    # once its worker was ready, its job went in the same queue round
+    # once its worker was ready, its job went before the backlog's next round (the backlog has
+    # one worker left: a tick already running may hand it one job, the next tick one more)
     ready = first(events, "ready", "small", after=evicted)
     started = first(events, "assign", "small", after=ready)
-    assert len([e for e in events[ready:started] if e[0] == "assign"]) <= SLOTS - 1
+    assert len([e for e in events[ready:started] if e[0] == "assign"]) <= SLOTS
 
 
 @pytest.mark.slow
