@@ -137,6 +137,29 @@ async def test_a_backlog_of_10000_does_not_starve_another_accounts_first_runsync
     assert len([e for e in events[ready:started] if e[0] == "assign"]) <= SLOTS
 
 
+async def test_an_accounts_weight_set_by_an_admin_gives_it_more_slots(tmp_path: Path) -> None:
+    async with running(tmp_path, hardware_slots={"cpu": 3}) as cb:
+        # by name alone the first account would get the odd slot; its weight decides instead
+        await deploy_as(cb.platform, "a-light", NOOP)
+        await deploy_as(cb.platform, "b-heavy", NOOP)
+        await key_for(cb, "a-light")
+        await key_for(cb, "b-heavy")
+        weighted = await cb.http.patch("/v1/accounts/b-heavy", json={"weight": 2})
+        assert weighted.status_code == 200 and weighted.json()["weight"] == 2.0
+        await queue_directly(cb.platform, "a-light", 3_000)
+        await queue_directly(cb.platform, "b-heavy", 3_000)
+        scheduler = cb.platform.scheduler
+
+        async def held() -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for worker in scheduler.workers.values():
+                if worker.live:
+                    counts[worker.version.account] = counts.get(worker.version.account, 0) + 1
+            return counts
+
+        await wait_for(held, lambda counts: counts == {"a-light": 1, "b-heavy": 2}, 60)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 async def test_a_deep_backlog_drains_as_fast_as_a_shallow_one(tmp_path: Path) -> None:
