@@ -179,7 +179,8 @@ class Scheduler:
         the store's queue as of the last tick, jobs queued since, and the sync lane's."""
         waiting = 0
         for vid, queue in self._sync.items():
-            if queue and self._versions[vid][0].account == account:
+            cached = self._versions.get(vid)
+            if queue and cached is not None and cached[0].account == account:
                 waiting += len(queue)
         self.queues.check(account, waiting)
 
