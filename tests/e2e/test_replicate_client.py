@@ -264,3 +264,60 @@ def test_cog_models_answer_the_runpod_style_api_too(served: Server) -> None:
         bad = http.post("/v2/runner/runsync", json={"input": {"text": "v2", "repeat": 0}})
         assert bad.status_code == 400
         assert "input.repeat" in bad.json()["error"]["message"]
+
+
+class _FlakyReceiver(_Receiver):
+    """Refuses the first `output` event once (HTTP 500), as a busy receiver would."""
+
+    refused: list[str]
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["content-length"])).decode()
+        if json.loads(body)["status"] == "processing" and not self.refused:
+            self.refused.append(body)
+            self.send_response(500)
+            self.end_headers()
+            return
+        self.received.append((dict(self.headers.items()), body))
+        self.send_response(200)
+        self.end_headers()
+
+
+def test_completed_is_the_last_webhook_even_when_an_output_event_is_retried(
+    client: Any,
+) -> None:
+    """Replicate's clients treat `completed` as the end: no `output` may arrive after it."""
+    received: list[tuple[dict[str, str], str]] = []
+    refused: list[str] = []
+    handler = type("Handler", (_FlakyReceiver,), {"received": received, "refused": refused})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        prediction = client.models.predictions.create(
+            model="default/cog-stream",
+            input={"prompt": "a b c"},
+            webhook=f"http://127.0.0.1:{httpd.server_address[1]}/hook",
+            webhook_events_filter=["output", "completed"],
+        )
+        prediction.wait()
+        _wait_for(lambda: len(received) >= 4, "three output events and completed")
+        time.sleep(0.5)  # nothing may follow `completed`
+        statuses = [json.loads(body)["status"] for _, body in received]
+        assert refused, "the receiver refused an output event once"
+        assert statuses == ["processing"] * (len(statuses) - 1) + ["succeeded"]
+        outputs = [json.loads(body)["output"] for _, body in received[:-1]]
+        assert outputs[-1] == ["a ", "b ", "c "]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_versions_list_gives_the_models_versions_newest_first(client: Any) -> None:
+    model = client.models.get("default/cog-hello")
+    page = model.versions.list()
+    ids = [v.id for v in page.results]
+    assert ids[0] == model.latest_version.id
+    assert all(len(i) == 64 for i in ids)
+    schema = page.results[0].openapi_schema["components"]["schemas"]["Input"]
+    assert schema["properties"]["times"]["maximum"] == 5
+    assert page.next is None

@@ -247,3 +247,28 @@ def test_an_async_predictor_runs_on_the_workers_own_loop(
     finally:
         assert model._loop is not None
         model._loop.close()
+
+
+def test_a_function_predictor_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`predict: "predict.py:run"` naming a plain function, as Cog allows."""
+    monkeypatch.chdir(FIXTURES / "cog_function")
+    model = adapter.CogModel()
+    model.setup()
+    assert model.predict(name="ann") == "hello ann, amount=None (NoneType)"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        pytest.param(1, "1 (int)", id="int-stays-int"),
+        pytest.param(1.5, "1.5 (float)", id="float"),
+        pytest.param("many", "'many' (str)", id="str"),
+    ],
+)
+def test_union_inputs_reach_the_predictor_as_cog_passes_them(
+    monkeypatch: pytest.MonkeyPatch, value: Any, shown: str
+) -> None:
+    """`str | float | None`: Cog hands an integer over as the int it is, not as 1.0."""
+    monkeypatch.chdir(FIXTURES / "cog_function")
+    model = adapter.CogModel()
+    assert model.predict(amount=value) == f"hello world, amount={shown}"

@@ -1,0 +1,55 @@
+"""RunPod workers as they are found in the wild: slow synchronous handlers.
+
+A real `coldbrew serve` runs each handler through the official `runpod` SDK worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import FIXTURES
+from tests.e2e.conftest import Server, free_port
+
+pytest.importorskip("runpod")
+
+
+@pytest.fixture(scope="module")
+def rp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = Server(home=tmp_path_factory.mktemp("runpod-migrate") / "home", port=free_port())
+    try:
+        server.start(FIXTURES / "runpod_slow", RUNPOD_PING_INTERVAL="1000")
+        yield server
+    finally:
+        server.stop()
+
+
+def _wait_final(http: httpx.Client, endpoint: str, job_id: str, within_s: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within_s
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = http.get(f"/v2/{endpoint}/status/{job_id}").json()
+        if body["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
+            return body
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not finish within {within_s} s: {body}")
+
+
+@pytest.mark.slow
+def test_a_synchronous_handler_of_seven_seconds_completes(rp: Server) -> None:
+    """The SDK blocks its event loop for the whole handler, then posts the result on the
+    connection it opened before: the server must not have closed it as idle meanwhile."""
+    with rp.http() as http:
+        first = http.post("/v2/runpod_slow/run", json={"input": {"seconds": 7}}).json()
+        done = _wait_final(http, "runpod_slow", first["id"], within_s=90)
+        assert done["status"] == "COMPLETED", done
+        assert done["output"] == {"slept": 7}
+        # and the same worker goes on to take the next job
+        second = http.post("/v2/runpod_slow/run", json={"input": {"seconds": 7}}).json()
+        again = _wait_final(http, "runpod_slow", second["id"], within_s=60)
+        assert again["status"] == "COMPLETED", again
+        assert again["workerId"] == done["workerId"]
