@@ -50,6 +50,10 @@ def _oip_errors(handler: Handler) -> Handler:
 
 def _job_error(job: Job) -> Response:
     error = job.error or {}
+    status_code = error.get("status_code")
+    if isinstance(status_code, int) and 400 <= status_code < 600:
+        # an HTTP error the model raised (FastAPI's HTTPException): its status and FastAPI's body
+        return json_response({"detail": error.get("detail")}, status_code)
     message = f"{job.status.value}: {error.get('type', 'Error')}: {error.get('message', '')}"
     status = 400 if error.get("type") == "InvalidInput" else 500  # kserve.errors.InvalidInput
     if job.status is JobStatus.TIMED_OUT:
@@ -67,16 +71,20 @@ class _Infer:
     async def __call__(
         self, principal: Principal, name: str, raw: bytes, json_length: str | None
     ) -> Response:
+        endpoint = await self.invoker.endpoint(principal, name)
+        version = await self.platform.store.get_version(endpoint.current_version_id)
+        native = version.module == ADAPTER_MODULE
         try:
-            body = tensors.decode_request(raw, json_length)
+            if native:  # the model's own InferRequest decodes the bytes the client sent
+                body = job_input = tensors.native_request(raw, json_length)
+            else:
+                body = tensors.decode_request(raw, json_length)
         except orjson.JSONDecodeError as exc:
             raise InvalidRequest(f"the body is not JSON: {exc}") from None
         if not isinstance(body, dict):
             raise InvalidRequest("the body must be a JSON object with an 'inputs' list")
-        endpoint = await self.invoker.endpoint(principal, name)
-        version = await self.platform.store.get_version(endpoint.current_version_id)
-        native = version.module == ADAPTER_MODULE
-        job_input = body if native else tensors.arguments(body, version.input_schema)
+        if not native:
+            job_input = tensors.arguments(body, version.input_schema)
         job = await self.invoker.submit(principal, name, orjson.dumps({"input": job_input}))
         job = await self._run(job)
         if not job.status.final:

@@ -85,7 +85,14 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         directory = body.get("directory")
         if directory is not None and (not isinstance(directory, str) or len(directory) > 255):
             raise InvalidRequest("'directory' must be the deployed directory's name (a string)")
-        endpoints = await platform.deployer.deploy(principal.account, sha, directory)
+        name, replace = body.get("name"), body.get("replace", False)
+        if name is not None and not isinstance(name, str):
+            raise InvalidRequest("'name' must be the endpoint name to deploy under (a string)")
+        if not isinstance(replace, bool):
+            raise InvalidRequest("'replace' must be true or false")
+        endpoints = await platform.deployer.deploy(
+            principal.account, sha, directory, name=name, replace=replace
+        )
         await platform.scheduler.refresh_endpoints()
         return json_response({"endpoints": endpoints})
 

@@ -15,7 +15,7 @@ import hashlib
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -69,6 +69,11 @@ class _Hook:
     account: str
     base: str
     sent: int = 0
+    #: the last event's delivery: each event is posted after the one before it has ended, so a
+    #: receiver sees them in order even when one is retried (Replicate sends `completed` last)
+    last: asyncio.Future[None] | None = None
+    #: the tasks that send `output` and `logs` events; `completed` waits for them
+    followers: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 def version_id(version: Version) -> str:
@@ -198,9 +203,9 @@ class Replicate:
             await self.invoker.enqueue(job)
             if hook is not None:
                 if "output" in hook.events:
-                    self._spawn(self._follow_output(job, hook))
+                    hook.followers.append(self._spawn(self._follow_output(job, hook)))
                 if "logs" in hook.events:
-                    self._spawn(self._follow_logs(job, hook))
+                    hook.followers.append(self._spawn(self._follow_logs(job, hook)))
             if future is not None and wait_s is not None:
                 with contextlib.suppress(TimeoutError):
                     job = await asyncio.wait_for(asyncio.shield(future), wait_s)
@@ -280,16 +285,25 @@ class Replicate:
                     ) from None
 
     # -- webhooks
-    def _spawn(self, coroutine: Awaitable[None]) -> None:
+    def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     def _event(self, hook: _Hook, job: Job, event: str, body: dict[str, Any]) -> None:
         if event in hook.events:
             hook.sent += 1
             msg_id = f"msg_{job.id}_{hook.sent}"
-            self.platform.webhooks.send_event(hook.account, hook.url, msg_id, body)
+            hook.last = self._spawn(self._send_after(hook.last, hook, msg_id, body))
+
+    async def _send_after(
+        self, before: asyncio.Future[None] | None, hook: _Hook, msg_id: str, body: dict[str, Any]
+    ) -> None:
+        """Post one event once the previous one was delivered (or given up on)."""
+        if before is not None:
+            await asyncio.wait([before])
+        await self.platform.webhooks.send_event(hook.account, hook.url, msg_id, body)
 
     async def _follow_output(self, job: Job, hook: _Hook) -> None:
         """An `output` event with each item a streaming prediction yields."""
@@ -320,6 +334,8 @@ class Replicate:
             self._spawn(self._completed(job, hook))
 
     async def _completed(self, job: Job, hook: _Hook) -> None:
+        if hook.followers:  # their last `output` and `logs` events go first
+            await asyncio.wait(hook.followers)
         self._event(hook, job, "completed", await self.describe(job, hook.base))
 
     async def close(self) -> None:
@@ -446,6 +462,13 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
                 "latest_version": latest,
             }
         )
+
+    @routes.get("/models/{owner}/{name}/versions", summary="A model's versions, newest first")
+    async def list_versions(owner: str, name: str, request: Request) -> Response:
+        _, endpoint = await replicate.model(await keys.resolve(request), owner, name)
+        versions = await platform.store.list_versions(endpoint.id)
+        results = [version_json(v, version_id(v)) for v in versions]
+        return json_response({"next": None, "previous": None, "results": results})
 
     @routes.get("/models/{owner}/{name}/versions/{vid}", summary="One version with its schema")
     async def get_version(owner: str, name: str, vid: str, request: Request) -> Response:

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 from coldbrew.errors import InvalidInput
+from coldbrew.runtime.adapters.kserve import BINARY_KEY as KSERVE_BINARY_KEY
 
 #: OIP datatypes and the numpy dtype each one is read as.
 DATATYPES = {
@@ -38,11 +39,12 @@ _FROM_SCHEMA = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string
 BINARY_HEADER = "inference-header-content-length"
 
 
-def decode_request(raw: bytes, json_length: str | None = None) -> Any:
+def decode_request(raw: bytes, json_length: str | None = None, text: bool = True) -> Any:
     """An infer request body. With the binary extension (`json_length` from the
     `Inference-Header-Content-Length` header), each input whose `parameters.binary_data_size` is
     set takes that many bytes after the JSON, little-endian (BYTES: 4-byte length before each
-    string), and gets them as its `data` list."""
+    string), and gets them as its `data` list. BYTES elements must be UTF-8 text when `text`
+    (they become JSON strings); otherwise BYTES tensors are only checked for size."""
     import orjson
 
     if json_length is None:
@@ -66,7 +68,8 @@ def decode_request(raw: bytes, json_length: str | None = None) -> Any:
         if len(chunk) != size:
             raise _bad(f"input {tensor.get('name')!r}: {size} binary bytes announced, fewer sent")
         offset += len(chunk)
-        tensor["data"] = _from_binary(str(tensor.get("name")), tensor.get("datatype"), chunk)
+        if text or tensor.get("datatype") != "BYTES":
+            tensor["data"] = _from_binary(str(tensor.get("name")), tensor.get("datatype"), chunk)
         del params["binary_data_size"]
     return body
 
@@ -78,7 +81,15 @@ def _from_binary(name: str, datatype: Any, chunk: bytes) -> list[Any]:
         strings, at = [], 0
         while at + 4 <= len(chunk):
             length = int.from_bytes(chunk[at : at + 4], "little")
-            strings.append(chunk[at + 4 : at + 4 + length].decode("utf-8", errors="replace"))
+            element = chunk[at + 4 : at + 4 + length]
+            try:
+                strings.append(element.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise _bad(
+                    f"input {name!r}: BYTES element {len(strings)} is not UTF-8 text; this "
+                    "model's arguments are JSON, so BYTES must be text (send base64 for raw "
+                    "bytes; a KServe model file gets raw bytes as they are)"
+                ) from None
             at += 4 + length
         return strings
     if datatype not in DATATYPES:
@@ -88,6 +99,32 @@ def _from_binary(name: str, datatype: Any, chunk: bytes) -> list[Any]:
         raise _bad(f"input {name!r}: {len(chunk)} bytes is not a whole number of {datatype}")
     values: list[Any] = np.frombuffer(chunk, dtype=dtype).tolist()
     return values
+
+
+#: The key of a native (KServe `Model`) job's input that carries the binary part of the request,
+#: base64-encoded, so the model's `InferRequest` is built from the very bytes the client sent.
+BINARY_KEY = KSERVE_BINARY_KEY
+
+
+def native_request(raw: bytes, json_length: str | None) -> dict[str, Any]:
+    """The job input for a KServe model: the JSON header as sent (with its `binary_data_size`
+    parameters) plus the binary part as base64 under `BINARY_KEY`. Checked like any request,
+    so a malformed body is a 400 here and not a failed job."""
+    import base64
+
+    import orjson
+
+    body = decode_request(raw, json_length, text=False)
+    if not isinstance(body, dict):
+        raise _bad("the body must be a JSON object with an 'inputs' list")
+    try:
+        return dict(orjson.loads(raw))  # all JSON (a reused header): nothing binary
+    except orjson.JSONDecodeError:
+        pass
+    length = int(str(json_length))
+    header: dict[str, Any] = orjson.loads(raw[:length])
+    header[BINARY_KEY] = base64.b64encode(raw[length:]).decode()
+    return header
 
 
 def _bad(message: str) -> InvalidInput:

@@ -78,7 +78,13 @@ def serve(
 
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def deploy(directory: Path) -> None:
+@click.option("--name", default=None, help="deploy the directory's one model under this name")
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="replace an endpoint of that name that came from another directory or kind of model",
+)
+def deploy(directory: Path, name: str | None, replace: bool) -> None:
     """Package DIRECTORY, upload it and create a new version of each model in it."""
     bar: Any = None
 
@@ -96,13 +102,15 @@ def deploy(directory: Path) -> None:
     with _client() as client:
         click.echo(f"packaging {directory} …")
         try:
-            results = client.deploy(directory, progress)
+            results = client.deploy(directory, progress, name=name, replace=replace)
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)
         for r in results:
             state = "new version" if r["created"] else "unchanged, no new version"
             click.echo(f"{r['name']}: v{r['version']} ({state})")
+            for note in r.get("notes", []):
+                click.echo(f"  note: {note}")
 
 
 @main.command()

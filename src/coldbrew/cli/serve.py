@@ -20,6 +20,14 @@ from coldbrew.observe.logs import configure as configure_logs
 from coldbrew.platform import DEFAULT_ACCOUNT, Platform
 from coldbrew.sdk.package import package
 
+#: How long an idle keep-alive connection stays open. RunPod's worker SDK runs a synchronous
+#: handler on its event loop and then posts the result on the pooled connection it used before;
+#: it does not retry a connection the server closed meanwhile. aiohttp (the SDK's client) drops
+#: pooled connections idle for more than 15 s itself, so a server that waits longer than that is
+#: never the side that closes first, whatever the handler's duration. (uvicorn's default, 5 s,
+#: lost the result of every synchronous handler of 5 to 15 s.)
+KEEP_ALIVE_S = 75
+
 
 async def _one_chunk(data: bytes) -> AsyncIterator[bytes]:
     yield data
@@ -36,6 +44,7 @@ async def deploy_local(platform: Platform, directory: Path) -> list[str]:
     for r in results:
         state = "new version" if r["created"] else "unchanged"
         lines.append(f"  deployed {r['name']} v{r['version']} ({state}) from {directory}")
+        lines.extend(f"    note: {note}" for note in r.get("notes", []))
     return lines
 
 
@@ -103,6 +112,7 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         access_log=False,
         ssl_certfile=settings.tls_cert,  # HTTPS when set (checked with the settings)
         ssl_keyfile=settings.tls_key,
+        timeout_keep_alive=KEEP_ALIVE_S,
     )
     server = _Server(config)
     _on_signals(server)

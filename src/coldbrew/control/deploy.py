@@ -16,9 +16,10 @@ import orjson
 
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
+from coldbrew.control import naming
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
 from coldbrew.home import private_tar_filter
-from coldbrew.runtime.adapters.runpod import DIRECTORY_NAME_ENV
+from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
 
@@ -66,17 +67,31 @@ class Deployer:
                 os.rename(unpacked, target)
 
     async def deploy(
-        self, account: str, sha: str, directory_name: str | None = None
+        self,
+        account: str,
+        sha: str,
+        directory_name: str | None = None,
+        name: str | None = None,
+        replace: bool = False,
     ) -> list[dict[str, Any]]:
         """Create a version of each model in the artifact; unchanged models keep theirs.
 
         `directory_name` (what the client deployed) names endpoints that declare no name, such
-        as a RunPod handler directory.
+        as a RunPod handler directory. `name` renames the directory's one endpoint. An endpoint
+        that came from another kind of directory or another directory is not replaced unless
+        `replace` (`naming.check_replacement`).
         """
         directory = self.artifact_dir(account, sha)
         if not directory.is_dir():
             raise NotFound(f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first")
-        models = await self._inspect(directory, directory_name)
+        models = naming.rename(await self._inspect(directory, directory_name), name)
+        sources = [naming.source_of(m, directory, directory_name) for m in models]
+        if not replace:
+            for model, source in zip(models, sources, strict=True):
+                existing = await self.store.get_endpoint(account, model["name"])
+                if existing is not None:
+                    current = await self.store.get_version(existing.current_version_id)
+                    naming.check_replacement(current, source)
         results = []
         for model in models:
             spec = DeploymentSpec(**model["spec"])
@@ -88,7 +103,7 @@ class Deployer:
                     hint="pick a hardware class the node has, or add slots with "
                     "COLDBREW_HARDWARE_SLOTS",
                 )
-        for model in models:
+        for model, source in zip(models, sources, strict=True):
             version, created = await self.store.add_version(
                 account,
                 model["name"],
@@ -98,6 +113,7 @@ class Deployer:
                 model["spec"],
                 model["input_schema"],
                 self.clock.time(),
+                source,
             )
             results.append(
                 {
@@ -105,6 +121,8 @@ class Deployer:
                     "version": version.number,
                     "created": created,
                     "spec": model["spec"],
+                    "source": source,
+                    "notes": naming.notes(source),
                 }
             )
         return results

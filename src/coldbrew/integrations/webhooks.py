@@ -94,11 +94,17 @@ class WebhookSender:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._client.aclose()
 
-    def send_event(self, account: str, url: str, msg_id: str, payload: dict[str, Any]) -> None:
-        """Deliver a signed event that is not a job (a budget alert), with the same retries."""
+    def send_event(
+        self, account: str, url: str, msg_id: str, payload: dict[str, Any]
+    ) -> asyncio.Task[None]:
+        """Deliver a signed event that is not a job (a budget alert), with the same retries.
+
+        The returned task ends when the event was delivered or given up on, so a caller can
+        keep its events in order."""
         task = asyncio.create_task(self._send_event(account, url, msg_id, payload))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _send_event(
         self, account: str, url: str, msg_id: str, payload: dict[str, Any]

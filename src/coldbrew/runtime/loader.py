@@ -58,6 +58,13 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     if not modules and result:
         return result
     if not modules:
+        nested = runpod.nested_handlers(directory)
+        if nested:  # a RunPod worker repository whose image command we could not read
+            raise SpecError(
+                f"no model found in {directory.name}: {nested[0]} starts a RunPod worker, but "
+                "no Dockerfile CMD or ENTRYPOINT runs it",
+                hint=f'name it in coldbrew.toml:\n[runpod]\nhandler = "{nested[0]}"',
+            )
         raise SpecError(
             f"no model found in {directory}: no top-level .py file imports coldbrew",
             hint="add a file with `app = coldbrew.App(...)` and an `@app.model()` class",

@@ -28,13 +28,24 @@ if TYPE_CHECKING:
 _STREAMED = object()  # predict was a generator: its output went out as chunks
 
 
-def error_record(exc: BaseException) -> dict[str, str]:
-    """How an exception crosses the process boundary."""
-    return {
+def error_record(exc: BaseException) -> dict[str, Any]:
+    """How an exception crosses the process boundary.
+
+    An HTTP error a model raises on purpose (FastAPI's `HTTPException`, as KServe models do)
+    keeps its `status_code` and `detail`, so the gateway can answer with them."""
+    record: dict[str, Any] = {
         "type": type(exc).__name__,
         "message": str(exc) or type(exc).__name__,
         "traceback": "".join(traceback.format_exception(exc)),
     }
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        detail = getattr(exc, "detail", None)
+        record["status_code"] = status
+        record["detail"] = detail if isinstance(detail, str | int | float | list | dict) else None
+        if not str(exc):
+            record["message"] = f"HTTP {status}: {detail}"
+    return record
 
 
 class _Channel:

@@ -261,11 +261,18 @@ class Client:
         return response.text
 
     def deploy(
-        self, directory: Path | str, progress: Callable[[int, int], None] | None = None
+        self,
+        directory: Path | str,
+        progress: Callable[[int, int], None] | None = None,
+        *,
+        name: str | None = None,
+        replace: bool = False,
     ) -> list[dict[str, Any]]:
         """Package and upload `directory` (skipped if the server has it), then deploy it.
 
-        `progress(sent, total)` is called as the upload goes.
+        `progress(sent, total)` is called as the upload goes. `name` deploys the directory's
+        one endpoint under that name; `replace` lets it replace an endpoint that came from
+        another directory or kind of model (refused otherwise).
         """
         data, sha = package(Path(directory))
         if self._http.head(f"/v1/artifacts/{sha}").status_code != 200:
@@ -285,6 +292,11 @@ class Client:
         result: list[dict[str, Any]] = self._call(
             "POST",
             "/v1/deployments",
-            json={"artifact": sha, "directory": Path(directory).resolve().name},
+            json={
+                "artifact": sha,
+                "directory": Path(directory).resolve().name,
+                "name": name,
+                "replace": replace,
+            },
         )["endpoints"]
         return result

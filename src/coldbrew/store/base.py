@@ -67,8 +67,12 @@ class Store(CredentialStore, ABC):
         spec: dict[str, Any],
         input_schema: dict[str, Any],
         now: float,
+        source: dict[str, Any] | None = None,
     ) -> tuple[Version, bool]:
         """Make a new current version unless the current one is identical.
+
+        `source` records where the version came from (`{"kind", "directory", ...}`), so a later
+        deploy can tell a new version of the same model from an unrelated one.
 
         Returns the current version and whether it was created.
         """
@@ -85,6 +89,10 @@ class Store(CredentialStore, ABC):
 
     @abstractmethod
     async def get_version(self, version_id: int) -> Version: ...
+
+    @abstractmethod
+    async def list_versions(self, endpoint_id: int) -> list[Version]:
+        """Every version of the endpoint, newest first."""
 
     # jobs
     @abstractmethod

@@ -94,6 +94,8 @@ class Version:
     spec: dict[str, Any]
     input_schema: dict[str, Any]
     created_at: float
+    #: where it came from: kind of directory, the directory's name, recorded requirements
+    source: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -49,7 +49,7 @@ CREATE TABLE IF NOT EXISTS versions (
     id INTEGER PRIMARY KEY AUTOINCREMENT, endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
     number INTEGER NOT NULL, artifact_sha TEXT NOT NULL, module TEXT NOT NULL,
     class_name TEXT NOT NULL, spec TEXT NOT NULL, input_schema TEXT NOT NULL,
-    created_at REAL NOT NULL);
+    created_at REAL NOT NULL, source TEXT);
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY, account TEXT NOT NULL, endpoint_id INTEGER NOT NULL,
     endpoint TEXT NOT NULL, version_id INTEGER NOT NULL, status TEXT NOT NULL,
@@ -101,7 +101,7 @@ _JOB_UPSERT = ", ".join(f"{c.strip()}=excluded.{c.strip()}" for c in _JOB_COLUMN
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 _VERSION_COLUMNS = (
     "v.id, v.endpoint_id, e.account, e.name, v.number, v.artifact_sha, v.module, v.class_name, "
-    "v.spec, v.input_schema, v.created_at"
+    "v.spec, v.input_schema, v.created_at, v.source"
 )
 
 
@@ -150,6 +150,7 @@ def _version(row: sqlite3.Row) -> Version:
         spec=orjson.loads(row[8]),
         input_schema=orjson.loads(row[9]),
         created_at=row[10],
+        source=orjson.loads(row[11]) if row[11] else {},
     )
 
 
@@ -181,6 +182,8 @@ class SQLiteStore(SQLiteCredentials, Store):
             self._db.execute("ALTER TABLE jobs ADD COLUMN cached INTEGER NOT NULL DEFAULT 0")
         self._init_credentials(sealer)
         sqlite_queue.install(self._db)  # account weights, queue counters kept by triggers
+        if "source" not in {r[1] for r in self._db.execute("PRAGMA table_info(versions)")}:
+            self._db.execute("ALTER TABLE versions ADD COLUMN source TEXT")  # before issue 12
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -247,6 +250,7 @@ class SQLiteStore(SQLiteCredentials, Store):
         spec: dict[str, Any],
         input_schema: dict[str, Any],
         now: float,
+        source: dict[str, Any] | None = None,
     ) -> tuple[Version, bool]:
         spec_json = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS).decode()
         schema_json = orjson.dumps(input_schema, option=orjson.OPT_SORT_KEYS).decode()
@@ -276,7 +280,7 @@ class SQLiteStore(SQLiteCredentials, Store):
             number = int(row[0]) + 1 if row else 1
             cursor = self._db.execute(
                 "INSERT INTO versions (endpoint_id, number, artifact_sha, module, class_name, "
-                "spec, input_schema, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "spec, input_schema, created_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     endpoint_id,
                     number,
@@ -286,6 +290,7 @@ class SQLiteStore(SQLiteCredentials, Store):
                     spec_json,
                     schema_json,
                     now,
+                    orjson.dumps(source).decode() if source else None,
                 ),
             )
             version_id = int(cursor.lastrowid or 0)
@@ -332,6 +337,14 @@ class SQLiteStore(SQLiteCredentials, Store):
         if row is None:
             raise KeyError(version_id)
         return _version(row)
+
+    async def list_versions(self, endpoint_id: int) -> list[Version]:
+        rows = self._db.execute(
+            f"SELECT {_VERSION_COLUMNS} FROM versions v JOIN endpoints e ON e.id = v.endpoint_id "
+            "WHERE v.endpoint_id=? ORDER BY v.number DESC",
+            [endpoint_id],
+        ).fetchall()
+        return [_version(row) for row in rows]
 
     # jobs
     async def create_job(self, job: Job) -> None:

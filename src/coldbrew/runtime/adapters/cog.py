@@ -9,9 +9,10 @@ calls it per job: inputs are checked and normalised by cog (`cog.Path` URLs are 
 temporary files), iterator outputs stream as chunks, and `cog.Path` outputs come back as
 `data:` URIs (what Replicate returns for files in sync mode).
 
-Deployment settings: an optional `coldbrew.toml` beside `cog.yaml` holds `DeploymentSpec` fields
-(`name = "..."`, `max_workers = 2`, ...). The endpoint's name is that `name`, else the last part
-of cog.yaml's `image:` (`r8.im/acme/hello` -> `hello`), else the predictor class in lower case.
+Deployment settings: an optional `coldbrew.toml` beside `cog.yaml` (`[endpoint]` with
+`name = "..."`, `max_workers = 2`, ...; `runtime/adapters/settings.py`). The endpoint's name is
+that `name`, else the last part of cog.yaml's `image:` (`r8.im/acme/hello` -> `hello`), else the
+deployed directory's name, never the predictor class (every Cog class is called `Predictor`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import ipaddress
 import mimetypes
 import pathlib
 import sys
-import tomllib
 import urllib.parse
 import warnings
 from collections.abc import Iterator
@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import SpecError
+from coldbrew.runtime.adapters.settings import directory_label, endpoint_name, read_settings
 from coldbrew.sdk.app import ModelDef
 from coldbrew.sdk.names import NAME_PATTERN
 
@@ -72,17 +73,13 @@ def read_config(directory: Path) -> CogConfig:
             f"{CONFIG_FILE} names no predictor",
             hint='add `predict: "predict.py:Predictor"` (or `run: "run.py:Runner"`)',
         )
-    spec: dict[str, Any] = {}
-    settings = directory / SETTINGS_FILE
-    if settings.is_file():
-        try:
-            spec = tomllib.loads(settings.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{SETTINGS_FILE} is not valid TOML: {exc}") from None
-    name = spec.pop("name", None)
+    settings = read_settings(directory)
+    name, spec = settings.name, dict(settings.spec)
     image = config.get("image")
     if name is None and isinstance(image, str) and image.strip("/"):
         name = image.rstrip("/").rsplit("/", 1)[-1].split(":", 1)[0].lower()
+    if name is None and directory_label(directory):
+        name = endpoint_name(str(directory_label(directory)))
     return CogConfig(ref=ref.strip(), name=name, spec=spec)
 
 
@@ -240,9 +237,10 @@ def discover_cog(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     name = config.name or info.predictor_name.lower()
     if not NAME_PATTERN.match(name):
         raise SpecError(
-            f"endpoint name {name!r} (from {SETTINGS_FILE}, cog.yaml's image or the class) "
+            f"endpoint name {name!r} (from {SETTINGS_FILE}, cog.yaml's image or the directory) "
             "is not valid",
-            hint=f'set name = "my-model" in {SETTINGS_FILE}: lower-case letters, digits, - or _',
+            hint=f'set [endpoint] name = "my-model" in {SETTINGS_FILE}: lower-case letters, '
+            "digits, - or _",
         )
     spec = parse_spec(config.spec, where=f"{SETTINGS_FILE} of {name}")
     schema = input_schema(info)
@@ -284,6 +282,20 @@ def _file_fields(info: Any) -> set[str]:
         for name, field in info.inputs.items()
         if field.type.primitive in (_adt.PrimitiveType.PATH, _adt.PrimitiveType.FILE)
     }
+
+
+def _union_values(info: Any, payload: dict[str, Any], checked: dict[str, Any]) -> dict[str, Any]:
+    """Union inputs (`str | float | None`) as Cog's server passes them: the JSON value itself.
+
+    cog's Python `check_input` validates a union against its members and converts the value to
+    the first member that takes it (an integer `1` becomes `1.0` for `float`); Cog's own server
+    hands the predictor the value it received. Union members are plain JSON types (cog refuses
+    files and secrets in unions), so the value needs no conversion once it is valid.
+    """
+    for name, field in info.inputs.items():
+        if getattr(field.type, "union_variants", None) and payload.get(name) is not None:
+            checked[name] = payload[name]
+    return checked
 
 
 def _materialise(value: Any, temps: list[Any]) -> Any:
@@ -337,12 +349,20 @@ class CogModel:
         ref = f"{file_path}:{class_name or self.info.predictor_name}"
         with _quiet_deprecations():
             self.predictor = load_predictor_from_ref(ref)
-        from cog.predictor import _user_method_owner
-
-        defines_run = _user_method_owner(type(self.predictor), "run") is not None
-        self._method_name = "run" if defines_run else "predict"
+        self._call = self._entry_point(self.predictor)
         self._files = _file_fields(self.info)
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @staticmethod
+    def _entry_point(predictor: Any) -> Any:
+        """What runs per job: a function predictor (`predict.py:run` naming a plain function)
+        is called itself; a class's instance through `run`, or `predict` for older classes."""
+        if inspect.isfunction(predictor):
+            return predictor
+        from cog.predictor import _user_method_owner
+
+        defines_run = _user_method_owner(type(predictor), "run") is not None
+        return getattr(predictor, "run" if defines_run else "predict")
 
     def setup(self) -> None:
         """The predictor's `setup()` (with `weights` from COG_WEIGHTS when it takes them)."""
@@ -364,12 +384,12 @@ class CogModel:
             value = payload[field]
             for one in value if isinstance(value, list) else [value]:
                 check_file_url(field, one)
-        kwargs = check_input(self.info.inputs, payload)
+        kwargs = _union_values(self.info, payload, check_input(self.info.inputs, payload))
         temps: list[Any] = []
         try:
             kwargs = {k: _materialise(v, temps) for k, v in kwargs.items()}
             with _quiet_deprecations():
-                result = getattr(self.predictor, self._method_name)(**kwargs)
+                result = self._call(**kwargs)
         except BaseException:
             self._cleanup(temps)
             raise

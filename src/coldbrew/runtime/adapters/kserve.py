@@ -3,8 +3,8 @@ unmodified.
 
 A top-level `.py` file that imports kserve and defines `class X(kserve.Model)` (or `(Model)` after
 `from kserve import Model`) becomes an endpoint per such class. The endpoint's name is the one the
-file gives the model (`X("name")`, usually under `if __name__ == "__main__"`), else the class
-name in lower case; `coldbrew.toml` `[endpoint]` may set it and the other settings. The version
+file gives the model (`X("name")`, usually under `if __name__ == "__main__"`; `X(args.model_name)`
+is kserve's default, `model`), else the class name in lower case; `coldbrew.toml` `[endpoint]` may set it and the other settings. The version
 records this module and `"<file>.<Class>"` as its class: the worker imports this module, whose
 `__getattr__` builds a coldbrew model class around the user's class. Its `setup()` creates the
 model and calls `load()` unless the constructor did; its `predict(**request)` runs KServe's own
@@ -28,14 +28,28 @@ from coldbrew.sdk.names import NAME_PATTERN
 
 #: The module recorded for KServe versions; the class field holds "<file>.<Class>".
 ADAPTER_MODULE = "coldbrew.runtime.adapters.kserve"
+#: The job input key that carries a request's binary tensor data, base64-encoded (the gateway's
+#: `api/tensors.py` sets it; runtime code cannot import the api layer).
+BINARY_KEY = "coldbrew_binary_data"
 
 _IMPORTS_KSERVE = re.compile(r"^\s*(import kserve|from kserve\b)", re.MULTILINE)
 _SUBCLASS = re.compile(r"^class\s+(\w+)\s*\(\s*(?:kserve\.)?Model\s*\)\s*:", re.MULTILINE)
 
 
+#: The name `kserve.ModelServer` serves a model under when the file passes `args.model_name`
+#: (the `--model_name` flag of kserve's argument parser, whose default this is).
+DEFAULT_MODEL_NAME = "model"
+
+
 def _given_name(text: str, class_name: str) -> str | None:
+    """The name the file constructs its model with: a string literal, else (an expression such
+    as `args.model_name`) kserve's default `model`; None when the file never constructs it."""
     match = re.search(rf"\b{class_name}\(\s*(?:name\s*=\s*)?[\"']([^\"']+)[\"']", text)
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    if re.search(rf"(?<!class )(?<![\w.]){class_name}\(\s*[^)\s]", text):
+        return DEFAULT_MODEL_NAME
+    return None
 
 
 class _Stand:
@@ -61,6 +75,13 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
             name = _given_name(text, class_name) or class_name.lower()
             if len(classes) == 1 and fields.get("name"):
                 name = fields["name"]
+            if name in found:
+                raise SpecError(
+                    f"two KServe models of {directory.name} are both named {name!r} "
+                    f"({found[name][1].cls.__name__} and {path.stem}.{class_name})",
+                    hint="give each its own name, or deploy each file from its own directory "
+                    "with a name in coldbrew.toml: [endpoint] name = \"my-model\"",
+                )
             if not NAME_PATTERN.match(name):
                 raise SpecError(
                     f"KServe model {class_name} in {path.name} is named {name!r}, which is not a "
@@ -110,10 +131,14 @@ class KServeAdapter:
 
         payload: Any = request
         if is_oip_request(request):
+            import base64
+
             import orjson
 
-            raw = orjson.dumps(request)
-            payload = InferRequest.from_bytes(raw, len(raw), self.model.name)
+            binary = request.pop(BINARY_KEY, None)  # the bytes after the JSON, as sent
+            header = orjson.dumps(request)
+            raw = header + (base64.b64decode(binary) if isinstance(binary, str) else b"")
+            payload = InferRequest.from_bytes(raw, len(header), self.model.name)
         result, _headers = self._loop().run_until_complete(self.model(payload, headers={}))
         if isinstance(result, InferResponse):
             body, _length = result.to_rest()

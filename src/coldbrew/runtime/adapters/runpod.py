@@ -17,22 +17,26 @@ timeout_s = 120
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import SpecError
+from coldbrew.runtime.adapters.dockerfile import handler_from_dockerfile
+from coldbrew.runtime.adapters.settings import (
+    CONFIG_FILE,
+    DIRECTORY_NAME_ENV,
+    DirectorySettings,
+    directory_label,
+    endpoint_name,
+    read_settings,
+)
 from coldbrew.sdk.app import ModelDef
 from coldbrew.sdk.names import NAME_PATTERN
 
 #: The class name recorded for RunPod handler versions; it can never be a Python class name,
 #: so the backend recognises these launches without a second field.
 HANDLER_CLASS = "runpod.serverless.start"
-#: Set by the deployer for the inspecting process: the name of the directory that was deployed.
-DIRECTORY_NAME_ENV = "COLDBREW_DIRECTORY_NAME"
-CONFIG_FILE = "coldbrew.toml"
 
 _STARTS_WORKER = re.compile(r"\bserverless\s*\.\s*start\s*\(")
 
@@ -53,34 +57,55 @@ def handler_files(directory: Path) -> list[Path]:
     ]
 
 
-def endpoint_name(text: str) -> str:
-    """A directory name made into an endpoint name: `My Worker` → `my-worker`."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")[:63]
-    return name.rstrip("-_")
-
-
 def endpoint_config(directory: Path) -> dict[str, Any]:
-    """The `[endpoint]` table of the directory's optional coldbrew.toml (spec fields)."""
-    path = directory / CONFIG_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    """The endpoint settings of the directory's optional coldbrew.toml (name and spec fields)."""
+    settings = read_settings(directory)
+    return {**settings.spec, "name": settings.name} if settings.name else dict(settings.spec)
+
+
+def _starts_worker(path: Path) -> bool:
+    return bool(_STARTS_WORKER.search(path.read_text(encoding="utf-8", errors="replace")))
+
+
+def _repository_handler(directory: Path, settings: DirectorySettings) -> Path | None:
+    """A worker repository's handler: `[runpod] handler`, else what the Dockerfile runs."""
+    root = directory.resolve()
+    if settings.handler is not None:
+        path = (directory / settings.handler).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise SpecError(
+                f"{CONFIG_FILE} names the handler {settings.handler!r}, which is not a file "
+                "in the directory",
+                hint='give its path from the directory\'s root: handler = "src/handler.py"',
+            )
+        return path
+    found, inside = handler_from_dockerfile(directory)
+    if found is None and inside is not None:
         raise SpecError(
-            f"{CONFIG_FILE} is not valid TOML: {exc}", hint="fix the file and deploy again"
-        ) from None
-    endpoint = data.get("endpoint", {})
-    if not isinstance(endpoint, dict):
-        raise SpecError(
-            f"{CONFIG_FILE}: [endpoint] must be a table", hint='[endpoint]\nname = "my-worker"'
+            f"the Dockerfile runs {inside}, and no file of the directory is copied there",
+            hint=f'name the handler in {CONFIG_FILE}: [runpod] handler = "src/handler.py"',
         )
-    return dict(endpoint)
+    return found
+
+
+def nested_handlers(directory: Path) -> list[str]:
+    """Files below the top level that start a RunPod worker (for the error that names one)."""
+    return sorted(
+        p.relative_to(directory).as_posix()
+        for p in directory.glob("*/**/*.py")
+        if not any(part.startswith(".") for part in p.relative_to(directory).parts)
+        and _starts_worker(p)
+    )
 
 
 def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
-    """The RunPod endpoint of `directory`, if a top-level file calls `runpod.serverless.start`."""
+    """The RunPod endpoint of `directory`: a top-level file that calls
+    `runpod.serverless.start`, or the handler a worker repository's Dockerfile runs."""
+    settings = read_settings(directory)
     files = handler_files(directory)
+    if settings.handler is not None or not files:
+        found = _repository_handler(directory, settings)
+        files = [found] if found is not None else []
     if not files:
         return {}
     if len(files) > 1:
@@ -88,11 +113,12 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
         raise SpecError(
             f"{directory.name} has {len(files)} RunPod handler files ({names}); "
             "a directory deploys one",
-            hint="put each handler file in its own directory and deploy each",
+            hint=f'name the one to deploy in {CONFIG_FILE}: [runpod] handler = "{files[0].name}"',
         )
-    fields = endpoint_config(directory)
-    source = os.environ.get(DIRECTORY_NAME_ENV) or files[0].stem
-    name = fields.pop("name", None) or endpoint_name(source)
+    fields = dict(settings.spec)
+    handler = files[0].resolve().relative_to(directory.resolve())
+    source = directory_label(directory) or handler.stem
+    name = settings.name or endpoint_name(source)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise SpecError(
             f"{name!r} (from {source!r}) is not a valid endpoint name",
@@ -108,5 +134,6 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
 
     # snapshot: the handler is its own process, there is no template to fork from
     spec = parse_spec({**fields, "name": name, "snapshot": False}, where=CONFIG_FILE)
-    cls = type(HANDLER_CLASS, (RunPodHandler,), {"__doc__": f"RunPod handler {files[0].name}"})
-    return {name: (files[0].stem, ModelDef(name=name, cls=cls, spec=spec))}
+    cls = type(HANDLER_CLASS, (RunPodHandler,), {"__doc__": f"RunPod handler {handler}"})
+    module = handler.with_suffix("").as_posix()  # the worker runs `<module>.py`
+    return {name: (module, ModelDef(name=name, cls=cls, spec=spec))}
