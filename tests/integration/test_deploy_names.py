@@ -13,10 +13,13 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tests.conftest import FIXTURES
 from tests.integration.conftest import Running, running
 
 from coldbrew.sdk.package import package
+
+pytestmark = pytest.mark.anyio
 
 KSERVE_BY_ARGS = """
 import argparse
@@ -56,6 +59,7 @@ async def test_a_second_model_under_the_same_name_is_refused_naming_the_first(
     tmp_path: Path,
 ) -> None:
     first, second = _kserve_dir(tmp_path / "sizer-a"), _kserve_dir(tmp_path / "sizer-b")
+    (second / "README.md").write_text("another model of the same class\n")
     async with running(tmp_path / "home") as cb:
         made = await _deploy(cb, first)
         assert made.status_code == 200, made.text

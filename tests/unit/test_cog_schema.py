@@ -134,10 +134,12 @@ def test_the_gateway_refuses_exactly_what_cog_refuses(
     assert gateway_ok == cog_ok, f"gateway {gateway_ok}, cog {cog_ok} for {change}"
 
 
-def test_a_cog_directory_is_one_endpoint_named_by_settings_image_or_class(tmp_path: Path) -> None:
+def test_a_cog_directory_is_one_endpoint_named_by_settings_image_or_directory(
+    tmp_path: Path,
+) -> None:
     found = discover(_directory(tmp_path / "a", cog_yaml='predict: "predict.py:Predictor"\n'))
-    assert list(found) == ["predictor"]
-    module, model = found["predictor"]
+    assert list(found) == ["a"]  # the directory's name, never the class every Cog model shares
+    module, model = found["a"]
     assert (module, model.cls.__name__) == ("coldbrew.runtime.adapters.cog", "CogModel")
 
     with_image = 'predict: "predict.py:Predictor"\nimage: "r8.im/acme/sdxl-lite"\n'
@@ -147,7 +149,7 @@ def test_a_cog_directory_is_one_endpoint_named_by_settings_image_or_class(tmp_pa
     assert list(discover(named)) == ["mine"]
 
     spec = _directory(tmp_path / "d", coldbrew_toml="max_workers = 2\nidle_timeout_s = 5\n")
-    model = discover(spec)["predictor"][1]
+    model = discover(spec)["d"][1]
     assert model.spec is not None and model.spec.max_workers == 2
 
 
@@ -159,7 +161,7 @@ def test_the_run_key_and_a_base_runner(tmp_path: Path) -> None:
         def run(self, text: str = Input(default="x")) -> str:
             return text
     """
-    directory = _directory(tmp_path, runner, cog_yaml='run: "predict.py"\n')
+    directory = _directory(tmp_path / "runner", runner, cog_yaml='run: "predict.py"\n')
     assert list(discover(directory)) == ["runner"]
     assert (
         adapter.input_schema(adapter.predictor_info(directory, "predict.py"))["properties"]["text"][
@@ -272,3 +274,19 @@ def test_union_inputs_reach_the_predictor_as_cog_passes_them(
     monkeypatch.chdir(FIXTURES / "cog_function")
     model = adapter.CogModel()
     assert model.predict(amount=value) == f"hello world, amount={shown}"
+
+
+def test_an_integer_for_a_union_with_float_stays_an_int_in_a_class_predictor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = """
+    from cog import BasePredictor, Input
+
+
+    class Predictor(BasePredictor):
+        def predict(self, amount: str | float | None = Input(default=None)) -> str:
+            return type(amount).__name__
+    """
+    monkeypatch.chdir(_directory(tmp_path, source))
+    model = adapter.CogModel()
+    assert [model.predict(amount=v) for v in (1, 2.5, "x")] == ["int", "float", "str"]

@@ -79,13 +79,9 @@ def _repository_handler(directory: Path, settings: DirectorySettings) -> Path | 
                 hint='give its path from the directory\'s root: handler = "src/handler.py"',
             )
         return path
-    found, inside = handler_from_dockerfile(directory)
-    if found is None and inside is not None:
-        raise SpecError(
-            f"the Dockerfile runs {inside}, and no file of the directory is copied there",
-            hint=f'name the handler in {CONFIG_FILE}: [runpod] handler = "src/handler.py"',
-        )
-    return found
+    found, _ = handler_from_dockerfile(directory)
+    # an image that runs something else (a web server) is not a RunPod worker
+    return found if found is not None and _starts_worker(found) else None
 
 
 def nested_handlers(directory: Path) -> list[str]:
