@@ -1,6 +1,6 @@
 """KServe model files and Open Inference Protocol clients as migrating users bring them:
-raw image bytes and FP16 tensors with the binary extension, HTTP errors raised by the model, and
-a model named by KServe's `--model_name` default.
+BYTES and FP16 tensors with the binary extension, HTTP errors raised by the model, and a model
+named by KServe's `--model_name` default.
 
 The binary bodies are built here byte by byte as the protocol's binary tensor extension defines
 them (what `InferInput.set_data_from_numpy(..., binary_data=True)` and `tritonclient[http]`
@@ -10,6 +10,7 @@ bytes; a BYTES element is a 4-byte little-endian length and the raw bytes.
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from collections.abc import Iterator
@@ -81,12 +82,23 @@ def test_the_model_is_served_under_kserves_default_name(oip: Server) -> None:
         assert http.get("/v2/models/model/ready").json() == {"name": "model", "ready": True}
 
 
-def test_bytes_that_are_not_utf8_reach_a_kserve_model_unchanged(oip: Server) -> None:
-    data = _bytes_elements(PNG, b"\x00\x01\x02\xff")
+def test_bytes_reach_a_kserve_model_as_kserve_hands_them_over(oip: Server) -> None:
+    """Base64 images as BYTES text: the model decodes them itself, as on KServe."""
+    data = _bytes_elements(base64.b64encode(PNG), base64.b64encode(b"\x00\x01\x02\xff"))
     response = _infer(oip, "model", [("image", "BYTES", [2], data)])
     assert response.status_code == 200, response.text
     outputs = {o["name"]: o["data"] for o in response.json()["outputs"]}
     assert outputs == {"sizes": [len(PNG), 4], "png": [True, False]}
+
+
+def test_bytes_that_are_not_utf8_are_refused_never_altered(oip: Server) -> None:
+    """Raw image bytes cannot become the text a model gets: a 400 that names the input (KServe's
+    own server refuses them too), where they used to reach the model with each bad byte
+    replaced by U+FFFD."""
+    response = _infer(oip, "model", [("image", "BYTES", [1], _bytes_elements(PNG))])
+    assert response.status_code == 400
+    assert "input 'image'" in response.json()["error"]
+    assert "UTF-8" in response.json()["error"] and "base64" in response.json()["error"]
 
 
 def test_fp16_sent_as_binary_reaches_a_kserve_model_as_fp16(oip: Server) -> None:
@@ -100,14 +112,13 @@ def test_fp16_sent_as_binary_reaches_a_kserve_model_as_fp16(oip: Server) -> None
 
 
 def test_an_http_error_raised_by_the_model_keeps_its_status(oip: Server) -> None:
-    response = _infer(oip, "model", [("image", "BYTES", [1], _bytes_elements(b""))])
+    response = _infer(oip, "model", [("image", "BYTES", [1], _bytes_elements(b""))])  # no image
     assert response.status_code == 404
     assert response.json() == {"detail": "image not found"}
 
 
 def test_bytes_that_are_not_utf8_are_refused_for_a_coldbrew_model(oip: Server) -> None:
-    """A coldbrew model takes BYTES as text: other bytes are a 400 naming the input, never a
-    silently replaced string."""
+    """A coldbrew model takes BYTES as text too: other bytes are a 400 naming the input."""
     rows = np.ones((1, 2), dtype="<f8").tobytes()
     response = _infer(
         oip,

@@ -39,12 +39,12 @@ _FROM_SCHEMA = {"number": "FP64", "integer": "INT64", "boolean": "BOOL", "string
 BINARY_HEADER = "inference-header-content-length"
 
 
-def decode_request(raw: bytes, json_length: str | None = None, text: bool = True) -> Any:
+def decode_request(raw: bytes, json_length: str | None = None) -> Any:
     """An infer request body. With the binary extension (`json_length` from the
     `Inference-Header-Content-Length` header), each input whose `parameters.binary_data_size` is
     set takes that many bytes after the JSON, little-endian (BYTES: 4-byte length before each
-    string), and gets them as its `data` list. BYTES elements must be UTF-8 text when `text`
-    (they become JSON strings); otherwise BYTES tensors are only checked for size."""
+    string), and gets them as its `data` list. BYTES elements must be UTF-8 text: they become
+    JSON strings, as KServe's own server makes them (it refuses other bytes too)."""
     import orjson
 
     if json_length is None:
@@ -68,8 +68,7 @@ def decode_request(raw: bytes, json_length: str | None = None, text: bool = True
         if len(chunk) != size:
             raise _bad(f"input {tensor.get('name')!r}: {size} binary bytes announced, fewer sent")
         offset += len(chunk)
-        if text or tensor.get("datatype") != "BYTES":
-            tensor["data"] = _from_binary(str(tensor.get("name")), tensor.get("datatype"), chunk)
+        tensor["data"] = _from_binary(str(tensor.get("name")), tensor.get("datatype"), chunk)
         del params["binary_data_size"]
     return body
 
@@ -85,10 +84,11 @@ def _from_binary(name: str, datatype: Any, chunk: bytes) -> list[Any]:
             try:
                 strings.append(element.decode("utf-8"))
             except UnicodeDecodeError:
-                raise _bad(
-                    f"input {name!r}: BYTES element {len(strings)} is not UTF-8 text; this "
-                    "model's arguments are JSON, so BYTES must be text (send base64 for raw "
-                    "bytes; a KServe model file gets raw bytes as they are)"
+                raise InvalidInput(
+                    f"input {name!r}: BYTES element {len(strings)} is not UTF-8 text; over HTTP "
+                    "a model gets BYTES as text (strings), as from KServe's own server, which "
+                    "refuses other bytes too",
+                    hint="send binary data such as images base64-encoded",
                 ) from None
             at += 4 + length
         return strings
@@ -114,7 +114,7 @@ def native_request(raw: bytes, json_length: str | None) -> dict[str, Any]:
 
     import orjson
 
-    body = decode_request(raw, json_length, text=False)
+    body = decode_request(raw, json_length)
     if not isinstance(body, dict):
         raise _bad("the body must be a JSON object with an 'inputs' list")
     try:
