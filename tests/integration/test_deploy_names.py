@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import FIXTURES
-from tests.integration.conftest import Running, running
 
 from coldbrew.sdk.package import package
+from tests.conftest import FIXTURES
+from tests.integration.conftest import Running, running
 
 pytestmark = pytest.mark.anyio
 

@@ -97,7 +97,7 @@ def test_an_unknown_coldbrew_toml_field_names_the_valid_ones(tmp_path: Path) -> 
     runpod = tmp_path / "runpod"
     shutil.copytree(FIXTURES / "runpod_sync", runpod)
     (runpod / "coldbrew.toml").write_text("[endpoint]\nmax_wrokers = 2\n")
-    with pytest.raises(SpecError, match="unknown field 'max_wrokers'.*max_workers"):
+    with pytest.raises(SpecError, match=r"unknown field 'max_wrokers'.*max_workers"):
         discover(runpod)
 
 
@@ -115,7 +115,7 @@ def test_a_runpod_worker_repository_deploys_from_its_root(
 @pytest.mark.parametrize(
     ("dockerfile", "found"),
     [
-        pytest.param('ADD src .\nCMD python3.11 -u /handler.py\n', "src/handler", id="add-src"),
+        pytest.param("ADD src .\nCMD python3.11 -u /handler.py\n", "src/handler", id="add-src"),
         pytest.param(
             'WORKDIR /app\nCOPY src/ /app/\nCMD ["python", "-u", "handler.py"]\n',
             "src/handler",

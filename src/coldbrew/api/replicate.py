@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -73,7 +74,7 @@ class _Hook:
     #: receiver sees them in order even when one is retried (Replicate sends `completed` last)
     last: asyncio.Future[None] | None = None
     #: the tasks that send `output` and `logs` events; `completed` waits for them
-    followers: list[asyncio.Future[None]] = field(default_factory=list)
+    followers: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
 
 
 def version_id(version: Version) -> str:

@@ -86,8 +86,7 @@ def rename(models: list[dict[str, Any]], name: str | None) -> list[dict[str, Any
         found = ", ".join(m["name"] for m in models)
         raise InvalidRequest(
             f"the directory holds {len(models)} models ({found}); a name is for one",
-            hint="name each model in its own code (@app.model(name=...)) and deploy without "
-            "--name",
+            hint="name each model in its own code (@app.model(name=...)) and deploy without --name",
         )
     return [{**models[0], "name": name}]
 

@@ -4,13 +4,14 @@ unmodified.
 A top-level `.py` file that imports kserve and defines `class X(kserve.Model)` (or `(Model)` after
 `from kserve import Model`) becomes an endpoint per such class. The endpoint's name is the one the
 file gives the model (`X("name")`, usually under `if __name__ == "__main__"`; `X(args.model_name)`
-is kserve's default, `model`), else the class name in lower case; `coldbrew.toml` `[endpoint]` may set it and the other settings. The version
-records this module and `"<file>.<Class>"` as its class: the worker imports this module, whose
-`__getattr__` builds a coldbrew model class around the user's class. Its `setup()` creates the
-model and calls `load()` unless the constructor did; its `predict(**request)` runs KServe's own
-preprocess → predict → postprocess chain (`Model.__call__`) on an `InferRequest` made from an
-Open Inference Protocol body (`{"inputs": [...]}`), or on the dict itself (v1 style,
-`{"instances": [...]}`), and returns the response as JSON.
+is kserve's default, `model`), else the class name in lower case; `coldbrew.toml` `[endpoint]`
+may set it and the other settings. The version records this module and `"<file>.<Class>"` as
+its class: the worker imports this module, whose `__getattr__` builds a coldbrew model class
+around the user's class. Its `setup()` creates the model and calls `load()` unless the
+constructor did; its `predict(**request)` runs KServe's own preprocess → predict → postprocess
+chain (`Model.__call__`) on an `InferRequest` made from an Open Inference Protocol body
+(`{"inputs": [...]}`), or on the dict itself (v1 style, `{"instances": [...]}`), and returns the
+response as JSON.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
                     f"two KServe models of {directory.name} are both named {name!r} "
                     f"({found[name][1].cls.__name__} and {path.stem}.{class_name})",
                     hint="give each its own name, or deploy each file from its own directory "
-                    "with a name in coldbrew.toml: [endpoint] name = \"my-model\"",
+                    'with a name in coldbrew.toml: [endpoint] name = "my-model"',
                 )
             if not NAME_PATTERN.match(name):
                 raise SpecError(

@@ -25,7 +25,6 @@ from coldbrew.errors import SpecError
 from coldbrew.runtime.adapters.dockerfile import handler_from_dockerfile
 from coldbrew.runtime.adapters.settings import (
     CONFIG_FILE,
-    DIRECTORY_NAME_ENV,
     DirectorySettings,
     directory_label,
     endpoint_name,
