@@ -30,6 +30,7 @@ from coldbrew.runtime.adapters.settings import (
     endpoint_name,
     read_settings,
 )
+from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV as DIRECTORY_NAME_ENV
 from coldbrew.sdk.app import ModelDef
 from coldbrew.sdk.names import NAME_PATTERN
 
