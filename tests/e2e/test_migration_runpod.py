@@ -53,3 +53,21 @@ def test_a_synchronous_handler_of_seven_seconds_completes(rp: Server) -> None:
         again = _wait_final(http, "runpod_slow", second["id"], within_s=60)
         assert again["status"] == "COMPLETED", again
         assert again["workerId"] == done["workerId"]
+
+
+def test_a_worker_repository_deploys_from_its_root_with_the_cli(rp: Server) -> None:
+    """RunPod's template layout: the Dockerfile runs `src/handler.py`, which imports a sibling."""
+    deployed = rp.cli("deploy", str(FIXTURES / "runpod_repo"))
+    assert "runpod_repo: v1 (new version)" in deployed.stdout
+    assert "dependencies come from the server's environment" in deployed.stdout
+    with rp.http() as http:
+        body = http.post("/v2/runpod_repo/runsync", json={"input": {"name": "ann"}}).json()
+        if body["status"] != "COMPLETED":
+            body = _wait_final(http, "runpod_repo", body["id"], within_s=60)
+        assert body["output"] == {"greeting": "hello ann"}
+
+    # another directory under the same name is refused, naming the endpoint and the way out
+    refused = rp.cli("deploy", str(FIXTURES / "runpod_sync"), "--name", "runpod_repo", check=False)
+    assert refused.returncode != 0
+    said = refused.stdout + refused.stderr
+    assert "'runpod_repo' already exists" in said and "--replace" in said
