@@ -13,7 +13,9 @@ from __future__ import annotations
 import base64
 import json
 import struct
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -133,3 +135,24 @@ def test_bytes_that_are_not_utf8_are_refused_for_a_coldbrew_model(oip: Server) -
     )
     assert text.status_code == 200, text.text
     assert {o["name"]: o["data"] for o in text.json()["outputs"]}["tag"] == ["ok"]
+
+
+def test_tritonclient_sends_bytes_and_fp16_with_the_binary_extension(oip: Server) -> None:
+    """The same through Triton's own HTTP client (skipped where it is not installed)."""
+    python = _kserve_python()
+    probe = subprocess.run([python, "-c", "import tritonclient.http"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("tritonclient[http] is not installed in .venv-kserve")
+    script = Path(__file__).with_name("triton_client.py")
+    done = subprocess.run(
+        [python, str(script), f"127.0.0.1:{oip.port}", oip.key],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["sizes"] == [len(PNG), 2]
+    assert seen["half"] == [1.0, -3.0]
+    assert str(seen["raw"][0]) == "400"
+    assert "input 'image'" in seen["raw"][1]
