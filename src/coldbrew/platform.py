@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from coldbrew.api.cache import ResultCache, make_cache
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
+from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
@@ -73,7 +74,7 @@ class Platform:
         store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         if backend is None:
-            spawn = LocalBackend()
+            spawn = LocalBackend({OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))})
             backend = (
                 TemplateBackend(settings.fork_ready_timeout_s, spawn)
                 if settings.fast_start
