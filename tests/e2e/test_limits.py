@@ -24,11 +24,12 @@ def _kb(pid: int, field: str) -> int:
     raise AssertionError(f"no {field} for {pid}")
 
 
-def _send_chunked(port: int, total: int, chunk: int = 256 * 1024) -> bytes:
-    """POST `total` bytes chunked to /v2/echo/run until the server answers or hangs up."""
+def _send_chunked(port: int, key: str, total: int, chunk: int = 256 * 1024) -> bytes:
+    """POST `total` bytes chunked to /v2/echo/run until the server answers and hangs up."""
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         sock.sendall(
             b"POST /v2/echo/run HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + key.encode() + b"\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n"
         )
         piece = b"%x\r\n" % chunk + b"x" * chunk + b"\r\n"
@@ -55,7 +56,7 @@ def test_refusing_a_500_mb_body_costs_less_than_twice_the_limit(server: Server) 
         clear.write("5")  # reset the peak RSS (VmHWM) to the current RSS
     before_kb = _kb(pid, "VmRSS")
 
-    answer = _send_chunked(server.port, 500 * MB)
+    answer = _send_chunked(server.port, server.key, 500 * MB)
 
     grown_mb = (_kb(pid, "VmHWM") - before_kb) / 1024
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
@@ -65,7 +66,8 @@ def test_refusing_a_500_mb_body_costs_less_than_twice_the_limit(server: Server) 
     # a declared Content-Length over the limit is answered before any of the body is sent
     with socket.create_connection(("127.0.0.1", server.port), timeout=60) as sock:
         sock.sendall(
-            b"POST /v2/echo/runsync HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (500 * MB)
+            b"POST /v2/echo/runsync HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n"
+            b"Authorization: Bearer %s\r\n\r\n" % (500 * MB, server.key.encode())
         )
         assert sock.recv(65536).startswith(b"HTTP/1.1 413")
     with server.http() as http:

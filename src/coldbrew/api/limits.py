@@ -23,6 +23,7 @@ from coldbrew.errors import InvalidInput, InvalidRequest, PayloadTooLarge
 log = logging.getLogger("coldbrew.api")
 
 MB = 1 << 20
+_CLOSE = (b"connection", b"close")
 
 
 def setting_hint(field: str) -> str:
@@ -95,20 +96,24 @@ class BodyLimits:
             await refuse(send, limit.error())  # nothing of the body is read
             return
         received = 0
-        started = False
+        started = exceeded = False
 
         async def counted() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit.max_bytes:
+                    exceeded = True
                     raise limit.error()
             return message
 
         async def tracked(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if exceeded:  # however the refusal was rendered: stop the client sending
+                    message = {**message, "headers": [*message["headers"], _CLOSE]}
             await send(message)
 
         try:
@@ -129,7 +134,7 @@ async def refuse(send: Send, exc: PayloadTooLarge) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
+                _CLOSE,
             ],
         }
     )

@@ -56,14 +56,18 @@ class GuardedHttp(HttpToolsProtocol):
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        if self._in_head:
-            self._arm()  # the first byte of a later request on a kept-alive connection
+        super().data_received(data)  # parser callbacks below track where the head ends
+        if self._in_head and not self.transport.is_closing():
             self._head_bytes += len(data)
             if self._head_bytes > MAX_HEAD_BYTES:
                 self._disarm()
                 self._refuse_head()
-                return
-        super().data_received(data)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True  # the first byte of a request: of a later one on a kept-alive
+        self._head_bytes = 0  # connection too, which the keep-alive timeout no longer covers
+        self._arm()
 
     def _refuse_head(self) -> None:
         msg = b"request head larger than 64 KB"
@@ -77,11 +81,6 @@ class GuardedHttp(HttpToolsProtocol):
         self._in_head = False
         self._disarm()
         super().on_headers_complete()
-
-    def on_response_complete(self) -> None:
-        self._in_head = True  # the next request's head starts with its first byte
-        self._head_bytes = 0
-        super().on_response_complete()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
