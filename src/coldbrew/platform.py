@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from coldbrew.api.cache import ResultCache, make_cache
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
-from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
@@ -26,6 +25,7 @@ from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
+from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
 from coldbrew.store.models import Principal

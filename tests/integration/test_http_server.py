@@ -41,7 +41,12 @@ async def serving(home: Path) -> AsyncIterator[int]:
 
     port = _free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="off", log_level="critical", access_log=False,
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="off",
+        log_level="critical",
+        access_log=False,
         **server_limits(settings),
     )
     server = uvicorn.Server(config)
@@ -60,8 +65,11 @@ async def serving(home: Path) -> AsyncIterator[int]:
 async def _response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BOUND_S)
     lines = head.decode().split("\r\n")
-    length = next(int(v) for k, v in (ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
-                  if k.lower() == "content-length")
+    length = next(
+        int(v)
+        for k, v in (ln.split(": ", 1) for ln in lines[1:] if ": " in ln)
+        if k.lower() == "content-length"
+    )
     body = await reader.readexactly(length)
     return int(lines[0].split()[1]), body
 

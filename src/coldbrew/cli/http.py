@@ -6,7 +6,7 @@ connection forever, and its headers are kept however long they grow. `GuardedHtt
 connection whose request head is not complete within `header_timeout_s` (counted from the
 connection, or from the first byte of each later request on it) and answers 431 to a head over
 `MAX_HEAD_BYTES`. `limit_concurrency` makes uvicorn answer 503 past `max_connections` open
-connections or running requests. The idle keep-alive timeout is set separately (`timeout_keep_alive`).
+connections or running requests. The idle time between requests is uvicorn's keep-alive timeout.
 """
 
 from __future__ import annotations
