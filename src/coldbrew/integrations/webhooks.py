@@ -170,6 +170,8 @@ class WebhookSender:
             if not ok and (attempt == attempts or refused):
                 state = WebhookState.GAVE_UP
             await self.store.record_delivery(job.id, attempt, self.clock.time(), code, error, state)
-            if ok or refused:
+            if ok:
                 return
             log.warning("webhook for job %s, attempt %d: %s", job.id, attempt, error)
+            if refused:
+                return
