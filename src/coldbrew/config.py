@@ -90,6 +90,23 @@ class Settings(BaseSettings):
     )
     tls_cert: Path | None = Field(default=None, description="PEM certificate (chain): serve HTTPS")
     tls_key: Path | None = Field(default=None, description="PEM private key of tls_cert")
+    # Limits (docs/limits.md): each refusal names its setting. Sizes in MB (2**20 bytes).
+    run_body_max_mb: float = Field(default=10, gt=0, description="POST /v2/{e}/run body")
+    runsync_body_max_mb: float = Field(default=20, gt=0, description="POST /v2/{e}/runsync body")
+    body_max_mb: float = Field(default=20, gt=0, description="any other request body")
+    upload_max_mb: float = Field(default=100, gt=0, description="POST /v1/files upload")
+    artifact_max_mb: float = Field(default=2048, gt=0, description="PUT /v1/artifacts tar")
+    artifact_unpacked_max_mb: float = Field(default=8192, gt=0, description="its files, unpacked")
+    artifact_max_ratio: float = Field(default=200, gt=0, description="unpacked / packed size")
+    artifact_max_files: int = Field(default=20_000, ge=1)
+    json_max_depth: int = Field(default=64, ge=2, le=200, description="nesting of JSON bodies")
+    output_max_mb: float = Field(default=50, gt=0, description="one job's output")
+    max_connections: int = Field(default=2048, ge=1, description="open HTTP connections")
+    header_timeout_s: float = Field(default=10.0, gt=0, description="to send a request's head")
+    webhook_allow_private: bool = Field(default=False, description="webhooks to private ranges")
+    webhook_allow_loopback: bool | None = Field(
+        default=None, description="webhooks to loopback; unset: only when `host` is loopback"
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -9,6 +9,7 @@ ColdbrewError
 │   ├── Forbidden             403  the key lacks the right (admin only)
 │   ├── NotFound              404  no such endpoint, job or artifact (for this account)
 │   ├── Conflict              409  the request clashes with current state
+│   ├── PayloadTooLarge       413  a body, upload, artifact or output passes its limit
 │   ├── BudgetExceeded        402  a hard-stop budget of the account or endpoint is spent
 │   └── QueueFull             429  the account's queue is at its limit (with Retry-After)
 └── ServerError (5xx: the platform or the model failed)
@@ -85,6 +86,11 @@ class NotFound(ClientError):
 class Conflict(ClientError):
     status_code = 409
     error_type = "conflict"
+
+
+class PayloadTooLarge(ClientError):
+    status_code = 413
+    error_type = "payload_too_large"
 
 
 class BudgetExceeded(ClientError):

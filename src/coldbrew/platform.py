@@ -25,6 +25,7 @@ from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
+from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
 from coldbrew.store.models import Principal
@@ -73,7 +74,7 @@ class Platform:
         store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         if backend is None:
-            spawn = LocalBackend()
+            spawn = LocalBackend({OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))})
             backend = (
                 TemplateBackend(settings.fork_ready_timeout_s, spawn)
                 if settings.fast_start

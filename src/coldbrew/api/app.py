@@ -23,7 +23,9 @@ from coldbrew.api import (
     runpod_worker,
 )
 from coldbrew.api.auth import KeyCache
+from coldbrew.api.contain import ContainErrors
 from coldbrew.api.invoke import Invoker, json_response
+from coldbrew.api.limits import BodyLimits
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.metrics import CONTENT_TYPE
 from coldbrew.platform import Platform
@@ -99,6 +101,8 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(kserve.router(invoker))  # before /v2/{endpoint}/...: its routes win
     app.include_router(invoke.router(invoker))
     app.add_middleware(invoke.FastLane, invoker=invoker)
+    app.add_middleware(BodyLimits, settings=platform.settings)  # outside FastLane: bounds both
+    app.add_middleware(ContainErrors)  # a 500 keeps the keep-alive connection
     app.include_router(manage.router(platform, keys, invoker))
     app.include_router(credentials.router(platform, keys))
     app.include_router(accounts.router(platform, keys))

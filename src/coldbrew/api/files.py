@@ -7,21 +7,21 @@ job's input in place of the file's API URL, so no API key ever reaches a worker.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import os
 import shutil
 import uuid
 from dataclasses import asdict, dataclass, field
-from email.message import Message
-from email.parser import BytesParser
-from email.policy import HTTP
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
 
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import json_response
@@ -30,7 +30,7 @@ from coldbrew.clock import Clock
 from coldbrew.crypto import Sealer
 from coldbrew.errors import InvalidRequest, NotFound
 
-MAX_FILE_BYTES = 100 << 20
+_CHUNK_BYTES = 1 << 20
 
 
 @dataclass
@@ -50,11 +50,11 @@ class StoredFile:
 
 @dataclass
 class Upload:
-    """One file taken out of a multipart body."""
+    """One file taken out of a multipart body, read from `source` in chunks."""
 
     name: str
     content_type: str
-    data: bytes
+    source: BinaryIO
     metadata: dict[str, Any]
 
 
@@ -75,27 +75,33 @@ class FileStore:
         return self.root / file_id
 
     def create(self, account: str, upload: Upload, now: float) -> StoredFile:
-        if len(upload.data) > MAX_FILE_BYTES:
-            raise InvalidRequest(
-                f"the file is {len(upload.data)} bytes; the limit is {MAX_FILE_BYTES}",
-                hint="upload a smaller file",
-            )
-        record = StoredFile(
-            id=str(uuid.uuid4()),
-            account=account,
-            name=upload.name,
-            content_type=upload.content_type,
-            size=len(upload.data),
-            sha256=hashlib.sha256(upload.data).hexdigest(),
-            md5=hashlib.md5(upload.data, usedforsecurity=False).hexdigest(),
-            created_at=now,
-            metadata=upload.metadata,
-        )
-        tmp = self.root / f".{record.id}.tmp"
+        """Copy the upload to disk in chunks, hashing as it goes (blocking: run in a thread)."""
+        file_id = str(uuid.uuid4())
+        tmp = self.root / f".{file_id}.tmp"
         tmp.mkdir()
-        (tmp / "content").write_bytes(upload.data)
-        (tmp / "meta.json").write_bytes(orjson.dumps(asdict(record)))
-        os.rename(tmp, self.root / record.id)
+        sha256, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+        try:
+            with open(tmp / "content", "wb") as out:
+                while chunk := upload.source.read(_CHUNK_BYTES):
+                    sha256.update(chunk)
+                    md5.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            record = StoredFile(
+                id=file_id,
+                account=account,
+                name=upload.name,
+                content_type=upload.content_type,
+                size=size,
+                sha256=sha256.hexdigest(),
+                md5=md5.hexdigest(),
+                created_at=now,
+                metadata=upload.metadata,
+            )
+            (tmp / "meta.json").write_bytes(orjson.dumps(asdict(record)))
+            os.rename(tmp, self.root / record.id)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return record
 
     def get(self, file_id: str, account: str | None) -> StoredFile | None:
@@ -132,41 +138,46 @@ class FileStore:
         return expiry >= now and hmac.compare_digest(self.signature(file_id, expiry), signature)
 
 
-def parse_multipart(content_type: str, body: bytes) -> Upload:
-    """The `content` file (and `metadata` JSON) of a multipart/form-data upload."""
-    if not content_type.lower().startswith("multipart/form-data"):
+async def read_upload(request: Request) -> tuple[Upload, FormData]:
+    """The `content` file (and `metadata` JSON) of a multipart/form-data upload.
+
+    Starlette's parser (python-multipart) streams the body: the file part is spooled to a
+    temporary file past 1 MB, never held whole, and `BodyLimits` stops the body at
+    `upload_max_mb`. Close the returned form when done.
+    """
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
         raise InvalidRequest(
             "upload files as multipart/form-data",
             hint="send the file in a form field named 'content'",
         )
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-    )
-    upload: Upload | None = None
-    metadata: dict[str, Any] = {}
-    for part in message.iter_parts():
-        assert isinstance(part, Message)
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        data = payload if isinstance(payload, bytes) else b""
-        if name == "content":
-            upload = Upload(
-                name=part.get_filename() or "file",
-                content_type=part.get_content_type() or "application/octet-stream",
-                data=data,
-                metadata={},
-            )
-        elif name == "metadata" and data:
-            try:
-                metadata = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                raise InvalidRequest("metadata must be a JSON object") from None
-    if upload is None:
+    try:
+        form = await request.form(max_files=1, max_fields=16)
+    except MultiPartException as exc:
+        raise InvalidRequest(
+            f"the upload is not valid multipart/form-data: {exc.message}",
+            hint="send one file in a form field named 'content'",
+        ) from None
+    content = form.get("content")
+    if not isinstance(content, UploadFile):
+        await form.close()
         raise InvalidRequest(
             "the upload has no 'content' file", hint="send the file in a form field named 'content'"
         )
-    upload.metadata = metadata if isinstance(metadata, dict) else {}
-    return upload
+    metadata: Any = {}
+    raw = form.get("metadata")
+    if isinstance(raw, str) and raw:
+        try:
+            metadata = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            await form.close()
+            raise InvalidRequest("metadata must be a JSON object") from None
+    upload = Upload(
+        name=content.filename or "file",
+        content_type=content.content_type or "application/octet-stream",
+        source=content.file,
+        metadata=metadata if isinstance(metadata, dict) else {},
+    )
+    return upload, form
 
 
 def file_json(stored: StoredFile, base: str) -> dict[str, Any]:
@@ -194,8 +205,11 @@ def add_routes(routes: APIRouter, files: FileStore, keys: KeyCache, clock: Clock
     @routes.post("/files", summary="Upload a file to pass as an input (multipart 'content')")
     async def create_file(request: Request) -> Response:
         principal = await keys.resolve(request)
-        upload = parse_multipart(request.headers.get("content-type", ""), await request.body())
-        stored = files.create(principal.account, upload, clock.time())
+        upload, form = await read_upload(request)
+        try:
+            stored = await asyncio.to_thread(files.create, principal.account, upload, clock.time())
+        finally:
+            await form.close()
         return json_response(file_json(stored, base(request)), 201)
 
     @routes.get("/files", summary="Your uploaded files")
@@ -231,9 +245,8 @@ def add_routes(routes: APIRouter, files: FileStore, keys: KeyCache, clock: Clock
             stored = files.get(file_id, (await keys.resolve(request)).account)
         if stored is None:
             raise NotFound(f"no file {file_id!r}", hint="the link may have expired")
-        content = files.content_path(stored.id).read_bytes()
-        return Response(
-            content,
+        return FileResponse(  # streamed from disk, never read whole
+            files.content_path(stored.id),
             media_type=stored.content_type,
             headers={"content-disposition": f'attachment; filename="{stored.name}"'},
         )

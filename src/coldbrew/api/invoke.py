@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.cache import cache_key
+from coldbrew.api.limits import check_depth
 from coldbrew.api.wire import status_json
 from coldbrew.errors import ColdbrewError, Conflict, InvalidInput, InvalidRequest, NotFound
 from coldbrew.platform import Platform
@@ -139,6 +140,7 @@ class Invoker:
             raise InvalidRequest(
                 "the body needs an 'input' object", hint='send {"input": {"field": value}}'
             )
+        check_depth(request["input"], self.platform.settings, "input")
         endpoint, version, spec = await self.current(principal, name)
         self.validate(version, request["input"])
         self.platform.budgets.admit(principal.account, endpoint.name)
@@ -307,7 +309,8 @@ def is_http_url(value: Any) -> bool:
         url = httpx.URL(value)
     except (httpx.InvalidURL, ValueError):
         return False
-    return url.scheme in ("http", "https") and bool(url.host)
+    valid_port = url.port is None or 0 < url.port < 65536
+    return url.scheme in ("http", "https") and bool(url.host) and valid_port
 
 
 def _policy(policy: Any, timeout_s: float, ttl_s: float) -> tuple[float, float]:
@@ -317,7 +320,9 @@ def _policy(policy: Any, timeout_s: float, ttl_s: float) -> tuple[float, float]:
         raise InvalidRequest("policy must be an object", hint='{"executionTimeout": 60000}')
     for key in ("executionTimeout", "ttl"):
         value = policy.get(key)
-        if value is not None and (not isinstance(value, int | float) or value <= 0):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or value <= 0
+        ):
             raise InvalidRequest(f"policy.{key} must be a positive number of milliseconds")
     if policy.get("executionTimeout"):
         timeout_s = policy["executionTimeout"] / 1000

@@ -24,16 +24,23 @@ MAX_LOOKUP_IDS = 1000
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _SINCE = re.compile(r"^(\d+)([mhdw])$")
 _UNIT_S = {"m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_SINCE_S = 3640 * 86_400  # 520 weeks: far past any usage kept, and within SQLite's integers
 
 
 def parse_since(text: str) -> float:
-    """'24h' → seconds."""
+    """'24h' → seconds; at most `MAX_SINCE_S`."""
     match = _SINCE.match(text)
     if not match:
         raise InvalidRequest(
             f"since={text!r} is not a duration", hint="use a number and m/h/d/w, e.g. 24h or 7d"
         )
-    return int(match.group(1)) * _UNIT_S[match.group(2)]
+    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
+    if seconds > MAX_SINCE_S:
+        raise InvalidRequest(
+            f"{text!r} is longer than {MAX_SINCE_S // 86_400} days, the longest window kept",
+            hint="use a shorter duration, e.g. 520w or 30d",
+        )
+    return seconds
 
 
 async def endpoint_json(platform: Platform, endpoint: Endpoint, detail: bool) -> dict[str, Any]:

@@ -96,11 +96,11 @@ class LocalBackend:
     """
 
     def __init__(self, extra_env: dict[str, str] | None = None) -> None:
-        self._extra_env = extra_env or {}
+        self.extra_env = extra_env or {}  # for every worker and template
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         parent, child = socket.socketpair()
-        env = worker_env(launch, self._extra_env)
+        env = worker_env(launch, self.extra_env)
         env["COLDBREW_WORKER_FD"] = str(child.fileno())
         args = [str(launch.artifact_dir), launch.module, launch.class_name, str(launch.concurrency)]
         process = await spawn_runtime("worker", args, env, launch.log_path, child.fileno())

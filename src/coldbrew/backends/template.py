@@ -151,7 +151,7 @@ class TemplateBackend:
 
     async def _start_template(self, key: TemplateKey, launch: WorkerLaunch) -> None:
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = worker_env(launch)
+        env = worker_env(launch, self.spawn.extra_env)
         env["COLDBREW_TEMPLATE_FD"] = str(child.fileno())
         log_path = launch.log_path.with_name(
             f"template-{launch.artifact_dir.name[:12]}-{launch.class_name}.log"

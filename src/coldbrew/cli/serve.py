@@ -14,6 +14,7 @@ import click
 import uvicorn
 
 from coldbrew.api.app import create_app
+from coldbrew.cli.http import home_problem, server_limits
 from coldbrew.config import Settings
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.logs import configure as configure_logs
@@ -113,6 +114,7 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         ssl_certfile=settings.tls_cert,  # HTTPS when set (checked with the settings)
         ssl_keyfile=settings.tls_key,
         timeout_keep_alive=KEEP_ALIVE_S,
+        **server_limits(settings),  # connections, header time and size: cli/http.py
     )
     server = _Server(config)
     _on_signals(server)
@@ -155,4 +157,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
 
 def run_server(settings: Settings, deploy_dirs: list[Path]) -> None:
     configure_logs(settings.log_json)
+    problem = home_problem(settings.home)
+    if problem:
+        click.echo(problem, err=True)
+        sys.exit(1)
     sys.exit(asyncio.run(serve(settings, deploy_dirs)))

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import os
 import sys
-import tarfile
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +16,8 @@ import orjson
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import naming
+from coldbrew.control.unpack import UnpackLimits, unpack
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
-from coldbrew.home import private_tar_filter
 from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
@@ -58,11 +57,8 @@ class Deployer:
                     hint="upload the bytes whose sha256 is in the URL (coldbrew deploy does this)",
                 )
             unpacked = Path(tmp) / "tree"
-            try:
-                with tarfile.open(tar_path) as tar:
-                    tar.extractall(unpacked, filter=private_tar_filter)
-            except (tarfile.TarError, OSError) as exc:
-                raise InvalidRequest(f"the upload is not a valid tar archive: {exc}") from exc
+            limits = UnpackLimits.from_settings(self.settings)
+            await asyncio.to_thread(unpack, tar_path, unpacked, limits)  # off the event loop
             if not target.exists():
                 os.rename(unpacked, target)
 

@@ -23,12 +23,14 @@ import orjson
 from coldbrew.api.wire import status_json
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
+from coldbrew.integrations.egress import REFUSED, EgressPolicy, EgressRefused
 from coldbrew.store.base import Store
 from coldbrew.store.models import Job, WebhookState
 
 log = logging.getLogger("coldbrew.webhooks")
 
 TOLERANCE_S = 300
+UNDELIVERED = "no HTTP response from the receiver"
 
 
 def new_secret() -> str:
@@ -71,6 +73,7 @@ class WebhookSender:
         self.clock = clock
         self.settings = settings
         self._client = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+        self.egress = EgressPolicy.from_settings(settings)
         self._tasks: set[asyncio.Task[None]] = set()
 
     def submit(self, job: Job) -> None:
@@ -116,7 +119,7 @@ class WebhookSender:
             if attempt > 1:
                 await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
             _, error = await self._post(url, found.webhook_secret, msg_id, body)
-            if error is None:
+            if error is None or error.startswith(REFUSED):
                 return
             log.warning("event %s to %s, attempt %d: %s", msg_id, url, attempt, error)
 
@@ -132,9 +135,21 @@ class WebhookSender:
             "webhook-signature": sign(secret, msg_id, timestamp, body),
         }
         try:
-            response = await self._client.post(url, content=body, headers=headers)
+            target = await self.egress.target(url)
+        except EgressRefused as exc:
+            return None, str(exc)
+        try:
+            response = await self._client.post(
+                target.url,
+                content=body,
+                headers=headers | target.headers,
+                extensions=target.extensions,
+            )
         except Exception as exc:  # any failure to deliver is recorded, never fatal
-            return None, f"{type(exc).__name__}: {exc}"
+            # one text for every transport failure: the delivery log must not tell a tenant
+            # which ports are open (refused, reset, timed out); the operator's log has the detail
+            log.info("webhook POST to %s failed: %s: %s", url, type(exc).__name__, exc)
+            return None, UNDELIVERED
         if not 200 <= response.status_code < 300:
             return response.status_code, f"receiver answered HTTP {response.status_code}"
         return response.status_code, None
@@ -156,10 +171,13 @@ class WebhookSender:
                 await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
             code, error = await self._post(job.webhook_url, account.webhook_secret, msg_id, body)
             ok = error is None
+            refused = error is not None and error.startswith(REFUSED)  # retrying cannot help
             state = WebhookState.DELIVERED if ok else None
-            if not ok and attempt == attempts:
+            if not ok and (attempt == attempts or refused):
                 state = WebhookState.GAVE_UP
             await self.store.record_delivery(job.id, attempt, self.clock.time(), code, error, state)
             if ok:
                 return
             log.warning("webhook for job %s, attempt %d: %s", job.id, attempt, error)
+            if refused:
+                return

@@ -28,6 +28,10 @@ HEADER = struct.Struct(">I")
 _JSON_LENGTH = struct.Struct(">I")
 _HAS_ARRAYS = 1 << 31  # set in the JSON length when arrays follow (even empty ones)
 MAX_FRAME_BYTES = 256 * 1024 * 1024
+#: The gateway tells each worker the most bytes one job's output may take (`output_max_mb`);
+#: a larger output fails the job in the worker, before it crosses the socket.
+OUTPUT_MAX_ENV = "COLDBREW_WORKER_OUTPUT_MAX_BYTES"
+DEFAULT_OUTPUT_MAX_BYTES = 50 << 20
 ARRAY_KEY = "__ndarray__"
 _RAW_KINDS = frozenset("biuf")  # bool, signed, unsigned, float: their bytes are the data
 

@@ -48,6 +48,10 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     return record
 
 
+class OutputTooLarge(Exception):
+    """A job's output (or its streamed chunks together) passed the gateway's `output_max_mb`."""
+
+
 class _Channel:
     """The control socket, shared by the serving loop and the threads running jobs."""
 
@@ -55,11 +59,35 @@ class _Channel:
         self._sock = sock
         self._send_lock = threading.Lock()
         self._reader = sock.makefile("rb")
+        raw = os.environ.get(protocol.OUTPUT_MAX_ENV, "")
+        self.output_max_bytes = int(raw) if raw.isdigit() else protocol.DEFAULT_OUTPUT_MAX_BYTES
+        self._streamed: dict[str, int] = {}  # bytes of chunks sent so far, by job
 
     def send(self, frame: dict[str, Any]) -> None:
         data = protocol.encode(frame)
+        if frame["t"] in ("chunk", "done"):
+            data = self._bounded(frame, data)
         with self._send_lock:
             self._sock.sendall(data)
+
+    def _bounded(self, frame: dict[str, Any], data: bytes) -> bytes:
+        """`data`, or for a `done` over the limit an error in its place; a chunk that takes
+        the job's streamed output over the limit raises `OutputTooLarge`, failing the job."""
+        limit = self.output_max_bytes
+        size = len(data) + self._streamed.get(frame["id"], 0)
+        if frame["t"] == "chunk":
+            if size > limit:
+                raise OutputTooLarge(_too_large(size, limit, "streamed output"))
+            self._streamed[frame["id"]] = size
+            return data
+        self._streamed.pop(frame["id"], None)
+        if len(data) <= limit:
+            return data
+        error = error_record(OutputTooLarge(_too_large(len(data), limit, "output")))
+        reply = {"t": "done", "id": frame["id"], "error": error}
+        if "share" in frame:
+            reply["share"] = frame["share"]
+        return protocol.encode(reply)
 
     def recv(self) -> dict[str, Any] | None:
         header = self._reader.read(protocol.HEADER.size)
@@ -295,6 +323,14 @@ class Worker:
             self.channel.send({"t": "chunk", "id": job_id, "output": chunk})
         except TypeError as exc:
             raise TypeError(f"predict yielded a value that is not JSON: {exc}") from None
+
+
+def _too_large(size: int, limit: int, what: str) -> str:
+    return (
+        f"the job's {what} is more than {limit / (1 << 20):g} MB ({size} bytes); "
+        "return a smaller output (write large results to storage and return a link), or "
+        "raise the limit with COLDBREW_OUTPUT_MAX_MB"
+    )
 
 
 def make_channel(fd: int) -> _Channel:
