@@ -793,8 +793,9 @@ class Scheduler:
         now = self.clock.time()
         execution_s = now - (inflight.job.started_at or now)
         price = self.settings.prices_per_hour_usd.get(worker.hardware, 0.0)
-        # a job in a batch pays its share of the batch's time
-        cost = job_cost_usd(execution_s, price) / max(1, int(frame.get("share", 1)))
+        # a job in a batch pays its share of the batch's time: the batch the gateway sent, not
+        # the worker's `share`, which tenant code could inflate to cut its bill
+        cost = job_cost_usd(execution_s, price) / inflight.share
         await self._flush_logs()
         error = frame.get("error")
         output = frame.get("output")
@@ -1012,16 +1013,16 @@ class Scheduler:
         """Send running jobs to `worker` as one batch (and remember whether it was full)."""
         self._batch_full[worker.version.id] = len(jobs) >= max_size
         for job in jobs:
-            await self._track(worker, job)
+            await self._track(worker, job, share=len(jobs))
         frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
         await self._send(worker, frame)
 
-    async def _track(self, worker: ManagedWorker, job: Job) -> None:
+    async def _track(self, worker: ManagedWorker, job: Job, share: int = 1) -> None:
         """Record a claimed job as running on `worker` (and whether it waited for its start)."""
         stream = self._streams.get(job.id)
         if stream is not None and (stream.closed or stream.chunks):
             del self._streams[job.id]  # a retried job streams afresh
-        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s)
+        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s, share)
         self._frames.assigned(worker.id, job.id)
         self._running[job.account] += 1
         if worker.state is WorkerState.IDLE:

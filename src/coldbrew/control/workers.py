@@ -28,10 +28,12 @@ class WorkerState(StrEnum):
 
 @dataclass
 class InFlight:
-    """A job handed to a worker, with the monotonic instant it times out."""
+    """A job handed to a worker, with the monotonic instant it times out and the size of the
+    batch it went in (its cost is split by what the gateway sent, never by what the worker says)."""
 
     job: Job
     deadline: float
+    share: int = 1
 
 
 @dataclass

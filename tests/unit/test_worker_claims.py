@@ -1,0 +1,34 @@
+"""What a caller or a worker claims is believed only as far as the gateway can check it: a
+hostile worker runs tenant code and must not lower its account's bill or read another endpoint's
+secrets, and a key must not mint one that outlives it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from tests.unit.test_sync_lane import World, settle
+
+from coldbrew.metering.report import job_cost_usd
+from coldbrew.store.models import JobStatus
+
+
+def test_a_done_frame_cannot_claim_a_batch_share_to_cut_its_cost(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        handle = w.backend.handles[0]
+        job = w.job()
+        await w.run_durable(job)
+        assert handle.job_ids() == [job.id]
+        w.clock.advance(3600.0)  # an hour of work
+        handle.running.discard(job.id)
+        # not in a batch, yet the worker claims it shared its time with a million others
+        handle.frames.put_nowait({"t": "done", "id": job.id, "output": {}, "share": 1_000_000})
+        await settle()
+        stored = await w.store.get_job(job.id)
+        assert stored is not None and stored.status is JobStatus.COMPLETED
+        price = w.scheduler.settings.prices_per_hour_usd["cpu"]
+        assert stored.cost_usd == job_cost_usd(3600.0, price) > 0
+
+    asyncio.run(scenario())
