@@ -106,9 +106,12 @@ async def test_another_account_can_neither_read_nor_change_them(tmp_path: Path) 
         assert [s["name"] for s in names] == ["API_TOKEN"]
 
 
-async def test_a_rotation_reaches_new_workers_and_running_ones_keep_theirs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fast_start", [False, True], ids=["spawned", "forked"])
+async def test_a_rotation_reaches_new_workers_and_running_ones_keep_theirs(
+    tmp_path: Path, fast_start: bool
+) -> None:
     seen = Seen()
-    async with running(tmp_path, SECRETIVE, fast_start=False) as cb:
+    async with running(tmp_path, SECRETIVE, fast_start=fast_start) as cb:
         await cb.http.patch("/v1/endpoints/vault/secrets", json={"API_TOKEN": "first"})
         first = await _vault(cb, seen)
         assert first["env"]["API_TOKEN"] == digest("first")

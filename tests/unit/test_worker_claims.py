@@ -9,6 +9,8 @@ from pathlib import Path
 
 from tests.unit.test_sync_lane import World, settle
 
+from coldbrew.backends.base import WorkerLaunch
+from coldbrew.backends.template import TemplateKey
 from coldbrew.metering.report import job_cost_usd
 from coldbrew.store.models import JobStatus
 
@@ -32,3 +34,13 @@ def test_a_done_frame_cannot_claim_a_batch_share_to_cut_its_cost(tmp_path: Path)
         assert stored.cost_usd == job_cost_usd(3600.0, price) > 0
 
     asyncio.run(scenario())
+
+
+def test_launches_with_different_secrets_never_share_a_template(tmp_path: Path) -> None:
+    def launch(env: dict[str, str]) -> WorkerLaunch:
+        return WorkerLaunch("w", tmp_path, "app", "Model", 1, "cpu", tmp_path / "w.log", env=env)
+
+    first, rotated = launch({"TOKEN": "one"}), launch({"TOKEN": "two"})
+    assert TemplateKey.of(first) != TemplateKey.of(rotated)  # a fork inherits the env
+    assert TemplateKey.of(first) == TemplateKey.of(launch({"TOKEN": "one"}))
+    assert "one" not in repr(TemplateKey.of(first))

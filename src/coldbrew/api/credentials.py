@@ -112,6 +112,9 @@ def router(platform: Platform, keys: KeyCache) -> APIRouter:
         _check_endpoint_name(name)
         changes = validate_changes(_json_object(await request.body()))
         names = await platform.secrets.change(principal.account, name, changes)
+        # templates are keyed by their environment: start the rotated endpoint's template now,
+        # so its next workers are forked with the new values rather than spawned
+        await platform.scheduler.refresh_endpoints()
         return json_response(secrets_json(name, names))
 
     return routes

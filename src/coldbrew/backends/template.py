@@ -29,7 +29,12 @@ _MAX_MESSAGE = 65536
 
 @dataclass(frozen=True)
 class TemplateKey:
-    """What makes two launches forkable from the same template."""
+    """What makes two launches forkable from the same template.
+
+    The environment is part of it: a forked worker inherits the template's, so a template
+    serves only launches with the same endpoint secrets (another endpoint deployed from the
+    same artifact, or the same endpoint after a rotation, gets a template of its own).
+    """
 
     artifact_dir: str
     module: str
@@ -37,6 +42,7 @@ class TemplateKey:
     concurrency: int
     snapshot: bool
     preload: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # secrets: never shown
 
     @classmethod
     def of(cls, launch: WorkerLaunch) -> TemplateKey:
@@ -47,6 +53,7 @@ class TemplateKey:
             launch.concurrency,
             launch.snapshot,
             launch.preload,
+            tuple(sorted(launch.env.items())),
         )
 
 
