@@ -7,12 +7,15 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
 from tests.unit.test_sync_lane import World, settle
 
+from coldbrew.api.credentials import _key_request
 from coldbrew.backends.base import WorkerLaunch
 from coldbrew.backends.template import TemplateKey
+from coldbrew.errors import InvalidRequest
 from coldbrew.metering.report import job_cost_usd
-from coldbrew.store.models import JobStatus
+from coldbrew.store.models import JobStatus, Principal
 
 
 def test_a_done_frame_cannot_claim_a_batch_share_to_cut_its_cost(tmp_path: Path) -> None:
@@ -44,3 +47,13 @@ def test_launches_with_different_secrets_never_share_a_template(tmp_path: Path) 
     assert TemplateKey.of(first) != TemplateKey.of(rotated)  # a fork inherits the env
     assert TemplateKey.of(first) == TemplateKey.of(launch({"TOKEN": "one"}))
     assert "one" not in repr(TemplateKey.of(first))
+
+
+def test_an_expiring_admin_key_cannot_mint_a_key_that_outlives_it() -> None:
+    temporary = Principal("default", True, key_id="k", expires_at=1_000.0 + 3600.0)
+    for body in ({"admin": True}, {"account": "acme"}, {"admin": True, "expires": "2h"}):
+        with pytest.raises(InvalidRequest, match="cannot outlive"):
+            _key_request(body, temporary, now=1_000.0)
+    assert _key_request({"admin": True, "expires": "30m"}, temporary, 1_000.0)[2] == 2_800.0
+    permanent = Principal("default", True, key_id="p")
+    assert _key_request({"admin": True}, permanent, 1_000.0) == ("default", True, None)

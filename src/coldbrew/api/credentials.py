@@ -1,9 +1,9 @@
 """Routes for API keys (`/v1/keys`) and endpoint secrets (`/v1/endpoints/{name}/secrets`).
 
 Everything is scoped to the caller's account. A non-admin key lists, creates and revokes keys of
-its own account only, and cannot make a key that outlives itself; an admin key can manage every
-account's keys. Secrets have no cross-account form at all, not even for admins, and no route
-ever returns a secret's value: responses carry names and times only.
+its own account only; an admin key can manage every account's keys. No key, admin or not, can
+make a key that outlives itself. Secrets have no cross-account form at all, not even for admins,
+and no route ever returns a secret's value: responses carry names and times only.
 """
 
 from __future__ import annotations
@@ -144,11 +144,12 @@ def _key_request(
                 hint="leave it out for a key that does not expire",
             )
         expires_at = now + lifetime_s
-    limit = principal.expires_at
-    if not principal.admin and limit is not None and (expires_at is None or expires_at > limit):
+    limit = principal.expires_at  # admins too: a temporary admin key must not mint a lasting one
+    if limit is not None and (expires_at is None or expires_at > limit):
         raise InvalidRequest(
             f"a key cannot outlive the key that creates it (yours expires at {iso(limit)})",
-            hint="give a shorter 'expires', or ask an admin for a longer-lived key",
+            hint="give a shorter 'expires', or use a key that does not expire "
+            "($COLDBREW_HOME/admin.key)",
         )
     return account, admin, expires_at
 
