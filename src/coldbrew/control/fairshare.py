@@ -19,15 +19,29 @@ DEFAULT_WEIGHT = 1.0
 
 
 def fair_shares(
-    capacity: int, demands: Mapping[str, int], weights: Mapping[str, float]
+    capacity: int,
+    demands: Mapping[str, int],
+    weights: Mapping[str, float],
+    held: Mapping[str, int] | None = None,
+    last_held: Mapping[str, float] | None = None,
 ) -> dict[str, int]:
     """Whole slots per account: weighted max-min fair shares of `capacity`.
 
     An account never gets more than its demand; capacity an account cannot use is divided
     among the others by weight. Slots left over from rounding go to the largest fractional
-    parts (ties: the lower weight-normalised share, then the account name), so the shares add
-    up to `min(capacity, total demand)` and the answer does not depend on dict order.
+    parts, so the shares add up to `min(capacity, total demand)`. Ties among equal fractions:
+
+    - an account whose whole share is 0 (fewer slots than accounts wanting them) first, the
+      one holding fewer slots now, then the one that has gone longest without a slot
+      (`last_held`, monotonic): the leftover slot takes turns, so no account waits for another
+      account's whole backlog (a fixed order, by name, starved the last account on a 1-slot
+      node for as long as the first had work);
+    - an account with a whole share of at least 1 keeps the leftover it holds (taking it
+      back would move a slot back and forth on every job without making anyone wait less);
+    - then the lower weight-normalised share, then the name: the answer does not depend on
+      dict order.
     """
+    held, last_held = held or {}, last_held or {}
     shares = dict.fromkeys(demands, 0)
     active = {a for a, d in demands.items() if d > 0}
     left = Fraction(max(0, capacity))
@@ -46,10 +60,19 @@ def fair_shares(
     for account, value in exact.items():
         shares[account] = int(value)
     spare = int(sum(exact.values(), Fraction(0))) - sum(int(v) for v in exact.values())
-    ranked = sorted(
-        exact,
-        key=lambda a: (-(exact[a] - int(exact[a])), exact[a] / _weight(weights, a), a),
-    )
+
+    def turn(a: str) -> tuple[Fraction, bool, int, float, Fraction, str]:
+        starved, now_held = int(exact[a]) == 0, held.get(a, 0)
+        return (
+            -(exact[a] - int(exact[a])),
+            not starved,
+            now_held if starved else -now_held,
+            last_held.get(a, float("-inf")) if starved else 0.0,
+            exact[a] / _weight(weights, a),
+            a,
+        )
+
+    ranked = sorted(exact, key=turn)
     for account in ranked[:spare]:
         shares[account] += 1
     return shares
@@ -61,15 +84,22 @@ def _weight(weights: Mapping[str, float], account: str) -> Fraction:
 
 
 def next_claimant(
-    held: Mapping[str, int], wanting: Iterable[str], weights: Mapping[str, float]
+    held: Mapping[str, int],
+    wanting: Iterable[str],
+    weights: Mapping[str, float],
+    shares: Mapping[str, int] | None = None,
 ) -> str | None:
-    """The account that gets the next slot: the one holding the fewest slots per unit of
-    weight (then the fewest slots, then by name), so slots handed out one at a time go
-    round-robin, weighted."""
-    candidates = sorted(
-        wanting,
-        key=lambda a: (Fraction(held.get(a, 0)) / _weight(weights, a), held.get(a, 0), a),
-    )
+    """The account that gets the next slot: one below its share (when `shares` are given)
+    before one at or above it, then the one holding the fewest slots per unit of weight (then
+    the fewest slots, then by name), so slots handed out one at a time go round-robin,
+    weighted, and a slot freed for an account goes to that account."""
+
+    def order(a: str) -> tuple[bool, Fraction, int, str]:
+        taken = held.get(a, 0)
+        sated = shares is not None and taken >= shares.get(a, 0)
+        return (sated, Fraction(taken) / _weight(weights, a), taken, a)
+
+    candidates = sorted(wanting, key=order)
     return candidates[0] if candidates else None
 
 
@@ -84,6 +114,7 @@ class Holder:
     active_jobs: int
     last_used: float  # monotonic; least recently used goes first
     spare: bool  # its version can lose it (retired, or more workers than min_workers)
+    fresh: bool = False  # has not finished a job yet
 
 
 def pick_victim(
@@ -102,13 +133,19 @@ def pick_victim(
       job finishes first.
 
     A worker whose version needs it (`min_workers`) is never taken, and a version never
-    takes its own worker.
+    takes its own worker. Another account's worker that has not finished a job yet is not
+    taken either: shares that take turns would otherwise hand a slot back and forth on every
+    tick, each worker evicted while it starts.
     """
 
     def over(a: str) -> int:
         return held.get(a, 0) - shares.get(a, 0)
 
-    candidates = [h for h in holders if h.spare and h.version_id != version_id]
+    candidates = [
+        h
+        for h in holders
+        if h.spare and h.version_id != version_id and not (h.fresh and h.account != account)
+    ]
     idle = [h for h in candidates if h.idle and (h.account == account or over(h.account) > 0)]
     if idle:
         return min(idle, key=lambda h: (h.last_used, h.id))

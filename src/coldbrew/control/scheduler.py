@@ -99,6 +99,8 @@ class Scheduler:
         # fair sharing: queue limits and weights per account, untrusted frames, log caps
         self.queues = QueueLedger(settings.account_max_queued_jobs)
         self._frames = FrameGuard()
+        # hardware -> account -> when it last held a slot (monotonic): whose turn a slot is
+        self._last_held: dict[str, dict[str, float]] = {}
         self._log_limits = JobLogLimits(settings.job_log_max_bytes, settings.job_log_lines_per_s)
 
     # lifecycle
@@ -595,17 +597,19 @@ class Scheduler:
         holders = [w for w in self.workers.values() if w.hardware == hardware]
         live = [w for w in holders if w.live]
         held = Counter(w.version.account for w in live)
+        last_held = self._last_held.setdefault(hardware, {})
+        last_held.update(dict.fromkeys(held, self.clock.monotonic()))
         demand = Counter(held)
         for vid, n in wants.items():
             demand[self._versions[vid][0].account] += n
         weights = self.queues.weights
         shares = fairshare.fair_shares(
-            self.settings.hardware_slots.get(hardware, 0), demand, weights
+            self.settings.hardware_slots.get(hardware, 0), demand, weights, held, last_held
         )
         free = self.settings.hardware_slots.get(hardware, 0) - len(holders)
         while wants:
             account = fairshare.next_claimant(
-                held, {self._versions[v][0].account for v in wants}, weights
+                held, {self._versions[v][0].account for v in wants}, weights, shares
             )
             vid = min(v for v in wants if self._versions[v][0].account == account)
             if free <= 0:
@@ -643,6 +647,7 @@ class Scheduler:
                 last_used=w.last_used,
                 spare=w.version.id not in self._current
                 or per_version[w.version.id] > w.spec.min_workers,
+                fresh=not w.served,
             )
             for w in holders
             if w.live
@@ -789,6 +794,7 @@ class Scheduler:
         inflight = worker.jobs.pop(frame["id"], None)
         if inflight is None:
             return  # timed out or cancelled meanwhile; its outcome is already recorded
+        worker.served = True
         self._running[inflight.job.account] -= 1
         now = self.clock.time()
         execution_s = now - (inflight.job.started_at or now)

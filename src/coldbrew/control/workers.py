@@ -55,6 +55,7 @@ class ManagedWorker:
     cold_slots: int = 0  # how many of the next jobs waited for this worker to start
     setup_error: dict[str, Any] | None = None
     stop_reason: str | None = None  # set when the scheduler stops or kills it
+    served: bool = False  # finished a job: fair sharing may take its slot back from now on
 
     @property
     def hardware(self) -> str:
