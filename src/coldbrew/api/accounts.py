@@ -19,6 +19,7 @@ MAX_WEIGHT = 1_000.0
 
 
 def account_json(platform: Platform, account: Account) -> dict[str, Any]:
+    """An account's fair-share settings and queue as the API shows them (no webhook secret)."""
     queues = platform.scheduler.queues
     return {
         "name": account.name,
@@ -34,7 +35,9 @@ def _changes(body: bytes) -> dict[str, Any]:
     try:
         parsed = orjson.loads(body or b"{}")
     except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(f"the body is not JSON: {exc}") from None
+        raise InvalidRequest(
+            f"the body is not JSON: {exc}", hint='send e.g. {"weight": 2}'
+        ) from None
     if not isinstance(parsed, dict) or not parsed or set(parsed) - {"weight", "max_queued_jobs"}:
         raise InvalidRequest(
             "send an object with 'weight' and/or 'max_queued_jobs'",
@@ -46,7 +49,10 @@ def _changes(body: bytes) -> dict[str, Any]:
         if isinstance(weight, bool) or not isinstance(weight, int | float):
             raise InvalidRequest("'weight' must be a number", hint='{"weight": 2}')
         if not 0 < weight <= MAX_WEIGHT:
-            raise InvalidRequest(f"'weight' must be above 0 and at most {MAX_WEIGHT:g}")
+            raise InvalidRequest(
+                f"'weight' must be above 0 and at most {MAX_WEIGHT:g}",
+                hint="1 is the default; 2 gets twice the slots of a weight-1 account",
+            )
         changes["weight"] = float(weight)
     if "max_queued_jobs" in parsed:
         limit = parsed["max_queued_jobs"]
@@ -63,13 +69,17 @@ def _changes(body: bytes) -> dict[str, Any]:
 
 
 def router(platform: Platform, keys: KeyCache) -> APIRouter:
+    """The /v1/accounts routes: anyone reads their own account; only an admin changes one."""
     routes = APIRouter(prefix="/v1/accounts", tags=["manage"])
 
     @routes.get("/{name}", summary="An account's fair-share weight, queue limit and queue")
     async def get_account(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         if name != principal.account and not principal.admin:
-            raise Forbidden("only an admin key can read another account's settings")
+            raise Forbidden(
+                "only an admin key can read another account's settings",
+                hint=f"read your own: GET /v1/accounts/{principal.account}",
+            )
         account = await platform.store.get_account(name)
         if account is None:
             raise NotFound(f"no account {name!r}", hint="POST /v1/keys creates one")

@@ -44,6 +44,7 @@ def key_json(key: ApiKey, now: float) -> dict[str, Any]:
 
 
 def secrets_json(endpoint: str, names: list[SecretName]) -> dict[str, Any]:
+    """What the API shows about an endpoint's secrets: names and times, never a value."""
     return {
         "endpoint": endpoint,
         "secrets": [{"name": s.name, "updatedAt": iso(s.updated_at)} for s in names],
@@ -126,10 +127,15 @@ def _key_request(
     """(account, admin, expires_at) of a key request, checked against what the caller may do."""
     account = body.get("account", principal.account)
     if not isinstance(account, str) or not NAME_PATTERN.match(account):
-        raise InvalidRequest("'account' must be a name of lower-case letters, digits, '-' or '_'")
+        raise InvalidRequest(
+            "'account' must be a name of lower-case letters, digits, '-' or '_'",
+            hint="leave it out for a key of your own account",
+        )
     admin = body.get("admin", False)
     if not isinstance(admin, bool):
-        raise InvalidRequest("'admin' must be true or false (a JSON boolean)")
+        raise InvalidRequest(
+            "'admin' must be true or false (a JSON boolean)", hint='send {"admin": true}'
+        )
     if admin or account != principal.account:
         require_admin(principal)
     expires = body.get("expires")
@@ -168,5 +174,5 @@ def _json_object(body: bytes) -> dict[str, Any]:
     except orjson.JSONDecodeError:
         raise InvalidRequest("the body is not JSON", hint="send a JSON object") from None
     if not isinstance(parsed, dict):
-        raise InvalidRequest("the body must be a JSON object")
+        raise InvalidRequest("the body must be a JSON object", hint="send {...}, not a list")
     return parsed
