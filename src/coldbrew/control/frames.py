@@ -178,6 +178,12 @@ class JobLogLimits:
         budget.sent_bytes += size
         return line
 
+    def forget(self, job_id: str) -> None:
+        """The job ended: drop its budget. Budgets leave when their jobs end, not by age, so a
+        tenant cannot push a long job's spent budget out (and reset its cap) by running
+        `_MAX_TRACKED_JOBS` short jobs meanwhile; the bound only guards memory."""
+        self._jobs.pop(job_id, None)
+
     def _budget(self, job_id: str, now: float) -> _Budget:
         budget = self._jobs.get(job_id)
         if budget is None:

@@ -1127,6 +1127,7 @@ class Scheduler:
         self._finalized(job)
 
     def _finalized(self, job: Job) -> None:
+        self._log_limits.forget(job.id)  # its late frames are dropped: it runs nowhere
         stream = self._streams.get(job.id)
         if stream is not None:
             stream.close()
