@@ -28,7 +28,6 @@ from coldbrew.observe.metrics import Metrics
 from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
-from coldbrew.store.models import Principal
 from coldbrew.store.sqlite import SQLiteStore
 
 DEFAULT_ACCOUNT = "default"
@@ -150,9 +149,6 @@ class Platform:
             prefix=key[: len("cb_") + KEY_PREFIX_CHARS],
         )
         return key, record
-
-    async def principal(self, key: str) -> Principal | None:
-        return await self.store.principal(hash_key(key))
 
     async def _bootstrap(self) -> str | None:
         if await self.store.count_accounts():
