@@ -4,6 +4,7 @@ the counters match the rows after every kind of change; account settings round-t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +113,26 @@ def test_account_settings_round_trip(store: Any) -> None:
     assert (cleared.weight, cleared.max_queued_jobs) == (3.0, None)
     assert store.update_account("nobody", weight=2.0) is None
     assert [a.name for a in store.list_accounts()] == ["acme"]
+
+
+def test_counters_follow_idempotent_creates_deletes_and_expiry(
+    store: Any, version: Version
+) -> None:
+    """The paths the first table leaves out: a replayed idempotent create, a deleted endpoint,
+    a purge of expired jobs, and a job requeued at restart (recovery)."""
+    other = deploy(store, endpoint="other", account="beta")
+    seed = new_job(store, other, "seed")
+    first = dataclasses.replace(seed, id="o1")
+    assert store.create_job_once(first, "key-1").id == "o1"  # a new job under the key
+    assert store.create_job_once(first, "key-1").id == "o1"  # a replay: nothing added
+    assert counted(store)[other.id] == 2
+    running = store.claim(other.id, "w1", 150.0)  # the oldest runs...
+    store.requeue(running.id)  # ...and is requeued as at restart
+    new_job(store, version, "a1", expires_at=50.0)
+    store.finish("a1", JobStatus.COMPLETED, 60.0, from_statuses=[JobStatus.IN_QUEUE])
+    store.purge_expired(10_000.0)  # deletes a final job: no change to the counters
+    new_job(store, version, "a2")
+    assert counted(store) == scanned(store)
+    store.delete_endpoint("acme", "echo", 300.0)  # cancels a2
+    store.delete_endpoint("beta", "other", 300.0)  # cancels seed and o1
+    assert {v: n for v, n in counted(store).items() if n} == scanned(store) == {}
