@@ -65,7 +65,7 @@ class _Channel:
 
     def send(self, frame: dict[str, Any]) -> None:
         data = protocol.encode(frame)
-        if frame["t"] in ("chunk", "done"):
+        if frame.get("t") in ("chunk", "done"):
             data = self._bounded(frame, data)
         with self._send_lock:
             self._sock.sendall(data)
@@ -73,18 +73,21 @@ class _Channel:
     def _bounded(self, frame: dict[str, Any], data: bytes) -> bytes:
         """`data`, or for a `done` over the limit an error in its place; a chunk that takes
         the job's streamed output over the limit raises `OutputTooLarge`, failing the job."""
+        job_id = frame.get("id")
+        if not isinstance(job_id, str):
+            return data  # malformed (tenant code sent it): the gateway's frame guard drops it
         limit = self.output_max_bytes
-        size = len(data) + self._streamed.get(frame["id"], 0)
+        size = len(data) + self._streamed.get(job_id, 0)
         if frame["t"] == "chunk":
             if size > limit:
                 raise OutputTooLarge(_too_large(size, limit, "streamed output"))
-            self._streamed[frame["id"]] = size
+            self._streamed[job_id] = size
             return data
-        self._streamed.pop(frame["id"], None)
+        self._streamed.pop(job_id, None)
         if len(data) <= limit:
             return data
         error = error_record(OutputTooLarge(_too_large(len(data), limit, "output")))
-        reply = {"t": "done", "id": frame["id"], "error": error}
+        reply = {"t": "done", "id": job_id, "error": error}
         if "share" in frame:
             reply["share"] = frame["share"]
         return protocol.encode(reply)
