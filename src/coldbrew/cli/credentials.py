@@ -6,6 +6,8 @@ first characters of each key, `secrets list` shows names only.
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from coldbrew.sdk.client import Client
@@ -68,6 +70,9 @@ def secrets() -> None:
 
 
 def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
+    """KEY=VALUE arguments as a dict; `KEY=-` reads that one value from stdin, so it never
+    appears in the process list (`/proc/<pid>/cmdline` is readable by every local user) or in
+    the shell's history."""
     values = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -75,6 +80,14 @@ def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
             # the argument may hold a value: never echo it back
             raise click.BadParameter("each must be KEY=VALUE", param_hint="KEY=VALUE")
         values[name] = value
+    from_stdin = [name for name, value in values.items() if value == "-"]
+    if len(from_stdin) > 1:
+        raise click.BadParameter(
+            f"only one value can come from stdin ({', '.join(from_stdin)} all say '-')",
+            param_hint="KEY=-",
+        )
+    if from_stdin:
+        values[from_stdin[0]] = sys.stdin.read().removesuffix("\n")
     return values
 
 
@@ -83,7 +96,8 @@ def _pairs(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.argument("pairs", nargs=-1, required=True, metavar="KEY=VALUE...")
 def secrets_set(endpoint: str, pairs: tuple[str, ...]) -> None:
     """Set secrets of ENDPOINT (it need not be deployed yet). Running workers keep the values
-    they started with; workers started from now on get the new ones."""
+    they started with; workers started from now on get the new ones. KEY=- reads KEY's value
+    from stdin (keeps it out of `ps` and the shell history)."""
     values = _pairs(pairs)
     with Client() as client:
         names = client.set_secrets(endpoint, values)
