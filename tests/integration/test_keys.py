@@ -117,3 +117,14 @@ async def test_the_last_admin_key_is_not_revoked(tmp_path: Path) -> None:
         assert still.status_code == 200
         last = await cb.http.delete(f"/v1/keys/{spare['id']}", headers=bearer(spare["key"]))
         assert last.status_code == 409
+
+
+async def test_an_expiring_admin_key_does_not_count_as_the_one_left(tmp_path: Path) -> None:
+    async with running(tmp_path) as cb:
+        (admin,) = (await cb.http.get("/v1/keys")).json()["keys"]
+        await _make(cb, admin=True, expires="1h")  # gone in an hour: every admin locked out
+        refused = await cb.http.delete(f"/v1/keys/{admin['id']}")
+        assert refused.status_code == 409, refused.text
+        assert "outlives" in refused.json()["error"]["message"]
+        await _make(cb, admin=True)  # one that does not expire: now it may go
+        assert (await cb.http.delete(f"/v1/keys/{admin['id']}")).status_code == 200

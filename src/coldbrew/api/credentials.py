@@ -83,14 +83,16 @@ def router(platform: Platform, keys: KeyCache) -> APIRouter:
             raise NotFound(f"no key {key_id!r}", hint="see the ids with `coldbrew keys list`")
         if target.admin:
             require_admin(principal)
-        if target.admin and target.active(now):
-            others = [k for k in await store.list_keys(None) if k.admin and k.active(now)]
-            if len(others) <= 1:
-                raise Conflict(
-                    f"{key_id} is the last active admin key; revoking it would lock every "
-                    "admin out",
-                    hint="create another admin key first (`coldbrew keys create --admin`)",
-                )
+        if (
+            target.admin
+            and target.active(now)
+            and not _outlived(target, await store.list_keys(None), now)
+        ):
+            raise Conflict(
+                f"no other active admin key outlives {key_id}; revoking it would lock every "
+                "admin out (now, or when the others expire)",
+                hint="create another admin key first (`coldbrew keys create --admin`)",
+            )
         revoked = await store.revoke_key(key_id, scope, now)
         assert revoked is not None
         keys.forget(key_id)
@@ -119,6 +121,20 @@ def router(platform: Platform, keys: KeyCache) -> APIRouter:
         return json_response(secrets_json(name, names))
 
     return routes
+
+
+def _outlived(target: ApiKey, keys: list[ApiKey], now: float) -> bool:
+    """Whether another active admin key lasts at least as long as `target` (an expiring admin
+    key does not stand in for one that never expires)."""
+    forever = float("inf")
+    until = target.expires_at if target.expires_at is not None else forever
+    return any(
+        k.admin
+        and k.active(now)
+        and k.id != target.id
+        and (k.expires_at if k.expires_at is not None else forever) >= until
+        for k in keys
+    )
 
 
 def _key_request(
