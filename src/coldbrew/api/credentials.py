@@ -89,8 +89,8 @@ def router(platform: Platform, keys: KeyCache) -> APIRouter:
             and not _outlived(target, await store.list_keys(None), now)
         ):
             raise Conflict(
-                f"no other active admin key outlives {key_id}; revoking it would lock every "
-                "admin out (now, or when the others expire)",
+                f"{key_id} is the last active admin key (the others expire before it); "
+                "revoking it would lock every admin out, now or when they expire",
                 hint="create another admin key first (`coldbrew keys create --admin`)",
             )
         revoked = await store.revoke_key(key_id, scope, now)
