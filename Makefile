@@ -35,7 +35,13 @@ $(KSERVE_VENV)/.installed: pyproject.toml
 	$(KSERVE_VENV)/bin/pip install -q -e '.[kserve]'
 	touch $@
 
-test: $(VENV)/.dev weights $(KSERVE_VENV)/.installed
+# The dashboard's browser tests drive Debian's chromium (never a downloaded browser).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "make test needs $(CHROMIUM): install Debian's chromium"; exit 1; }
+	apt-get update -qq && apt-get install -y -qq chromium
+
+test: $(VENV)/.dev weights $(KSERVE_VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.dev
