@@ -17,7 +17,8 @@ ColdbrewError
     ├── SetupFailed           500  the model's setup() raised
     ├── JobTimedOut           504  the job ran past its execution timeout
     ├── NoCapacity            503  no hardware slot can be freed for the job
-    └── SecretUnreadable      500  a secret sealed at rest does not open with this key
+    ├── SecretUnreadable      500  a secret sealed at rest does not open with this key
+    └── StorageUnavailable    503  the database cannot take writes (disk full, read-only, locked)
 """
 
 from __future__ import annotations
@@ -136,6 +137,25 @@ class QueueFull(ClientError):
     def __init__(self, message: str, *, retry_after_s: int, hint: str = "", **fields: Any):
         super().__init__(message, hint=hint, retryAfterS=retry_after_s, **fields)
         self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class StorageUnavailable(ServerError):
+    """The database cannot take writes now; nothing accepted is lost, new work waits."""
+
+    status_code = 503
+    error_type = "storage_unavailable"
+    retry_after_s = 5
+
+    @classmethod
+    def because(cls, reason: str) -> StorageUnavailable:
+        return cls(
+            f"the job store cannot take writes: {reason}",
+            hint="retry after the Retry-After seconds; an operator must free the disk, make the "
+            "database writable or end the lock (the node recovers by itself)",
+        )
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}

@@ -15,7 +15,7 @@ from coldbrew.backends.base import WorkerLaunch
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.scheduler import Scheduler
-from coldbrew.errors import NotFound
+from coldbrew.errors import NotFound, StorageUnavailable
 from coldbrew.store.models import Job, JobStatus
 from coldbrew.store.sqlite import SQLiteStore
 
@@ -217,10 +217,10 @@ def test_a_failed_write_back_is_retried_at_the_next_flush(tmp_path: Path) -> Non
         real = w.store.save_jobs
 
         async def failing(jobs: list[Job]) -> None:
-            raise RuntimeError("disk I/O error")
+            raise StorageUnavailable.because("the disk reported an I/O error")
 
         w.store.save_jobs = failing  # type: ignore[method-assign]
-        with pytest.raises(RuntimeError):
+        with pytest.raises(StorageUnavailable):
             await w.scheduler.write_back()
         w.store.save_jobs = real  # type: ignore[method-assign]
         await w.scheduler.write_back()

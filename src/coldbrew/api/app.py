@@ -147,6 +147,8 @@ def _ops_routes(app: FastAPI, platform: Platform, keys: KeyCache) -> None:
 
     @app.get("/readyz", tags=["ops"], summary="The platform accepts jobs")
     async def readyz() -> Response:
+        if platform.store.fault is not None:  # a probe write each tick clears it
+            return json_response({"status": "not ready", "reason": platform.store.fault}, 503)
         await platform.store.count_accounts()
         return json_response({"status": "ready"})
 

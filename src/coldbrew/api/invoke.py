@@ -20,7 +20,14 @@ from coldbrew.api.auth import KeyCache
 from coldbrew.api.cache import cache_key
 from coldbrew.api.limits import check_depth
 from coldbrew.api.wire import status_json
-from coldbrew.errors import ColdbrewError, Conflict, InvalidInput, InvalidRequest, NotFound
+from coldbrew.errors import (
+    ColdbrewError,
+    Conflict,
+    InvalidInput,
+    InvalidRequest,
+    NotFound,
+    StorageUnavailable,
+)
 from coldbrew.platform import Platform
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version, WebhookState
@@ -143,6 +150,8 @@ class Invoker:
         check_depth(request["input"], self.platform.settings, "input")
         endpoint, version, spec = await self.current(principal, name)
         self.validate(version, request["input"])
+        if self.platform.store.fault is not None:  # refuse new work; what was accepted is kept
+            raise StorageUnavailable.because(self.platform.store.fault)
         self.platform.budgets.admit(principal.account, endpoint.name)
         timeout_s, ttl_s = _policy(
             request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s

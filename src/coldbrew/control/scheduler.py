@@ -21,6 +21,7 @@ from coldbrew.config import Settings
 from coldbrew.control import fairshare
 from coldbrew.control.autoscaler import Observation, ScalerState, WorkerView, decide
 from coldbrew.control.frames import FrameGuard, JobLogLimits
+from coldbrew.control.poison import PoisonSafety
 from coldbrew.control.queues import QueueLedger
 from coldbrew.control.warmth import TrafficProfile, prewarm_workers, scheduled_min_workers
 from coldbrew.control.workers import (
@@ -30,7 +31,7 @@ from coldbrew.control.workers import (
     WorkerState,
     describe_exit,
 )
-from coldbrew.errors import NotFound
+from coldbrew.errors import NotFound, StorageUnavailable
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.metering.report import job_cost_usd
 from coldbrew.observe.stats import WorkerSamples
@@ -49,7 +50,7 @@ _PROFILE_REFRESH_S = 60.0
 _PURGE_EVERY_S = 60.0
 
 
-class Scheduler:
+class Scheduler(PoisonSafety):
     """Runs workers and jobs for every endpoint of every account on this node."""
 
     def __init__(
@@ -102,6 +103,7 @@ class Scheduler:
         # hardware -> account -> when it last held a slot (monotonic): whose turn a slot is
         self._last_held: dict[str, dict[str, float]] = {}
         self._log_limits = JobLogLimits(settings.job_log_max_bytes, settings.job_log_lines_per_s)
+        self._init_poison_safety()
 
     # lifecycle
     async def start(self) -> None:
@@ -129,9 +131,14 @@ class Scheduler:
         waiting = [job for queue in self._sync.values() for job in queue]
         for job in waiting:  # never started: they run after the restart
             job.status, job.durable = JobStatus.IN_QUEUE, True
-        if waiting:
-            await self.store.save_jobs(waiting)
+        self._writeback.extend(waiting)  # written with the flush, a bad one alone
         await self._flush(force=True)
+        if self._writeback:
+            log.error(
+                "%d jobs could not be written at shutdown: %s",
+                len(self._writeback),
+                self.store.fault,
+            )
         await self.backend.close()
 
     def add_final_listener(self, listener: FinalListener) -> None:
@@ -196,12 +203,11 @@ class Scheduler:
     async def _spill(self, vid: int) -> None:
         """Move the version's waiting sync-lane jobs into the store's queue (by created_at)."""
         waiting = list(self._sync.pop(vid, ()))
-        for job in waiting:
-            job.durable = True
         if waiting:
-            await self.store.save_jobs(waiting)
+            await self._save_queued(vid, waiting)
         for job in waiting:
-            self._unsaved.pop(job.id, None)
+            if job.durable:
+                self._unsaved.pop(job.id, None)
 
     async def run_sync(self, job: Job) -> asyncio.Future[Job] | None:
         """Take a /runsync job into the sync lane: while a worker of its version is up and
@@ -503,12 +509,16 @@ class Scheduler:
                 return
             try:
                 await self.tick()
+            except StorageUnavailable:
+                pass  # the store logged the fault; the next tick probes it
             except Exception:
                 log.exception("scheduler tick failed")
 
     async def tick(self) -> None:
         """One reconciliation: scale, dispatch, time out, flush."""
         now = self.clock.monotonic()
+        if not await self._storage_ok():
+            return  # the storage is down: workers keep running, results wait in memory
         self._queued_meanwhile = set()  # _queued() adds here too while this tick runs
         for vid in [v for v, queue in self._sync.items() if queue and v in self._maybe_queued]:
             await self._spill(vid)
@@ -807,7 +817,7 @@ class Scheduler:
         output = frame.get("output")
         if frame.get("streamed"):
             output = list(self._stream(inflight.job.id).chunks)
-        final = await self._end(
+        final = await self._end_safely(
             inflight.job,
             JobStatus.FAILED if error else JobStatus.COMPLETED,
             now,
@@ -834,16 +844,19 @@ class Scheduler:
 
     async def _on_exit(self, worker: ManagedWorker, code: int) -> None:
         worker.state = WorkerState.STOPPED
+        self.workers.pop(worker.id, None)  # first: the slot is free whatever fails below
         worker.meter.switch(None, self.clock.time())
-        await self.store.add_usage(worker.meter.drain(self.clock.time()))
+        await self._write_usage(worker.meter.drain(self.clock.time()))
         await self._flush_logs()
-        del self.workers[worker.id]
         reason = describe_exit(code, worker.stop_reason)
         if worker.ready_wall is None and worker.stop_reason is None:
-            await self._setup_failed(worker, reason)
+            try:
+                await self._setup_failed(worker, reason)
+            except Exception:
+                log.exception("could not fail the queued jobs of %s", worker.version.endpoint)
         for inflight in reversed(list(worker.jobs.values())):  # retries keep their order
             self._running[inflight.job.account] -= 1
-            await self._worker_lost(inflight.job, reason)
+            await self._lose_safely(inflight.job, reason)
         worker.jobs.clear()
         self.notify()
 
@@ -1013,7 +1026,10 @@ class Scheduler:
 
     async def _assign(self, worker: ManagedWorker, job: Job) -> None:
         await self._track(worker, job)
-        await self._send(worker, {"t": "job", "id": job.id, "input": job.input})
+        try:
+            await self._send(worker, {"t": "job", "id": job.id, "input": job.input})
+        except Exception as exc:  # the input cannot be encoded: that job fails, nothing else
+            await self._unsendable(worker, [job], exc)
 
     async def _assign_batch(self, worker: ManagedWorker, jobs: list[Job], max_size: int) -> None:
         """Send running jobs to `worker` as one batch (and remember whether it was full)."""
@@ -1021,7 +1037,10 @@ class Scheduler:
         for job in jobs:
             await self._track(worker, job, share=len(jobs))
         frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
-        await self._send(worker, frame)
+        try:
+            await self._send(worker, frame)
+        except Exception as exc:  # an input cannot be encoded: the batch fails, nothing else
+            await self._unsendable(worker, jobs, exc)
 
     async def _track(self, worker: ManagedWorker, job: Job, share: int = 1) -> None:
         """Record a claimed job as running on `worker` (and whether it waited for its start)."""
@@ -1039,10 +1058,10 @@ class Scheduler:
             worker.cold_slots -= 1
             detail = dict(worker.cold_start_detail or {})
             detail["queueWaitMs"] = round(((job.started_at or 0) - job.created_at) * 1000, 1)
+            job.cold_start, job.cold_start_detail = True, detail
             if job.durable:
-                await self.store.mark_cold_start(job.id, detail)
-            else:
-                job.cold_start, job.cold_start_detail = True, detail
+                with contextlib.suppress(StorageUnavailable):  # a flag, not worth a stuck job
+                    await self.store.mark_cold_start(job.id, detail)
         else:
             worker.cold_slots = 0
 
@@ -1061,7 +1080,7 @@ class Scheduler:
                 cost = job_cost_usd(
                     job.timeout_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0.0)
                 )
-                final = await self._end(
+                final = await self._end_safely(
                     job, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
                 )
                 if final is not None:
@@ -1157,29 +1176,22 @@ class Scheduler:
             jobs, self._writeback = self._writeback, []
             try:
                 await self.store.save_jobs(jobs)
-            except BaseException:
+            except StorageUnavailable:
                 self._writeback[:0] = jobs  # kept for the next flush
                 raise
+            except Exception:  # one job the store cannot hold must not wedge the others
+                await self._save_one_by_one(jobs)
             for job in jobs:
                 if self._unsaved.get(job.id) is job:
                     del self._unsaved[job.id]
 
-    async def _flush_logs(self) -> None:
-        if self._logs:
-            rows, self._logs = self._logs, []
-            await self.store.append_logs(rows)
-        if self._arrivals:
-            counts, self._arrivals = self._arrivals, Counter()
-            await self.store.record_arrivals([(*key, n) for key, n in counts.items()])
-
     async def _flush(self, force: bool = False) -> None:
-        await self._write_back()
+        with contextlib.suppress(StorageUnavailable):  # kept for the next flush
+            await self._write_back()
         await self._flush_logs()
         now = self.clock.monotonic()
         if not force and now - self._last_flush < _METER_FLUSH_S:
             return
         self._last_flush = now
         wall = self.clock.time()
-        rows = [row for w in self.workers.values() for row in w.meter.drain(wall)]
-        if rows:
-            await self.store.add_usage(rows)
+        await self._write_usage([row for w in self.workers.values() for row in w.meter.drain(wall)])

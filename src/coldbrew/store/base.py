@@ -30,6 +30,12 @@ class Store(CredentialStore, ABC):
     Keys and endpoint secrets are declared in `store.credentials`.
     """
 
+    fault: str | None = None  # why the storage cannot take writes now (disk full, locked, ...)
+
+    @abstractmethod
+    async def probe(self, now: float) -> None:
+        """A small write that tells whether a storage fault has cleared (clears `fault`)."""
+
     # accounts and keys
     @abstractmethod
     async def create_account(self, name: str, webhook_secret: str, now: float) -> Account: ...

@@ -2,8 +2,8 @@
 
 Durability: every accepted job is committed before the client hears back. With WAL and
 `synchronous=NORMAL` a committed transaction survives a crash or `kill -9` of the server; only a
-power loss can drop the last few. The database is used from the event loop's thread only:
-statements take microseconds, so they run inline rather than in a thread pool.
+power loss can drop the last few. Every call runs on the store's own thread (`store/guard.py`),
+never on the event loop: a lock held elsewhere or a stalled disk must not freeze the gateway.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import orjson
 from coldbrew.crypto import Sealer
 from coldbrew.store import sqlite_queue
 from coldbrew.store.base import Store
+from coldbrew.store.guard import BUSY_TIMEOUT_MS, on_store_thread, store_executor
 from coldbrew.store.models import (
     Account,
     Budget,
@@ -164,15 +165,18 @@ def _endpoint(row: sqlite3.Row) -> Endpoint:
     )
 
 
+@on_store_thread
 class SQLiteStore(SQLiteCredentials, Store):
-    """`Store` on one SQLite database file (or `:memory:` for unit tests).
+    """`Store` on one SQLite database file (or `:memory:` for unit tests), used from one thread.
 
     With a `sealer`, secrets are sealed at rest (`coldbrew.crypto`); see `SQLiteCredentials`.
     """
 
     def __init__(self, path: Path | str, sealer: Sealer | None = None) -> None:
+        self._executor = store_executor()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
+        self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -184,6 +188,7 @@ class SQLiteStore(SQLiteCredentials, Store):
         sqlite_queue.install(self._db)  # account weights, queue counters kept by triggers
         if "source" not in {r[1] for r in self._db.execute("PRAGMA table_info(versions)")}:
             self._db.execute("ALTER TABLE versions ADD COLUMN source TEXT")  # before issue 12
+        self._db.execute("CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, at REAL)")
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -191,9 +196,19 @@ class SQLiteStore(SQLiteCredentials, Store):
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         self._db.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        """Roll back, unless SQLite already did (it does on a full disk or an I/O error)."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    async def probe(self, now: float) -> None:
+        """One small write: raises `StorageUnavailable` while the storage cannot take writes,
+        and clears the fault when it can again (the scheduler calls it while one lasts)."""
+        self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (now,))
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
         row: sqlite3.Row | None = self._db.execute(sql, tuple(params)).fetchone()
@@ -299,7 +314,7 @@ class SQLiteStore(SQLiteCredentials, Store):
             )
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         return await self.get_version(version_id), True
 
@@ -585,7 +600,7 @@ class SQLiteStore(SQLiteCredentials, Store):
             cursor = self._db.execute(f"DELETE FROM jobs WHERE id IN ({expired})", (now,))
             self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._rollback()
             raise
         return cursor.rowcount
 
@@ -747,6 +762,7 @@ class SQLiteStore(SQLiteCredentials, Store):
 
     async def close(self) -> None:
         self._db.close()
+        self._executor.shutdown(wait=False)
 
 
 def _job_values(job: Job) -> tuple[Any, ...]:
