@@ -25,6 +25,7 @@ async def test_an_external_lock_gives_503_and_the_node_recovers_by_itself(
         locker.execute("BEGIN EXCLUSIVE")
         try:
             refused = asyncio.create_task(r.http.post("/v2/toy/run", json={"input": {"value": 2}}))
+            await asyncio.sleep(0.2)  # the request is now waiting for the lock
             health = await r.http.get("/healthz")  # the loop is free while the store waits
             assert health.status_code == 200
             assert not refused.done()
