@@ -66,3 +66,9 @@ bench-throughput: $(VENV)/.examples weights
 	$(BIN)/python bench/throughput.py $(BENCH_ARGS)
 
 bench: bench-coldstart bench-throughput
+
+# Chaos suite (issue 11): one fault at a time against a running server; prints accepted /
+# completed / lost / run twice / recovered per fault. Disk faults need root (a tmpfs is mounted).
+.PHONY: chaos
+chaos: $(VENV)/.examples
+	$(BIN)/python bench/chaos.py $(BENCH_ARGS)

@@ -10,10 +10,11 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from tests.unit.test_sync_lane import World, settle
+
 from coldbrew.errors import StorageUnavailable
 from coldbrew.runtime import protocol
 from coldbrew.store.models import Job, JobStatus
-from tests.unit.test_sync_lane import World, settle
 
 
 async def until(check: Any) -> None:
@@ -59,8 +60,9 @@ def test_a_deep_input_in_the_write_back_fails_alone(tmp_path: Path) -> None:
         stored_bad, stored_good = await w.store.get_job(bad.id), await w.store.get_job(good.id)
         assert stored_good is not None and stored_good.status is JobStatus.COMPLETED
         assert stored_bad is not None and stored_bad.status is JobStatus.FAILED
-        assert stored_bad.error is not None and "input could not be stored" in (
-            stored_bad.error["message"]
+        assert (
+            stored_bad.error is not None
+            and "input could not be stored" in (stored_bad.error["message"])
         )
         later = w.job()  # and the next jobs are written as usual
         future = await w.scheduler.run_sync(later)

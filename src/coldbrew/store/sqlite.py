@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from coldbrew.crypto import Sealer
+from coldbrew.errors import InvalidInput
 from coldbrew.store import sqlite_queue
 from coldbrew.store.base import Store
 from coldbrew.store.guard import BUSY_TIMEOUT_MS, on_store_thread, store_executor
@@ -177,6 +178,7 @@ class SQLiteStore(SQLiteCredentials, Store):
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._db.execute("PRAGMA journal_size_limit = 67108864")  # a big job's WAL shrinks back
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
@@ -208,6 +210,7 @@ class SQLiteStore(SQLiteCredentials, Store):
     async def probe(self, now: float) -> None:
         """One small write: raises `StorageUnavailable` while the storage cannot take writes,
         and clears the fault when it can again (the scheduler calls it while one lasts)."""
+        self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # frees a full disk's WAL if it can
         self._db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (now,))
 
     def _one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
@@ -765,6 +768,18 @@ class SQLiteStore(SQLiteCredentials, Store):
         self._executor.shutdown(wait=False)
 
 
+def _input_json(value: Any) -> bytes:
+    """A job's input as stored; what orjson cannot write (nested past 254 levels) is refused
+    as the caller's error before the job is acknowledged."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidInput(
+            f"the input cannot be stored: {exc}",
+            hint="send plain JSON nested less than 254 levels deep",
+        ) from None
+
+
 def _job_values(job: Job) -> tuple[Any, ...]:
     """A job as the values of _JOB_COLUMNS, in order."""
     return (
@@ -774,7 +789,7 @@ def _job_values(job: Job) -> tuple[Any, ...]:
         job.endpoint,
         job.version_id,
         job.status.value,
-        orjson.dumps(job.input, option=orjson.OPT_SERIALIZE_NUMPY),
+        _input_json(job.input),
         None if job.output is None else orjson.dumps(job.output, option=orjson.OPT_SERIALIZE_NUMPY),
         None if job.error is None else orjson.dumps(job.error),
         job.attempts,
