@@ -281,6 +281,9 @@ def disk_full(node: Node, n: int, mount_dir: Path) -> Row:
     with node.http() as http:
         before = [tally.submit(http, {"value": i, "sleep_s": 0.5}) for i in range(n // 2)]
         del before
+        # an empty WAL first, so the next writes need new blocks (otherwise they reuse the WAL)
+        with contextlib.closing(sqlite3.connect(node.home / "coldbrew.db")) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         subprocess.run(
             ["dd", "if=/dev/zero", f"of={filler}", "bs=1M", "count=100000"],
             capture_output=True,
