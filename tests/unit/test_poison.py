@@ -215,3 +215,27 @@ def test_a_result_waits_in_memory_while_the_storage_is_down(tmp_path: Path) -> N
         assert stored.output == {"ok": True}
 
     asyncio.run(scenario())
+
+
+def test_a_worker_filled_while_a_claim_was_in_flight_gets_no_second_job(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        handle = w.backend.handles[0]
+        durable, sync = w.job(), w.job()
+        real_claim = w.store.claim_job
+
+        async def claim_meanwhile(job_id: str, worker_id: str, now: float) -> Job | None:
+            # store calls yield to the loop now: a sync-lane job takes the slot meanwhile
+            await w.scheduler.run_sync(sync)
+            return await real_claim(job_id, worker_id, now)
+
+        w.store.claim_job = claim_meanwhile  # type: ignore[method-assign]
+        await w.store.create_job(durable)
+        assert not await w.scheduler.dispatch_now(durable)
+        assert handle.job_ids() == [sync.id]  # one slot, one job
+        stored = await w.store.get_job(durable.id)
+        assert stored is not None and stored.status is JobStatus.IN_QUEUE
+        assert stored.attempts == 0  # the claim that never reached a worker is given back
+
+    asyncio.run(scenario())

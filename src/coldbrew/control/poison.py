@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from coldbrew.control.workers import WorkerState
 from coldbrew.errors import StorageUnavailable
 from coldbrew.store.models import Job, JobStatus, UsageRow, WebhookState
 
@@ -103,6 +104,8 @@ class PoisonSafety:
         def _mark_idle_if_free(self, worker: ManagedWorker) -> None: ...
 
         def notify(self) -> None: ...
+
+        def mark_queued(self, version_id: int) -> None: ...
 
         async def _worker_lost(self, job: Job, reason: str) -> None: ...
 
@@ -275,6 +278,22 @@ class PoisonSafety:
             self._lost.append((job, reason))
         except Exception:
             log.exception("job %s: could not record that its worker died", job.id)
+
+    async def _still_free(self, worker: ManagedWorker, jobs: list[Job], whole: bool) -> bool:
+        """After a claim (store calls yield to the loop, so the worker may have filled up,
+        started draining or died meanwhile): whether `worker` can still take `jobs`. If not,
+        they go back to the store's queue as if never claimed (the attempt is given back)."""
+        if (worker.state is WorkerState.IDLE) if whole else worker.free_slots >= len(jobs):
+            return True
+        for job in jobs:
+            job.status, job.worker_id, job.started_at = JobStatus.IN_QUEUE, None, None
+            job.attempts = max(0, job.attempts - 1)
+        try:
+            await self.store.save_jobs(jobs)
+        except StorageUnavailable:
+            self._lost += [(job, "its worker went away before the job reached it") for job in jobs]
+        self.mark_queued(jobs[0].version_id)
+        return False
 
     async def _storage_ok(self) -> bool:
         """Whether the tick may go on: while a storage fault lasts, a probe write (once a

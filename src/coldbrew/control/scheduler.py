@@ -170,7 +170,7 @@ class Scheduler(PoisonSafety):
         if worker is None:
             return self._queued(job)
         claimed = await self.store.claim_job(job.id, worker.id, self.clock.time())
-        if claimed is None:
+        if claimed is None or not await self._still_free(worker, [claimed], spec.batch is not None):
             return self._queued(job)
         if spec.batch is not None:
             await self._assign_batch(worker, [claimed], spec.batch.max_size)
@@ -993,6 +993,8 @@ class Scheduler(PoisonSafety):
         if job is None:
             queued[vid] = 0
             return 0
+        if not await self._still_free(worker, [job], whole=False):
+            return 0
         queued[vid] -= 1
         await self._assign(worker, job)
         return 1
@@ -1012,7 +1014,7 @@ class Scheduler(PoisonSafety):
         if self._held(version.id, spec, queued, size):
             return 0
         jobs = await self.store.claim_many(version.id, worker.id, self.clock.time(), size)
-        if not jobs:
+        if not jobs or not await self._still_free(worker, jobs, whole=True):
             return 0
         await self._assign_batch(worker, jobs, spec.batch.max_size)
         return len(jobs)
