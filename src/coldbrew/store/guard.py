@@ -100,7 +100,7 @@ def _drive(fn: Callable[..., Coroutine[Any, Any, Any]], store: Guarded, args: An
         raise StorageUnavailable.because(reason) from exc
     finally:
         _local.inside = False
-    if store.fault is not None and store._db.total_changes != before:
+    if store.fault is not None and store._db.total_changes != before:  # a write landed
         _leave_fault(store)
     return result
 

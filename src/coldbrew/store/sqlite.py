@@ -764,6 +764,7 @@ class SQLiteStore(SQLiteCredentials, Store):
         ]
 
     async def close(self) -> None:
+        self.fault = None  # nothing more to report on a closed store
         self._db.close()
         self._executor.shutdown(wait=False)
 
