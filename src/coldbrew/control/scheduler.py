@@ -377,6 +377,8 @@ class Scheduler(PoisonSafety):
         """Cancel a queued or running job; a worker running it alone is replaced."""
         unsaved = self._unsaved.get(job_id)
         if unsaved is not None and unsaved.account == account:
+            if unsaved.status.final:  # ended, waiting for the storage to take it
+                return unsaved
             await self.persist(unsaved)  # from here it is an ordinary stored job
         job = await self.store.get_job(job_id, account)
         if job is None:
