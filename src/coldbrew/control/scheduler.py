@@ -524,8 +524,10 @@ class Scheduler(PoisonSafety):
         self._queued_meanwhile = set()  # _queued() adds here too while this tick runs
         for vid in [v for v, queue in self._sync.items() if queue and v in self._maybe_queued]:
             await self._spill(vid)
-        self.queues.tick_started()
         stats = await self.store.queue_stats()
+        # after the read: store calls run on the store thread in order, so every job committed
+        # before the read has had its `added()` (its continuation ran before this one)
+        self.queues.tick_started()
         both = dict(stats)
         for vid, queue in self._sync.items():  # the sync lane's waiting jobs count as queued
             if queue:
