@@ -148,3 +148,30 @@ async def test_an_account_past_its_queue_limit_gets_429_on_every_route(tmp_path:
         assert bad.status_code == 400
         reset = await cb.http.patch("/v1/accounts/mallory", json={"max_queued_jobs": None})
         assert reset.json()["maxQueuedJobs"] == 3 and reset.json()["maxQueuedJobsIsDefault"]
+
+
+async def test_a_replayed_idempotency_key_gets_its_job_back_when_the_queue_is_full(
+    tmp_path: Path,
+) -> None:
+    # a client that retries after a lost response must learn its job's id, not get a 429
+    async with running(tmp_path, account_max_queued_jobs=2) as cb:
+        await deploy_as(cb.platform, "mallory", TENANTS / "noop")
+        cb.platform.settings.hardware_slots["cpu"] = 0  # nothing starts: every job stays queued
+        mallory = await key_for(cb, "mallory")
+        first = await cb.http.post(
+            "/v2/noop/run", json={"input": {"i": 0}}, headers={**mallory, "Idempotency-Key": "a"}
+        )
+        assert first.status_code == 200, first.text
+        filler = await cb.http.post("/v2/noop/run", json={"input": {"i": 1}}, headers=mallory)
+        assert filler.status_code == 200, filler.text
+
+        again = await cb.http.post(
+            "/v2/noop/run", json={"input": {"i": 0}}, headers={**mallory, "Idempotency-Key": "a"}
+        )
+        assert again.status_code == 200, again.text
+        assert again.json()["id"] == first.json()["id"]
+        assert again.headers["idempotent-replayed"] == "true"
+        fresh = await cb.http.post(
+            "/v2/noop/run", json={"input": {"i": 0}}, headers={**mallory, "Idempotency-Key": "b"}
+        )
+        assert fresh.status_code == 429  # a new key still counts against the limit

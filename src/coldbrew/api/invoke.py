@@ -134,9 +134,18 @@ class Invoker:
             )
 
     async def submit(
-        self, principal: Principal, name: str, body: bytes, use_cache: bool = True
+        self,
+        principal: Principal,
+        name: str,
+        body: bytes,
+        use_cache: bool = True,
+        admit: bool = True,
     ) -> Job:
-        """Validate and durably queue a job; nothing is written when the request is invalid."""
+        """Validate and durably queue a job; nothing is written when the request is invalid.
+
+        `admit=False` leaves the queue limit to the caller: a replayed `Idempotency-Key` gets
+        its first job back even when the account's queue is full (`enqueue_once`).
+        """
         try:
             request = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as exc:
@@ -186,7 +195,7 @@ class Invoker:
                     job.status, job.output, job.cached = JobStatus.COMPLETED, output, True
                     job.started_at = job.finished_at = now
                     job.webhook_state = WebhookState.PENDING if webhook else None
-        if not job.cached:
+        if admit and not job.cached:
             self.platform.scheduler.admit(principal.account)  # 429 past the queue limit
         return job
 
@@ -202,8 +211,9 @@ class Invoker:
     async def run(self, name: str, request: Request) -> Response:
         """POST /v2/{name}/run: queue durably, answer with the id."""
         principal = await self.keys.resolve(request)
-        job = await self.submit(principal, name, await request.body(), _use_cache(request))
         key = request.headers.get("idempotency-key")
+        body = await request.body()
+        job = await self.submit(principal, name, body, _use_cache(request), admit=key is None)
         if key is None:
             await self.enqueue(job)
             return json_response({"id": job.id, "status": job.status.value})
@@ -250,15 +260,15 @@ class Invoker:
                 f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
                 hint="a UUID is a good key",
             )
-        stored = await self.platform.store.create_job_once(job, key)
-        if stored.id != job.id:
-            if stored.endpoint != job.endpoint or stored.input != job.input:
-                raise Conflict(
-                    f"Idempotency-Key {key!r} was already used for another request "
-                    f"(job {stored.id} on endpoint {stored.endpoint!r})",
-                    hint="use a new key for a new request",
-                )
-            return stored, True
+        store = self.platform.store
+        earlier = await store.job_for_key(job.account, key)
+        if earlier is not None:  # a replay is answered before the queue limit is checked
+            return _replay(earlier, job, key), True
+        if not job.cached:
+            self.platform.scheduler.admit(job.account)  # 429 past the queue limit
+        stored = await store.create_job_once(job, key)
+        if stored.id != job.id:  # a concurrent request with the key won
+            return _replay(stored, job, key), True
         self.platform.scheduler.record_arrival(job)  # the rest is as in enqueue()
         if job.cached:
             self.platform.scheduler.announce_final(job)
@@ -279,6 +289,17 @@ class Invoker:
             await self.cache.put(cache_key(job.version_id, job.input), job.output, ttl_s)
         except Exception:  # a cache that is down costs hits, never jobs
             log.warning("could not store job %s in the result cache", job.id, exc_info=True)
+
+
+def _replay(stored: Job, job: Job, key: str) -> Job:
+    """The job stored under `key`, when `job` repeats its request; a 409 when it does not."""
+    if stored.endpoint != job.endpoint or stored.input != job.input:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used for another request "
+            f"(job {stored.id} on endpoint {stored.endpoint!r})",
+            hint="use a new key for a new request",
+        )
+    return stored
 
 
 async def health_json(platform: Platform, endpoint_id: int) -> dict[str, Any]:

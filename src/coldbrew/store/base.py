@@ -126,6 +126,10 @@ class Store(CredentialStore, ABC):
         """
 
     @abstractmethod
+    async def job_for_key(self, account: str, key: str) -> Job | None:
+        """The job `account` created under the idempotency `key`, if it is still stored."""
+
+    @abstractmethod
     async def create_job_once(self, job: Job, key: str) -> Job:
         """Create `job` unless its account already has a job under the idempotency `key`.
 

@@ -407,6 +407,14 @@ class SQLiteStore(SQLiteCredentials, Store):
             found.update((row["id"], _job(row)) for row in self._all(sql, params))
         return [found[i] for i in wanted if i in found]
 
+    async def job_for_key(self, account: str, key: str) -> Job | None:
+        row = self._one(
+            f"SELECT {_JOB_COLUMNS} FROM jobs WHERE id = (SELECT job_id FROM "
+            "idempotency_keys WHERE account=? AND key=?)",
+            [account, key],
+        )
+        return None if row is None else _job(row)
+
     async def create_job_once(self, job: Job, key: str) -> Job:
         with self._transaction():
             row = self._one(
