@@ -17,6 +17,7 @@ import binascii
 import logging
 import os
 import secrets
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -54,13 +55,23 @@ class Sealer:
         return cls(AESGCM.generate_key(bit_length=8 * _KEY_BYTES))
 
     @classmethod
-    def from_file(cls, path: Path) -> Sealer:
+    def from_file(cls, path: Path, sealed_in: Path | None = None) -> Sealer:
         """The key in `path`, created (0600) when the file does not exist yet.
 
-        A key file readable by others is tightened to 0600 with a warning rather than refused:
-        the server made it, and refusing would only stop the platform.
+        Not created when the database `sealed_in` already holds values sealed with a key: a new
+        key would not open them, so the start fails anyway, and the stray key left behind would
+        pass for the real one on the next start. A key file readable by others is tightened to
+        0600 with a warning rather than refused: the server made it, and refusing would only stop
+        the platform.
         """
         if not path.exists():
+            if sealed_in is not None and holds_sealed_values(sealed_in):
+                raise SecretUnreadable(
+                    f"the secrets key {path} is missing, and the database {sealed_in} holds "
+                    "values sealed with it",
+                    hint="restore the key file from your backup, or point secrets_key_path at "
+                    "it; a new key cannot open these values, so coldbrew does not make one",
+                )
             _create_key_file(path)
         try:
             mode = path.stat().st_mode
@@ -117,6 +128,31 @@ class Sealer:
         write_private(path, self.seal(stored, context) + "\n")
         log.info("sealed the %s in %s", context, path)
         return stored
+
+
+def holds_sealed_values(db_path: Path) -> bool:
+    """Whether the database at `db_path` holds a sealed webhook or endpoint secret (read only;
+    False for a missing or unreadable database, whose start fails on its own terms)."""
+    if not db_path.exists():
+        return False
+    try:
+        db = sqlite3.connect(f"{db_path.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    like = SEALED_PREFIX + "%"
+    try:
+        for sql in (
+            "SELECT 1 FROM accounts WHERE webhook_secret LIKE ? LIMIT 1",
+            "SELECT 1 FROM endpoint_secrets WHERE value LIKE ? LIMIT 1",
+        ):
+            try:
+                if db.execute(sql, (like,)).fetchone() is not None:
+                    return True
+            except sqlite3.Error:  # a table an older database does not have
+                continue
+        return False
+    finally:
+        db.close()
 
 
 def _create_key_file(path: Path) -> None:

@@ -69,7 +69,7 @@ class Platform:
     ) -> Platform:
         clock = clock or SystemClock()
         secure_home(settings.home)  # umask 077: what this process creates is 0600/0700
-        sealer = Sealer.from_file(settings.secrets_key_file)
+        sealer = Sealer.from_file(settings.secrets_key_file, sealed_in=settings.db_path)
         store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         if backend is None:

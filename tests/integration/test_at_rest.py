@@ -13,6 +13,7 @@ import pytest
 
 from coldbrew.api.app import create_app
 from coldbrew.crypto import is_sealed
+from coldbrew.errors import SecretUnreadable
 from coldbrew.platform import Platform, hash_key
 from coldbrew.store.sqlite import SQLiteStore
 from tests.conftest import FIXTURES
@@ -105,3 +106,21 @@ async def test_a_home_from_before_encryption_at_rest_is_sealed_and_tightened(
     )
     for path in (tmp_path, *tmp_path.rglob("*")):
         assert _mode(path) & 0o066 == 0, (path, oct(_mode(path)))
+
+
+async def test_a_lost_key_file_is_refused_before_a_new_one_is_made(tmp_path: Path) -> None:
+    # a new key would not open the sealed values either; it would only be left behind, and a
+    # later start would read it as the real one
+    async with running(tmp_path):
+        pass
+    key_file = tmp_path / "secrets.key"
+    key_file.unlink()
+    with pytest.raises(SecretUnreadable) as refused:
+        Platform.create(make_settings(tmp_path))
+    assert not key_file.exists()
+    assert "secrets.key" in refused.value.message
+    assert "restore" in refused.value.hint
+
+    fresh = tmp_path / "fresh"  # an empty home still gets its key made
+    await Platform.create(make_settings(fresh)).store.close()
+    assert (fresh / "secrets.key").exists()
