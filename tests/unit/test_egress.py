@@ -24,6 +24,10 @@ OPEN = EgressPolicy(allow_loopback=True, allow_private=True)
         pytest.param("168.63.129.16", "link-local", "link-local", id="azure-wireserver"),
         pytest.param("::ffff:169.254.169.254", "link-local", "link-local", id="v4-mapped"),
         pytest.param("0.0.0.0", "link-local", "link-local", id="this-host"),
+        # 6to4: a host with a 6to4 tunnel sends these to the embedded IPv4 address
+        pytest.param("2002:a9fe:a9fe::1", "link-local", "link-local", id="6to4-metadata"),
+        pytest.param("2002:7f00:1::1", "loopback", None, id="6to4-loopback"),
+        pytest.param("2002:0a01:0203::1", "private", None, id="6to4-private"),
         pytest.param("127.0.0.1", "loopback", None, id="loopback"),
         pytest.param("::1", "loopback", None, id="ipv6-loopback"),
         pytest.param("10.1.2.3", "private", None, id="rfc1918-10"),

@@ -80,8 +80,12 @@ class EgressPolicy:
 
     def refusal(self, address: IPAddress) -> str | None:
         """Why `address` may not be reached, or None when it may."""
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
+        if isinstance(address, ipaddress.IPv6Address):
+            # an IPv4 address inside: mapped (::ffff:a.b.c.d), or 6to4 (2002:aabb:ccdd::),
+            # which a host with a 6to4 tunnel sends to that IPv4 address
+            embedded = address.ipv4_mapped or address.sixtofour
+            if embedded is not None:
+                address = embedded
         if any(address in net for net in ALWAYS_REFUSED) or address.is_link_local:
             return "a link-local or cloud metadata address"
         if address.is_loopback:
