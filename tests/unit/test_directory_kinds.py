@@ -127,6 +127,16 @@ def test_a_runpod_worker_repository_deploys_from_its_root(
             id="entrypoint-copy-all",
         ),
         pytest.param("COPY . .\nCMD python -u src/handler.py\n", "src/handler", id="relative"),
+        pytest.param(  # Docker drops comment and blank lines inside a continuation
+            "ADD src .\nCMD python \\\n    # the handler\n\n    -u /handler.py\n",
+            "src/handler",
+            id="comment-in-continuation",
+        ),
+        pytest.param(  # build-time variables in WORKDIR and COPY
+            "ARG APP=/app\nENV SRC=src\nWORKDIR ${APP}\nCOPY $SRC/ ./\nCMD python handler.py\n",
+            "src/handler",
+            id="arg-env-substitution",
+        ),
     ],
 )
 def test_the_handler_is_found_from_the_dockerfile(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,7 +33,7 @@ def _lines(text: str) -> list[tuple[str, str]]:
     current = ""
     for raw in text.splitlines():
         line = raw.strip()
-        if not current and (not line or line.startswith("#")):
+        if not line or line.startswith("#"):  # Docker drops these inside a continuation too
             continue
         if line.endswith("\\"):
             current += line[:-1] + " "
@@ -46,6 +47,37 @@ def _lines(text: str) -> list[tuple[str, str]]:
         instruction, _, args = line.partition(" ")
         out.append((instruction.upper(), args.strip()))
     return out
+
+
+_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::([-+])([^}]*))?\}|(\w+))")
+
+
+def _substitute(text: str, variables: dict[str, str]) -> str:
+    """`$NAME`, `${NAME}`, `${NAME:-default}` and `${NAME:+alt}` as Docker expands them at build
+    time in WORKDIR, COPY and ADD (an unknown name is empty)."""
+
+    def expand(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(4)
+        value = variables.get(name, "")
+        if match.group(2) == "-":
+            return value or match.group(3)
+        if match.group(2) == "+":
+            return match.group(3) if value else ""
+        return value
+
+    return _VARIABLE.sub(expand, text)
+
+
+def _assignments(args: str, variables: dict[str, str]) -> None:
+    """Record `ARG name=default`, `ENV k=v ...` and the old `ENV k v` form."""
+    words = _words(args)
+    if len(words) >= 2 and "=" not in words[0]:
+        variables[words[0]] = _substitute(" ".join(words[1:]), variables)
+        return
+    for word in words:
+        name, sep, value = word.partition("=")
+        if sep:
+            variables[name] = _substitute(value, variables)
 
 
 def _words(args: str) -> list[str]:
@@ -66,10 +98,16 @@ def _parse(text: str) -> _Image:
     image = _Image()
     entrypoint: list[str] = []
     cmd: list[str] = []
-    for instruction, args in _lines(text):
+    variables: dict[str, str] = {}
+    for instruction, raw_args in _lines(text):
+        args = raw_args
+        if instruction in ("WORKDIR", "COPY", "ADD"):
+            args = _substitute(raw_args, variables)
         if instruction == "FROM":
             image = _Image()  # a later stage starts over: the last stage is the image that runs
-            entrypoint, cmd = [], []
+            entrypoint, cmd, variables = [], [], {}
+        elif instruction in ("ARG", "ENV"):
+            _assignments(args, variables)
         elif instruction == "WORKDIR":
             image.workdir = posixpath.normpath(posixpath.join(image.workdir, args.strip('"')))
         elif instruction in ("COPY", "ADD"):
