@@ -31,6 +31,9 @@ async def test_a_spent_hard_stop_budget_alerts_once_and_refuses_new_jobs(tmp_pat
         assert created.status_code == 201 and created.json()["spentUsd"] == 0
         job = await cb.runsync("toy", {"value": 1, "sleep_s": 0.05})  # spends > $1e-7
         assert job["status"] == "COMPLETED"
+        keyed = {"Idempotency-Key": "budget-1"}
+        first = await cb.http.post("/v2/toy/run", json={"input": {"value": 4}}, headers=keyed)
+        await cb.wait_job(first.json()["id"])
 
         await cb.platform.scheduler.flush_usage()
         await cb.platform.budgets.check()
@@ -42,6 +45,9 @@ async def test_a_spent_hard_stop_budget_alerts_once_and_refuses_new_jobs(tmp_pat
         assert error["type"] == "budget_exceeded"
         assert "endpoint 'toy'" in error["message"] and "$1e-07" in error["message"]
         assert "coldbrew budgets set --endpoint toy --monthly-usd" in error["hint"]
+        again = await cb.http.post("/v2/toy/run", json={"input": {"value": 4}}, headers=keyed)
+        assert again.status_code == 200, again.text  # a retry learns its job, past the stop too
+        assert again.json()["id"] == first.json()["id"]
         other = await cb.http.post("/v2/other/runsync", json={"input": {"value": 1}})
         assert other.json()["status"] == "COMPLETED"  # only that endpoint is stopped
 

@@ -143,8 +143,8 @@ class Invoker:
     ) -> Job:
         """Validate and durably queue a job; nothing is written when the request is invalid.
 
-        `admit=False` leaves the queue limit to the caller: a replayed `Idempotency-Key` gets
-        its first job back even when the account's queue is full (`enqueue_once`).
+        `admit=False` leaves the budget's hard stop and the queue limit to the caller: a
+        replayed `Idempotency-Key` gets its first job back even past them (`enqueue_once`).
         """
         try:
             request = orjson.loads(body or b"{}")
@@ -161,7 +161,8 @@ class Invoker:
         self.validate(version, request["input"])
         if self.platform.store.fault is not None:  # refuse new work; what was accepted is kept
             raise StorageUnavailable.because(self.platform.store.fault)
-        self.platform.budgets.admit(principal.account, endpoint.name)
+        if admit:
+            self.platform.budgets.admit(principal.account, endpoint.name)  # 402 past a hard stop
         timeout_s, ttl_s = _policy(
             request.get("policy"), spec.timeout_s, self.platform.settings.job_ttl_s
         )
@@ -264,6 +265,7 @@ class Invoker:
         earlier = await store.job_for_key(job.account, key)
         if earlier is not None:  # a replay is answered before the queue limit is checked
             return _replay(earlier, job, key), True
+        self.platform.budgets.admit(job.account, job.endpoint)  # 402 past a hard stop
         if not job.cached:
             self.platform.scheduler.admit(job.account)  # 429 past the queue limit
         stored = await store.create_job_once(job, key)
