@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import http.client
 import json
 import math
@@ -476,13 +477,15 @@ def runtime_processes(home: Path) -> list[int]:
     their command line, or by COLDBREW_HOME in their environment)."""
     pids = []
     marker = f"COLDBREW_HOME={home} "
+    # sandboxed processes run from their box, /tmp/coldbrew-<hash of home>-<server pid>/…
+    box = "coldbrew-" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10] + "-"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit() or proc.name == str(os.getpid()):
             continue
         cmdline = read_text(proc / "cmdline")
         if "coldbrew.runtime" not in cmdline:
             continue
-        if str(home) in cmdline or marker in read_text(proc / "environ") + " ":
+        if str(home) in cmdline or box in cmdline or marker in read_text(proc / "environ") + " ":
             pids.append(int(proc.name))
     return pids
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import ssl
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     fork_ready_timeout_s: float = Field(default=10.0, gt=0)
     worker_stop_grace_s: float = Field(default=5.0, ge=0)
     tick_interval_s: float = Field(default=0.1, gt=0)
+    sandbox: Literal["strict", "standard", "off"] = Field(
+        default="standard",
+        description="isolation of tenant code: strict refuses to start without every layer, "
+        "standard applies what the kernel allows, off runs tenant code as the server",
+    )
+    sandbox_scratch_mb: int = Field(default=1024, ge=16, description="per-process scratch space")
+    sandbox_pids_max: int = Field(default=512, ge=16, description="processes per worker")
+    sandbox_open_files: int = Field(default=4096, ge=64, description="open files per process")
+    template_backoff_s: float = Field(default=1.0, gt=0, description="first wait to recreate")
+    template_backoff_max_s: float = Field(default=60.0, gt=0)
     log_json: bool = False
     # keys and secrets (docs/architecture.md, "Encryption at rest")
     key_cache_ttl_s: float = Field(

@@ -99,6 +99,12 @@ class BudgetExceeded(ClientError):
     error_type = "budget_exceeded"
 
 
+class SandboxUnavailable(ColdbrewError):
+    """`--sandbox strict` on a machine that cannot give every protection."""
+
+    error_type = "sandbox_unavailable"
+
+
 class ServerError(ColdbrewError):
     """The platform or the model failed; the job may succeed on retry."""
 

@@ -26,6 +26,8 @@ from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
 from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
+from coldbrew.runtime.sandbox.host import Sandbox
+from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
 from coldbrew.store.sqlite import SQLiteStore
@@ -34,6 +36,24 @@ DEFAULT_ACCOUNT = "default"
 #: Characters of a key after "cb_" kept in the clear, so `coldbrew keys list` can show which key
 #: is which (4 of 43 random characters: 24 of 256 bits, not enough to guess the rest).
 KEY_PREFIX_CHARS = 4
+
+
+def new_sandbox(settings: Settings) -> Sandbox:
+    """The sandbox for every tenant process (raises SandboxUnavailable in strict mode when a
+    layer is missing)."""
+    return Sandbox(
+        SandboxMode(settings.sandbox),
+        settings.home,
+        scratch_mb=settings.sandbox_scratch_mb,
+        pids_max=settings.sandbox_pids_max,
+        open_files=settings.sandbox_open_files,
+        gateway=(_loopback(settings.host), settings.port),
+    )
+
+
+def _loopback(host: str) -> str:
+    """The address the gateway answers on from this machine."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
 def new_api_key() -> str:
@@ -61,6 +81,7 @@ class Platform:
     sealer: Sealer
     secrets: EndpointSecrets
     runpod: RunPodBackend | None = None
+    sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -69,23 +90,33 @@ class Platform:
     ) -> Platform:
         clock = clock or SystemClock()
         secure_home(settings.home)  # umask 077: what this process creates is 0600/0700
+        sandbox = new_sandbox(settings)
         sealer = Sealer.from_file(settings.secrets_key_file, sealed_in=settings.db_path)
         store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         if backend is None:
-            spawn = LocalBackend({OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))})
+            spawn = LocalBackend(
+                {OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))}, sandbox=sandbox
+            )
             backend = (
-                TemplateBackend(settings.fork_ready_timeout_s, spawn)
+                TemplateBackend(
+                    settings.fork_ready_timeout_s,
+                    spawn,
+                    clock,
+                    settings.template_backoff_s,
+                    settings.template_backoff_max_s,
+                )
                 if settings.fast_start
                 else spawn
             )
-        runpod = RunPodBackend(backend, settings, clock)  # RunPod handler files run as workers
+        # RunPod handler files run as workers
+        runpod = RunPodBackend(backend, settings, clock, sandbox)
         scheduler = Scheduler(store, runpod, clock, settings, endpoint_env=secrets.env)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
         metrics = Metrics(scheduler)
         scheduler.add_final_listener(metrics.observe)
-        deployer = Deployer(store, clock, settings)
+        deployer = Deployer(store, clock, settings, sandbox)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
         return cls(
@@ -101,10 +132,13 @@ class Platform:
             sealer,
             secrets,
             runpod,
+            sandbox,
         )
 
     async def start(self) -> str | None:
         """Start serving; on an empty home, create the default account and return its admin key."""
+        if self.sandbox is not None:
+            self.sandbox.log_layers()
         admin_key = await self._bootstrap()
         await self.secrets.load()
         await self.scheduler.start()

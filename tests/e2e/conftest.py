@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -137,6 +138,8 @@ def server(tmp_path: Path) -> Iterator[Server]:
 def worker_pids(home: Path) -> set[int]:
     """Live worker and template processes of this home (found by their artifact path)."""
     pids = set()
+    # sandboxed processes run from their box under /tmp/coldbrew-<hash of home>-<server pid>
+    box = "coldbrew-" + hashlib.sha256(str(home.resolve()).encode()).hexdigest()[:10] + "-"
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -144,6 +147,6 @@ def worker_pids(home: Path) -> set[int]:
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if "coldbrew.runtime." in cmdline and str(home) in cmdline:
+        if "coldbrew.runtime." in cmdline and (str(home) in cmdline or box in cmdline):
             pids.add(int(proc.name))
     return pids

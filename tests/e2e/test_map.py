@@ -201,7 +201,8 @@ def test_bad_input_lines_are_refused_up_front_and_nothing_is_submitted(
 def test_failed_inputs_are_reported_and_run_again_with_retry_failed(
     server: Server, tmp_path: Path
 ) -> None:
-    server.start(TOYS)
+    # sandbox off: the toy leaves its once-markers in the test's directory
+    server.start(TOYS, COLDBREW_SANDBOX="off")
     count, flaky = 50, {3, 17, 42}
     inputs = write_inputs(
         tmp_path / "in.jsonl",

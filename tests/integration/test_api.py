@@ -111,7 +111,8 @@ async def test_cancel_a_queued_and_a_running_job(tmp_path: Path) -> None:
 
 
 async def test_purge_queue_and_retry(tmp_path: Path) -> None:
-    async with running(tmp_path, TOYS, account_concurrency_cap=1) as cb:
+    # sandbox off: the toy leaves its once-marker in the test's directory
+    async with running(tmp_path, TOYS, account_concurrency_cap=1, sandbox="off") as cb:
         blocker = await cb.run("toy", {"sleep_s": 1})
         await wait_for(lambda: cb.job(blocker), lambda j: j["status"] == "IN_PROGRESS")
         queued = [await cb.run("toy", {"value": i}) for i in range(3)]

@@ -41,7 +41,8 @@ async def test_a_worker_that_always_dies_fails_the_job_after_its_retries(
 
 
 async def test_a_job_whose_worker_died_once_is_retried_on_a_new_worker(tmp_path: Path) -> None:
-    async with running(tmp_path, TOYS) as cb:
+    # sandbox off: the toy leaves its once-marker in the test's directory
+    async with running(tmp_path, TOYS, sandbox="off") as cb:
         marker = tmp_path / "crashed-once"
         result = await cb.runsync("toy", {"crash": "exit", "once_marker": str(marker), "value": 7})
         assert marker.exists()

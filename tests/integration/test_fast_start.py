@@ -77,3 +77,25 @@ async def test_a_redeploy_replaces_the_template(tmp_path: Path) -> None:
         await _template_ready(cb)
         result = await cb.runsync("other", {"value": 1})
         assert result["output"] == {"value": 1, "v": 2}
+
+
+async def test_a_killed_template_is_recreated_and_cold_starts_fork_again(tmp_path: Path) -> None:
+    import os
+    import signal
+
+    from tests.integration.conftest import wait_for
+
+    async with running(tmp_path, TOYS, template_backoff_s=0.1) as cb:
+        await _template_ready(cb)
+        backend = cb.platform.scheduler.backend
+        (old,) = [t for t in backend._templates.values() if t.key.class_name == "Toy"]
+        os.kill(old.process.pid, signal.SIGKILL)
+
+        async def recreated() -> bool:
+            now = [t for t in backend._templates.values() if t.key.class_name == "Toy"]
+            return bool(now) and now[0] is not old and now[0].usable
+
+        await wait_for(recreated, bool)
+        result = await cb.runsync("toy", {"value": 1})
+        assert result["status"] == "COMPLETED" and result["coldStart"] is True
+        assert result["coldStartDetail"]["forked"] is True

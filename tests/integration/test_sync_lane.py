@@ -58,7 +58,8 @@ async def test_a_runsync_whose_wait_runs_out_is_written_and_finishes(tmp_path: P
 
 
 async def test_a_sync_lane_job_whose_worker_dies_is_retried(tmp_path: Path) -> None:
-    async with running(tmp_path, TOYS) as cb:
+    # sandbox off: the toy leaves its once-marker in the test's directory
+    async with running(tmp_path, TOYS, sandbox="off") as cb:
         first = await cb.runsync("toy", {})
         marker = tmp_path / "died-once"
         answer = await cb.runsync("toy", {"crash": "exit", "once_marker": str(marker)})

@@ -98,7 +98,8 @@ async def test_a_webhook_that_is_not_a_url_is_refused(tmp_path: Path) -> None:
 async def test_a_retried_job_sends_a_new_message_with_a_fresh_delivery_log(
     tmp_path: Path,
 ) -> None:
-    async with receiver() as hook, running(tmp_path, FIXTURES / "toys") as cb:
+    # sandbox off: the toy leaves its once-marker in the test's directory
+    async with receiver() as hook, running(tmp_path, FIXTURES / "toys", sandbox="off") as cb:
         marker = tmp_path / "fail-once"
         job_id = await cb.run(
             "toy", {"crash": "first run fails", "once_marker": str(marker)}, webhook=hook.url

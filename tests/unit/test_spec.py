@@ -13,7 +13,7 @@ from coldbrew.sdk.spec import parse_spec
 
 VALID_FIELDS = (
     "batch, buffer_workers, cache_ttl_s, concurrency, hardware, idle_timeout_s, max_workers, "
-    "min_workers, name, "
+    "memory_mb, min_workers, name, network, "
     "preload, prewarm, prewarm_lead_s, retries, scaler, scaler_target_s, snapshot, timeout_s, "
     "warm_schedule"
 )
@@ -32,6 +32,8 @@ def test_defaults() -> None:
         "retries": 2,
         "snapshot": True,
         "preload": (),
+        "memory_mb": 2048,
+        "network": False,
         "batch": None,
         "cache_ttl_s": 0.0,
         "warm_schedule": (),

@@ -143,7 +143,10 @@ def _ops_routes(app: FastAPI, platform: Platform, keys: KeyCache) -> None:
 
     @app.get("/healthz", tags=["ops"], summary="The process is up")
     async def healthz() -> Response:
-        return json_response({"status": "ok"})
+        body: dict[str, object] = {"status": "ok"}
+        if platform.sandbox is not None:  # which protections tenant code runs under
+            body["sandbox"] = platform.sandbox.report()
+        return json_response(body)
 
     @app.get("/readyz", tags=["ops"], summary="The platform accepts jobs")
     async def readyz() -> Response:

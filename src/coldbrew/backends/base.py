@@ -23,6 +23,9 @@ class WorkerLaunch:
     # the endpoint's own secrets, delivered to this worker (spawned or forked) as environment
     # variables; never logged
     env: dict[str, str] = field(default_factory=dict, repr=False)
+    account: str = ""  # whose code this is: the sandbox runs it as that account's own uid
+    memory_mb: int = 2048  # the worker's memory limit (cgroup, or a data-size rlimit)
+    network: bool = False  # the endpoint opted in to network egress from its sandbox
 
 
 class WorkerHandle(Protocol):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import sys
 from pathlib import Path
@@ -12,6 +11,8 @@ from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
 from coldbrew.runtime import protocol
+from coldbrew.runtime.sandbox.host import Box, BoxSpec, Sandbox
+from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.sdk.names import SKIP_VALIDATION_ENV
 
 
@@ -23,11 +24,14 @@ class LocalWorker:
         process: asyncio.subprocess.Process,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        box: Box | None = None,
     ) -> None:
         self._process = process
         self._reader = reader
         self._writer = writer
+        self._box = box
         self.pid: int | None = process.pid
+        self.exit_reason: str | None = None  # a sandbox limit that killed it, for job errors
 
     async def send(self, frame: dict[str, Any]) -> None:
         if self._writer.is_closing():
@@ -49,26 +53,52 @@ class LocalWorker:
         if self._process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 self._process.kill()
+        if self._box is not None:
+            self._box.kill_all()  # what it started, detached or not
 
     async def wait(self) -> int:
         code = await self._process.wait()
         self._writer.close()
+        self._close_box()
         return code
+
+    def _close_box(self) -> None:
+        if self._box is not None:
+            self.exit_reason = self._box.exit_reason()
+            self._box.close()
+            self._box = None
 
 
 def worker_env(launch: WorkerLaunch, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a worker or template process."""
-    env = dict(os.environ)
-    env.update(extra or {})
-    env.update(launch.env)  # the endpoint's secrets (the sandbox will build this env from clean)
+    """What the runtime needs in a worker's or template's environment (the sandbox adds the
+    rest: `Box.env`)."""
+    env = dict(extra or {})
     env["COLDBREW_WORKER_ID"] = launch.worker_id
     env["PYTHONUNBUFFERED"] = "1"
     env[SKIP_VALIDATION_ENV] = "1"
     return env
 
 
+def box_spec(launch: WorkerLaunch, name: str | None = None) -> BoxSpec:
+    """The sandbox's view of a launch."""
+    return BoxSpec(
+        name=name or launch.worker_id,
+        account=launch.account,
+        artifact_dir=launch.artifact_dir,
+        memory_mb=launch.memory_mb,
+        network=launch.network,
+        gpu=launch.hardware != "cpu",
+    )
+
+
 async def spawn_runtime(
-    module: str, args: list[str], env: dict[str, str], log_path: Path, fd: int
+    module: str,
+    args: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    fd: int,
+    cwd: Path | None = None,
+    more_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     """Start `python -m coldbrew.runtime.<module> ARGS` in its own session, handing it `fd`,
     with stdout and stderr appended to `log_path`."""
@@ -82,8 +112,9 @@ async def spawn_runtime(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
-            pass_fds=(fd,),
+            pass_fds=(fd, *more_fds),
             env=env,
+            cwd=cwd,
             start_new_session=True,
         )
 
@@ -95,18 +126,32 @@ class LocalBackend:
     which then stops them in order.
     """
 
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, extra_env: dict[str, str] | None = None, sandbox: Sandbox | None = None
+    ) -> None:
         self.extra_env = extra_env or {}  # for every worker and template
+        self.sandbox = sandbox or Sandbox(SandboxMode.OFF, Path("."))
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
+        box = self.sandbox.box(box_spec(launch))
         parent, child = socket.socketpair()
-        env = worker_env(launch, self.extra_env)
-        env["COLDBREW_WORKER_FD"] = str(child.fileno())
-        args = [str(launch.artifact_dir), launch.module, launch.class_name, str(launch.concurrency)]
-        process = await spawn_runtime("worker", args, env, launch.log_path, child.fileno())
-        child.close()
+        try:
+            runtime = worker_env(launch, self.extra_env)
+            runtime["COLDBREW_WORKER_FD"] = str(child.fileno())
+            env = box.env(runtime, launch.env)
+            args = [str(box.workdir), launch.module, launch.class_name, str(launch.concurrency)]
+            process = await spawn_runtime(
+                "worker", args, env, launch.log_path, child.fileno(), box.cwd, box.pass_fds
+            )
+            box.started()
+        except BaseException:
+            parent.close()
+            box.close()
+            raise
+        finally:
+            child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        return LocalWorker(process, reader, writer)
+        return LocalWorker(process, reader, writer, box)
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Spawned workers need no preparation."""

@@ -7,6 +7,10 @@ error) becomes `chunk`, `log` and `done` frames. The handler's first job-take po
 everything before it (the module's imports and model loading) is the cold start. Each worker gets
 its own secret in its webhook URLs and `RUNPOD_AI_API_KEY`, so a handler can only take and answer
 the jobs handed to it. All other launches go to the wrapped backend unchanged.
+
+Handlers run in the sandbox like any worker (`runtime/sandbox/run.py` enters it, then executes
+the handler file). In their own network namespace the SDK's URLs point at 127.0.0.1:<port>
+inside it, where a forwarder asks this backend for a connection to the gateway per request.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.backends.base import Backend, WorkerHandle, WorkerLaunch
-from coldbrew.backends.local import worker_env
+from coldbrew.backends.local import box_spec, worker_env
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.errors import Unauthorized
 from coldbrew.runtime.adapters.runpod import HANDLER_CLASS
+from coldbrew.runtime.sandbox.host import Box, Sandbox
+from coldbrew.runtime.sandbox.policy import SandboxMode
 
 log = logging.getLogger("coldbrew.runpod")
 
@@ -119,6 +125,8 @@ class HandlerWorker:
     output_fd: int | None = None  # read end of the handler's stdout/stderr pipe
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
     watcher: asyncio.Task[None] | None = None  # copies output, reports the exit
+    box: Box | None = None
+    exit_reason: str | None = None  # a sandbox limit that killed it
     _terminating: bool = False
 
     # WorkerHandle, used by the scheduler
@@ -145,6 +153,8 @@ class HandlerWorker:
         Only while the handler is not yet reaped: until then its pid cannot be reused."""
         if self.process is not None and self.process.returncode is None:
             self._kill_group()
+        if self.box is not None:
+            self.box.kill_all()
 
     def _kill_group(self) -> None:
         assert self.process is not None
@@ -271,8 +281,16 @@ class HandlerWorker:
             if not self.ready:
                 self.frames.put_nowait({"t": "setup_failed", "error": self._exit_error(code)})
         finally:
+            self._release()
             self.output_fd = None
             self.frames.put_nowait(None)
+
+    def _release(self) -> None:
+        """Close the forwarder's line and the sandbox box (killing what the handler left)."""
+        if self.box is not None:
+            self.exit_reason = self.box.exit_reason()
+            self.box.close()
+            self.box = None
 
     async def _copy_output(self, output: asyncio.StreamReader) -> None:
         with open(self.log_path, "ab") as out:
@@ -302,10 +320,13 @@ class HandlerWorker:
 class RunPodBackend:
     """Starts RunPod handler workers itself and hands every other launch to `inner`."""
 
-    def __init__(self, inner: Backend, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, inner: Backend, settings: Settings, clock: Clock, sandbox: Sandbox | None = None
+    ) -> None:
         self.inner = inner
         self.settings = settings
         self.clock = clock
+        self.sandbox = sandbox or Sandbox(SandboxMode.OFF, settings.home)
         self.workers: dict[str, HandlerWorker] = {}
 
     @property
@@ -324,26 +345,29 @@ class RunPodBackend:
             launch.worker_id, secrets.token_urlsafe(32), self.clock, launch.log_path
         )
         launch.log_path.parent.mkdir(parents=True, exist_ok=True)
-        handler = launch.artifact_dir / f"{launch.module}.py"
+        worker.box = self.sandbox.box(box_spec(launch))
         worker.started_at = self.clock.monotonic()
         read_fd, write_fd = os.pipe()
         try:
+            env = self._env(launch, worker)
             worker.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                str(handler),
-                cwd=launch.artifact_dir,
+                *self._command(launch, worker.box),
+                cwd=worker.box.cwd,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=write_fd,
                 stderr=write_fd,
-                env=self._env(launch, worker),
+                env=env,
+                pass_fds=worker.box.pass_fds,
                 start_new_session=True,  # one process group: the SDK's ping process goes with it
                 preexec_fn=_die_with_parent,
             )
         except BaseException:
             os.close(read_fd)
+            worker._release()
             raise
         finally:
             os.close(write_fd)
+            worker.box.started()
         output = asyncio.StreamReader(limit=1 << 20)
         await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(output), os.fdopen(read_fd, "rb", 0)
@@ -355,13 +379,24 @@ class RunPodBackend:
         worker.watcher.add_done_callback(lambda _: self.workers.pop(launch.worker_id, None))
         return worker
 
+    @staticmethod
+    def _command(launch: WorkerLaunch, box: Box) -> list[str]:
+        handler = f"{launch.module}.py"
+        if box.policy is None:  # no sandbox: the handler file itself
+            return [sys.executable, str(launch.artifact_dir / handler)]
+        return [sys.executable, "-m", "coldbrew.runtime.sandbox.run", str(box.workdir), handler]
+
     def _env(self, launch: WorkerLaunch, worker: HandlerWorker) -> dict[str, str]:
         """What the RunPod SDK reads: its webhook URLs (each already holding a `?`), its pod id
-        and key; never the start-up checks that would reach outside this machine."""
-        base = f"{self.gateway_url}{ROUTE_PREFIX}"
+        and key; never the start-up checks that would reach outside this machine. Inside a
+        network namespace the URLs name its line's forwarder (`runtime/sandbox/line.py`)."""
+        assert worker.box is not None
+        env = worker.box.env(worker_env(launch), launch.env)
+        gateway = self.gateway_url
+        if worker.box.line is not None:
+            gateway = f"http://127.0.0.1:{self.settings.port}"
+        base = f"{gateway}{ROUTE_PREFIX}"
         wid, query = worker.worker_id, f"?token={worker.secret}"
-        env = worker_env(launch)
-        env.pop("RUNPOD_ENDPOINT_ID", None)  # makes the SDK log JSON lines
         env.update(
             RUNPOD_WEBHOOK_GET_JOB=f"{base}/job-take/{wid}{query}",
             RUNPOD_WEBHOOK_POST_OUTPUT=f"{base}/job-done/{wid}/$ID{query}",
@@ -373,6 +408,7 @@ class RunPodBackend:
             RUNPOD_SKIP_GPU_CHECK="true",
             RUNPOD_LOG_LEVEL=os.environ.get("RUNPOD_LOG_LEVEL", "INFO"),
         )
+        env.pop("RUNPOD_ENDPOINT_ID", None)  # makes the SDK log JSON lines
         return env
 
     def authenticate(self, worker_id: str, token: str) -> HandlerWorker:

@@ -5,6 +5,11 @@ from it when it is ready and falls back to a freshly spawned process otherwise: 
 loads, after it failed, or when a forked child does not become ready within
 `fork_ready_timeout_s` (a hung fork, e.g. the OpenMP trap), in which case the template is retired
 and that version uses spawned workers from then on.
+
+A template that dies unexpectedly (killed, crashed after loading) is recreated with exponential
+back-off (`template_backoff_s` doubling up to `template_backoff_max_s`), so cold starts go back
+to forks without a redeploy. Each template runs in its own sandbox box; each forked worker gets
+its own cgroup, into which the gateway moves it as soon as the template reports its pid.
 """
 
 from __future__ import annotations
@@ -20,7 +25,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
-from coldbrew.backends.local import LocalBackend, LocalWorker, spawn_runtime, worker_env
+from coldbrew.backends.local import (
+    LocalBackend,
+    LocalWorker,
+    box_spec,
+    spawn_runtime,
+    worker_env,
+)
+from coldbrew.clock import Clock, SystemClock
+from coldbrew.runtime.sandbox.host import Box
 
 log = logging.getLogger("coldbrew.templates")
 
@@ -63,6 +76,7 @@ class _Template:
     process: asyncio.subprocess.Process
     ctl: socket.socket
     ready: asyncio.Future[dict[str, Any]]
+    box: Box | None = None
     forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
     exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
     broken: bool = False
@@ -86,12 +100,17 @@ class ForkedWorker(LocalWorker):
         exited: asyncio.Future[int],
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
+        box: Box | None = None,
+        placing: asyncio.Future[None] | None = None,
     ) -> None:
         self.pid: int | None = pid
+        self._placing = placing
         self._fork_pid = pid
         self._exited = exited
         self._reader = reader
         self._writer = writer
+        self._box = box
+        self.exit_reason: str | None = None
         self._first: list[dict[str, Any]] = []
 
     async def recv(self) -> dict[str, Any] | None:
@@ -103,28 +122,51 @@ class ForkedWorker(LocalWorker):
         if not self._exited.done():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._fork_pid, signal.SIGKILL)
+        if self._box is not None:
+            self._box.kill_all()
 
     async def wait(self) -> int:
         code = await asyncio.shield(self._exited)
         self._writer.close()
+        if self._placing is not None:  # the move into its cgroup ends before the group goes
+            await asyncio.shield(self._placing)
+        self._close_box()
         return code
 
 
 class TemplateBackend:
     """Forks workers from templates; spawns them when it cannot."""
 
-    def __init__(self, fork_ready_timeout_s: float, spawn: LocalBackend | None = None) -> None:
+    def __init__(
+        self,
+        fork_ready_timeout_s: float,
+        spawn: LocalBackend | None = None,
+        clock: Clock | None = None,
+        backoff_s: float = 1.0,
+        backoff_max_s: float = 60.0,
+    ) -> None:
         self.fork_ready_timeout_s = fork_ready_timeout_s
         self.spawn = spawn or LocalBackend()
+        self.clock = clock or SystemClock()
+        self.backoff_s = backoff_s
+        self.backoff_max_s = backoff_max_s
         self._templates: dict[TemplateKey, _Template] = {}
         self._retired: list[_Template] = []  # draining: exit after their last child
         self._failed: set[TemplateKey] = set()
+        self._wanted: dict[TemplateKey, WorkerLaunch] = {}
+        self._deaths: dict[TemplateKey, int] = {}  # unexpected exits, for the back-off
+        self._restarts: set[asyncio.Task[None]] = set()
+        self._serial = 0
         self._prepare_lock = asyncio.Lock()
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Keep templates for exactly these launches: start missing ones, stop the rest."""
         async with self._prepare_lock:  # two deploys at once must not start a key twice
             wanted = {TemplateKey.of(launch): launch for launch in launches}
+            self._wanted = wanted
+            for key in list(self._deaths):
+                if key not in wanted:
+                    del self._deaths[key]
             for key in list(self._templates):
                 if key not in wanted:
                     self._retire(key)
@@ -145,6 +187,9 @@ class TemplateBackend:
 
     async def close(self) -> None:
         """Retire every template and wait for them to exit (their workers are gone by now)."""
+        self._wanted = {}
+        for task in list(self._restarts):
+            task.cancel()
         for key in list(self._templates):
             self._retire(key)
         for template in list(self._retired):
@@ -157,25 +202,38 @@ class TemplateBackend:
             self._on_template_gone(template)
 
     async def _start_template(self, key: TemplateKey, launch: WorkerLaunch) -> None:
+        self._serial += 1
+        name = f"template-{launch.artifact_dir.name[:12]}-{self._serial}"
+        box = self.spawn.sandbox.box(box_spec(launch, name))
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        env = worker_env(launch, self.spawn.extra_env)
-        env["COLDBREW_TEMPLATE_FD"] = str(child.fileno())
+        runtime = worker_env(launch, self.spawn.extra_env)
+        runtime["COLDBREW_TEMPLATE_FD"] = str(child.fileno())
+        env = box.env(runtime, launch.env)  # setup() may need the endpoint's secrets
         log_path = launch.log_path.with_name(
             f"template-{launch.artifact_dir.name[:12]}-{launch.class_name}.log"
         )
         args = [
-            str(launch.artifact_dir),
+            str(box.workdir),
             launch.module,
             launch.class_name,
             str(launch.concurrency),
             "1" if launch.snapshot else "0",
             ",".join(launch.preload),
         ]
-        process = await spawn_runtime("template", args, env, log_path, child.fileno())
-        child.close()
+        try:
+            process = await spawn_runtime(
+                "template", args, env, log_path, child.fileno(), box.cwd, box.pass_fds
+            )
+            box.started()
+        except BaseException:
+            parent.close()
+            box.close()
+            raise
+        finally:
+            child.close()
         parent.setblocking(False)
         loop = asyncio.get_running_loop()
-        template = _Template(key, process, parent, loop.create_future())
+        template = _Template(key, process, parent, loop.create_future(), box)
         self._templates[key] = template
         loop.add_reader(parent.fileno(), self._on_readable, template)
 
@@ -234,28 +292,57 @@ class TemplateBackend:
         for future in template.forks.values():
             if not future.done():
                 future.set_exception(ConnectionError("template exited"))
+        if template.box is not None:
+            template.box.close()  # whatever it left behind dies with it
+            template.box = None
         if self._templates.get(template.key) is template:
             del self._templates[template.key]
+            self._recreate_later(template.key)  # it died: nobody retired it
         if template in self._retired:
             self._retired.remove(template)
+
+    def _recreate_later(self, key: TemplateKey) -> None:
+        """Start a dead template again after a back-off that doubles with each death."""
+        deaths = self._deaths.get(key, 0)
+        self._deaths[key] = deaths + 1
+        delay = min(self.backoff_max_s, self.backoff_s * 2**deaths)
+        log.warning("a template of %s exited; recreating it in %.1f s", key.module, delay)
+        task = asyncio.get_running_loop().create_task(self._recreate(key, delay))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _recreate(self, key: TemplateKey, delay: float) -> None:
+        await self.clock.sleep(delay)
+        async with self._prepare_lock:
+            launch = self._wanted.get(key)
+            if launch is not None and key not in self._templates and key not in self._failed:
+                await self._start_template(key, launch)
 
     async def _fork(self, template: _Template, launch: WorkerLaunch) -> WorkerHandle:
         loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
         forked: asyncio.Future[int] = loop.create_future()
         template.forks[launch.worker_id] = forked
+        # The worker's own cgroup is made while the template forks, and the child is moved into
+        # it on a thread: a cgroup migration waits for an RCU grace period (milliseconds), which
+        # must hold neither the event loop nor the cold start. Until then it is in its
+        # template's group, under the same limits.
+        creating = loop.run_in_executor(None, self.spawn.sandbox.fork_box, box_spec(launch))
         try:
-            message = json.dumps({"t": "fork", "worker_id": launch.worker_id}).encode()
-            socket.send_fds(template.ctl, [message], [child.fileno()])
+            request = {"t": "fork", "worker_id": launch.worker_id, "env": launch.env}
+            socket.send_fds(template.ctl, [json.dumps(request).encode()], [child.fileno()])
             pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
         except BaseException:
             template.forks.pop(launch.worker_id, None)
             parent.close()
+            (await creating).close()
             raise
         finally:
             child.close()
+        box = await creating
+        placing = loop.run_in_executor(None, box.adopt, pid)
         reader, writer = await asyncio.open_unix_connection(sock=parent)
-        worker = ForkedWorker(pid, template.exits[pid], reader, writer)
+        worker = ForkedWorker(pid, template.exits[pid], reader, writer, box, placing)
         # Only a snapshot child is bounded: an import-only child runs setup() (GPU weights)
         # before its first frame, which may rightly take long.
         bound = self.fork_ready_timeout_s if launch.snapshot else None
@@ -265,12 +352,14 @@ class TemplateBackend:
         except TimeoutError:
             worker.kill()
             writer.close()
+            worker._close_box()
             raise RuntimeError(
                 f"the forked worker was not ready within {self.fork_ready_timeout_s:g} s "
                 "(a fork-unsafe library in the template?)"
             ) from None
         if first is None:
             writer.close()
+            worker._close_box()
             raise RuntimeError("the forked worker exited before it was ready")
         worker._first.append(first)
         return worker

@@ -53,6 +53,13 @@ def main() -> None:
 @click.option("--log-json", is_flag=True, default=None, help="server logs as JSON lines")
 @click.option("--tls-cert", type=Path, default=None, help="PEM certificate: serve HTTPS")
 @click.option("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
+@click.option(
+    "--sandbox",
+    type=click.Choice(["strict", "standard", "off"]),
+    default=None,
+    help="isolation of tenant code (default standard: what the kernel allows; strict: refuse "
+    "to start without every layer; off: none, with a warning)",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -60,6 +67,7 @@ def serve(
     log_json: bool,
     tls_cert: Path | None,
     tls_key: Path | None,
+    sandbox: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -68,7 +76,12 @@ def serve(
 
     try:
         settings = load_settings(
-            host=host, port=port, log_json=log_json, tls_cert=tls_cert, tls_key=tls_key
+            host=host,
+            port=port,
+            log_json=log_json,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            sandbox=sandbox,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import secrets
 import sys
 import tempfile
 from collections.abc import AsyncIterator
@@ -19,20 +20,27 @@ from coldbrew.control import naming
 from coldbrew.control.unpack import UnpackLimits, unpack
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
 from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
+from coldbrew.runtime.sandbox.host import BoxSpec, Sandbox
+from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
 
 INSPECT_TIMEOUT_S = 600.0
+#: The inspection process's memory limit (the spec, with its own limit, is not known yet).
+INSPECT_MEMORY_MB = 4096
 _MARKER = "@@COLDBREW@@"
 
 
 class Deployer:
     """Turns uploaded directories into endpoint versions."""
 
-    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, settings: Settings, sandbox: Sandbox | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
+        self.sandbox = sandbox or Sandbox(SandboxMode.OFF, settings.home)
 
     def artifact_dir(self, account: str, sha: str) -> Path:
         return self.settings.artifact_dir(account, sha)
@@ -80,7 +88,7 @@ class Deployer:
         directory = self.artifact_dir(account, sha)
         if not directory.is_dir():
             raise NotFound(f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first")
-        models = naming.rename(await self._inspect(directory, directory_name), name)
+        models = naming.rename(await self._inspect(directory, directory_name, account), name)
         sources = [naming.source_of(m, directory, directory_name) for m in models]
         if not replace:
             for model, source in zip(models, sources, strict=True):
@@ -123,34 +131,23 @@ class Deployer:
             )
         return results
 
-    async def _inspect(self, directory: Path, directory_name: str | None) -> list[dict[str, Any]]:
-        env = dict(os.environ)
-        env.pop(DIRECTORY_NAME_ENV, None)
-        if directory_name:
-            env[DIRECTORY_NAME_ENV] = directory_name
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "coldbrew.runtime.inspect",
-            str(directory.resolve()),
-            cwd=directory,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            env=env,
-        )
+    async def _inspect(
+        self, directory: Path, directory_name: str | None, account: str
+    ) -> list[dict[str, Any]]:
+        """Run the inspection in the account's sandbox: module-level code is tenant code."""
+        name = f"inspect-{secrets.token_hex(6)}"
+        box = self.sandbox.box(BoxSpec(name, account, directory.resolve(), INSPECT_MEMORY_MB))
         try:
-            out, _ = await asyncio.wait_for(process.communicate(), INSPECT_TIMEOUT_S)
-        except TimeoutError:
-            process.kill()
-            raise SpecError(
-                f"importing the model code took longer than {INSPECT_TIMEOUT_S:g} s",
-                hint="move slow work from module level into setup()",
-            ) from None
+            env = box.env({}, {})
+            out, code = await self._run_inspection(
+                env, box.workdir, box.cwd, directory_name, box.pass_fds
+            )
+        finally:
+            box.close()  # what module-level code left running dies here
         text = out.decode(errors="replace")
         if _MARKER not in text:
             raise SpecError(
-                f"inspecting the models failed (exit {process.returncode}): {text[-2000:]}",
+                f"inspecting the models failed (exit {code}): {text[-2000:]}",
                 hint="run the model module locally with python to see the error",
             )
         result: dict[str, Any] = orjson.loads(text.rsplit(_MARKER, 1)[1])
@@ -161,3 +158,36 @@ class Deployer:
             )
         models: list[dict[str, Any]] = result["models"]
         return models
+
+    async def _run_inspection(
+        self,
+        env: dict[str, str],
+        workdir: Path,
+        cwd: Path,
+        directory_name: str | None,
+        pass_fds: tuple[int, ...],
+    ) -> tuple[bytes, int | None]:
+        env.pop(DIRECTORY_NAME_ENV, None)
+        if directory_name:
+            env[DIRECTORY_NAME_ENV] = directory_name
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "coldbrew.runtime.inspect",
+            str(workdir),
+            cwd=cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=env,
+            pass_fds=pass_fds,
+        )
+        try:
+            out, _ = await asyncio.wait_for(process.communicate(), INSPECT_TIMEOUT_S)
+        except TimeoutError:
+            process.kill()
+            raise SpecError(
+                f"importing the model code took longer than {INSPECT_TIMEOUT_S:g} s",
+                hint="move slow work from module level into setup()",
+            ) from None
+        return out, process.returncode

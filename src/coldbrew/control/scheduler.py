@@ -715,6 +715,9 @@ class Scheduler(PoisonSafety):
             snapshot=spec.snapshot and spec.hardware == "cpu",
             preload=spec.preload,
             env=self._endpoint_env(version.account, version.endpoint),
+            account=version.account,
+            memory_mb=spec.memory_mb,
+            network=spec.network,
         )
 
     async def _run_worker(self, worker: ManagedWorker) -> None:
@@ -852,7 +855,9 @@ class Scheduler(PoisonSafety):
         worker.meter.switch(None, self.clock.time())
         await self._write_usage(worker.meter.drain(self.clock.time()))
         await self._flush_logs()
-        reason = describe_exit(code, worker.stop_reason)
+        # a sandbox limit that killed it ("exceeded its memory limit") says more than the signal
+        limit = getattr(worker.handle, "exit_reason", None)
+        reason = describe_exit(code, worker.stop_reason or limit)
         if worker.ready_wall is None and worker.stop_reason is None:
             try:
                 await self._setup_failed(worker, reason)

@@ -14,6 +14,7 @@ from typing import Any
 
 from coldbrew.errors import ColdbrewError
 from coldbrew.runtime.loader import discover
+from coldbrew.runtime.sandbox.enter import enter_from_env
 from coldbrew.runtime.schema import input_schema
 
 
@@ -37,6 +38,7 @@ def inspect_directory(directory: Path) -> list[dict[str, Any]]:
 def main() -> None:
     directory = Path(sys.argv[1])
     try:
+        enter_from_env()  # module-level code is tenant code too
         result: dict[str, Any] = {"models": inspect_directory(directory)}
     except ColdbrewError as exc:
         result = exc.to_json()

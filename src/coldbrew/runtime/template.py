@@ -31,6 +31,8 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.runtime.loader import load_class
+from coldbrew.runtime.sandbox import _libc
+from coldbrew.runtime.sandbox.enter import enter_from_env
 from coldbrew.runtime.worker import Worker, error_record, make_channel
 
 #: Thread-pool sizes forced to 1 while the template loads, restored in each child.
@@ -46,8 +48,11 @@ def _send(ctl: socket.socket, message: dict[str, Any]) -> None:
 class Template:
     """Holds the loaded model and forks workers from it."""
 
-    def __init__(self, ctl: socket.socket, concurrency: int, snapshot: bool) -> None:
+    def __init__(
+        self, ctl: socket.socket, concurrency: int, snapshot: bool, sandboxed: bool = False
+    ) -> None:
         self.ctl = ctl
+        self.sandboxed = sandboxed
         self.concurrency = concurrency
         self.snapshot = snapshot
         self.cls: type | None = None
@@ -108,7 +113,7 @@ class Template:
                 selector.close()
                 for fd in (wake_r, wake_w):
                     os.close(fd)
-                self._child(fds[0], started)
+                self._child(fds[0], started, message.get("env") or {})
             os.close(fds[0])
             self.children.add(pid)
             _send(self.ctl, {"t": "forked", "worker_id": message["worker_id"], "pid": pid})
@@ -128,13 +133,18 @@ class Template:
             self.children.discard(pid)
             _send(self.ctl, {"t": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
-    def _child(self, fd: int, forked_at: float) -> None:
-        """Runs in the forked worker: become an ordinary worker and never return."""
+    def _child(self, fd: int, forked_at: float, secrets: dict[str, str]) -> None:
+        """Runs in the forked worker: become an ordinary worker and never return. It inherits
+        the template's sandbox; what is its own arrives with the fork request: the endpoint's
+        secrets (set here, never in the template) and, from the gateway, its own cgroup."""
         code = 0
         try:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             self.ctl.close()
+            if self.sandboxed:  # dies with its template, as a spawned worker with the gateway
+                _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            os.environ.update(secrets)
             self._restore_threads()
             channel = make_channel(fd)
             setup_s = 0.0
@@ -194,6 +204,8 @@ def main() -> None:
     ctl = socket.socket(fileno=int(os.environ["COLDBREW_TEMPLATE_FD"]))
     template = Template(ctl, int(concurrency), snapshot == "1")
     try:
+        # sandboxed before the model is imported, so every fork inherits it
+        template.sandboxed = enter_from_env() is not None
         os.chdir(directory)
         import_s, setup_s = template.load(module, class_name, [m for m in preload.split(",") if m])
     except BaseException as exc:

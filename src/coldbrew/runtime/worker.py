@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from coldbrew.runtime import protocol
 from coldbrew.runtime.loader import load_class
+from coldbrew.runtime.sandbox.enter import enter_from_env, limit_message
 
 if TYPE_CHECKING:
     import asyncio
@@ -35,7 +36,7 @@ def error_record(exc: BaseException) -> dict[str, Any]:
     keeps its `status_code` and `detail`, so the gateway can answer with them."""
     record: dict[str, Any] = {
         "type": type(exc).__name__,
-        "message": str(exc) or type(exc).__name__,
+        "message": limit_message(exc) or str(exc) or type(exc).__name__,
         "traceback": "".join(traceback.format_exception(exc)),
     }
     status = getattr(exc, "status_code", None)
@@ -345,6 +346,7 @@ def main() -> None:
     directory, module, class_name, concurrency = sys.argv[1:5]
     channel = make_channel(int(os.environ["COLDBREW_WORKER_FD"]))
     try:
+        enter_from_env()  # the sandbox, before any tenant code is imported
         os.chdir(directory)
         started = time.perf_counter()
         cls = load_class(Path("."), module, class_name)

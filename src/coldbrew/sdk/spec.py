@@ -74,6 +74,18 @@ class DeploymentSpec(BaseModel):
     preload: tuple[str, ...] = Field(
         default=(), description="modules to import before forking workers (besides the model's)"
     )
+    memory_mb: int = Field(
+        default=2048,
+        ge=64,
+        le=1_048_576,
+        description="each worker's memory limit; a worker past it is killed and its job fails "
+        "with a clear error",
+    )
+    network: bool = Field(
+        default=False,
+        description="let the model's code reach the network (egress); off by default: "
+        "workers see only their own job channel",
+    )
     batch: Batch | None = Field(
         default=None, description="coldbrew.Batch(max_size, max_wait_ms): lists in, lists out"
     )
