@@ -290,17 +290,19 @@ class Sandbox:
         return box
 
     def _share_artifact(self, artifact: Path, uid: int) -> None:
-        """As root, the artifact is readable by its account's group and by no other uid."""
+        """As root, the artifact belongs to its account's uid, readable by it and no other uid
+        (mode 0700/0600: nothing under the home is open to group or others). Owning it gives
+        the tenant nothing more: its view is a read-only bind mount and Landlock grants it
+        read-only, so neither writes nor chmod can land."""
         if artifact in self._artifacts_opened or not artifact.is_dir():
             return
         for path in [artifact, *artifact.rglob("*")]:
             with contextlib.suppress(OSError):
                 if path.is_symlink():
                     continue
-                os.chown(path, 0, uid)
-                mode = path.stat().st_mode & 0o7777
-                extra = 0o050 if path.is_dir() else 0o040
-                os.chmod(path, (mode & ~0o007 & ~0o020) | extra)
+                os.chown(path, uid, uid)
+                mode = path.stat().st_mode & 0o700
+                os.chmod(path, mode | (0o500 if path.is_dir() else 0o400))
         self._artifacts_opened.add(artifact)
 
     def _policy(
