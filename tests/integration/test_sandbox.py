@@ -64,6 +64,7 @@ async def test_tenant_code_sees_no_server_secrets_files_or_network(
         assert read[path].startswith("denied"), (path, read)
     assert read["/etc/hostname"] == "allowed"  # the system stays readable
     assert out["scratch"] == "allowed"
+    assert str(out["io_uring"]).startswith("denied")  # seccomp: no sockets made by io_uring
     assert str(out["connect"]).startswith("denied")
     assert str(redis["connect"]).startswith("denied")
     if ROOT:

@@ -5,6 +5,12 @@ still reach a database's socket under /run (PostgreSQL, MariaDB, Redis). The fil
 `socket(AF_UNIX, …)` (a worker's channel is an inherited socket pair; `socketpair` stays allowed),
 `unshare`, and `clone` with namespace flags (`clone3` answers ENOSYS so libc falls back to
 `clone`), each with EPERM rather than a kill, so libraries see an ordinary error.
+
+It also refuses syscalls that widen the kernel surface or step around the rules above, as
+Docker's default profile does: io_uring (an `IORING_OP_SOCKET` request makes a unix socket
+without the `socket` syscall, which reached PostgreSQL's socket in the hostile-tenant test),
+`bpf`, `perf_event_open`, `userfaultfd`, the kernel keyring, `setns`, `mount`, `umount2`,
+`pivot_root` and `open_by_handle_at`. Every mount the sandbox needs happens before the filter.
 """
 
 from __future__ import annotations
@@ -30,6 +36,14 @@ _NS_FLAGS = 0x7E020000  # CLONE_NEWNS|NEWCGROUP|NEWUTS|NEWIPC|NEWUSER|NEWPID|NEW
 _SYSCALLS = {
     "x86_64": (0xC000003E, 41, 272, 56, 435),
     "aarch64": (0xC00000B7, 198, 97, 220, 435),
+}
+
+#: machine -> syscalls refused outright with EPERM: io_uring_setup/enter/register (425-427 on
+#: both), bpf, perf_event_open, userfaultfd, add_key, request_key, keyctl, setns, mount,
+#: umount2, pivot_root, open_by_handle_at
+_DENIED = {
+    "x86_64": (425, 426, 427, 321, 298, 323, 248, 249, 250, 308, 165, 166, 155, 304),
+    "aarch64": (425, 426, 427, 280, 241, 282, 217, 218, 219, 268, 40, 39, 41, 265),
 }
 
 
@@ -64,6 +78,7 @@ def program(deny_unix: bool) -> list[Line]:
         (_JGE, "eperm", 0, _X32),
         (_JEQ, "socket", 0, sock),
         (_JEQ, "eperm", 0, unshare),
+        *[(_JEQ, "eperm", 0, number) for number in _DENIED[_libc.MACHINE]],
         (_JEQ, "enosys", 0, clone3),
         (_JEQ, "clone", "allow", clone),
         ("socket", 0, 0, 16),  # label: args[0] (low half)
