@@ -310,8 +310,11 @@ def test_the_memory_limit_gives_the_job_a_clear_error(scenario: Scenario) -> Non
 
 
 def test_nothing_the_tenant_started_outlives_its_endpoint(scenario: Scenario) -> None:
-    assert scenario.orphans_after_deploy == {}, "left behind by the deploy-time inspection"
-    assert scenario.orphans_after_delete == {}, "still running after the endpoint was deleted"
+    left = {
+        "after the deploy-time inspection": scenario.orphans_after_deploy,
+        "after the endpoint was deleted": scenario.orphans_after_delete,
+    }
+    assert left == {k: {} for k in left}, left
 
 
 def test_the_neighbour_and_the_platform_are_unaffected(scenario: Scenario) -> None:
