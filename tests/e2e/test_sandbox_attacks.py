@@ -101,15 +101,23 @@ def orphans(tag: str) -> dict[int, str]:
     return found
 
 
-def platform_pids(home: Path, account: str) -> list[int]:
-    """Template and worker processes running `account`'s artifacts."""
+def platform_pids(account: str) -> list[int]:
+    """Template and worker processes running `account`'s code: by artifact path, or (with the
+    sandbox as root) by the account's own uid."""
+    uid = -1
+    with contextlib.suppress(ImportError):
+        from coldbrew.runtime.sandbox.policy import account_uid
+
+        uid = account_uid(account) if IS_ROOT else -1
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         with contextlib.suppress(OSError):
             cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
-            if "coldbrew.runtime." in cmdline and f"artifacts/{account}/" in cmdline:
+            if "coldbrew.runtime." in cmdline and (
+                f"artifacts/{account}/" in cmdline or proc.stat().st_uid == uid
+            ):
                 pids.append(int(proc.name))
     return sorted(pids)
 
@@ -183,7 +191,7 @@ def _hostile_side(s: Scenario, tmp: Path, tag: str) -> None:
     assert s.server.process is not None
     hostile = tmp / "hostile"
     shutil.copytree(HOSTILE, hostile)
-    victim_pids = sorted({*platform_pids(home, "alice"), s.victim_before["output"]["pid"]})
+    victim_pids = sorted({*platform_pids("alice"), s.victim_before["output"]["pid"]})
     (hostile / "target.json").write_text(json.dumps({
         "home": str(home),
         "gateway_pid": s.server.process.pid,
@@ -240,6 +248,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         s = Scenario(server, keys, {OPERATOR_SECRET_NAME: operator_secret}, banner=banner)
         s.secrets["admin key"] = server.key
         s.secrets["files signing key"] = (server.home / "files" / ".signing-key").read_text()
+        if (server.home / "secrets.key").exists():  # the key that seals secrets at rest
+            s.secrets["secrets key"] = (server.home / "secrets.key").read_bytes().hex()
         s.reachable_services = [n for n, port in SERVICES.items() if reachable(port)]
         _victim_side(s, tmp)
         _hostile_side(s, tmp, tag)
