@@ -249,7 +249,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
         s.secrets["admin key"] = server.key
         s.secrets["files signing key"] = (server.home / "files" / ".signing-key").read_text()
         if (server.home / "secrets.key").exists():  # the key that seals secrets at rest
-            s.secrets["secrets key"] = (server.home / "secrets.key").read_bytes().hex()
+            raw = (server.home / "secrets.key").read_bytes()
+            s.secrets["secrets key"] = raw.decode(errors="replace").strip()[:32]
         s.reachable_services = [n for n, port in SERVICES.items() if reachable(port)]
         _victim_side(s, tmp)
         _hostile_side(s, tmp, tag)
@@ -298,7 +299,11 @@ def test_other_processes_are_out_of_reach(scenario: Scenario) -> None:
 
 def test_no_secret_reaches_the_tenant(scenario: Scenario) -> None:
     text = json.dumps(scenario.records)
-    leaked = [name for name, value in scenario.secrets.items() if value.strip() in text]
+    leaked = [
+        name
+        for name, value in scenario.secrets.items()
+        if json.dumps(value.strip())[1:-1] in text  # as the records' JSON spells it
+    ]
     assert leaked == [], f"the hostile tenant's records hold: {leaked}"
     assert "victim-code-canary" not in text, "the hostile tenant read alice's model code"
 
