@@ -162,14 +162,14 @@ def spec_has(field_name: str) -> bool:
 def _victim_side(s: Scenario, tmp: Path) -> None:
     """alice: deploy, an endpoint secret (when `coldbrew secrets` exists), a file, a memory secret."""
     alice = s.keys["alice"]
-    deployed = cli_as(s.server, alice, "deploy", str(VICTIM))
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     token = "victim-token-" + secrets.token_hex(12)
     has_secrets = cli_as(s.server, alice, "secrets", "--help").returncode == 0
-    if has_secrets:
+    if has_secrets:  # before the deploy, so the template and every worker start with it
         done = cli_as(s.server, alice, "secrets", "set", "victim", f"{VICTIM_SECRET_NAME}={token}")
         assert done.returncode == 0, done.stdout + done.stderr
         s.secrets[VICTIM_SECRET_NAME] = token
+    deployed = cli_as(s.server, alice, "deploy", str(VICTIM))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     with as_account(s.server, alice) as http:
         canary = "victim-file-canary-" + secrets.token_hex(12)
         up = http.post("/v1/files", files={"content": ("note.txt", canary.encode(), "text/plain")})
