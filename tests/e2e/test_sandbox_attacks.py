@@ -1,4 +1,4 @@
-"""A hostile tenant against a real `coldbrew serve`: every attack must fail, the neighbour must not notice.
+"""A hostile tenant against a real `coldbrew serve`: every attack fails, the neighbour is unharmed.
 
 Account `alice` deploys an ordinary model (`fixtures/victim`), remembers a secret in its worker's
 memory and uploads a file. Account `mallory` (not an admin) then deploys `fixtures/hostile`,
@@ -38,8 +38,14 @@ pytestmark = pytest.mark.timeout(900)
 
 HOSTILE = FIXTURES / "hostile"
 VICTIM = FIXTURES / "victim"
-SERVICES = {"postgres": 5432, "redis": 6379, "mariadb": 3306, "rabbitmq": 5672, "nats": 4222,
-            "mqtt": 1883}
+SERVICES = {
+    "postgres": 5432,
+    "redis": 6379,
+    "mariadb": 3306,
+    "rabbitmq": 5672,
+    "nats": 4222,
+    "mqtt": 1883,
+}
 UNIX_SOCKETS = {"postgres": "/run/postgresql/.s.PGSQL.5432", "mariadb": "/run/mysqld/mysqld.sock"}
 OPERATOR_SECRET_NAME = "OPERATOR_DB_PASSWORD"
 VICTIM_SECRET_NAME = "VICTIM_TOKEN"
@@ -123,8 +129,9 @@ def platform_pids(account: str) -> list[int]:
 
 
 def as_account(server: Server, key: str) -> httpx.Client:
-    return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {key}"},
-                        timeout=120)
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    )
 
 
 def cli_as(server: Server, key: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -160,7 +167,8 @@ def spec_has(field_name: str) -> bool:
 
 
 def _victim_side(s: Scenario, tmp: Path) -> None:
-    """alice: deploy, an endpoint secret (when `coldbrew secrets` exists), a file, a memory secret."""
+    """alice: an endpoint secret (when `coldbrew secrets` exists), a deploy, a file, a secret
+    in her worker's memory."""
     alice = s.keys["alice"]
     token = "victim-token-" + secrets.token_hex(12)
     has_secrets = cli_as(s.server, alice, "secrets", "--help").returncode == 0
@@ -192,21 +200,25 @@ def _hostile_side(s: Scenario, tmp: Path, tag: str) -> None:
     hostile = tmp / "hostile"
     shutil.copytree(HOSTILE, hostile)
     victim_pids = sorted({*platform_pids("alice"), s.victim_before["output"]["pid"]})
-    (hostile / "target.json").write_text(json.dumps({
-        "home": str(home),
-        "gateway_pid": s.server.process.pid,
-        "gateway_port": s.server.port,
-        "victim_account": "alice",
-        "own_account": "mallory",
-        "victim_pids": victim_pids,
-        "secret_names": [OPERATOR_SECRET_NAME, VICTIM_SECRET_NAME],
-        "memory_prefix": MEMORY_PREFIX,
-        "services": SERVICES,
-        "unix_sockets": UNIX_SOCKETS,
-        "orphan_tag": tag,
-        "fork_attempts": FORK_ATTEMPTS,
-        "hog_spec": {"memory_mb": HOG_MEMORY_MB} if spec_has("memory_mb") else {},
-    }))
+    (hostile / "target.json").write_text(
+        json.dumps(
+            {
+                "home": str(home),
+                "gateway_pid": s.server.process.pid,
+                "gateway_port": s.server.port,
+                "victim_account": "alice",
+                "own_account": "mallory",
+                "victim_pids": victim_pids,
+                "secret_names": [OPERATOR_SECRET_NAME, VICTIM_SECRET_NAME],
+                "memory_prefix": MEMORY_PREFIX,
+                "services": SERVICES,
+                "unix_sockets": UNIX_SOCKETS,
+                "orphan_tag": tag,
+                "fork_attempts": FORK_ATTEMPTS,
+                "hog_spec": {"memory_mb": HOG_MEMORY_MB} if spec_has("memory_mb") else {},
+            }
+        )
+    )
     deployed = cli_as(s.server, mallory, "deploy", str(hostile))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     time.sleep(1)  # the inspection process has exited; give its leftovers a moment to go too
