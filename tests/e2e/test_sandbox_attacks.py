@@ -37,6 +37,7 @@ from tests.e2e.conftest import Server, free_port
 pytestmark = pytest.mark.timeout(900)
 
 HOSTILE = FIXTURES / "hostile"
+HOSTILE_RUNPOD = FIXTURES / "hostile_runpod"
 VICTIM = FIXTURES / "victim"
 SERVICES = {
     "postgres": 5432,
@@ -53,7 +54,10 @@ MEMORY_PREFIX = "cbvictimsecret-"
 HOG_MEMORY_MB = 256
 PIDS_MAX = 128  # the server's per-worker process limit here, so 500 forks must hit it
 FORK_ATTEMPTS = 500
-PHASES = ("deploy", "import", "setup", "predict")
+PHASES = ("deploy", "import", "setup", "predict", "handler-start", "handler")
+#: a RunPod handler reaches the gateway's port in its namespace by design: a forwarder that
+#: hands each connection to the gateway (what it can do there is `api_own_credentials`)
+FORWARDED = ("connect_gateway", "connect_gateway_v6")
 
 IS_ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(
@@ -82,6 +86,7 @@ class Scenario:
     db_tables: list[str] = field(default_factory=list)
     admin_still_works: bool = False
     health: dict[str, Any] = field(default_factory=dict)
+    runpod_job: dict[str, Any] = field(default_factory=dict)
     banner: str = ""
 
 
@@ -200,25 +205,24 @@ def _hostile_side(s: Scenario, tmp: Path, tag: str) -> None:
     hostile = tmp / "hostile"
     shutil.copytree(HOSTILE, hostile)
     victim_pids = sorted({*platform_pids("alice"), s.victim_before["output"]["pid"]})
-    (hostile / "target.json").write_text(
-        json.dumps(
-            {
-                "home": str(home),
-                "gateway_pid": s.server.process.pid,
-                "gateway_port": s.server.port,
-                "victim_account": "alice",
-                "own_account": "mallory",
-                "victim_pids": victim_pids,
-                "secret_names": [OPERATOR_SECRET_NAME, VICTIM_SECRET_NAME],
-                "memory_prefix": MEMORY_PREFIX,
-                "services": SERVICES,
-                "unix_sockets": UNIX_SOCKETS,
-                "orphan_tag": tag,
-                "fork_attempts": FORK_ATTEMPTS,
-                "hog_spec": {"memory_mb": HOG_MEMORY_MB} if spec_has("memory_mb") else {},
-            }
-        )
+    target = json.dumps(
+        {
+            "home": str(home),
+            "gateway_pid": s.server.process.pid,
+            "gateway_port": s.server.port,
+            "victim_account": "alice",
+            "own_account": "mallory",
+            "victim_pids": victim_pids,
+            "secret_names": [OPERATOR_SECRET_NAME, VICTIM_SECRET_NAME],
+            "memory_prefix": MEMORY_PREFIX,
+            "services": SERVICES,
+            "unix_sockets": UNIX_SOCKETS,
+            "orphan_tag": tag,
+            "fork_attempts": FORK_ATTEMPTS,
+            "hog_spec": {"memory_mb": HOG_MEMORY_MB} if spec_has("memory_mb") else {},
+        }
     )
+    (hostile / "target.json").write_text(target)
     deployed = cli_as(s.server, mallory, "deploy", str(hostile))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     time.sleep(1)  # the inspection process has exited; give its leftovers a moment to go too
@@ -234,12 +238,30 @@ def _hostile_side(s: Scenario, tmp: Path, tag: str) -> None:
             s.records[phase] = out[phase]
         s.orphans_while_running = orphans(tag)
         s.hog = wait_job(http, http.post("/v2/hog/run", json={"input": {}}).json()["id"])
-        for name in ("hostile", "hog"):
+        _runpod_handler(s, tmp, hostile, http)
+        for name in ("hostile", "hog", "hostile-runpod"):
             assert http.delete(f"/v1/endpoints/{name}").status_code == 200
     deadline = time.monotonic() + 15
     while (left := orphans(tag)) and time.monotonic() < deadline:
         time.sleep(0.2)
     s.orphans_after_delete = left
+
+
+def _runpod_handler(s: Scenario, tmp: Path, hostile: Path, http: httpx.Client) -> None:
+    """The same attacks from a RunPod handler process (its own process type, with a forwarder
+    to the gateway inside its network namespace)."""
+    handler = tmp / "hostile_runpod"
+    shutil.copytree(HOSTILE_RUNPOD, handler)
+    for name in ("probes.py", "uring.py", "target.json"):
+        shutil.copy(hostile / name, handler / name)
+    deployed = cli_as(s.server, s.keys["mallory"], "deploy", str(handler))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    s.runpod_job = wait_job(
+        http, http.post("/v2/hostile-runpod/run", json={"input": {}}).json()["id"]
+    )
+    if s.runpod_job["status"] == "COMPLETED":  # else `test_a_runpod_handler_ran` says why
+        s.records["handler-start"] = s.runpod_job["output"]["start"]
+        s.records["handler"] = s.runpod_job["output"]["handler"]
 
 
 @pytest.fixture(scope="module")
@@ -285,7 +307,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 
 def _attacks_in(s: Scenario, *prefixes: str) -> dict[str, dict[str, str]]:
-    return {phase: succeeded(s.records.get(phase, {}), *prefixes) for phase in PHASES}
+    found = {phase: succeeded(s.records.get(phase, {}), *prefixes) for phase in PHASES}
+    for phase in ("handler-start", "handler"):
+        for name in FORWARDED:
+            found[phase].pop(name, None)
+    return found
 
 
 def _assert_none(found: dict[str, dict[str, str]]) -> None:
@@ -293,8 +319,13 @@ def _assert_none(found: dict[str, dict[str, str]]) -> None:
     assert not worked, "attacks that worked:\n" + json.dumps(worked, indent=1)
 
 
+def test_a_runpod_handler_ran_its_attacks(scenario: Scenario) -> None:
+    job = scenario.runpod_job
+    assert job.get("status") == "COMPLETED", json.dumps(job.get("error"))[:2000]
+
+
 def test_every_phase_ran_its_attacks(scenario: Scenario) -> None:
-    for phase in PHASES:
+    for phase in PHASES[:4]:
         record = scenario.records.get(phase, {})
         assert "read_admin_key" in record and "fork_bomb" in record, (phase, record)
 
@@ -321,7 +352,7 @@ def test_no_secret_reaches_the_tenant(scenario: Scenario) -> None:
 
 
 def test_the_api_cannot_be_used_with_stolen_keys(scenario: Scenario) -> None:
-    _assert_none(_attacks_in(scenario, "use_admin_key"))
+    _assert_none(_attacks_in(scenario, "use_admin_key", "api_own_credentials"))
 
 
 def test_no_network_but_its_own_channel(scenario: Scenario) -> None:
@@ -333,6 +364,8 @@ def test_no_network_but_its_own_channel(scenario: Scenario) -> None:
 def test_a_fork_bomb_hits_the_process_limit(scenario: Scenario) -> None:
     _assert_none(_attacks_in(scenario, "fork_bomb"))
     for phase in PHASES:
+        if phase not in scenario.records:
+            continue  # a handler that did not start: test_a_runpod_handler_ran_its_attacks
         detail = scenario.records[phase]["fork_bomb"]["detail"]
         assert detail.startswith("forked "), detail  # it forked some, then the limit said no
 
