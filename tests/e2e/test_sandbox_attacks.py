@@ -226,7 +226,7 @@ def _hostile_side(s: Scenario, tmp: Path, tag: str) -> None:
     deployed = cli_as(s.server, mallory, "deploy", str(hostile))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
     time.sleep(1)  # the inspection process has exited; give its leftovers a moment to go too
-    s.orphans_after_deploy = orphans(tag)
+    s.orphans_after_deploy = orphans(f"{tag}-deploy")  # the template's own may run by now
     with as_account(s.server, mallory) as http:
         schema = http.get("/v1/endpoints/hostile").json()["inputSchema"]
         s.records["deploy"] = schema.get("x-deploy-record", {})
