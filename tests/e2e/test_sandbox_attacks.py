@@ -3,8 +3,10 @@
 Account `alice` deploys an ordinary model (`fixtures/victim`), remembers a secret in its worker's
 memory and uploads a file. Account `mallory` (not an admin) then deploys `fixtures/hostile`,
 whose code attacks the platform at deploy time (in the inspection process), when its template
-imports it, in `setup()` and in `predict()`, and records each attempt's outcome. One scenario
-runs for the whole module; each test asserts one kind of protection on its records.
+imports it, in `setup()` and in `predict()`, and records each attempt's outcome; then the same
+attacks run from a RunPod handler process (`fixtures/hostile_runpod`). One scenario runs for the
+whole module; each test asserts one kind of protection on its records. Root-only checks (cgroup
+limits) skip without root unless CI is set.
 
 The attacker is told everything about the layout in advance (`target.json`: the data directory,
 the gateway's pid and port, alice's worker pids), so a refusal is the sandbox's doing, not luck.
