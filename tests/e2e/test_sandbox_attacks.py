@@ -368,7 +368,7 @@ def test_no_network_but_its_own_channel(scenario: Scenario) -> None:
 
 @needs_root
 def test_a_fork_bomb_hits_the_process_limit(scenario: Scenario) -> None:
-    _assert_none(_attacks_in(scenario, "fork_bomb"))
+    _assert_none(_attacks_in(scenario, "fork_bomb", "cgroup_escape"))
     for phase in PHASES:
         if phase not in scenario.records:
             continue  # a handler that did not start: test_a_runpod_handler_ran_its_attacks
