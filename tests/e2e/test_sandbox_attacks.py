@@ -57,8 +57,9 @@ HOG_MEMORY_MB = 256
 PIDS_MAX = 128  # the server's per-worker process limit here, so 500 forks must hit it
 FORK_ATTEMPTS = 500
 PHASES = ("deploy", "import", "setup", "predict", "handler-start", "handler")
-#: a RunPod handler reaches the gateway's port in its namespace by design: a forwarder that
-#: hands each connection to the gateway (what it can do there is `api_own_credentials`)
+#: tenant processes may reach the gateway's port inside their namespace: a forwarder that asks
+#: the gateway for each connection (RunPod's protocol, signed file links); what they can do
+#: there without a key is `api_own_credentials` and `use_admin_key`
 FORWARDED = ("connect_gateway", "connect_gateway_v6")
 
 IS_ROOT = os.geteuid() == 0
@@ -314,7 +315,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 def _attacks_in(s: Scenario, *prefixes: str) -> dict[str, dict[str, str]]:
     found = {phase: succeeded(s.records.get(phase, {}), *prefixes) for phase in PHASES}
-    for phase in ("handler-start", "handler"):
+    for phase in PHASES:
         for name in FORWARDED:
             found[phase].pop(name, None)
     return found
