@@ -969,6 +969,12 @@ class Scheduler(PoisonSafety):
             by_account[(await self._version(vid))[0].account].append(vid)
         self._rotation += 1
         order = fairshare.interleave(by_account, self._rotation)
+        # one tick fills the slots free when it began, no more: store calls yield to the loop,
+        # so short jobs free slots while this loop runs, and refilling those here would keep
+        # one tick (and the backlog's account) going until the backlog drained, while another
+        # account's job queued meanwhile waited for the next tick to be placed at all. A slot
+        # freed meanwhile wakes the next tick (`_on_done`), which scales before it dispatches.
+        slots = self._free_at_start(queued)
         progress = True
         while progress:
             progress = False
@@ -976,7 +982,10 @@ class Scheduler(PoisonSafety):
                 if self._running[account] >= self.settings.account_concurrency_cap:
                     continue
                 for turn, vid in enumerate(vids):
+                    if slots[vid] <= 0:
+                        continue
                     if queued[vid] > 0 and await self._dispatch_one(vid, queued):
+                        slots[vid] -= 1
                         vids.append(vids.pop(turn))  # it went: its endpoint goes last next round
                         progress = True
                         break
@@ -987,6 +996,17 @@ class Scheduler(PoisonSafety):
         for vid, n in self._store_queued.items():
             per_account[self._versions[vid][0].account] += n
         self.queues.tick_ended(per_account)
+
+    def _free_at_start(self, queued: dict[int, int]) -> Counter[int]:
+        """Per version with queued jobs: how many jobs (batches, for a batched version) its
+        workers can take now."""
+        slots: Counter[int] = Counter()
+        for worker in self.workers.values():
+            vid = worker.version.id
+            if vid in queued:
+                batched = worker.spec.batch is not None
+                slots[vid] += (worker.state is WorkerState.IDLE) if batched else worker.free_slots
+        return slots
 
     async def _dispatch_one(self, vid: int, queued: dict[int, int]) -> int:
         """Claim the version's next queued job (or batch) for a free worker; how many went."""
