@@ -38,6 +38,7 @@ from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.errors import Unauthorized
 from coldbrew.runtime.adapters.runpod import HANDLER_CLASS
+from coldbrew.runtime.protocol import nests_deeper
 from coldbrew.runtime.sandbox.host import Box, Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 
@@ -210,7 +211,9 @@ class HandlerWorker:
     async def answer(self, job_id: str, body: dict[str, Any]) -> bool:
         """The handler's job-done post: progress while it runs, then its output or error."""
         if body.get("status") == "IN_PROGRESS":  # may arrive late: the SDK sends it in a thread
-            if job_id in self.taken:
+            if job_id in self.taken and nests_deeper(body.get("output")):
+                self._log(job_id, "progress: dropped, nested too deep to show")  # /status fails
+            elif job_id in self.taken:
                 self.progress[job_id] = body.get("output")
                 line = json.dumps(body.get("output"), ensure_ascii=False, default=str)
                 self._log(job_id, f"progress: {line}")
@@ -221,7 +224,9 @@ class HandlerWorker:
         self.taken.discard(job_id)
         self.progress.pop(job_id, None)
         frame: dict[str, Any] = {"t": "done", "id": job_id, "output": body.get("output")}
-        if body.get("error") is not None:
+        if nests_deeper(body.get("error")):  # json.dumps would raise RecursionError on it
+            frame["error"] = {"type": "HandlerError", "message": "", "deep": body["error"]}
+        elif body.get("error") is not None:
             frame["error"] = error_record(body["error"])
         if body.get("stopPod"):  # refresh_worker: answer once the process is gone
             self.refreshing = True

@@ -19,6 +19,7 @@ import orjson
 
 from coldbrew.control.workers import WorkerState
 from coldbrew.errors import StorageUnavailable
+from coldbrew.runtime.protocol import RESULT_MAX_DEPTH, nests_deeper
 from coldbrew.store.models import Job, JobStatus, UsageRow, WebhookState
 
 if TYPE_CHECKING:
@@ -39,6 +40,16 @@ def not_stored(part: str, exc: BaseException) -> dict[str, Any]:
         "message": f"the job's {part} could not be stored: {type(exc).__name__}: {exc}",
         "hint": "keep inputs and outputs plain JSON, nested less than 254 levels deep and "
         "within the size limits",
+    }
+
+
+def too_deep(part: str) -> dict[str, Any]:
+    """The error record of a job whose worker sent a result nested too deep to keep."""
+    return {
+        "type": "NotStorable",
+        "message": f"the job's {part} nests more than {RESULT_MAX_DEPTH} levels of lists and "
+        "objects: it can be neither stored nor returned",
+        "hint": f"return plain JSON nested at most {RESULT_MAX_DEPTH} levels deep",
     }
 
 
@@ -113,6 +124,36 @@ class PoisonSafety:
         self._usage_backlog: dict[tuple[str, str, float], UsageRow] = {}
         self._lost: list[tuple[Job, str]] = []  # jobs whose dead worker could not be recorded
         self._next_probe = 0.0
+        self._deep_streams: set[str] = set()  # running jobs that sent a chunk nested too deep
+
+    def _kept_chunk(self, frame: dict[str, Any]) -> bool:
+        """Whether a chunk may join its job's stream: one nested too deep for the store and
+        the API is dropped (a poll would fail on it) and fails the job when it ends."""
+        if not nests_deeper(frame["output"]):
+            return True
+        if frame["id"] not in self._deep_streams:
+            log.warning("job %s: a chunk nests too deep to keep; the job fails", frame["id"])
+        self._deep_streams.add(frame["id"])
+        return False
+
+    def _storable_done(self, frame: dict[str, Any]) -> dict[str, Any]:
+        """A done frame whose result nests too deep for the store and the API becomes that
+        job's failure, here, for every job alike: a sync-lane job is answered from memory
+        before any write (the caller got COMPLETED, or a 500 as its answer could not be
+        encoded, and the store later said FAILED)."""
+        part = None
+        if frame["id"] in self._deep_streams:
+            self._deep_streams.discard(frame["id"])
+            part = "stream"
+        error = frame.get("error")
+        if part is None and nests_deeper(frame.get("output")):
+            part = "output"
+        if part is None and error is not None and nests_deeper(error):
+            part = "error"
+        if part is None:
+            return frame
+        log.warning("job %s: its %s nests too deep to keep; failing it", frame["id"], part)
+        return {**frame, "output": None, "streamed": False, "error": too_deep(part)}
 
     async def _end_safely(
         self,

@@ -756,9 +756,10 @@ class Scheduler(PoisonSafety):
         if kind == "log":
             self._on_log(frame)
         elif kind == "chunk":
-            await self._stream(frame["id"]).add(frame["output"])
+            if self._kept_chunk(frame):
+                await self._stream(frame["id"]).add(frame["output"])
         elif kind == "done":
-            await self._on_done(worker, frame)
+            await self._on_done(worker, self._storable_done(frame))
         elif kind == "ready" and worker.ready_wall is None:
             await self._send_limits(worker)
             self._on_ready(worker, frame)
@@ -1178,6 +1179,7 @@ class Scheduler(PoisonSafety):
 
     def _finalized(self, job: Job) -> None:
         self._log_limits.forget(job.id)  # its late frames are dropped: it runs nowhere
+        self._deep_streams.discard(job.id)
         stream = self._streams.get(job.id)
         if stream is not None:
             stream.close()

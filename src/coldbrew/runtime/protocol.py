@@ -86,3 +86,27 @@ def _revive(value: Any, raw: memoryview) -> Any:
     if isinstance(value, list):
         return [_revive(v, raw) for v in value]
     return value
+
+
+#: The deepest result (a `done` frame's output or error, a `chunk`) the gateway keeps. The
+#: store's encoder (orjson) refuses values nested past 254 levels, and an API answer wraps a
+#: result in up to 3 more (`{"stream": [{"output": chunk}]}`); parsers accept 1024 levels.
+RESULT_MAX_DEPTH = 250
+
+
+def nests_deeper(value: Any, max_depth: int = RESULT_MAX_DEPTH) -> bool:
+    """Whether `value` nests lists and objects more than `max_depth` levels (`[]` is 1).
+
+    Iterative (a worker's 1024-deep value must not exhaust the stack), stops at the first
+    branch that is too deep; anything but a list or dict (a numpy array too) is a leaf.
+    """
+    if not isinstance(value, dict | list):
+        return False
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
