@@ -229,8 +229,12 @@ def _hostile_side(s: Scenario, tmp: Path, tag: str) -> None:
     (hostile / "target.json").write_text(target)
     deployed = cli_as(s.server, mallory, "deploy", str(hostile))
     assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    time.sleep(1)  # the inspection process has exited; give its leftovers a moment to go too
-    s.orphans_after_deploy = orphans(f"{tag}-deploy")  # the template's own may run by now
+    # the inspection process has exited; its leftovers go with it, though not at once on a
+    # loaded machine: wait for them (a bound only; an escaped sleeper lives 300 s)
+    deadline = time.monotonic() + 15
+    while (early := orphans(f"{tag}-deploy")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    s.orphans_after_deploy = early  # tagged "-deploy": the template's own may run by now
     with as_account(s.server, mallory) as http:
         schema = http.get("/v1/endpoints/hostile").json()["inputSchema"]
         s.records["deploy"] = schema.get("x-deploy-record", {})
