@@ -166,6 +166,8 @@ class Platform:
         await self.webhooks.close()
         await self.cache.close()
         await self.store.close()
+        if self.sandbox is not None:
+            self.sandbox.close()
 
     async def create_key(
         self, account: str, admin: bool, expires_at: float | None = None

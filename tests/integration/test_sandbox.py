@@ -13,6 +13,7 @@ import pytest
 from coldbrew.backends.base import WorkerLaunch
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.template import TemplateBackend
+from coldbrew.runtime.sandbox.cgroups import CONTROLLERS
 from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 from tests.conftest import FIXTURES
@@ -145,3 +146,15 @@ async def test_secrets_reach_spawned_and_forked_workers(tmp_path: Path) -> None:
             await asyncio.wait_for(handle.wait(), 10)
     finally:
         await backend.close()
+
+
+@needs_root
+async def test_a_stopped_server_leaves_no_cgroups_or_box_root(tmp_path: Path) -> None:
+    async with running(tmp_path / "home", SANDBOXED, fast_start=True) as cb:
+        assert (await cb.runsync("probe", {}))["status"] == "COMPLETED"  # a template and a fork
+        sandbox = cb.platform.sandbox
+        assert sandbox is not None
+        tops = [Path("/sys/fs/cgroup") / c / f"coldbrew-{sandbox.tag}" for c in CONTROLLERS]
+        assert all(top.is_dir() for top in tops) and sandbox.root.is_dir()
+    assert [top for top in tops if top.exists()] == []
+    assert not sandbox.root.exists()

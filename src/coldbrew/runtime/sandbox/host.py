@@ -237,6 +237,13 @@ class Sandbox:
         for layer in self.layers:
             (log.info if layer.on else log.warning)(layer.line())
 
+    def close(self) -> None:
+        """Remove this server's cgroups and box root once its processes are gone (at stop), so
+        that servers which come and go (tests, restarts on other homes) leave nothing behind."""
+        if self.on and self.caps.cgroups:
+            cgroups.remove_tree(self.tag)
+        shutil.rmtree(self.root, ignore_errors=True)
+
     def _reset_root(self) -> None:
         """Remove what servers of this home that are gone left behind (a kill -9), then make
         this server's root."""
