@@ -240,9 +240,14 @@ class Sandbox:
     def close(self) -> None:
         """Remove this server's cgroups and box root once its processes are gone (at stop), so
         that servers which come and go (tests, restarts on other homes) leave nothing behind."""
-        if self.on and self.caps.cgroups:
-            cgroups.remove_tree(self.tag)
-        shutil.rmtree(self.root, ignore_errors=True)
+        if self.on:
+            self._remove(self.tag)
+
+    def _remove(self, tag: str) -> None:
+        """Remove a server's cgroups and box root (`coldbrew-<tag>`)."""
+        if self.caps.cgroups:
+            cgroups.remove_tree(tag)
+        shutil.rmtree(self.root.parent / f"coldbrew-{tag}", ignore_errors=True)
 
     def _reset_root(self) -> None:
         """Remove what servers of this home that are gone left behind (a kill -9), then make
@@ -257,9 +262,7 @@ class Sandbox:
             pid = tag.removeprefix(prefix)
             if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
                 continue
-            if self.caps.cgroups:
-                cgroups.remove_tree(tag)
-            shutil.rmtree(self.root.parent / f"coldbrew-{tag}", ignore_errors=True)
+            self._remove(tag)
         self.root.mkdir(mode=0o711, parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)
 
