@@ -335,6 +335,7 @@ class Server:
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     key: str = ""
+    python: str = sys.executable  # another checkout's venv python serves that checkout's code
 
     @property
     def log_path(self) -> Path:
@@ -342,7 +343,7 @@ class Server:
 
     def launch(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "coldbrew", "serve", "--host", HOST]
+        command = [self.python, "-m", "coldbrew", "serve", "--host", HOST]
         command += ["--port", str(self.port)]
         command += [arg for app in self.apps for arg in ("--deploy", str(app))]
         with open(self.log_path, "wb") as out:

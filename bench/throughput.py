@@ -3,6 +3,8 @@
     python bench/throughput.py            # everything, 3 rounds (about 25 minutes here)
     python bench/throughput.py --smoke    # coldbrew only, noop, short runs (what CI runs)
     python bench/throughput.py --only noop,mlp --rounds 1
+    python bench/throughput.py --systems coldbrew,baseline --baseline ../before --only noop
+                                          # this checkout against another one, alternating
 
 Every system serves the same model code (`bench/peers/workloads.py`) with one worker/replica:
 - noop: returns its input;
@@ -136,10 +138,14 @@ class Target:
 
 
 class ColdbrewSystem:
-    name = "coldbrew"
+    """coldbrew serving one workload; `python` from another checkout's venv serves that
+    checkout's code (the `baseline` system: a regression check between two commits)."""
 
-    def __init__(self, kind: str, workdir: Path, weights: Path) -> None:
-        app = workdir / f"cb-{kind}"
+    def __init__(
+        self, kind: str, workdir: Path, weights: Path, name: str = "coldbrew", python: str = ""
+    ) -> None:
+        self.name = name
+        app = workdir / f"{name}-{kind}"
         shutil.rmtree(app, ignore_errors=True)
         app.mkdir(parents=True)
         shutil.copy(PEERS / "coldbrew_app.py", app / "app.py")
@@ -150,14 +156,17 @@ class ColdbrewSystem:
         if kind.startswith("mlp"):
             link_or_copy(weights, app / "weights.safetensors")
         self.endpoint = f"tp-{kind.replace('_', '-')}"
-        self.server = Server("coldbrew_fast", workdir / f"home-{kind}", [app], [self.endpoint])
+        self.server = Server(
+            "coldbrew_fast", workdir / f"home-{name}-{kind}", [app], [self.endpoint]
+        )
+        self.server.python = python or sys.executable
         self.kind = kind
 
     def start(self) -> Target:
         self.server.launch()
         self.server.wait_ready()
         return Target(
-            "coldbrew",
+            self.name,
             self.kind,
             self.server.port,
             f"/v2/{self.endpoint}/runsync",
@@ -406,9 +415,12 @@ def _close(a: Any, b: Any) -> bool:
 # The run
 
 
-def make_system(name: str, kind: str, workdir: Path, weights: Path) -> Any:
+def make_system(name: str, kind: str, workdir: Path, weights: Path, baseline: str) -> Any:
     if name == "coldbrew":
         return ColdbrewSystem(kind, workdir, weights)
+    if name == "baseline":
+        python = Path(baseline).resolve() / ".venv" / "bin" / "python"
+        return ColdbrewSystem(kind, workdir, weights, name="baseline", python=str(python))
     return PeerSystem(name, kind, workdir, weights)
 
 
@@ -420,7 +432,7 @@ def one(
     weights: Path,
     script: Path | None,
 ) -> tuple[dict[str, Any], Any]:
-    system = make_system(name, kind, workdir, weights)
+    system = make_system(name, kind, workdir, weights, args.baseline)
     started = time.monotonic()
     try:
         target = system.start()
@@ -467,7 +479,10 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, systems in summary.items():
         cb, lit, ray = (systems.get(s, {}) for s in SYSTEMS)
+        base = systems.get("baseline", {})
         out[kind] = {
+            "c1_p50_vs_baseline": ratio(cb.get("c1_p50_ms"), base.get("c1_p50_ms")),
+            "c32_rps_vs_baseline": ratio(cb.get("c32_rps"), base.get("c32_rps")),
             "c1_p50_vs_litserve": ratio(cb.get("c1_p50_ms"), lit.get("c1_p50_ms")),
             "c32_rps_vs_litserve": ratio(cb.get("c32_rps"), lit.get("c32_rps")),
             "c32_rps_vs_ray_serve": ratio(cb.get("c32_rps"), ray.get("c32_rps")),
@@ -498,6 +513,11 @@ def table(summary: dict[str, dict[str, Any]], rel: dict[str, Any]) -> str:
             f"{'':<20}coldbrew: c1 p50 {r.get('c1_p50_vs_litserve')}x LitServe's; c32 "
             f"{r.get('c32_rps_vs_litserve')}x LitServe, {r.get('c32_rps_vs_ray_serve')}x Ray Serve"
         )
+        if r.get("c32_rps_vs_baseline") is not None:
+            lines.append(
+                f"{'':<20}coldbrew against baseline: c1 p50 {r.get('c1_p50_vs_baseline')}x, "
+                f"c32 req/s {r.get('c32_rps_vs_baseline')}x"
+            )
     return "\n".join(lines)
 
 
@@ -512,7 +532,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="coldbrew, noop, 1 short round")
     parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument(
+        "--baseline",
+        default="",
+        help="another checkout (with its own .venv) served as system `baseline`, alternating",
+    )
     args = parser.parse_args(argv)
+    if "baseline" in args.systems.split(",") and not args.baseline:
+        parser.error("--systems baseline needs --baseline PATH (a checkout with its own .venv)")
     if args.smoke:
         args.rounds, args.systems, args.only = 1, "coldbrew", args.only or "noop"
         args.c32_s, args.c1_min_requests, args.warmup_s = 2.0, 200, 0.5
@@ -523,7 +550,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     kinds = args.only.split(",") if args.only else WORKLOADS
     systems = args.systems.split(",")
     for name in [*kinds, *systems]:
-        if name not in WORKLOADS + SYSTEMS:
+        if name not in [*WORKLOADS, *SYSTEMS, "baseline"]:
             raise SystemExit(f"unknown workload or system {name!r}")
     script: Path | None = None
     if shutil.which("wrk"):
@@ -554,7 +581,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "summary": summary,
         "ratios": ratios(summary),
         "runs": runs,
-        "peers_venv": str(PEERS_VENV) if set(systems) - {"coldbrew"} else None,
+        "peers_venv": str(PEERS_VENV) if set(systems) & {"litserve", "ray_serve"} else None,
     }
 
 
