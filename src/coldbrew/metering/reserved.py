@@ -2,9 +2,9 @@
 
 A reserved worker is billed every hour of the window at a discounted rate, busy or idle; work
 beyond the reserved workers bursts onto per-second workers at the full rate. Adding the N-th
-reserved worker costs `reserved_rate × window` and saves the full-rate seconds during which at
+reserved worker costs `reserved_rate x window` and saves the full-rate seconds during which at
 least N workers were busy, so the cheapest N is the largest one whose worker is busy at least
-`1 − discount` of the time (the newsvendor rule). `recommend` computes the whole cost curve
+`1 - discount` of the time (the newsvendor rule). `recommend` computes the whole cost curve
 instead of trusting the rule, so ties and odd profiles come out right and the answer shows its
 arithmetic.
 """
@@ -56,7 +56,7 @@ class Reservation:
 
 
 def recommend(profile: dict[int, float], price_per_hour_usd: float, discount: float) -> Reservation:
-    """The reserved count N that minimises `N × reserved + burst(N)` over the profile's window.
+    """The reserved count N that minimises `N x reserved + burst(N)` over the profile's window.
 
     `profile` is `busy_profile`'s answer; `discount` is the reserved rate's discount (0.25 for a
     rate 25% under the per-second price). Busy seconds only: idle keep-warm and cold starts of
@@ -85,6 +85,6 @@ def recommend(profile: dict[int, float], price_per_hour_usd: float, discount: fl
         f"{1 - discount:.0%} of the time",
         *(f"worker {n}: busy {share:.1%} of the window" for n, share in at_least.items()),
         *(f"reserve {n}: ${cost:.2f}/month" for n, cost in costs.items()),
-        "busy seconds only: burst workers' cold starts and keep-warm would add to the serverless side",
+        "busy seconds only: burst workers' cold starts and keep-warm would add to serverless",
     ]
     return Reservation(best, costs[best], costs[0], costs, lines)
