@@ -23,7 +23,7 @@ from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
 from coldbrew.runtime.sandbox.host import BoxSpec, Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.sdk.spec import DeploymentSpec
-from coldbrew.store.base import Store
+from coldbrew.store.catalog import Catalog
 
 INSPECT_TIMEOUT_S = 600.0
 #: The inspection process's memory limit (the spec, with its own limit, is not known yet).
@@ -35,7 +35,7 @@ class Deployer:
     """Turns uploaded directories into endpoint versions."""
 
     def __init__(
-        self, store: Store, clock: Clock, settings: Settings, sandbox: Sandbox | None = None
+        self, store: Catalog, clock: Clock, settings: Settings, sandbox: Sandbox | None = None
     ) -> None:
         self.store = store
         self.clock = clock

@@ -16,8 +16,7 @@ from typing import Any
 
 from coldbrew.clock import Clock
 from coldbrew.errors import InvalidRequest
-from coldbrew.store.base import Store
-from coldbrew.store.credentials import SecretName
+from coldbrew.store.credentials import CredentialStore, SecretName
 
 #: An environment variable name a shell can export.
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
@@ -79,7 +78,7 @@ class EndpointSecrets:
     made through this gateway (one gateway owns a home; several gateways sharing a database
     would need a reload on change)."""
 
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: CredentialStore, clock: Clock) -> None:
         self._store = store
         self._clock = clock
         self._values: dict[tuple[str, str], dict[str, str]] = {}

@@ -15,7 +15,7 @@ import hmac
 import logging
 import secrets
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
@@ -24,7 +24,8 @@ from coldbrew.api.wire import status_json
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.integrations.egress import REFUSED, EgressPolicy, EgressRefused
-from coldbrew.store.base import Store
+from coldbrew.store.catalog import Catalog
+from coldbrew.store.history import History
 from coldbrew.store.models import Job, WebhookState
 
 log = logging.getLogger("coldbrew.webhooks")
@@ -65,10 +66,14 @@ def verify_webhook(
     )
 
 
+class WebhookStore(History, Catalog, Protocol):
+    """What the sender needs: the delivery log (history) and each account's secret (catalog)."""
+
+
 class WebhookSender:
     """Delivers each final job's status to its webhook, retrying with exponential backoff."""
 
-    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+    def __init__(self, store: WebhookStore, clock: Clock, settings: Settings) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings

@@ -11,7 +11,7 @@ from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.errors import BudgetExceeded
 from coldbrew.integrations.webhooks import WebhookSender
-from coldbrew.store.base import Store
+from coldbrew.store.ledger import Ledger
 from coldbrew.store.models import Budget
 
 log = logging.getLogger("coldbrew.budgets")
@@ -37,7 +37,7 @@ class BudgetKeeper:
     """Computes each budget's spend, sends threshold alerts, and refuses jobs over hard stops."""
 
     def __init__(
-        self, store: Store, clock: Clock, settings: Settings, webhooks: WebhookSender
+        self, store: Ledger, clock: Clock, settings: Settings, webhooks: WebhookSender
     ) -> None:
         self.store = store
         self.clock = clock

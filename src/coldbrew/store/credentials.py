@@ -3,14 +3,17 @@
 Keys are kept as the sha256 of the key; the key itself is shown once, at creation. A key's
 public id is the start of that hash, so it names the key in `coldbrew keys list|revoke` without
 revealing it. Endpoint secrets are sealed at rest by the implementation (`coldbrew.crypto`); the
-methods here take and return plaintext.
+methods here take and return plaintext. Kept apart from the catalog because it holds the
+only secrets and is read on every authenticated request (through the gateway's key cache):
+its rules (hashing, sealing, scoping) are reviewed on their own.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from coldbrew.store.models import Principal
 
@@ -49,7 +52,7 @@ class SecretName:
     updated_at: float
 
 
-class CredentialStore(ABC):
+class CredentialStore(Protocol):
     """API keys and endpoint secrets, always scoped to an account."""
 
     @abstractmethod

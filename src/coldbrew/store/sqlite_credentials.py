@@ -1,8 +1,8 @@
 """SQLite side of the credentials concern: API keys, endpoint secrets, and sealing at rest.
 
-A mix-in of `SQLiteStore`: it uses the store's connection and runs its own schema step
-(`_init_credentials`) when the store opens, which also upgrades older databases: the key columns
-added for expiry and revocation, and plaintext webhook secrets sealed in place.
+Its tables are the `credentials` part's migrations. Sealing (`SQLiteSealing`) is shared with
+the catalog, whose accounts carry a webhook secret: when the store opens with a key, secrets
+stored in plaintext by an older coldbrew are sealed in place, and sealed ones must open.
 """
 
 from __future__ import annotations
@@ -21,20 +21,38 @@ from coldbrew.store.credentials import (
     key_id,
 )
 from coldbrew.store.models import Principal
+from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, add_columns, ddl
 
-CREDENTIALS_SCHEMA = """
-CREATE TABLE IF NOT EXISTS endpoint_secrets (
-    account TEXT NOT NULL, endpoint TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL,
-    updated_at REAL NOT NULL, PRIMARY KEY (account, endpoint, name));
-"""
+PART = Part(
+    "credentials",
+    (
+        Migration(
+            "API keys and endpoint secrets as of 0.x; older key tables gain the prefix, "
+            "expiry, revocation and last-use columns",
+            (
+                ddl(
+                    "CREATE TABLE IF NOT EXISTS api_keys (key_hash TEXT PRIMARY KEY, "
+                    "account TEXT NOT NULL REFERENCES accounts(name), admin INTEGER NOT NULL, "
+                    "created_at REAL NOT NULL, prefix TEXT NOT NULL DEFAULT '', "
+                    "expires_at REAL, revoked_at REAL, last_used_at REAL)",
+                    "CREATE TABLE IF NOT EXISTS endpoint_secrets (account TEXT NOT NULL, "
+                    "endpoint TEXT NOT NULL, name TEXT NOT NULL, value TEXT NOT NULL, "
+                    "updated_at REAL NOT NULL, PRIMARY KEY (account, endpoint, name))",
+                ),
+                add_columns(  # added after 0.1
+                    "api_keys",
+                    {
+                        "prefix": "TEXT NOT NULL DEFAULT ''",
+                        "expires_at": "REAL",
+                        "revoked_at": "REAL",
+                        "last_used_at": "REAL",
+                    },
+                ),
+            ),
+        ),
+    ),
+)
 
-# Columns added to api_keys after 0.1 (ALTER TABLE on older databases).
-_KEY_COLUMNS = {
-    "prefix": "TEXT NOT NULL DEFAULT ''",
-    "expires_at": "REAL",
-    "revoked_at": "REAL",
-    "last_used_at": "REAL",
-}
 _KEY_ID = re.compile(f"[0-9a-f]{{{KEY_ID_CHARS}}}")
 _KEY_SELECT = (
     "SELECT key_hash, account, admin, prefix, created_at, expires_at, revoked_at, last_used_at "
@@ -63,23 +81,17 @@ def _api_key(row: sqlite3.Row) -> ApiKey:
     )
 
 
-class SQLiteCredentials(CredentialStore):
-    """Keys and secrets in the store's SQLite database; secrets sealed with `_sealer`.
+class SQLiteSealing(SQLiteDatabase):
+    """Secrets sealed with `_sealer` at rest.
 
     Without a sealer (the in-memory store of unit tests) values are kept as given: nothing of
     such a store is at rest.
     """
 
-    _db: sqlite3.Connection
-    _sealer: Sealer | None
+    _sealer: Sealer | None = None
 
-    def _init_credentials(self, sealer: Sealer | None) -> None:
+    def _init_sealing(self, sealer: Sealer | None) -> None:
         self._sealer = sealer
-        self._db.executescript(CREDENTIALS_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(api_keys)")}
-        for name, ddl in _KEY_COLUMNS.items():
-            if name not in columns:
-                self._db.execute(f"ALTER TABLE api_keys ADD COLUMN {name} {ddl}")
         if sealer is not None:
             self._seal_plaintext(sealer)
 
@@ -87,8 +99,7 @@ class SQLiteCredentials(CredentialStore):
         """Seal webhook secrets stored before encryption at rest, and check that the sealed
         ones open: a replaced key file fails the start, not the first webhook."""
         rows = self._db.execute("SELECT name, webhook_secret FROM accounts").fetchall()
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for name, secret in rows:
                 if is_sealed(secret):
                     sealer.open(secret, webhook_context(name))
@@ -97,11 +108,6 @@ class SQLiteCredentials(CredentialStore):
                         "UPDATE accounts SET webhook_secret=? WHERE name=?",
                         (sealer.seal(secret, webhook_context(name)), name),
                     )
-        except BaseException:
-            if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     def _seal(self, plaintext: str, context: str) -> str:
         return plaintext if self._sealer is None else self._sealer.seal(plaintext, context)
@@ -112,6 +118,10 @@ class SQLiteCredentials(CredentialStore):
         if self._sealer is None:
             raise SecretUnreadable(f"the {context} is sealed and this store has no key")
         return self._sealer.open(stored, context)
+
+
+class SQLiteCredentials(SQLiteSealing, CredentialStore):
+    """`CredentialStore` on the store's database; endpoint secrets sealed with `_sealer`."""
 
     # keys
     async def add_key(
@@ -170,8 +180,7 @@ class SQLiteCredentials(CredentialStore):
     async def set_secrets(
         self, account: str, endpoint: str, changes: Mapping[str, str | None], now: float
     ) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             for name, value in changes.items():
                 if value is None:
                     self._db.execute(
@@ -185,11 +194,6 @@ class SQLiteCredentials(CredentialStore):
                     "(account, endpoint, name, value, updated_at) VALUES (?, ?, ?, ?, ?)",
                     (account, endpoint, name, sealed, now),
                 )
-        except BaseException:
-            if self._db.in_transaction:  # SQLite rolls back by itself on a full disk
-                self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
 
     async def secret_names(self, account: str, endpoint: str) -> list[SecretName]:
         rows = self._db.execute(

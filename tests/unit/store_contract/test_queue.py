@@ -1,233 +1,22 @@
-"""The store contract, on the in-memory SQLite store: accounts, versions, the job queue,
-logs, webhook deliveries and usage."""
+"""The queue contract (`coldbrew.store.queue.JobQueue`): create, claim, finish, requeue, retry,
+purge, counters; many jobs in one query and idempotent creation (what `coldbrew map` needs)."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
+import dataclasses
 from typing import Any
 
 import pytest
+from tests.unit.store_contract.helpers import deploy, finished_job, new_job
 
 from coldbrew.store.models import (
-    Account,
     Job,
     JobStatus,
-    Principal,
     QueueStat,
-    UsageKind,
-    UsageRow,
     Version,
     WebhookState,
     can_transition,
 )
-from coldbrew.store.sqlite import SQLiteStore
-
-SPEC: dict[str, Any] = {"hardware": "cpu", "max_workers": 4, "idle_timeout_s": 300.0}
-SCHEMA: dict[str, Any] = {"type": "object", "properties": {"text": {"type": "string"}}}
-HOUR = 3600.0
-
-
-class SyncStore:
-    """The store's coroutine methods as plain calls, each run to completion by `asyncio.run`."""
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        method = getattr(self._store, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run(method(*args, **kwargs))
-
-        return call
-
-
-@pytest.fixture
-def store() -> Iterator[Any]:
-    raw = SQLiteStore(":memory:")
-    yield SyncStore(raw)
-    asyncio.run(raw.close())
-
-
-def deploy(store: Any, endpoint: str = "echo", account: str = "acme", **changes: Any) -> Version:
-    args: dict[str, Any] = {
-        "artifact_sha": "sha-1",
-        "module": "app",
-        "class_name": "Echo",
-        "spec": SPEC,
-        "input_schema": SCHEMA,
-    }
-    args.update(changes)
-    version, _ = store.add_version(account, endpoint, now=10.0, **args)
-    return version
-
-
-@pytest.fixture
-def version(store: Any) -> Version:
-    store.create_account("acme", "whsec_acme", 1.0)
-    store.create_account("beta", "whsec_beta", 1.0)
-    return deploy(store)
-
-
-def new_job(
-    store: Any,
-    version: Version,
-    job_id: str,
-    *,
-    created_at: float = 100.0,
-    expires_at: float = 10_000.0,
-    webhook_url: str | None = None,
-) -> Job:
-    job = Job(
-        id=job_id,
-        account=version.account,
-        endpoint_id=version.endpoint_id,
-        endpoint=version.endpoint,
-        version_id=version.id,
-        status=JobStatus.IN_QUEUE,
-        input={"text": job_id},
-        created_at=created_at,
-        expires_at=expires_at,
-        timeout_s=60.0,
-        max_attempts=3,
-        webhook_url=webhook_url,
-    )
-    store.create_job(job)
-    return job
-
-
-def finished_job(
-    store: Any, version: Version, job_id: str, status: JobStatus, **job_fields: Any
-) -> Job:
-    """A job that a worker claimed and ran to `status`."""
-    new_job(store, version, job_id, **job_fields)
-    claimed = store.claim(version.id, "w1", 200.0)
-    assert claimed is not None and claimed.id == job_id
-    done = store.finish(job_id, status, 201.0)
-    assert done is not None
-    return done
-
-
-# accounts and keys
-
-
-def test_account_round_trip(store: Any) -> None:
-    created = store.create_account("acme", "whsec_a", 5.0)
-    assert created == Account(name="acme", webhook_secret="whsec_a", created_at=5.0)
-    assert store.get_account("acme") == created
-    assert store.get_account("nobody") is None
-
-
-def test_creating_an_account_again_keeps_its_secret(store: Any) -> None:
-    store.create_account("acme", "whsec_a", 5.0)
-    again = store.create_account("acme", "whsec_other", 6.0)
-    assert again == Account(name="acme", webhook_secret="whsec_a", created_at=5.0)
-    assert store.count_accounts() == 1
-
-
-def test_count_accounts(store: Any) -> None:
-    assert store.count_accounts() == 0
-    store.create_account("acme", "s", 1.0)
-    store.create_account("beta", "s", 1.0)
-    assert store.count_accounts() == 2
-
-
-def test_keys_resolve_to_principals(store: Any) -> None:
-    store.create_account("acme", "s", 1.0)
-    store.add_key("hash-admin", "acme", True, 1.0)
-    store.add_key("hash-user", "acme", False, 1.0)
-    assert store.principal("hash-admin") == Principal(account="acme", admin=True)
-    assert store.principal("hash-user") == Principal(account="acme", admin=False)
-    assert store.principal("hash-unknown") is None
-
-
-# endpoints and versions
-
-
-def test_first_deploy_creates_version_one(store: Any) -> None:
-    version, created = store.add_version("acme", "echo", "sha-1", "app", "Echo", SPEC, SCHEMA, 10.0)
-    assert created is True
-    assert (version.account, version.endpoint, version.number) == ("acme", "echo", 1)
-    assert (version.artifact_sha, version.module, version.class_name) == ("sha-1", "app", "Echo")
-    assert (version.spec, version.input_schema, version.created_at) == (SPEC, SCHEMA, 10.0)
-    endpoint = store.get_endpoint("acme", "echo")
-    assert endpoint.current_version_id == version.id
-    assert store.get_version(version.id) == version
-
-
-def test_identical_redeploy_keeps_the_version(store: Any) -> None:
-    first, _ = store.add_version("acme", "echo", "sha-1", "app", "Echo", SPEC, SCHEMA, 10.0)
-    reordered = dict(reversed(list(SPEC.items())))
-    again, created = store.add_version(
-        "acme", "echo", "sha-1", "app", "Echo", reordered, SCHEMA, 20.0
-    )
-    assert (again, created) == (first, False)
-
-
-@pytest.mark.parametrize(
-    "change",
-    [
-        {"artifact_sha": "sha-2"},
-        {"module": "serve"},
-        {"class_name": "Echo2"},
-        {"spec": SPEC | {"max_workers": 8}},
-        {"input_schema": SCHEMA | {"required": ["text"]}},
-    ],
-    ids=["sha", "module", "class", "spec", "schema"],
-)
-def test_changed_deploy_makes_version_two_current(store: Any, change: dict[str, Any]) -> None:
-    first = deploy(store)
-    args: dict[str, Any] = {
-        "artifact_sha": "sha-1",
-        "module": "app",
-        "class_name": "Echo",
-        "spec": SPEC,
-        "input_schema": SCHEMA,
-    } | change
-    second, created = store.add_version("acme", "echo", now=20.0, **args)
-    assert created is True
-    assert second.number == 2
-    assert store.get_endpoint("acme", "echo").current_version_id == second.id
-    assert store.get_version(first.id) == first
-
-
-def test_version_numbers_count_per_endpoint(store: Any) -> None:
-    deploy(store, "echo")
-    deploy(store, "echo", artifact_sha="sha-2")
-    other = deploy(store, "embed")
-    assert other.number == 1
-
-
-def test_list_endpoints_by_account(store: Any) -> None:
-    deploy(store, "zeta")
-    deploy(store, "alpha")
-    deploy(store, "echo", account="beta")
-    assert [e.name for e in store.list_endpoints("acme")] == ["alpha", "zeta"]
-    assert [(e.account, e.name) for e in store.list_endpoints(None)] == [
-        ("acme", "alpha"),
-        ("beta", "echo"),
-        ("acme", "zeta"),
-    ]
-    assert store.get_endpoint("beta", "alpha") is None
-
-
-def test_unknown_version_is_a_key_error(store: Any) -> None:
-    with pytest.raises(KeyError):
-        store.get_version(999)
-
-
-def test_delete_endpoint_cancels_its_queue(store: Any, version: Version) -> None:
-    new_job(store, version, "j1")
-    deleted = store.delete_endpoint("acme", "echo", 50.0)
-    assert deleted.id == version.endpoint_id
-    assert store.get_endpoint("acme", "echo") is None
-    assert store.list_endpoints("acme") == []
-    assert store.get_job("j1").status is JobStatus.CANCELLED
-    assert store.delete_endpoint("acme", "echo", 51.0) is None
-
-
-# jobs
 
 
 def test_job_round_trip_scoped_by_account(store: Any, version: Version) -> None:
@@ -513,88 +302,6 @@ def test_purge_expired_keeps_a_job_until_its_expiry(store: Any, version: Version
     assert store.purge_expired(500.5) == 1
 
 
-# logs and webhooks
-
-
-def test_logs_come_back_in_the_order_they_were_written(store: Any, version: Version) -> None:
-    new_job(store, version, "j1")
-    new_job(store, version, "j2")
-    store.append_logs([("j1", 2.0, "stdout", "loading"), ("j2", 1.0, "stdout", "other")])
-    store.append_logs([("j1", 1.5, "stderr", "warning: slow"), ("j1", 3.0, "stdout", "done")])
-    assert store.job_logs("j1") == [
-        {"ts": 2.0, "stream": "stdout", "line": "loading"},
-        {"ts": 1.5, "stream": "stderr", "line": "warning: slow"},
-        {"ts": 3.0, "stream": "stdout", "line": "done"},
-    ]
-    assert store.job_logs("missing") == []
-
-
-def test_deliveries_and_webhook_state(store: Any, version: Version) -> None:
-    finished_job(store, version, "j1", JobStatus.COMPLETED, webhook_url="https://example.test/h")
-    store.record_delivery("j1", 2, 305.0, None, "ConnectError: refused", None)
-    store.record_delivery("j1", 1, 301.0, 500, "receiver answered HTTP 500", None)
-    assert store.get_job("j1").webhook_state is WebhookState.PENDING
-    assert [j.id for j in store.pending_webhooks()] == ["j1"]
-
-    store.record_delivery("j1", 3, 309.0, 204, None, WebhookState.DELIVERED)
-
-    assert store.deliveries("j1") == [
-        {"attempt": 1, "at": 301.0, "statusCode": 500, "error": "receiver answered HTTP 500"},
-        {"attempt": 2, "at": 305.0, "statusCode": None, "error": "ConnectError: refused"},
-        {"attempt": 3, "at": 309.0, "statusCode": 204, "error": None},
-    ]
-    assert store.get_job("j1").webhook_state is WebhookState.DELIVERED
-    assert store.pending_webhooks() == []
-
-
-def test_giving_up_on_a_webhook_ends_pending(store: Any, version: Version) -> None:
-    finished_job(store, version, "j1", JobStatus.FAILED, webhook_url="https://example.test/h")
-    store.record_delivery("j1", 1, 301.0, 410, "receiver answered HTTP 410", WebhookState.GAVE_UP)
-    assert store.get_job("j1").webhook_state is WebhookState.GAVE_UP
-    assert store.pending_webhooks() == []
-
-
-# usage
-
-
-def _usage(
-    seconds: float,
-    *,
-    kind: UsageKind = UsageKind.BUSY,
-    hour_start: float = 10 * HOUR,
-    worker_id: str = "w1",
-    account: str = "acme",
-) -> UsageRow:
-    return UsageRow(worker_id, account, "echo", 1, "cpu", kind, hour_start, seconds)
-
-
-def test_usage_accumulates_into_one_row_per_worker_kind_and_hour(store: Any) -> None:
-    store.add_usage([_usage(10.0)])
-    store.add_usage([_usage(5.5), _usage(2.0, kind=UsageKind.IDLE)])
-    store.add_usage([_usage(1.0, hour_start=11 * HOUR), _usage(4.0, worker_id="w2")])
-    rows = store.usage(0.0, None)
-    assert sorted(rows, key=lambda r: (r.hour_start, r.worker_id, r.kind.value)) == [
-        _usage(15.5),
-        _usage(2.0, kind=UsageKind.IDLE),
-        _usage(4.0, worker_id="w2"),
-        _usage(1.0, hour_start=11 * HOUR),
-    ]
-
-
-def test_usage_filters_by_hour_and_account(store: Any) -> None:
-    store.add_usage(
-        [
-            _usage(1.0, hour_start=9 * HOUR),
-            _usage(2.0, hour_start=10 * HOUR),
-            _usage(3.0, hour_start=11 * HOUR, worker_id="w2", account="beta"),
-        ]
-    )
-    assert [r.seconds for r in store.usage(10 * HOUR, None)] == [2.0, 3.0]
-    assert [r.seconds for r in store.usage(10 * HOUR, "acme")] == [2.0]
-    assert [r.seconds for r in store.usage(0.0, "beta")] == [3.0]
-    assert store.usage(12 * HOUR, None) == []
-
-
 def test_claim_many_takes_the_oldest_in_arrival_order(store: Any, version: Version) -> None:
     for job_id, created in (("c", 103.0), ("a", 101.0), ("b1", 102.0), ("b2", 102.0)):
         new_job(store, version, job_id, created_at=created)
@@ -614,12 +321,6 @@ def test_claim_job_takes_only_that_queued_job(store: Any, version: Version) -> N
     assert store.get_job("first").status is JobStatus.IN_QUEUE
 
 
-def test_arrivals_add_up_per_bucket(store: Any, version: Version) -> None:
-    store.record_arrivals([(version.endpoint_id, 5, 10, 2), (version.endpoint_id, 5, 11, 1)])
-    store.record_arrivals([(version.endpoint_id, 5, 10, 3)])
-    assert sorted(store.traffic(version.endpoint_id, 0)) == [(5, 10, 5), (5, 11, 1)]
-
-
 def test_account_jobs_are_newest_first_per_account_and_page_by_creation_time(
     store: Any, version: Version
 ) -> None:
@@ -632,3 +333,93 @@ def test_account_jobs_are_newest_first_per_account_and_page_by_creation_time(
     assert [j.id for j in store.account_jobs("acme", 10, before=300.0)] == ["j2", "j0"]
     assert [j.id for j in store.account_jobs(None, 1)] == ["other"]
     assert store.account_jobs("nobody", 10) == []
+
+
+def test_recent_jobs_are_the_endpoints_newest_first_with_a_limit(
+    store: Any, version: Version
+) -> None:
+    other = deploy(store, endpoint="other")
+    for i in range(5):
+        new_job(store, version, f"j{i}", created_at=100.0 + i)
+    new_job(store, other, "elsewhere", created_at=200.0)
+    assert [j.id for j in store.recent_jobs(version.endpoint_id, 3)] == ["j4", "j3", "j2"]
+    assert [j.id for j in store.recent_jobs(other.endpoint_id, 10)] == ["elsewhere"]
+
+
+def queued(version: Version, job_id: str, **fields: Any) -> Job:
+    job = Job(
+        id=job_id,
+        account=version.account,
+        endpoint_id=version.endpoint_id,
+        endpoint=version.endpoint,
+        version_id=version.id,
+        status=JobStatus.IN_QUEUE,
+        input={"text": job_id},
+        created_at=100.0,
+        expires_at=500.0,
+        timeout_s=60.0,
+        max_attempts=1,
+    )
+    return dataclasses.replace(job, **fields)
+
+
+def test_get_jobs_returns_the_ones_asked_in_that_order(store: Any, version: Version) -> None:
+    finished_job(store, version, "d", JobStatus.COMPLETED)
+    for job_id in ("a", "b", "c"):
+        new_job(store, version, job_id)
+
+    jobs = store.get_jobs(["d", "missing", "a", "c", "a"])
+
+    assert [j.id for j in jobs] == ["d", "a", "c"]
+    assert jobs[0].status is JobStatus.COMPLETED
+    assert jobs[0] == store.get_job("d")
+    assert store.get_jobs([]) == []
+
+
+def test_get_jobs_leaves_out_other_accounts_jobs(store: Any, version: Version) -> None:
+    theirs = deploy(store, account="beta")
+    new_job(store, version, "mine")
+    new_job(store, theirs, "theirs")
+
+    assert [j.id for j in store.get_jobs(["mine", "theirs"], "acme")] == ["mine"]
+    assert [j.id for j in store.get_jobs(["mine", "theirs"], "beta")] == ["theirs"]
+    assert [j.id for j in store.get_jobs(["mine", "theirs"])] == ["mine", "theirs"]
+
+
+def test_get_jobs_fetches_more_ids_than_one_query_holds(store: Any, version: Version) -> None:
+    ids = [f"j{i:04}" for i in range(1203)]
+    for job_id in ids:
+        new_job(store, version, job_id)
+    asked = list(reversed(ids))
+    assert [j.id for j in store.get_jobs(asked, "acme")] == asked
+
+
+def test_create_job_once_replays_the_first_job_under_a_key(store: Any, version: Version) -> None:
+    first = store.create_job_once(queued(version, "first"), "key-1")
+    again = store.create_job_once(queued(version, "second", input={"other": 1}), "key-1")
+    other_key = store.create_job_once(queued(version, "third"), "key-2")
+
+    assert first.id == again.id == "first"
+    assert again.input == {"text": "first"}
+    assert other_key.id == "third"
+    assert store.get_job("second") is None
+    assert store.health(version.endpoint_id)["inQueue"] == 2
+
+
+def test_idempotency_keys_belong_to_one_account(store: Any, version: Version) -> None:
+    theirs = deploy(store, account="beta")
+    mine = store.create_job_once(queued(version, "mine"), "shared-key")
+    other = store.create_job_once(queued(theirs, "theirs"), "shared-key")
+    assert (mine.id, other.id) == ("mine", "theirs")
+
+
+def test_a_purged_job_frees_its_key(store: Any, version: Version) -> None:
+    store.create_job_once(queued(version, "old"), "key-1")
+    assert store.claim(version.id, "w1", 200.0) is not None
+    store.finish("old", JobStatus.COMPLETED, 201.0)
+
+    assert store.purge_expired(1000.0) == 1
+
+    fresh = store.create_job_once(queued(version, "new", expires_at=5000.0), "key-1")
+    assert fresh.id == "new"
+    assert store.get_job("new") is not None

@@ -1,0 +1,131 @@
+"""SQLite side of the history: log lines, webhook delivery attempts, traffic, and the timing
+and webhook columns of final jobs (read from the queue's `jobs` table, in the same database).
+
+Appends come in batches from the scheduler's buffered writer, one transaction each; deleting a
+job's history when the job expires or is retried is the queue's (it owns when a job goes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from coldbrew.store.history import History
+from coldbrew.store.models import Job, JobStatus, JobTiming, WebhookState
+from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, ddl
+from coldbrew.store.sqlite_job_rows import JOB_COLUMNS
+from coldbrew.store.sqlite_job_rows import job as _job
+
+PART = Part(
+    "history",
+    (
+        Migration(
+            "job logs, webhook deliveries and traffic as of 0.x",
+            (
+                ddl(
+                    "CREATE TABLE IF NOT EXISTS job_logs (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "job_id TEXT NOT NULL, ts REAL NOT NULL, stream TEXT NOT NULL, "
+                    "line TEXT NOT NULL)",
+                    "CREATE INDEX IF NOT EXISTS job_logs_job ON job_logs(job_id, seq)",
+                    "CREATE TABLE IF NOT EXISTS webhook_deliveries (job_id TEXT NOT NULL, "
+                    "attempt INTEGER NOT NULL, at REAL NOT NULL, status_code INTEGER, "
+                    "error TEXT, PRIMARY KEY (job_id, attempt))",
+                    "CREATE TABLE IF NOT EXISTS traffic (endpoint_id INTEGER NOT NULL, "
+                    "day INTEGER NOT NULL, bucket INTEGER NOT NULL, count INTEGER NOT NULL, "
+                    "PRIMARY KEY (endpoint_id, day, bucket))",
+                ),
+            ),
+        ),
+    ),
+)
+
+
+class SQLiteHistory(SQLiteDatabase, History):
+    """`History` on the store's database."""
+
+    async def job_timings(
+        self, since: float, account: str | None, endpoint_id: int | None = None
+    ) -> list[JobTiming]:
+        sql = (
+            "SELECT endpoint, status, created_at, started_at, finished_at, cold_start, cached "
+            "FROM jobs WHERE finished_at >= ?"
+        )
+        params: list[Any] = [since]
+        if account is not None:
+            sql += " AND account=?"
+            params.append(account)
+        if endpoint_id is not None:
+            sql += " AND endpoint_id=?"
+            params.append(endpoint_id)
+        rows = self._all(sql + " ORDER BY finished_at", params)
+        return [
+            JobTiming(r[0], JobStatus(r[1]), r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows
+        ]
+
+    async def cold_starts(self, endpoint_id: int, since: float) -> int:
+        row = self._one(
+            "SELECT COUNT(*) FROM jobs WHERE endpoint_id=? AND created_at >= ? AND cold_start=1",
+            [endpoint_id, since],
+        )
+        return int(row[0]) if row else 0
+
+    # logs
+    async def append_logs(self, rows: list[tuple[str, float, str, str]]) -> None:
+        self._db.executemany(
+            "INSERT INTO job_logs (job_id, ts, stream, line) VALUES (?, ?, ?, ?)", rows
+        )
+
+    async def job_logs(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT ts, stream, line FROM job_logs WHERE job_id=? ORDER BY seq", [job_id]
+        )
+        return [{"ts": r[0], "stream": r[1], "line": r[2]} for r in rows]
+
+    # webhooks
+    async def record_delivery(
+        self,
+        job_id: str,
+        attempt: int,
+        at: float,
+        status_code: int | None,
+        error: str | None,
+        state: WebhookState | None,
+    ) -> None:
+        with self._transaction():  # the attempt and the state land together
+            self._db.execute(
+                "INSERT OR REPLACE INTO webhook_deliveries "
+                "(job_id, attempt, at, status_code, error) VALUES (?, ?, ?, ?, ?)",
+                (job_id, attempt, at, status_code, error),
+            )
+            if state is not None:
+                self._db.execute(
+                    "UPDATE jobs SET webhook_state=? WHERE id=?", (state.value, job_id)
+                )
+
+    async def deliveries(self, job_id: str) -> list[dict[str, Any]]:
+        rows = self._all(
+            "SELECT attempt, at, status_code, error FROM webhook_deliveries WHERE job_id=? "
+            "ORDER BY attempt",
+            [job_id],
+        )
+        return [{"attempt": r[0], "at": r[1], "statusCode": r[2], "error": r[3]} for r in rows]
+
+    async def pending_webhooks(self) -> list[Job]:
+        rows = self._all(f"SELECT {JOB_COLUMNS} FROM jobs WHERE webhook_state='pending'")
+        return [_job(r) for r in rows]
+
+    # traffic
+    async def record_arrivals(self, counts: list[tuple[int, int, int, int]]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "INSERT INTO traffic (endpoint_id, day, bucket, count) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (endpoint_id, day, bucket) "
+                "DO UPDATE SET count = count + excluded.count",
+                counts,
+            )
+
+    async def traffic(self, endpoint_id: int, since_day: int) -> list[tuple[int, int, int]]:
+        rows = self._all(
+            "SELECT day, bucket, count FROM traffic WHERE endpoint_id=? AND day >= ?",
+            [endpoint_id, since_day],
+        )
+        return [(r[0], r[1], r[2]) for r in rows]

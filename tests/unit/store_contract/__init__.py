@@ -1,0 +1,2 @@
+"""The store contract: one suite per protocol of `coldbrew.store.base.Store`, run against every
+implementation listed in `conftest.IMPLEMENTATIONS`."""
