@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.test_store import SyncStore, deploy, new_job
+from tests.unit.store_contract.helpers import SyncStore, deploy, new_job
 
 from coldbrew.store.models import JobStatus, QueueStat, Version
 from coldbrew.store.sqlite import SQLiteStore
