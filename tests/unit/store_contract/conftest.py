@@ -1,7 +1,7 @@
 """Every store implementation the contract runs against, and the fixtures the suites share.
 
-A new implementation (PostgreSQL, issue 14) is one more entry in `IMPLEMENTATIONS`; until it
-has every part, its entry can mark the suites of the parts it lacks as skipped.
+A new implementation (PostgreSQL, issue 14) is one more entry in `IMPLEMENTATIONS`, and every
+suite (`test_<part>.py`, one per protocol) runs against it.
 """
 
 from __future__ import annotations
