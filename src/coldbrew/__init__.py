@@ -15,8 +15,8 @@ class Echo:
 from typing import TYPE_CHECKING, Any
 
 from coldbrew.errors import ColdbrewError
+from coldbrew.names import Batch
 from coldbrew.sdk.app import App
-from coldbrew.sdk.names import Batch
 
 if TYPE_CHECKING:
     from coldbrew.integrations.webhooks import verify_webhook
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from coldbrew.sdk.bulk import MapProgress
     from coldbrew.sdk.client import APIError, Client
     from coldbrew.sdk.journal import MapError
-    from coldbrew.sdk.spec import DeploymentSpec, Scaler
+    from coldbrew.spec import DeploymentSpec, Scaler
 
 __all__ = [
     "APIError",
@@ -46,10 +46,10 @@ __version__ = "0.1.0"
 _LAZY = {
     "APIError": "coldbrew.sdk.client",
     "Client": "coldbrew.sdk.client",
-    "DeploymentSpec": "coldbrew.sdk.spec",
+    "DeploymentSpec": "coldbrew.spec",
     "MapError": "coldbrew.sdk.journal",
     "MapProgress": "coldbrew.sdk.bulk",
-    "Scaler": "coldbrew.sdk.spec",
+    "Scaler": "coldbrew.spec",
     "load_safetensors": "coldbrew.runtime.weights",
     "verify_webhook": "coldbrew.integrations.webhooks",
 }

@@ -10,13 +10,13 @@ import os
 import secrets
 from dataclasses import dataclass
 
-from coldbrew.api.cache import ResultCache, make_cache
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
 from coldbrew.config import Settings
+from coldbrew.control.cache import ResultCache, make_cache
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.control.secrets import EndpointSecrets

@@ -170,7 +170,7 @@ def reachable(port: int) -> bool:
 
 
 def spec_has(field_name: str) -> bool:
-    from coldbrew.sdk.spec import DeploymentSpec
+    from coldbrew.spec import DeploymentSpec
 
     return field_name in DeploymentSpec.model_fields
 

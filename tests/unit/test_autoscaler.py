@@ -17,7 +17,7 @@ from coldbrew.control.autoscaler import (
     WorkerView,
     decide,
 )
-from coldbrew.sdk.spec import DeploymentSpec, Scaler
+from coldbrew.spec import DeploymentSpec, Scaler
 
 NOW = 1_000.0
 

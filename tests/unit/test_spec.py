@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from coldbrew import App, DeploymentSpec, Scaler
 from coldbrew.errors import ClientError, SpecError
-from coldbrew.sdk.spec import parse_spec
+from coldbrew.spec import parse_spec
 
 VALID_FIELDS = (
     "batch, buffer_workers, cache_ttl_s, concurrency, hardware, idle_timeout_s, max_workers, "

@@ -19,7 +19,7 @@ from coldbrew.control.warmth import (
     scheduled_min_workers,
 )
 from coldbrew.errors import SpecError
-from coldbrew.sdk.spec import DeploymentSpec, parse_spec
+from coldbrew.spec import DeploymentSpec, parse_spec
 
 
 def at(text: str) -> float:

@@ -17,13 +17,13 @@ from fastapi.responses import Response
 from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.invoke import json_response
 from coldbrew.api.manage import parse_since
-from coldbrew.api.wire import iso
 from coldbrew.control.secrets import validate_changes
 from coldbrew.errors import Conflict, InvalidRequest, NotFound
+from coldbrew.names import NAME_PATTERN
 from coldbrew.platform import Platform
-from coldbrew.sdk.names import NAME_PATTERN
 from coldbrew.store.credentials import ApiKey, SecretName
 from coldbrew.store.models import Principal
+from coldbrew.wire import iso
 
 MAX_KEY_LIFETIME_S = 10 * 365 * 86_400
 

@@ -25,10 +25,10 @@ from starlette.formparsers import MultiPartException
 
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.invoke import json_response
-from coldbrew.api.wire import iso
 from coldbrew.clock import Clock
 from coldbrew.crypto import Sealer
 from coldbrew.errors import InvalidRequest, NotFound
+from coldbrew.wire import iso
 
 _CHUNK_BYTES = 1 << 20
 

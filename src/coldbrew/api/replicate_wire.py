@@ -7,9 +7,9 @@ from typing import Any
 from fastapi.responses import Response
 
 from coldbrew.api.invoke import json_response
-from coldbrew.api.wire import iso
 from coldbrew.runtime.adapters.cog import OUTPUT_SCHEMA_KEY
 from coldbrew.store.models import Job, JobStatus, Version
+from coldbrew.wire import iso
 
 #: Webhook events a prediction can ask for (`webhook_events_filter`).
 EVENTS = frozenset({"start", "output", "logs", "completed"})

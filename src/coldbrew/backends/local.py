@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.names import SKIP_VALIDATION_ENV
 from coldbrew.runtime import protocol
 from coldbrew.runtime.sandbox.host import Box, BoxSpec, Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
-from coldbrew.sdk.names import SKIP_VALIDATION_ENV
 
 
 class LocalWorker:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from coldbrew.sdk.spec import DeploymentSpec, Scaler
+from coldbrew.spec import DeploymentSpec, Scaler
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from coldbrew.errors import InvalidRequest, NotFound, SpecError
 from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
 from coldbrew.runtime.sandbox.host import BoxSpec, Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.catalog import Catalog
 
 INSPECT_TIMEOUT_S = 600.0

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import Conflict, InvalidRequest
+from coldbrew.names import NAME_PATTERN
 from coldbrew.runtime.adapters.kserve import ADAPTER_MODULE as KSERVE_MODULE
 from coldbrew.runtime.adapters.runpod import HANDLER_CLASS
-from coldbrew.sdk.names import NAME_PATTERN
 from coldbrew.store.models import Version
 
 COG_MODULE = "coldbrew.runtime.adapters.cog"

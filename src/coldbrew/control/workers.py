@@ -11,7 +11,7 @@ from typing import Any
 
 from coldbrew.backends.base import WorkerHandle
 from coldbrew.metering.meter import WorkerMeter
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.models import Job, Version
 
 

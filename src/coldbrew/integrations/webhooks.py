@@ -20,13 +20,13 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from coldbrew.api.wire import status_json
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.integrations.egress import REFUSED, EgressPolicy, EgressRefused
 from coldbrew.store.catalog import Catalog
 from coldbrew.store.history import History
 from coldbrew.store.models import Job, WebhookState
+from coldbrew.wire import status_json
 
 log = logging.getLogger("coldbrew.webhooks")
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from coldbrew.errors import SpecError
-from coldbrew.sdk.names import NAME_PATTERN, SKIP_VALIDATION_ENV
+from coldbrew.names import NAME_PATTERN, SKIP_VALIDATION_ENV
 
 if TYPE_CHECKING:
-    from coldbrew.sdk.spec import DeploymentSpec
+    from coldbrew.spec import DeploymentSpec
 
 T = TypeVar("T", bound=type)
 
@@ -47,7 +47,7 @@ class App:
         def register(cls: T) -> T:
             validated = None
             if os.environ.get(SKIP_VALIDATION_ENV) != "1":
-                from coldbrew.sdk.spec import parse_spec
+                from coldbrew.spec import parse_spec
 
                 validated = parse_spec(spec, where=f"model {cls.__name__}")
             name = spec.get("name") or cls.__name__.lower()

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import SpecError
+from coldbrew.names import NAME_PATTERN
 from coldbrew.sdk.app import ModelDef
-from coldbrew.sdk.names import NAME_PATTERN
 
 #: The module recorded for KServe versions; the class field holds "<file>.<Class>".
 ADAPTER_MODULE = "coldbrew.runtime.adapters.kserve"
@@ -63,7 +63,7 @@ class _Stand:
 def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     """The KServe models of `directory`, by endpoint name (module: this adapter)."""
     from coldbrew.runtime.adapters.runpod import endpoint_config
-    from coldbrew.sdk.spec import parse_spec
+    from coldbrew.spec import parse_spec
 
     found: dict[str, tuple[str, ModelDef]] = {}
     for path in sorted(directory.glob("*.py")):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import SpecError
+from coldbrew.names import NAME_PATTERN
 from coldbrew.runtime.adapters.dockerfile import handler_from_dockerfile
 from coldbrew.runtime.adapters.settings import (
     CONFIG_FILE,
@@ -32,7 +33,6 @@ from coldbrew.runtime.adapters.settings import (
 )
 from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV as DIRECTORY_NAME_ENV
 from coldbrew.sdk.app import ModelDef
-from coldbrew.sdk.names import NAME_PATTERN
 
 #: The class name recorded for RunPod handler versions; it can never be a Python class name,
 #: so the backend recognises these launches without a second field.
@@ -126,7 +126,7 @@ def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:
             "a RunPod handler takes one job at a time; batch is not supported for it",
             hint=f"remove batch from {CONFIG_FILE}; use concurrency for parallel jobs",
         )
-    from coldbrew.sdk.spec import parse_spec
+    from coldbrew.spec import parse_spec
 
     # snapshot: the handler is its own process, there is no template to fork from
     spec = parse_spec({**fields, "name": name, "snapshot": False}, where=CONFIG_FILE)
