@@ -1,24 +1,33 @@
 """One tree of errors; the gateway maps each to a status code and a JSON body.
 
-ColdbrewError
+ColdbrewError                  500  internal_error
 ├── ClientError (4xx: the caller can fix it)
-│   ├── InvalidInput          400  the job input does not match the endpoint's schema
-│   ├── InvalidRequest        400  a malformed body, query or state transition
-│   ├── SpecError             400  a deployment spec or model directory is invalid
-│   ├── Unauthorized          401  no key or an unknown key
-│   ├── Forbidden             403  the key lacks the right (admin only)
-│   ├── NotFound              404  no such endpoint, job or artifact (for this account)
-│   ├── Conflict              409  the request clashes with current state
-│   ├── PayloadTooLarge       413  a body, upload, artifact or output passes its limit
-│   ├── BudgetExceeded        402  a hard-stop budget of the account or endpoint is spent
-│   └── QueueFull             429  the account's queue is at its limit (with Retry-After)
+│   ├── InvalidInput          400  invalid_input        the job input does not match the schema
+│   ├── InvalidRequest        400  invalid_request      a malformed body, query or transition
+│   ├── SpecError             400  invalid_spec         a deployment spec or model directory
+│   ├── Unauthorized          401  unauthorized         no key or an unknown key
+│   ├── Forbidden             403  forbidden            the key lacks the right (admin only)
+│   ├── NotFound              404  not_found            no such endpoint, job or artifact
+│   ├── Conflict              409  conflict             the request clashes with current state
+│   ├── PayloadTooLarge       413  payload_too_large    a body, upload or output past its limit
+│   ├── BudgetExceeded        402  budget_exceeded      a hard-stop budget is spent
+│   └── QueueFull             429  queue_full           the account's queue is at its limit
+├── SandboxUnavailable        500  sandbox_unavailable  `--sandbox strict` lacks a protection
 └── ServerError (5xx: the platform or the model failed)
-    ├── WorkerCrashed         500  the worker process died while running the job
-    ├── SetupFailed           500  the model's setup() raised
-    ├── JobTimedOut           504  the job ran past its execution timeout
-    ├── NoCapacity            503  no hardware slot can be freed for the job
-    ├── SecretUnreadable      500  a secret sealed at rest does not open with this key
-    └── StorageUnavailable    503  the database cannot take writes (disk full, read-only, locked)
+    ├── WorkerCrashed         500  worker_crashed       the worker died while running the job
+    ├── SetupFailed           500  setup_failed         the model's imports or setup() raised
+    ├── JobTimedOut           504  timed_out            the job ran past its execution timeout
+    ├── HandlerError          500  handler_error        a RunPod handler answered with an error
+    ├── NotStorable           500  not_storable         the job's result cannot be stored
+    ├── SecretUnreadable      500  secret_unreadable    a sealed secret does not open
+    └── StorageUnavailable    503  storage_unavailable  the database cannot take writes
+
+The third column is `error_type`: one spelling for one error, wherever it appears. An HTTP error
+body is `{"error": {"type": error_type, "message", "hint", ...}}`; a job that fails carries an
+error record (`errorDetail` on the wire, `{"type", "message", "hint", "traceback", ...}`) built by
+`job_error` or, in a worker, from the exception. A record's `type` is one of these spellings when
+coldbrew made the error, or the exception's class name (`ValueError`) when the model's own code
+raised it: the record then says whose fault it was. Records cross processes, never exceptions.
 """
 
 from __future__ import annotations
@@ -110,21 +119,36 @@ class ServerError(ColdbrewError):
 
 
 class WorkerCrashed(ServerError):
+    """The worker process died (exit, signal, memory limit) while it held the job."""
+
     error_type = "worker_crashed"
 
 
 class SetupFailed(ServerError):
+    """The model's imports or `setup()` raised, so no worker of the version came up."""
+
     error_type = "setup_failed"
 
 
 class JobTimedOut(ServerError):
+    """The job ran past its execution timeout; its worker was replaced."""
+
     status_code = 504
     error_type = "timed_out"
 
 
-class NoCapacity(ServerError):
-    status_code = 503
-    error_type = "no_capacity"
+class HandlerError(ServerError):
+    """A RunPod handler answered a job with an error of its own (`{"error": "..."}`), not an
+    exception: RunPod's SDK sends no class name for it."""
+
+    error_type = "handler_error"
+
+
+class NotStorable(ServerError):
+    """The job's result cannot be kept (nested past the store's depth, not JSON): that job fails,
+    nothing else does (`control/poison.py`)."""
+
+    error_type = "not_storable"
 
 
 class SecretUnreadable(ServerError):
@@ -165,3 +189,12 @@ class StorageUnavailable(ServerError):
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(self.retry_after_s)}
+
+
+def job_error(cls: type[ColdbrewError], message: str, **fields: Any) -> dict[str, Any]:
+    """The error record a job carries (`errorDetail`) for an error coldbrew itself made.
+
+    `fields` are `hint`, `traceback` and anything the error adds; the type is `cls.error_type`,
+    so a job's error and an HTTP error of the same kind are spelled alike.
+    """
+    return {"type": cls.error_type, "message": message, **fields}

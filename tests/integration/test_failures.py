@@ -34,7 +34,7 @@ async def test_a_worker_that_always_dies_fails_the_job_after_its_retries(
     async with running(tmp_path, TOYS) as cb:
         result = await cb.runsync("toy", {"crash": crash})
         assert result["status"] == "FAILED"
-        assert result["errorDetail"]["type"] == "WorkerCrashed"
+        assert result["errorDetail"]["type"] == "worker_crashed"
         assert described in result["error"]
         assert result["attempts"] == 2  # retries=1: two attempts, then FAILED
         assert (await cb.runsync("toy", {"value": "still serving"}))["status"] == "COMPLETED"
@@ -58,6 +58,7 @@ async def test_a_job_past_its_timeout_ends_timed_out_and_its_worker_is_replaced(
         slow = await cb.runsync("toy", {"sleep_s": 30}, policy={"executionTimeout": 300})
         assert slow["status"] == "TIMED_OUT"
         assert "timeout of 0.3 s" in slow["error"]
+        assert slow["errorDetail"]["type"] == "timed_out"
         after = await cb.runsync("toy", {"value": 1})
         assert after["status"] == "COMPLETED"
         assert after["workerId"] != slow["workerId"]
@@ -70,7 +71,7 @@ async def test_a_failing_setup_fails_waiting_jobs_with_its_traceback_and_backs_o
     async with running(tmp_path, FIXTURES / "broken", TOYS) as cb:
         first = await cb.runsync("broken", {})
         assert first["status"] == "FAILED"
-        assert first["errorDetail"]["type"] == "SetupFailed"
+        assert first["errorDetail"]["type"] == "setup_failed"
         assert "weights file missing" in first["error"]
         assert "OSError" in first["errorDetail"]["traceback"]
         backoff = cb.platform.scheduler._backoff[first_version(cb)]

@@ -126,7 +126,7 @@ async def test_an_output_over_the_limit_fails_the_job_with_the_reason(tmp_path: 
     async with running(tmp_path, FIXTURES / "toys", output_max_mb=0.01) as cb:
         result = await cb.runsync("toy", {"value": "v" * 20_000})
         assert result["status"] == "FAILED"
-        assert result["errorDetail"]["type"] == "OutputTooLarge"
+        assert result["errorDetail"]["type"] == "payload_too_large"
         assert "COLDBREW_OUTPUT_MAX_MB" in result["error"]
         streamed = await cb.runsync("counter", {"n": 2000})
         assert streamed["status"] == "FAILED"

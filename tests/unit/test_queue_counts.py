@@ -56,7 +56,7 @@ def test_counters_follow_every_way_in_and_out_of_the_queue(store: Any, version: 
         lambda: store.finish("a4", JobStatus.CANCELLED, 201.0, from_statuses=[JobStatus.IN_QUEUE]),
         lambda: store.finish("a3", JobStatus.FAILED, 202.0),  # not queued: no change
         lambda: store.retry("a3", "acme", 203.0, 10_000.0),  # in: retried
-        lambda: store.fail_queued(other.id, {"type": "SetupFailed", "message": "m"}, 204.0),
+        lambda: store.fail_queued(other.id, {"type": "setup_failed", "message": "m"}, 204.0),
         lambda: store.purge_queue(version.endpoint_id, 205.0),  # out: all of them
     ]
     assert counted(store) == scanned(store) == {version.id: 6, other.id: 1}

@@ -74,6 +74,6 @@ def test_an_exception_in_the_handler_keeps_its_type_message_and_traceback() -> N
 
 def test_generator_errors_and_returned_errors() -> None:
     record = error_record("handler: failed at chunk 1 \ntraceback: Traceback ...")
-    assert (record["type"], record["message"]) == ("HandlerError", "failed at chunk 1")
+    assert (record["type"], record["message"]) == ("handler_error", "failed at chunk 1")
     assert error_record("input is bad")["message"] == "input is bad"
     assert error_record(["a", "b"])["message"] == '["a", "b"]'

@@ -31,7 +31,14 @@ from coldbrew.control.workers import (
     WorkerState,
     describe_exit,
 )
-from coldbrew.errors import NotFound, StorageUnavailable
+from coldbrew.errors import (
+    JobTimedOut,
+    NotFound,
+    SetupFailed,
+    StorageUnavailable,
+    WorkerCrashed,
+    job_error,
+)
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.metering.report import job_cost_usd
 from coldbrew.observe.stats import WorkerSamples
@@ -888,12 +895,12 @@ class Scheduler(PoisonSafety):
                 extra={"job": job.id, "worker": job.worker_id, "endpoint": job.endpoint},
             )
             return
-        error = {
-            "type": "WorkerCrashed",
-            "message": f"the worker died while running the job: {reason} "
+        error = job_error(
+            WorkerCrashed,
+            f"the worker died while running the job: {reason} "
             f"(attempt {job.attempts} of {job.max_attempts})",
-            "hint": "see the worker log; raise retries in @app.model if the crash is transient",
-        }
+            hint="see the worker log; raise retries in @app.model if the crash is transient",
+        )
         final = await self._end(job, JobStatus.FAILED, self.clock.time(), error=error)
         if final is not None:
             self._finalized(final)
@@ -917,14 +924,14 @@ class Scheduler(PoisonSafety):
         )
         if healthy:
             return
-        record = worker.setup_error or {"type": "WorkerCrashed", "message": reason}
-        error = {
-            "type": "SetupFailed",
-            "message": f"setup of endpoint {worker.version.endpoint!r} failed: "
+        record = worker.setup_error or job_error(WorkerCrashed, reason)
+        error = job_error(
+            SetupFailed,
+            f"setup of endpoint {worker.version.endpoint!r} failed: "
             f"{record.get('type')}: {record.get('message')}",
-            "traceback": record.get("traceback", ""),
-            "hint": "fix the model's setup() or imports and deploy again",
-        }
+            traceback=record.get("traceback", ""),
+            hint="fix the model's setup() or imports and deploy again",
+        )
         for job in await self.store.fail_queued(worker.version.id, error, self.clock.time()):
             self._finalized(job)
         waiting = self._sync.pop(worker.version.id, deque())
@@ -1104,11 +1111,11 @@ class Scheduler(PoisonSafety):
                 if inflight.deadline > now:
                     continue
                 job = inflight.job
-                error = {
-                    "type": "TimedOut",
-                    "message": f"the job ran past its execution timeout of {job.timeout_s:g} s",
-                    "hint": "raise timeout_s in @app.model or policy.executionTimeout (ms)",
-                }
+                error = job_error(
+                    JobTimedOut,
+                    f"the job ran past its execution timeout of {job.timeout_s:g} s",
+                    hint="raise timeout_s in @app.model or policy.executionTimeout (ms)",
+                )
                 cost = job_cost_usd(
                     job.timeout_s, self.settings.prices_per_hour_usd.get(worker.hardware, 0.0)
                 )

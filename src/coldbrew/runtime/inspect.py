@@ -12,7 +12,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from coldbrew.errors import ColdbrewError
+from coldbrew.errors import ColdbrewError, SpecError
 from coldbrew.runtime.loader import discover
 from coldbrew.runtime.sandbox.enter import enter_from_env
 from coldbrew.runtime.schema import input_schema
@@ -43,14 +43,11 @@ def main() -> None:
     except ColdbrewError as exc:
         result = exc.to_json()
     except BaseException as exc:
-        result = {
-            "error": {
-                "type": "import_failed",
-                "message": f"importing the model code failed: {type(exc).__name__}: {exc}",
-                "hint": "run the module locally to see the traceback, fix it, deploy again",
-                "traceback": traceback.format_exc(),
-            }
-        }
+        result = SpecError(
+            f"importing the model code failed: {type(exc).__name__}: {exc}",
+            hint="run the module locally to see the traceback, fix it, deploy again",
+            traceback=traceback.format_exc(),
+        ).to_json()
     sys.stdout.flush()
     print("\n@@COLDBREW@@" + json.dumps(result))
 

@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from coldbrew.errors import ColdbrewError, PayloadTooLarge
 from coldbrew.runtime import protocol
 from coldbrew.runtime.loader import load_class
 from coldbrew.runtime.sandbox.enter import enter_from_env, limit_message
@@ -32,13 +33,17 @@ _STREAMED = object()  # predict was a generator: its output went out as chunks
 def error_record(exc: BaseException) -> dict[str, Any]:
     """How an exception crosses the process boundary.
 
-    An HTTP error a model raises on purpose (FastAPI's `HTTPException`, as KServe models do)
-    keeps its `status_code` and `detail`, so the gateway can answer with them."""
+    The type is the exception's class name when the model's code raised it, and the error's
+    `error_type` when coldbrew did (`errors.py`: one spelling, as on the gateway). An HTTP error a
+    model raises on purpose (FastAPI's `HTTPException`, as KServe models do) keeps its
+    `status_code` and `detail`, so the gateway can answer with them."""
     record: dict[str, Any] = {
-        "type": type(exc).__name__,
+        "type": exc.error_type if isinstance(exc, ColdbrewError) else type(exc).__name__,
         "message": limit_message(exc) or str(exc) or type(exc).__name__,
         "traceback": "".join(traceback.format_exception(exc)),
     }
+    if isinstance(exc, ColdbrewError) and exc.hint:
+        record["hint"] = exc.hint
     status = getattr(exc, "status_code", None)
     if isinstance(status, int) and 400 <= status < 600:
         detail = getattr(exc, "detail", None)
@@ -47,10 +52,6 @@ def error_record(exc: BaseException) -> dict[str, Any]:
         if not str(exc):
             record["message"] = f"HTTP {status}: {detail}"
     return record
-
-
-class OutputTooLarge(Exception):
-    """A job's output (or its streamed chunks together) passed the gateway's `output_max_mb`."""
 
 
 class _Channel:
@@ -73,7 +74,7 @@ class _Channel:
 
     def _bounded(self, frame: dict[str, Any], data: bytes) -> bytes:
         """`data`, or for a `done` over the limit an error in its place; a chunk that takes
-        the job's streamed output over the limit raises `OutputTooLarge`, failing the job."""
+        the job's streamed output over the limit raises `PayloadTooLarge`, failing the job."""
         job_id = frame.get("id")
         if not isinstance(job_id, str):
             return data  # malformed (tenant code sent it): the gateway's frame guard drops it
@@ -81,13 +82,13 @@ class _Channel:
         size = len(data) + self._streamed.get(job_id, 0)
         if frame["t"] == "chunk":
             if size > limit:
-                raise OutputTooLarge(_too_large(size, limit, "streamed output"))
+                raise _too_large(size, limit, "streamed output")
             self._streamed[job_id] = size
             return data
         self._streamed.pop(job_id, None)
         if len(data) <= limit:
             return data
-        error = error_record(OutputTooLarge(_too_large(len(data), limit, "output")))
+        error = error_record(_too_large(len(data), limit, "output"))
         reply = {"t": "done", "id": job_id, "error": error}
         if "share" in frame:
             reply["share"] = frame["share"]
@@ -329,8 +330,9 @@ class Worker:
             raise TypeError(f"predict yielded a value that is not JSON: {exc}") from None
 
 
-def _too_large(size: int, limit: int, what: str) -> str:
-    return (
+def _too_large(size: int, limit: int, what: str) -> PayloadTooLarge:
+    """A job's output (or its streamed chunks together) passed the gateway's `output_max_mb`."""
+    return PayloadTooLarge(
         f"the job's {what} is more than {limit / (1 << 20):g} MB ({size} bytes); "
         "return a smaller output (write large results to storage and return a link), or "
         "raise the limit with COLDBREW_OUTPUT_MAX_MB"
