@@ -44,10 +44,12 @@ $(CHROMIUM):
 test: $(VENV)/.dev weights $(KSERVE_VENV)/.installed $(CHROMIUM)
 	$(BIN)/python -m pytest -q
 
+# lint-imports: the layers of docs/architecture.md ([tool.importlinter] in pyproject.toml).
 lint: $(VENV)/.dev
 	$(BIN)/ruff check src tests examples
 	$(BIN)/ruff format --check src tests examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .coldbrew examples/mlp/weights.safetensors

@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import SpecError
+from coldbrew.names import NAME_PATTERN
 from coldbrew.runtime.adapters.settings import directory_label, endpoint_name, read_settings
 from coldbrew.sdk.app import ModelDef
-from coldbrew.sdk.names import NAME_PATTERN
 
 CONFIG_FILE = "cog.yaml"
 SETTINGS_FILE = "coldbrew.toml"
@@ -230,7 +230,7 @@ def input_schema(info: Any) -> dict[str, Any]:
 
 def discover_cog(directory: Path) -> dict[str, tuple[str, ModelDef]]:
     """The one endpoint of a Cog directory, as `loader.discover` returns models."""
-    from coldbrew.sdk.spec import parse_spec
+    from coldbrew.spec import parse_spec
 
     config = read_config(directory)
     info = predictor_info(directory, config.ref)
@@ -260,7 +260,11 @@ def _is_loopback(host: str | None) -> bool:
 
 
 def check_file_url(field: str, value: Any) -> None:
-    """A `cog.Path` input must be a `data:` URI or an http URL on this machine (loopback)."""
+    """A `cog.Path` input must be a `data:` URI or an http URL on this machine (loopback).
+
+    The worker's own check, before it downloads: the gateway refuses such inputs with 400 at the
+    edge (`api/file_inputs.py`); this keeps a job that reached the worker anyway from fetching
+    another host's URL (an endpoint with `network=True` could reach it)."""
     if not isinstance(value, str):
         return
     parsed = urllib.parse.urlparse(value)
