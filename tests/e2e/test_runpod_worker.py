@@ -78,6 +78,7 @@ def test_handler_errors_and_bad_input(rp: Server) -> None:
         refused = http.post("/v2/runpod_sync/runsync", json={"input": {"msg": "x"}}).json()
         assert refused["status"] == "FAILED"
         assert "message is a required input." in refused["error"]
+        assert refused["errorDetail"]["type"] == "handler_error"  # returned, not raised
 
         # a body coldbrew cannot queue is refused before any worker sees it
         before = http.get("/v2/runpod_sync/health").json()["jobs"]
@@ -108,6 +109,7 @@ def test_generator_streams_chunks_and_aggregates_them(rp: Server) -> None:
         ).json()
         assert broken["status"] == "FAILED"
         assert broken["error"] == "failed at chunk 1"
+        assert broken["errorDetail"]["type"] == "handler_error"
 
 
 def test_async_handler_progress_shows_in_status(rp: Server) -> None:
@@ -210,6 +212,8 @@ def test_a_handler_that_fails_before_starting(rp: Server) -> None:
     assert body["status"] == "FAILED"
     assert "the model weights are missing" in body["error"]
     assert "RuntimeError" in body["errorDetail"]["traceback"]
+    assert body["errorDetail"]["type"] == "setup_failed"
+    assert "worker_crashed: the RunPod handler exited with status" in body["error"]
 
 
 def test_the_asyncio_client_with_a_generator_handler(rp: Server) -> None:
