@@ -11,6 +11,7 @@ import secrets
 from dataclasses import dataclass
 
 from coldbrew.backends.base import Backend
+from coldbrew.backends.envs import Environments
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
@@ -94,9 +95,12 @@ class Platform:
         sealer = Sealer.from_file(settings.secrets_key_file, sealed_in=settings.db_path)
         store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
+        environments = Environments(settings.home / "envs")
         if backend is None:
             spawn = LocalBackend(
-                {OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))}, sandbox=sandbox
+                {OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))},
+                sandbox=sandbox,
+                environments=environments,
             )
             backend = (
                 TemplateBackend(
@@ -110,13 +114,13 @@ class Platform:
                 else spawn
             )
         # RunPod handler files run as workers
-        runpod = RunPodBackend(backend, settings, clock, sandbox)
+        runpod = RunPodBackend(backend, settings, clock, sandbox, environments)
         scheduler = Scheduler(store, runpod, clock, settings, endpoint_env=secrets.env)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
         metrics = Metrics(scheduler)
         scheduler.add_final_listener(metrics.observe)
-        deployer = Deployer(store, clock, settings, sandbox)
+        deployer = Deployer(store, clock, settings, sandbox, environments)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
         return cls(
@@ -140,6 +144,7 @@ class Platform:
         if self.sandbox is not None:
             self.sandbox.log_layers()
         admin_key = await self._bootstrap()
+        await self.deployer.collect_environments()  # those left by endpoints deleted before
         await self.secrets.load()
         await self.scheduler.start()
         await self.webhooks.resume()

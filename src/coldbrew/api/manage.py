@@ -152,6 +152,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
     async def delete_endpoint(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         await platform.scheduler.delete_endpoint(principal.account, name)
+        await platform.deployer.collect_environments()  # its environments, if no one else's
         return json_response({"deleted": name})
 
     @routes.post("/budgets", summary="Set a monthly budget on your account or an endpoint")

@@ -48,11 +48,18 @@ _PHASES = {"Resolved": "resolve", "Prepared": "download", "Installed": "install"
 
 @dataclass(frozen=True)
 class Interpreter:
-    """How to start a Python process: the argv before `-m module`, and what its env adds."""
+    """How to start a Python process: the server's own, or an environment's (through
+    `runtime/boot.py`, which enters the sandbox before site-packages are activated)."""
 
-    argv: tuple[str, ...] = (sys.executable,)
-    env: dict[str, str] = field(default_factory=dict)
-    directory: str | None = None  # the environment, which the sandbox grants read-only
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=dict)  # added to the process's environment
+    key: str | None = None  # the environment's key; None for the server's own interpreter
+
+    def module(self, name: str, *args: str) -> list[str]:
+        """The argv of `python -m NAME ARGS` under this interpreter."""
+        if self.key is None:
+            return [self.python, "-m", name, *args]
+        return [self.python, "-S", "-m", "coldbrew.runtime.boot", name, *args]
 
 
 SERVER = Interpreter()
@@ -83,6 +90,12 @@ def pip_find_links() -> tuple[str, ...]:
 Report = Callable[[str], None]
 
 
+def _readable_by_all() -> None:  # pragma: no cover - runs in uv's process before exec
+    """The server runs with umask 077; an environment holds only public packages, which the
+    sandbox's per-account uid must read."""
+    os.umask(0o022)
+
+
 class Environments:
     """Builds, finds and removes the environments under one root."""
 
@@ -107,9 +120,7 @@ class Environments:
             return SERVER
         env_dir = self.path(key)
         return Interpreter(
-            (str(env_dir / "bin" / "python"), "-S"),
-            {"PYTHONPATH": str(env_dir / PATH_DIR)},
-            str(env_dir),
+            str(env_dir / "bin" / "python"), {"PYTHONPATH": str(env_dir / PATH_DIR)}, key
         )
 
     def _artifact_file(self, account: str, sha: str) -> Path:
@@ -188,8 +199,11 @@ class Environments:
             args += ["--find-links", links]
         try:
             await self._uv(args, report)
-            (target / PATH_DIR).mkdir()
+            (target / PATH_DIR).mkdir(mode=0o755)
+            (target / PATH_DIR).chmod(0o755)
             (target / PATH_DIR / "coldbrew").symlink_to(Path(coldbrew.__file__).resolve().parent)
+            for directory in (self.root, target):
+                directory.chmod(0o755)
         except BaseException:
             shutil.rmtree(target, ignore_errors=True)
             raise
@@ -207,6 +221,7 @@ class Environments:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             env=env,
+            preexec_fn=_readable_by_all,
         )
         assert process.stdout is not None
         text: list[str] = []

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
 from pathlib import Path
 from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.envs import SERVER, Environments, Interpreter
 from coldbrew.names import SKIP_VALIDATION_ENV
 from coldbrew.runtime import protocol
 from coldbrew.runtime.sandbox.host import Box, BoxSpec, Sandbox
@@ -99,16 +99,14 @@ async def spawn_runtime(
     fd: int,
     cwd: Path | None = None,
     more_fds: tuple[int, ...] = (),
+    python: Interpreter = SERVER,
 ) -> asyncio.subprocess.Process:
     """Start `python -m coldbrew.runtime.<module> ARGS` in its own session, handing it `fd`,
-    with stdout and stderr appended to `log_path`."""
+    with stdout and stderr appended to `log_path`; `python` is the version's environment."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            f"coldbrew.runtime.{module}",
-            *args,
+            *python.module(f"coldbrew.runtime.{module}", *args),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -127,21 +125,32 @@ class LocalBackend:
     """
 
     def __init__(
-        self, extra_env: dict[str, str] | None = None, sandbox: Sandbox | None = None
+        self,
+        extra_env: dict[str, str] | None = None,
+        sandbox: Sandbox | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self.extra_env = extra_env or {}  # for every worker and template
         self.sandbox = sandbox or Sandbox(SandboxMode.OFF, Path("."))
+        self.environments = environments
+
+    def interpreter(self, launch: WorkerLaunch) -> Interpreter:
+        """The interpreter of the launch's environment: the server's own when it has none."""
+        if self.environments is None:
+            return SERVER
+        return self.environments.for_launch(launch.account, launch.artifact_dir)
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         box = self.sandbox.box(box_spec(launch))
         parent, child = socket.socketpair()
         try:
-            runtime = worker_env(launch, self.extra_env)
+            python = self.interpreter(launch)
+            runtime = worker_env(launch, {**self.extra_env, **python.env})
             runtime["COLDBREW_WORKER_FD"] = str(child.fileno())
             env = box.env(runtime, launch.env)
             args = [str(box.workdir), launch.module, launch.class_name, str(launch.concurrency)]
             process = await spawn_runtime(
-                "worker", args, env, launch.log_path, child.fileno(), box.cwd, box.pass_fds
+                "worker", args, env, launch.log_path, child.fileno(), box.cwd, box.pass_fds, python
             )
             box.started()
         except BaseException:

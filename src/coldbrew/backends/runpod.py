@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from coldbrew.backends.base import Backend, WorkerHandle, WorkerLaunch
+from coldbrew.backends.envs import SERVER, Environments, Interpreter
 from coldbrew.backends.local import box_spec, worker_env
 from coldbrew.backends.runpod_handler import HandlerWorker, error_record
 from coldbrew.clock import Clock
@@ -63,12 +64,18 @@ class RunPodBackend:
     """Starts RunPod handler workers itself and hands every other launch to `inner`."""
 
     def __init__(
-        self, inner: Backend, settings: Settings, clock: Clock, sandbox: Sandbox | None = None
+        self,
+        inner: Backend,
+        settings: Settings,
+        clock: Clock,
+        sandbox: Sandbox | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self.inner = inner
         self.settings = settings
         self.clock = clock
         self.sandbox = sandbox or Sandbox(SandboxMode.OFF, settings.home)
+        self.environments = environments  # the handler runs its version's environment
         self.workers: dict[str, HandlerWorker] = {}
 
     @property
@@ -121,19 +128,24 @@ class RunPodBackend:
         worker.watcher.add_done_callback(lambda _: self.workers.pop(launch.worker_id, None))
         return worker
 
-    @staticmethod
-    def _command(launch: WorkerLaunch, box: Box) -> list[str]:
+    def _interpreter(self, launch: WorkerLaunch) -> Interpreter:
+        if self.environments is None:
+            return SERVER
+        return self.environments.for_launch(launch.account, launch.artifact_dir)
+
+    def _command(self, launch: WorkerLaunch, box: Box) -> list[str]:
         handler = f"{launch.module}.py"
+        python = self._interpreter(launch)
         if box.policy is None:  # no sandbox: the handler file itself
-            return [sys.executable, str(launch.artifact_dir / handler)]
-        return [sys.executable, "-m", "coldbrew.runtime.sandbox.run", str(box.workdir), handler]
+            return [python.python, str(launch.artifact_dir / handler)]
+        return python.module("coldbrew.runtime.sandbox.run", str(box.workdir), handler)
 
     def _env(self, launch: WorkerLaunch, worker: HandlerWorker) -> dict[str, str]:
         """What the RunPod SDK reads: its webhook URLs (each already holding a `?`), its pod id
         and key; never the start-up checks that would reach outside this machine. Inside a
         network namespace the URLs name its line's forwarder (`runtime/sandbox/line.py`)."""
         assert worker.box is not None
-        env = worker.box.env(worker_env(launch), launch.env)
+        env = worker.box.env(worker_env(launch, self._interpreter(launch).env), launch.env)
         gateway = self.gateway_url
         if worker.box.line is not None:
             gateway = f"http://127.0.0.1:{self.settings.port}"

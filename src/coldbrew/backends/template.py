@@ -206,7 +206,8 @@ class TemplateBackend:
         name = f"template-{launch.artifact_dir.name[:12]}-{self._serial}"
         box = self.spawn.sandbox.box(box_spec(launch, name))
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        runtime = worker_env(launch, self.spawn.extra_env)
+        python = self.spawn.interpreter(launch)  # the version's environment, if it has one
+        runtime = worker_env(launch, {**self.spawn.extra_env, **python.env})
         runtime["COLDBREW_TEMPLATE_FD"] = str(child.fileno())
         env = box.env(runtime, launch.env)  # setup() may need the endpoint's secrets
         log_path = launch.log_path.with_name(
@@ -222,7 +223,7 @@ class TemplateBackend:
         ]
         try:
             process = await spawn_runtime(
-                "template", args, env, log_path, child.fileno(), box.cwd, box.pass_fds
+                "template", args, env, log_path, child.fileno(), box.cwd, box.pass_fds, python
             )
             box.started()
         except BaseException:

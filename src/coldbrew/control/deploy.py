@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import logging
 import os
 import secrets
-import sys
 import tempfile
 from collections.abc import AsyncIterator
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from coldbrew.backends.envs import SERVER, Environments, Interpreter, Report
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import naming
+from coldbrew.control.requirements import (
+    COG_FILE,
+    check_resolved_torch,
+    normalized_name,
+    read_requirements,
+)
 from coldbrew.control.unpack import UnpackLimits, unpack
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
 from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
@@ -29,18 +38,29 @@ INSPECT_TIMEOUT_S = 600.0
 #: The inspection process's memory limit (the spec, with its own limit, is not known yet).
 INSPECT_MEMORY_MB = 4096
 _MARKER = "@@COLDBREW@@"
+log = logging.getLogger("coldbrew.deploy")
+
+
+def _log_progress(line: str) -> None:
+    log.info("deploy: %s", line)
 
 
 class Deployer:
     """Turns uploaded directories into endpoint versions."""
 
     def __init__(
-        self, store: Catalog, clock: Clock, settings: Settings, sandbox: Sandbox | None = None
+        self,
+        store: Catalog,
+        clock: Clock,
+        settings: Settings,
+        sandbox: Sandbox | None = None,
+        environments: Environments | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
         self.sandbox = sandbox or Sandbox(SandboxMode.OFF, settings.home)
+        self.environments = environments or Environments(settings.home / "envs")
 
     def artifact_dir(self, account: str, sha: str) -> Path:
         return self.settings.artifact_dir(account, sha)
@@ -77,8 +97,13 @@ class Deployer:
         directory_name: str | None = None,
         name: str | None = None,
         replace: bool = False,
+        report: Report | None = None,
     ) -> list[dict[str, Any]]:
         """Create a version of each model in the artifact; unchanged models keep theirs.
+
+        A directory with requirements gets its environment first (`_environment`), reported
+        line by line through `report`; a build that fails raises before any version is added,
+        so the endpoint keeps serving its current version.
 
         `directory_name` (what the client deployed) names endpoints that declare no name, such
         as a RunPod handler directory. `name` renames the directory's one endpoint. An endpoint
@@ -88,8 +113,32 @@ class Deployer:
         directory = self.artifact_dir(account, sha)
         if not directory.is_dir():
             raise NotFound(f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first")
-        models = naming.rename(await self._inspect(directory, directory_name, account), name)
+        key = await self._environment(account, sha, directory, report or _log_progress)
+        held = self.environments.holding(key) if key else contextlib.nullcontext()
+        with held:
+            results = await self._deploy(
+                account, sha, directory, directory_name, name, replace, key
+            )
+        await self.collect_environments()
+        return results
+
+    async def _deploy(
+        self,
+        account: str,
+        sha: str,
+        directory: Path,
+        directory_name: str | None,
+        name: str | None,
+        replace: bool,
+        key: str | None,
+    ) -> list[dict[str, Any]]:
+        python = self.environments.interpreter(key)
+        inspected = await self._inspect(directory, directory_name, account, python)
+        models = naming.rename(inspected, name)
         sources = [naming.source_of(m, directory, directory_name) for m in models]
+        for source in sources:
+            if key:
+                source["environment"] = key
         if not replace:
             for model, source in zip(models, sources, strict=True):
                 existing = await self.store.get_endpoint(account, model["name"])
@@ -131,16 +180,59 @@ class Deployer:
             )
         return results
 
+    async def _environment(
+        self, account: str, sha: str, directory: Path, report: Report
+    ) -> str | None:
+        """The key of the environment this artifact's requirements need (built now unless
+        this artifact already has one); None when it asks for nothing."""
+        wanted = read_requirements(directory)  # refuses an unpinned torch
+        if not wanted:
+            return None
+        existing = self.environments.for_artifact(account, sha)
+        if existing is not None:
+            report(f"environment {existing}: already built for this directory")
+            return existing
+        lines = wanted.lines
+        if (directory / COG_FILE).is_file() and "cog" not in map(normalized_name, lines):
+            lines += (_cog_requirement(),)  # a Cog predictor imports cog
+        if "torch" in map(normalized_name, lines):
+            where = ", ".join(self.environments.find_links) or "PyPI only"
+            report(f"torch: pinned; wheels looked for in {where} before PyPI")
+        report(f"environment: {len(wanted.lines)} requirements from {', '.join(wanted.files)}")
+        pinned = await self.environments.resolve(lines, report)
+        check_resolved_torch(pinned, lines)
+        key = await self.environments.install(pinned, report)
+        self.environments.link_artifact(account, sha, key)
+        return key
+
+    async def collect_environments(self) -> list[str]:
+        """Remove the environments no version of a live endpoint uses (after a deploy, a
+        delete, and at start); rolled-back-to versions keep theirs."""
+        in_use: set[str] = set()
+        for endpoint in await self.store.list_endpoints(None):
+            for version in await self.store.list_versions(endpoint.id):
+                key = version.source.get("environment")
+                if isinstance(key, str):
+                    in_use.add(key)
+        removed = await asyncio.to_thread(self.environments.collect, in_use)
+        for key in removed:
+            log.info("removed environment %s: no version uses it", key)
+        return removed
+
     async def _inspect(
-        self, directory: Path, directory_name: str | None, account: str
+        self,
+        directory: Path,
+        directory_name: str | None,
+        account: str,
+        python: Interpreter = SERVER,
     ) -> list[dict[str, Any]]:
         """Run the inspection in the account's sandbox: module-level code is tenant code."""
         name = f"inspect-{secrets.token_hex(6)}"
         box = self.sandbox.box(BoxSpec(name, account, directory.resolve(), INSPECT_MEMORY_MB))
         try:
-            env = box.env({}, {})
+            env = box.env(dict(python.env), {})
             out, code = await self._run_inspection(
-                env, box.workdir, box.cwd, directory_name, box.pass_fds
+                env, box.workdir, box.cwd, directory_name, box.pass_fds, python
             )
         finally:
             box.close()  # what module-level code left running dies here
@@ -166,15 +258,13 @@ class Deployer:
         cwd: Path,
         directory_name: str | None,
         pass_fds: tuple[int, ...],
+        python: Interpreter = SERVER,
     ) -> tuple[bytes, int | None]:
         env.pop(DIRECTORY_NAME_ENV, None)
         if directory_name:
             env[DIRECTORY_NAME_ENV] = directory_name
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "coldbrew.runtime.inspect",
-            str(workdir),
+            *python.module("coldbrew.runtime.inspect", str(workdir)),
             cwd=cwd,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -191,3 +281,11 @@ class Deployer:
                 hint="move slow work from module level into setup()",
             ) from None
         return out, process.returncode
+
+
+def _cog_requirement() -> str:
+    """cog at the server's own version (the adapter is tested with it), else any."""
+    try:
+        return f"cog=={metadata.version('cog')}"
+    except metadata.PackageNotFoundError:
+        return "cog"

@@ -27,10 +27,10 @@ KIND_LABELS = {
     "runpod": "RunPod handler",
     "kserve": "KServe model",
 }
-#: Said at deploy while versions run in the server's own environment (no per-version venv yet).
-SHARED_ENVIRONMENT_NOTE = (
-    "dependencies come from the server's environment: {file} is recorded with the version, "
-    "but per-version environments are not built yet; install what it lists where coldbrew runs"
+#: Said at deploy for a version with requirements (`backends/envs.py`).
+ENVIRONMENT_NOTE = (
+    "runs in its own environment {key} (built with uv from its requirements; "
+    "shared with every version that resolves to the same packages)"
 )
 
 
@@ -68,8 +68,8 @@ def source_of(model: dict[str, Any], directory: Path, directory_name: str | None
 
 def notes(source: dict[str, Any]) -> list[str]:
     """Lines the deploy prints for this version."""
-    if source.get("requirements"):
-        return [SHARED_ENVIRONMENT_NOTE.format(file=REQUIREMENTS_FILE)]
+    if source.get("environment"):
+        return [ENVIRONMENT_NOTE.format(key=source["environment"])]
     return []
 
 

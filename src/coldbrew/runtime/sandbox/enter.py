@@ -63,12 +63,13 @@ def limit_message(exc: BaseException) -> str | None:
 
 
 def enter_from_env() -> Policy | None:
-    """Apply the policy the gateway put in the environment, if any (and remove it)."""
+    """Apply the policy the gateway put in the environment, if any (and remove it); the policy
+    already applied when `runtime/boot.py` entered it first."""
     text = os.environ.pop(POLICY_ENV, None)
     fd = os.environ.pop(FORWARD_FD_ENV, None)
     port = os.environ.pop(FORWARD_PORT_ENV, None)
     if not text:
-        return None
+        return _active[0] if _active else None
     policy = Policy.from_env(text)
     enter(policy)
     if fd is not None and port is not None:
@@ -226,6 +227,8 @@ def granted_paths(policy: Policy) -> list[tuple[str, int]]:
         if _contains(real, home) or _contains(home, real):
             continue  # the home itself, an ancestor (a repo checkout), or inside it
         paths[real] = landlock.READ
+    for path in _environment_paths(home):
+        paths[path] = landlock.READ
     paths[os.path.realpath(policy.workdir)] = landlock.READ
     paths[os.path.realpath(policy.scratch)] = landlock.WRITE
     paths["/dev/null"] = landlock.WRITE
@@ -234,6 +237,20 @@ def granted_paths(policy: Policy) -> list[tuple[str, int]]:
     for device in policy.devices:
         paths[device] = landlock.DEVICE
     return sorted(paths.items())
+
+
+def _environment_paths(home: str) -> list[str]:
+    """A process of a per-version environment (`backends/envs.py`) reads its venv, which lies in
+    `$COLDBREW_HOME/envs/`, and the coldbrew package its path links to. The venv is where the
+    interpreter was started from (the gateway chose it; no tenant code has run yet)."""
+    venv = os.path.dirname(os.path.dirname(os.path.abspath(sys.executable)))
+    if not os.path.isfile(os.path.join(venv, "pyvenv.cfg")):
+        return []
+    real = os.path.realpath(venv)
+    if not _contains(os.path.join(home, "envs"), real):
+        return []  # the server's own venv is granted as sys.prefix; no other in the home
+    package = os.path.dirname(os.path.realpath(_libc.__file__))  # coldbrew/runtime/sandbox
+    return [real, os.path.dirname(os.path.dirname(package))]
 
 
 def _contains(parent: str, child: str) -> bool:

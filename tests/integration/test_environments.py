@@ -1,0 +1,116 @@
+"""Per-version environments: each model directory's requirements, built with uv, side by side.
+
+These resolve against PyPI (CI has it) and build real venvs; uv's cache under the test's home
+makes every build after the first a matter of hard links.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from coldbrew.sdk.package import package
+from tests.integration.conftest import Running, running
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow, pytest.mark.timeout(600)]
+
+MODEL = """
+import importlib.util
+import sys
+
+import coldbrew
+
+app = coldbrew.App("envs")
+
+
+@app.model(name="{name}")
+class Probe:
+    def predict(self) -> dict:
+        import six
+
+        return {{
+            "six": six.__version__,
+            "prefix": sys.prefix,
+            "server_package": importlib.util.find_spec("fastapi") is not None,
+        }}
+"""
+
+
+def _model(path: Path, name: str, requirements: str) -> Path:
+    path.mkdir(parents=True)
+    (path / "app.py").write_text(textwrap.dedent(MODEL.format(name=name)))
+    (path / "requirements.txt").write_text(requirements)
+    return path
+
+
+async def _deploy(cb: Running, directory: Path) -> Any:
+    data, sha = package(directory)
+    assert (await cb.http.put(f"/v1/artifacts/{sha}", content=data)).status_code == 200
+    body = {"artifact": sha, "directory": directory.name}
+    return await cb.http.post("/v1/deployments", json=body)
+
+
+async def test_two_models_with_conflicting_versions_of_a_package_answer_side_by_side(
+    tmp_path: Path,
+) -> None:
+    old = _model(tmp_path / "old", "old-six", "six==1.16.0\n")
+    new = _model(tmp_path / "new", "new-six", "# the newer one\nsix==1.17.0\n")
+    async with running(tmp_path / "home") as cb:
+        for directory in (old, new):
+            made = await _deploy(cb, directory)
+            assert made.status_code == 200, made.text
+            (endpoint,) = made.json()["endpoints"]
+            assert "own environment" in endpoint["notes"][0]
+        first = await cb.runsync("old-six", {})
+        second = await cb.runsync("new-six", {})
+        assert first["status"] == "COMPLETED", first
+        assert second["status"] == "COMPLETED", second
+        assert first["output"]["six"] == "1.16.0"
+        assert second["output"]["six"] == "1.17.0"
+        assert first["output"]["prefix"] != second["output"]["prefix"]
+        envs = cb.platform.settings.home / "envs"
+        assert first["output"]["prefix"].startswith(str(envs))
+        assert not first["output"]["server_package"]  # nothing of the server's venv leaks in
+
+
+async def test_a_bad_requirement_fails_the_deploy_with_uvs_message_and_v1_keeps_answering(
+    tmp_path: Path,
+) -> None:
+    model = _model(tmp_path / "probe", "probe", "six==1.16.0\n")
+    async with running(tmp_path / "home") as cb:
+        assert (await _deploy(cb, model)).status_code == 200
+        assert (await cb.runsync("probe", {}))["output"]["six"] == "1.16.0"
+        (model / "requirements.txt").write_text("six==1.16.0\nno-such-package-coldbrew-test==1.0\n")
+        failed = await _deploy(cb, model)
+        assert failed.status_code == 400
+        error = failed.json()["error"]
+        assert "no-such-package-coldbrew-test" in error["message"]
+        assert "No solution found" in error["message"]  # uv's own words
+        endpoint = (await cb.http.get("/v1/endpoints/probe")).json()
+        assert endpoint["version"] == 1
+        answer = await cb.runsync("probe", {})
+        assert answer["status"] == "COMPLETED" and answer["output"]["six"] == "1.16.0"
+
+
+async def test_an_environment_no_version_uses_is_removed(tmp_path: Path) -> None:
+    shared_a = _model(tmp_path / "a", "a", "six==1.16.0\n")
+    shared_b = _model(tmp_path / "b", "b", "six == 1.16.0\n")
+    async with running(tmp_path / "home") as cb:
+        for directory in (shared_a, shared_b):
+            assert (await _deploy(cb, directory)).status_code == 200
+        envs = cb.platform.settings.home / "envs"
+        keys = {
+            (await cb.platform.store.get_version(e.current_version_id)).source["environment"]
+            for e in await cb.platform.store.list_endpoints(None)
+        }
+        assert len(keys) == 1  # the same resolved set: one environment, shared
+        (key,) = keys
+        assert (await cb.runsync("a", {}))["status"] == "COMPLETED"
+        assert (await cb.http.delete("/v1/endpoints/a")).status_code == 200
+        assert (envs / key).is_dir()  # b still uses it
+        assert (await cb.runsync("b", {}))["output"]["six"] == "1.16.0"
+        assert (await cb.http.delete("/v1/endpoints/b")).status_code == 200
+        assert not (envs / key).exists()
