@@ -59,7 +59,8 @@ def test_a_worker_repository_deploys_from_its_root_with_the_cli(rp: Server) -> N
     """RunPod's template layout: the Dockerfile runs `src/handler.py`, which imports a sibling."""
     deployed = rp.cli("deploy", str(FIXTURES / "runpod_repo"))
     assert "runpod_repo: v1 (new version)" in deployed.stdout
-    assert "dependencies come from the server's environment" in deployed.stdout
+    assert "runs in its own environment" in deployed.stdout  # built from requirements.txt
+    assert "  install: Installed" in deployed.stdout or "already built" in deployed.stdout
     with rp.http() as http:
         body = http.post("/v2/runpod_repo/runsync", json={"input": {"name": "ann"}}).json()
         if body["status"] != "COMPLETED":

@@ -106,7 +106,7 @@ async def test_redeploying_the_same_directory_makes_a_new_version(tmp_path: Path
         assert again.json()["endpoints"][0]["version"] == 2
 
 
-async def test_a_runpod_repository_records_its_requirements_and_says_where_deps_come_from(
+async def test_a_runpod_repository_gets_an_environment_from_its_requirements(
     tmp_path: Path,
 ) -> None:
     async with running(tmp_path / "home") as cb:
@@ -115,7 +115,8 @@ async def test_a_runpod_repository_records_its_requirements_and_says_where_deps_
         (endpoint,) = made.json()["endpoints"]
         assert endpoint["name"] == "runpod_repo"
         assert endpoint["source"]["requirements"] == ["runpod~=1.12"]
-        assert any("server's environment" in note for note in endpoint["notes"])
+        assert any("own environment" in note for note in endpoint["notes"])
+        assert endpoint["source"]["environment"]
         version = await cb.platform.store.get_version(
             (await cb.platform.store.get_endpoint("default", "runpod_repo")).current_version_id
         )

@@ -6,6 +6,7 @@ makes every build after the first a matter of hard links.
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,16 @@ def _model(path: Path, name: str, requirements: str) -> Path:
     return path
 
 
-async def _deploy(cb: Running, directory: Path) -> Any:
+async def _deploy(cb: Running, directory: Path, streamed: bool = False) -> Any:
     data, sha = package(directory)
     assert (await cb.http.put(f"/v1/artifacts/{sha}", content=data)).status_code == 200
     body = {"artifact": sha, "directory": directory.name}
-    return await cb.http.post("/v1/deployments", json=body)
+    headers = {"accept": "application/x-ndjson"} if streamed else {}
+    return await cb.http.post("/v1/deployments", json=body, headers=headers)
+
+
+def _lines(response: Any) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in response.text.splitlines() if line]
 
 
 async def test_two_models_with_conflicting_versions_of_a_package_answer_side_by_side(
@@ -60,9 +66,10 @@ async def test_two_models_with_conflicting_versions_of_a_package_answer_side_by_
     new = _model(tmp_path / "new", "new-six", "# the newer one\nsix==1.17.0\n")
     async with running(tmp_path / "home") as cb:
         for directory in (old, new):
-            made = await _deploy(cb, directory)
-            assert made.status_code == 200, made.text
-            (endpoint,) = made.json()["endpoints"]
+            *progress, last = _lines(await _deploy(cb, directory, streamed=True))
+            phases = {p["progress"].split(":", 1)[0] for p in progress}
+            assert {"resolve", "download", "install"} <= phases, progress
+            (endpoint,) = last["endpoints"]
             assert "own environment" in endpoint["notes"][0]
         first = await cb.runsync("old-six", {})
         second = await cb.runsync("new-six", {})
@@ -89,6 +96,11 @@ async def test_a_bad_requirement_fails_the_deploy_with_uvs_message_and_v1_keeps_
         error = failed.json()["error"]
         assert "no-such-package-coldbrew-test" in error["message"]
         assert "No solution found" in error["message"]  # uv's own words
+        # the streamed deploy says each phase, then the same error with its status
+        *progress, last = _lines(await _deploy(cb, model, streamed=True))
+        assert progress[0]["progress"].startswith("environment: 2 requirements")
+        assert any(p["progress"].startswith("resolve:") for p in progress)
+        assert last["status"] == 400 and "No solution found" in last["error"]["message"]
         endpoint = (await cb.http.get("/v1/endpoints/probe")).json()
         assert endpoint["version"] == 1
         answer = await cb.runsync("probe", {})

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache, require_admin
+from coldbrew.api.deploy_stream import NDJSON, deploy_stream
 from coldbrew.api.invoke import Invoker, is_http_url, json_response
 from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest, NotFound
@@ -97,6 +98,8 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
             raise InvalidRequest("'name' must be the endpoint name to deploy under (a string)")
         if not isinstance(replace, bool):
             raise InvalidRequest("'replace' must be true or false")
+        if NDJSON in request.headers.get("accept", ""):
+            return deploy_stream(platform, principal.account, sha, directory, name, replace)
         endpoints = await platform.deployer.deploy(
             principal.account, sha, directory, name=name, replace=replace
         )

@@ -115,7 +115,13 @@ def deploy(directory: Path, name: str | None, replace: bool) -> None:
     with _client() as client:
         click.echo(f"packaging {directory} …")
         try:
-            results = client.deploy(directory, progress, name=name, replace=replace)
+            results = client.deploy(
+                directory,
+                progress,
+                name=name,
+                replace=replace,
+                on_line=lambda line: click.echo(f"  {line}"),
+            )
         finally:
             if bar is not None:
                 bar.__exit__(None, None, None)

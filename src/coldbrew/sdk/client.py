@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -267,12 +268,14 @@ class Client:
         *,
         name: str | None = None,
         replace: bool = False,
+        on_line: Callable[[str], None] | None = None,
     ) -> list[dict[str, Any]]:
         """Package and upload `directory` (skipped if the server has it), then deploy it.
 
         `progress(sent, total)` is called as the upload goes. `name` deploys the directory's
         one endpoint under that name; `replace` lets it replace an endpoint that came from
-        another directory or kind of model (refused otherwise).
+        another directory or kind of model (refused otherwise). `on_line` receives the
+        deploy's progress lines (its environment's resolve, download, install) as they come.
         """
         data, sha = package(Path(directory))
         if self._http.head(f"/v1/artifacts/{sha}").status_code != 200:
@@ -289,14 +292,39 @@ class Client:
                 content=chunks(),
                 headers={"content-type": "application/x-tar"},
             )
-        result: list[dict[str, Any]] = self._call(
-            "POST",
-            "/v1/deployments",
-            json={
-                "artifact": sha,
-                "directory": Path(directory).resolve().name,
-                "name": name,
-                "replace": replace,
-            },
-        )["endpoints"]
+        body = {
+            "artifact": sha,
+            "directory": Path(directory).resolve().name,
+            "name": name,
+            "replace": replace,
+        }
+        if on_line is not None:
+            return self._deploy_streamed(body, on_line)
+        result: list[dict[str, Any]] = self._call("POST", "/v1/deployments", json=body)["endpoints"]
         return result
+
+    def _deploy_streamed(
+        self, body: dict[str, Any], on_line: Callable[[str], None]
+    ) -> list[dict[str, Any]]:
+        """The deploy as NDJSON lines (`api/deploy_stream.py`): progress, then the result."""
+        headers = {"accept": "application/x-ndjson"}
+        with self._http.stream(
+            "POST", "/v1/deployments", json=body, headers=headers, timeout=None
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                _raise_for(response)
+            for raw in response.iter_lines():
+                if not raw.strip():
+                    continue
+                item = json.loads(raw)
+                if "progress" in item:
+                    on_line(item["progress"])
+                elif "error" in item:
+                    err = item["error"]
+                    status = int(item.get("status", 500))
+                    raise APIError(status, err["type"], err["message"], err.get("hint", ""))
+                else:
+                    endpoints: list[dict[str, Any]] = item["endpoints"]
+                    return endpoints
+        raise APIError(0, "incomplete", "the deploy's answer ended before its result")
