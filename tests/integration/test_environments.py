@@ -126,3 +126,19 @@ async def test_an_environment_no_version_uses_is_removed(tmp_path: Path) -> None
         assert (await cb.runsync("b", {}))["output"]["six"] == "1.16.0"
         assert (await cb.http.delete("/v1/endpoints/b")).status_code == 200
         assert not (envs / key).exists()
+
+
+@pytest.mark.skipif(
+    not list(Path("/opt/wheels").glob("torch-2.13.0+cpu-*.whl")),
+    reason="the machine's CPU torch wheel is not on disk",
+)
+async def test_a_pinned_torch_resolves_to_the_cpu_wheel_on_disk(tmp_path: Path) -> None:
+    """uv does not read pip's find-links; coldbrew hands them over, so the pin takes the local
+    CPU build instead of PyPI's CUDA one (resolving only: nothing is installed)."""
+    from coldbrew.backends.envs import Environments
+
+    said: list[str] = []
+    envs = Environments(tmp_path / "envs", find_links=("/opt/wheels",))
+    pinned = await envs.resolve(("torch==2.13.0",), said.append)
+    assert "torch==2.13.0+cpu" in pinned.splitlines()
+    assert not any(line.startswith("nvidia-") for line in pinned.splitlines())
