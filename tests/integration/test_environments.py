@@ -142,3 +142,35 @@ async def test_a_pinned_torch_resolves_to_the_cpu_wheel_on_disk(tmp_path: Path) 
     pinned = await envs.resolve(("torch==2.13.0",), said.append)
     assert "torch==2.13.0+cpu" in pinned.splitlines()
     assert not any(line.startswith("nvidia-") for line in pinned.splitlines())
+
+
+COG_PREDICTOR = """
+from cog import BasePredictor
+
+
+class Predictor(BasePredictor):
+    def predict(self) -> str:
+        import six
+
+        return six.__version__
+"""
+
+
+async def test_a_cog_models_python_packages_become_its_environment(tmp_path: Path) -> None:
+    """`build.python_packages` of an unmodified cog.yaml; cog itself comes along (the server's
+    version), since the predictor imports it."""
+    model = tmp_path / "cogsix"
+    model.mkdir()
+    (model / "predict.py").write_text(textwrap.dedent(COG_PREDICTOR))
+    (model / "cog.yaml").write_text(
+        'build:\n  python_version: "3.11"\n  python_packages:\n    - "six==1.16.0"\n'
+        'predict: "predict.py:Predictor"\n'
+    )
+    async with running(tmp_path / "home") as cb:
+        made = await _deploy(cb, model)
+        assert made.status_code == 200, made.text
+        (endpoint,) = made.json()["endpoints"]
+        assert endpoint["source"]["environment"]
+        answer = await cb.runsync(endpoint["name"], {})
+        assert answer["status"] == "COMPLETED", answer
+        assert answer["output"] == "1.16.0"
