@@ -12,9 +12,11 @@ built with uv), `server` has no requirements and imports the server's own `packa
 - deploy, shared: another directory with the same requirements while the environment exists;
 - deploy, no requirements: the `server` model, for reference;
 - cold start: `runsync` from zero workers, `--tries` times per model, alternating, after two
-  untimed warm-up cold starts each (templates load in the background after a deploy).
+  untimed warm-up cold starts each (templates load in the background after a deploy); with
+  `--spawn`, every worker is a fresh process (`fast_start=False`).
 
     .venv/bin/python bench/envs.py --tries 10
+    .venv/bin/python bench/envs.py --tries 10 --spawn
 
 Needs PyPI. Prints a table and, last, one JSON line.
 """
@@ -82,11 +84,11 @@ async def _cold_start_s(cb: Running, name: str) -> tuple[float, dict[str, Any]]:
     return took, answer
 
 
-async def main(tries: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+async def main(tries: int, spawn: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"fast_start": not spawn}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        async with running(root / "home") as cb:
+        async with running(root / "home", fast_start=not spawn) as cb:
             out["deploy_cold_cache_s"] = await _deploy_s(
                 cb, _model(root, "own", "packaging==24.2\n")
             )
@@ -119,7 +121,9 @@ async def main(tries: int) -> dict[str, Any]:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tries", type=int, default=10)
-    result = asyncio.run(main(parser.parse_args().tries))
+    parser.add_argument("--spawn", action="store_true", help="fresh worker processes, no fork")
+    args = parser.parse_args()
+    result = asyncio.run(main(args.tries, args.spawn))
     for key, value in result.items():
         if isinstance(value, float):
             print(f"{key:<36}{value:>10.3f}")

@@ -181,7 +181,8 @@ class Environments:
         return key
 
     def _compile_args(self) -> list[str]:
-        args = ["--python", self.python, "--no-header", "--no-annotate", "--quiet"]
+        # --no-build: a source distribution's build backend would run as the server, unsandboxed
+        args = ["--python", self.python, "--no-header", "--no-annotate", "--quiet", "--no-build"]
         for links in self.find_links:
             args += ["--find-links", links]
         return args
@@ -194,7 +195,7 @@ class Environments:
         lock = target / "coldbrew-requirements.lock"
         lock.write_text(pinned)
         args = ["pip", "sync", "--python", str(target / "bin" / "python"), str(lock)]
-        args += ["--link-mode", "hardlink"]
+        args += ["--link-mode", "hardlink", "--no-build"]
         for links in self.find_links:
             args += ["--find-links", links]
         try:
