@@ -171,6 +171,7 @@ async def test_a_cog_models_python_packages_become_its_environment(tmp_path: Pat
         assert made.status_code == 200, made.text
         (endpoint,) = made.json()["endpoints"]
         assert endpoint["source"]["environment"]
+        assert endpoint["source"]["requirements"] == ["six==1.16.0"]  # from cog.yaml
         answer = await cb.runsync(endpoint["name"], {})
         assert answer["status"] == "COMPLETED", answer
         assert answer["output"] == "1.16.0"

@@ -113,14 +113,18 @@ class Deployer:
         directory = self.artifact_dir(account, sha)
         if not directory.is_dir():
             raise NotFound(f"no uploaded artifact {sha}", hint="PUT /v1/artifacts/{sha} first")
-        key = await self._environment(account, sha, directory, report or _log_progress)
-        held = self.environments.holding(key) if key else contextlib.nullcontext()
-        with held:
-            results = await self._deploy(
-                account, sha, directory, directory_name, name, replace, key
-            )
-        await self.collect_environments()
-        return results
+        try:
+            key = await self._environment(account, sha, directory, report or _log_progress)
+            held = self.environments.holding(key) if key else contextlib.nullcontext()
+            with held:
+                return await self._deploy(
+                    account, sha, directory, directory_name, name, replace, key
+                )
+        finally:
+            try:
+                await self.collect_environments()  # what a failed deploy built goes too
+            except Exception:  # never hides the deploy's own answer
+                log.exception("removing unused environments failed")
 
     async def _deploy(
         self,
@@ -136,9 +140,10 @@ class Deployer:
         inspected = await self._inspect(directory, directory_name, account, python)
         models = naming.rename(inspected, name)
         sources = [naming.source_of(m, directory, directory_name) for m in models]
-        for source in sources:
-            if key:
-                source["environment"] = key
+        if key:
+            wanted = list(read_requirements(directory).lines)  # every file's, not only one
+            for source in sources:
+                source.update(environment=key, requirements=wanted)
         if not replace:
             for model, source in zip(models, sources, strict=True):
                 existing = await self.store.get_endpoint(account, model["name"])
