@@ -81,6 +81,14 @@ async def test_two_models_with_conflicting_versions_of_a_package_answer_side_by_
         envs = cb.platform.settings.home / "envs"
         assert first["output"]["prefix"].startswith(str(envs))
         assert not first["output"]["server_package"]  # nothing of the server's venv leaks in
+        # a code-only change keeps the environment, without resolving again
+        (old / "app.py").write_text((old / "app.py").read_text() + "\n# v2\n")
+        *progress, last = _lines(await _deploy(cb, old, streamed=True))
+        assert [p["progress"].split(":")[0] for p in progress] == [
+            f"environment {first['output']['prefix'].rsplit('/', 1)[1]}"
+        ]
+        assert last["endpoints"][0]["version"] == 2
+        assert (await cb.runsync("old-six", {}))["output"]["six"] == "1.16.0"
 
 
 async def test_a_bad_requirement_fails_the_deploy_with_uvs_message_and_v1_keeps_answering(

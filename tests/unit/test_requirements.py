@@ -120,9 +120,15 @@ def test_collect_removes_what_no_version_uses_and_their_artifact_links(tmp_path:
         (tmp_path / "envs" / key / ".coldbrew-ready").write_text("")
     envs.link_artifact("acme", "sha1", "unused")
     envs.link_artifact("acme", "sha2", "used")
+    envs.remember(("six==1.16.0",), "unused")
+    envs.remember(("six==1.17.0",), "used")
+    assert envs.for_requirements(("six==1.16.0",)) == "unused"
     with envs.holding("held"):
         assert envs.collect({"used"}) == ["unused"]
     assert envs.for_artifact("acme", "sha2") == "used"
     assert envs.for_artifact("acme", "sha1") is None
     assert not (tmp_path / "envs" / "artifacts" / "acme" / "sha1").exists()
+    assert envs.for_requirements(("six==1.16.0",)) is None
+    assert envs.for_requirements(("six==1.17.0",)) == "used"
+    assert len(list((tmp_path / "envs" / "requested").glob("*/*"))) == 1
     assert envs.collect({"used"}) == ["held"]

@@ -42,7 +42,7 @@ RUNTIME_REQUIREMENTS = ("orjson>=3.9", "pydantic>=2.6", "threadpoolctl>=3.1")
 #: Marks a finished build; a directory without it is a build that died and is removed.
 READY_FILE = ".coldbrew-ready"
 PATH_DIR = "coldbrew-path"
-_SPECIAL = ("uv-cache", "artifacts", "tmp")
+_SPECIAL = ("uv-cache", "artifacts", "requested", "tmp")
 _PHASES = {"Resolved": "resolve", "Prepared": "download", "Installed": "install"}
 
 
@@ -123,25 +123,44 @@ class Environments:
             str(env_dir / "bin" / "python"), {"PYTHONPATH": str(env_dir / PATH_DIR)}, key
         )
 
-    def _artifact_file(self, account: str, sha: str) -> Path:
+    def _link(self, account: str, sha: str) -> Path:
         return self.root / "artifacts" / (account or "_") / sha
 
-    def for_artifact(self, account: str, sha: str) -> str | None:
-        """The environment built for this artifact, if it still exists."""
+    def _request(self, lines: tuple[str, ...]) -> Path:
+        text = "\n".join((self.python_tag, *self.find_links, "", *lines))
+        return self.root / "requested" / "_" / hashlib.sha256(text.encode()).hexdigest()
+
+    def _read_key(self, path: Path) -> str | None:
         try:
-            key = self._artifact_file(account, sha).read_text().strip()
+            key = path.read_text().strip()
         except OSError:
             return None
         return key if key and self.ready(key) else None
+
+    @staticmethod
+    def _write_key(path: Path, key: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(key)
+
+    def for_artifact(self, account: str, sha: str) -> str | None:
+        """The environment built for this artifact, if it still exists."""
+        return self._read_key(self._link(account, sha))
 
     def for_launch(self, account: str, artifact_dir: Path) -> Interpreter:
         """The interpreter a launch of this artifact runs."""
         return self.interpreter(self.for_artifact(account, artifact_dir.name))
 
     def link_artifact(self, account: str, sha: str, key: str) -> None:
-        path = self._artifact_file(account, sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(key)
+        self._write_key(self._link(account, sha), key)
+
+    def for_requirements(self, lines: tuple[str, ...]) -> str | None:
+        """The environment already built for exactly these requirement lines, if it exists: a
+        redeploy that changes code but not requirements reuses it without resolving again (so
+        a range is not moved to a newer release behind the user's back either)."""
+        return self._read_key(self._request(lines))
+
+    def remember(self, lines: tuple[str, ...], key: str) -> None:
+        self._write_key(self._request(lines), key)
 
     @contextlib.contextmanager
     def holding(self, key: str) -> Generator[None]:
@@ -252,9 +271,9 @@ class Environments:
                 continue  # being built right now
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
-        links = self.root / "artifacts"
-        for link in links.glob("*/*") if links.is_dir() else ():
-            with contextlib.suppress(OSError):
-                if not self.ready(link.read_text().strip()):
-                    link.unlink()
+        for kind in ("artifacts", "requested"):
+            for link in (self.root / kind).glob("*/*"):
+                with contextlib.suppress(OSError):
+                    if not self.ready(link.read_text().strip()):
+                        link.unlink()
         return removed

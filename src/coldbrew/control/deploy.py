@@ -188,18 +188,22 @@ class Deployer:
     async def _environment(
         self, account: str, sha: str, directory: Path, report: Report
     ) -> str | None:
-        """The key of the environment this artifact's requirements need (built now unless
-        this artifact already has one); None when it asks for nothing."""
+        """The key of the environment this artifact's requirements need: built now unless this
+        artifact, or another with exactly the same requirement lines, already has one (a
+        code-only redeploy then costs no resolve); None when it asks for nothing."""
         wanted = read_requirements(directory)  # refuses an unpinned torch
         if not wanted:
             return None
-        existing = self.environments.for_artifact(account, sha)
-        if existing is not None:
-            report(f"environment {existing}: already built for this directory")
-            return existing
         lines = wanted.lines
         if (directory / COG_FILE).is_file() and "cog" not in map(normalized_name, lines):
             lines += (_cog_requirement(),)  # a Cog predictor imports cog
+        existing = self.environments.for_artifact(account, sha)
+        if existing is None:
+            existing = self.environments.for_requirements(lines)
+        if existing is not None:
+            report(f"environment {existing}: already built for these requirements")
+            self.environments.link_artifact(account, sha, existing)
+            return existing
         if "torch" in map(normalized_name, lines):
             where = ", ".join(self.environments.find_links) or "PyPI only"
             report(f"torch: pinned; wheels looked for in {where} before PyPI")
@@ -208,6 +212,7 @@ class Deployer:
         check_resolved_torch(pinned, lines)
         key = await self.environments.install(pinned, report)
         self.environments.link_artifact(account, sha, key)
+        self.environments.remember(lines, key)
         return key
 
     async def collect_environments(self) -> list[str]:
