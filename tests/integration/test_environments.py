@@ -32,10 +32,16 @@ class Probe:
     def predict(self) -> dict:
         import six
 
+        try:
+            with open(sys.prefix + "/planted.py", "w"):
+                writable = True
+        except OSError:
+            writable = False
         return {{
             "six": six.__version__,
             "prefix": sys.prefix,
             "server_package": importlib.util.find_spec("fastapi") is not None,
+            "env_writable": writable,
         }}
 """
 
@@ -81,6 +87,7 @@ async def test_two_models_with_conflicting_versions_of_a_package_answer_side_by_
         envs = cb.platform.settings.home / "envs"
         assert first["output"]["prefix"].startswith(str(envs))
         assert not first["output"]["server_package"]  # nothing of the server's venv leaks in
+        assert not first["output"]["env_writable"]  # the sandbox grants it read-only
         # a code-only change keeps the environment, without resolving again
         (old / "app.py").write_text((old / "app.py").read_text() + "\n# v2\n")
         *progress, last = _lines(await _deploy(cb, old, streamed=True))
