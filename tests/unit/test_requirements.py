@@ -132,3 +132,16 @@ def test_collect_removes_what_no_version_uses_and_their_artifact_links(tmp_path:
     assert envs.for_requirements(("six==1.17.0",)) == "used"
     assert len(list((tmp_path / "envs" / "requested").glob("*/*"))) == 1
     assert envs.collect({"used"}) == ["held"]
+
+
+def test_collect_points_kept_environments_at_the_running_coldbrew(tmp_path: Path) -> None:
+    """After coldbrew is reinstalled elsewhere, the versions' environments still import it."""
+    import coldbrew
+
+    envs = Environments(tmp_path / "envs", find_links=())
+    link = tmp_path / "envs" / "kept" / "coldbrew-path" / "coldbrew"
+    link.parent.mkdir(parents=True)
+    (tmp_path / "envs" / "kept" / ".coldbrew-ready").write_text("")
+    link.symlink_to(tmp_path / "old-install" / "coldbrew")
+    assert envs.collect({"kept"}) == []
+    assert link.resolve() == Path(coldbrew.__file__).resolve().parent

@@ -65,6 +65,11 @@ class Interpreter:
 SERVER = Interpreter()
 
 
+def _package_dir() -> Path:
+    """The running coldbrew package, which environments link to instead of installing it."""
+    return Path(coldbrew.__file__).resolve().parent
+
+
 def uv_binary() -> str:
     """uv's executable: the one installed with coldbrew (the `uv` package), else on PATH."""
     try:
@@ -221,7 +226,7 @@ class Environments:
             await self._uv(args, report)
             (target / PATH_DIR).mkdir(mode=0o755)
             (target / PATH_DIR).chmod(0o755)
-            (target / PATH_DIR / "coldbrew").symlink_to(Path(coldbrew.__file__).resolve().parent)
+            (target / PATH_DIR / "coldbrew").symlink_to(_package_dir())
             for directory in (self.root, target):
                 directory.chmod(0o755)
         except BaseException:
@@ -229,6 +234,19 @@ class Environments:
             raise
         (target / READY_FILE).write_text(self.python_tag + "\n")
         report(f"environment {key}: ready")
+
+    @staticmethod
+    def _relink(env_dir: Path) -> None:
+        """Point an environment at the coldbrew package that runs now (it moved, e.g. with a
+        reinstall into another virtualenv), so its versions keep starting."""
+        link = env_dir / PATH_DIR / "coldbrew"
+        if not (env_dir / READY_FILE).is_file() or not link.is_symlink():
+            return
+        if link.readlink() != _package_dir():
+            fresh = link.with_name("coldbrew.new")
+            fresh.unlink(missing_ok=True)
+            fresh.symlink_to(_package_dir())
+            os.replace(fresh, link)
 
     async def _uv(self, args: list[str], report: Report) -> None:
         """Run uv, passing its summary lines on as progress; its own text on failure."""
@@ -259,7 +277,8 @@ class Environments:
             )
 
     def collect(self, in_use: set[str]) -> list[str]:
-        """Remove every environment that no version uses (and no deploy holds); their keys."""
+        """Remove every environment that no version uses (and no deploy holds); their keys.
+        The ones kept are pointed at the running coldbrew package (`_relink`)."""
         if not self.root.is_dir():
             return []
         keep = in_use | set(self._held)
@@ -271,6 +290,8 @@ class Environments:
                 continue  # being built right now
             shutil.rmtree(entry, ignore_errors=True)
             removed.append(entry.name)
+        for entry in self.root.iterdir():
+            self._relink(entry)
         for kind in ("artifacts", "requested"):
             for link in (self.root / kind).glob("*/*"):
                 with contextlib.suppress(OSError):
