@@ -273,7 +273,8 @@ class Environments:
             message = "\n".join(text[-40:]).strip()
             raise SpecError(
                 f"building the environment failed (uv {' '.join(args[:2])}):\n{message}",
-                hint="fix the requirement uv names above (is the package and version on PyPI?)",
+                hint="fix the requirement uv names above (is the package and version on PyPI, "
+                "as a wheel?); coldbrew's runtime adds " + ", ".join(RUNTIME_REQUIREMENTS),
             )
 
     def collect(self, in_use: set[str]) -> list[str]:
