@@ -119,18 +119,18 @@ def check_overview(page: Page, http: httpx.Client) -> None:
         card = page.locator(f'[data-period="{period}"]')
         since = card.get_attribute("data-since")
         total = http.get("/v1/usage", params={"since": since}).json()["total"]
-        for field in ("total_usd", "cold_start_usd", "busy_usd", "idle_usd"):
+        for field in ("totalUsd", "coldStartUsd", "busyUsd", "idleUsd"):
             shown = card.locator(f'[data-field="{field}"]').inner_text()
             assert shown == usd(total[field]), (period, field, shown, total)
-        assert total["idle_usd"] > 0 and total["cold_start_usd"] > 0 and total["busy_usd"] > 0
+        assert total["idleUsd"] > 0 and total["coldStartUsd"] > 0 and total["busyUsd"] > 0
 
     since = page.locator('[data-period="week"]').get_attribute("data-since")
     week = http.get("/v1/usage", params={"since": since}).json()["rows"]
-    top = max(week, key=lambda r: r["total_usd"])
+    top = max(week, key=lambda r: r["totalUsd"])
     assert f"Most this week: {top['endpoint'].split('/')[1]}," in page.inner_text("#top-cost")
     for line in week:
         row = page.locator(f'#week-cost tr[data-endpoint="{line["endpoint"].split("/")[1]}"]')
-        for field in ("total_usd", "cold_start_usd", "busy_usd", "idle_usd"):
+        for field in ("totalUsd", "coldStartUsd", "busyUsd", "idleUsd"):
             assert row.locator(f'[data-field="{field}"]').inner_text() == usd(line[field])
 
     metrics = http.get("/metrics").text
@@ -199,7 +199,7 @@ def test_dashboard_shows_what_the_api_says_after_real_traffic(
     server.start(DASHBOARD, COLDBREW_BUDGET_CHECK_S="0.5")
     with server.http() as http:
         cold = traffic(http)
-        budget = http.post("/v1/budgets", json={"monthly_usd": 0.000001, "alerts": [50, 100]})
+        budget = http.post("/v1/budgets", json={"monthlyUsd": 0.000001, "alerts": [50, 100]})
         assert budget.status_code == 201, budget.text
         page, errors = open_page(browser)
         sign_in(page, server, server.key)
