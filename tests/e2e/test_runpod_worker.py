@@ -184,10 +184,10 @@ def test_usage_is_metered_like_any_worker(rp: Server) -> None:
     with rp.http() as http:
         rows = {r["endpoint"]: r for r in http.get("/v1/usage").json()["rows"]}
     sync = rows["default/runpod_sync"]
-    assert sync["cold_start_s"] > 0  # the handler's imports, up to its first job-take
-    assert sync["busy_s"] > 0
-    assert sync["idle_s"] > 0
-    assert sync["total_usd"] > 0
+    assert sync["coldStartS"] > 0  # the handler's imports, up to its first job-take
+    assert sync["busyS"] > 0
+    assert sync["idleS"] > 0
+    assert sync["totalUsd"] > 0
 
 
 def test_the_protocol_needs_the_worker_secret(rp: Server) -> None:

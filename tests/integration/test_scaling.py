@@ -73,7 +73,7 @@ async def test_idle_workers_stop_after_the_keep_warm_window_and_are_billed(
         assert row["idleS"] >= 1.0  # idle_timeout_s=1 of keep-warm, billed as idle
         total = row["coldStartUsd"] + row["busyUsd"] + row["idleUsd"]
         assert row["totalUsd"] == pytest.approx(total, abs=1e-6)
-        assert row["totalUsd"] == pytest.approx(row["total_s"] * 0.05 / 3600, abs=2e-6)
+        assert row["totalUsd"] == pytest.approx(row["totalS"] * 0.05 / 3600, abs=2e-6)
 
 
 async def test_account_cap_queues_jobs_instead_of_rejecting_them(tmp_path: Path) -> None:
