@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server
+from tests.helpers import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -105,13 +105,13 @@ def traffic(http: httpx.Client) -> dict[str, Any]:
 
 def wait_until_idle(http: httpx.Client) -> None:
     """Until every worker has gone (keep-warm windows are seconds): usage stops growing."""
-    deadline = time.monotonic() + 60
-    while True:
-        endpoints = http.get("/v1/endpoints").json()["endpoints"]
-        if all(sum(e["workers"].values()) == 0 for e in endpoints):
-            return
-        assert time.monotonic() < deadline, endpoints
-        time.sleep(0.25)
+    wait_until(
+        lambda: http.get("/v1/endpoints").json()["endpoints"],
+        lambda endpoints: all(sum(e["workers"].values()) == 0 for e in endpoints),
+        timeout_s=60,
+        interval_s=0.25,
+        what="no worker left",
+    )
 
 
 def check_overview(page: Page, http: httpx.Client) -> None:
