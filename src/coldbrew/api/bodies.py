@@ -37,9 +37,9 @@ _log = logging.getLogger(__name__)
 
 
 def camel_keys(row: dict[str, Any]) -> dict[str, Any]:
-    """`row` with its keys in camelCase (`cold_start_s` → `coldStartS`); values untouched, and
-    nested maps too: keys that are values of an enum (`costUsd: {"cold_start": …}`, as in the
-    timeseries and the CSV's `kind`) are data, not field names."""
+    """`row` with its keys in camelCase (`cold_start_s` → `coldStartS`). Values, nested maps
+    included, are untouched: keys that are values of an enum (`costUsd: {"cold_start": …}`, as
+    in the timeseries and the CSV's `kind`) are data, not field names."""
     return {to_camel(key): value for key, value in row.items()}
 
 
