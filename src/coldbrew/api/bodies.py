@@ -29,7 +29,7 @@ from pydantic.alias_generators import to_camel
 
 from coldbrew.api.invoke import is_http_url
 from coldbrew.errors import InvalidRequest
-from coldbrew.sdk.names import NAME_PATTERN
+from coldbrew.names import NAME_PATTERN
 from coldbrew.store.models import Budget, Principal
 
 MAX_WEIGHT = 1_000.0
