@@ -36,7 +36,7 @@ def main(duration_s: float = 110.0) -> None:
         )
         try:
             with server.http() as http:
-                http.post("/v1/budgets", json={"monthly_usd": 0.0002, "alerts": [50, 80, 100]})
+                http.post("/v1/budgets", json={"monthlyUsd": 0.0002, "alerts": [50, 80, 100]})
                 end = time.monotonic() + duration_s
                 sent = 0
                 while time.monotonic() < end:

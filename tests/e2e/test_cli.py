@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server, worker_pids
+from tests.helpers import status_is, wait_until
 
 TOYS = FIXTURES / "toys"
 
@@ -48,10 +49,9 @@ def test_deploy_run_status_logs_usage_and_delete_from_the_cli(
     payload.write_text(json.dumps({"value": "from a file"}))
     queued = server.cli_json("run", "toy", "--async", "--input", f"@{payload}")
     assert queued["status"] == "IN_QUEUE"
-    deadline = time.monotonic() + 30
-    while (status := server.cli_json("status", queued["id"]))["status"] != "COMPLETED":
-        assert time.monotonic() < deadline, status
-        time.sleep(0.1)
+    status = wait_until(
+        lambda: server.cli_json("status", queued["id"]), status_is("COMPLETED"), what="COMPLETED"
+    )
     assert status["output"]["value"] == "from a file"
 
     failed = server.cli("run", "toy", "--input", '{"crash": "nope"}', check=False)

@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server
+from tests.helpers import wait_until
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -105,13 +105,13 @@ def traffic(http: httpx.Client) -> dict[str, Any]:
 
 def wait_until_idle(http: httpx.Client) -> None:
     """Until every worker has gone (keep-warm windows are seconds): usage stops growing."""
-    deadline = time.monotonic() + 60
-    while True:
-        endpoints = http.get("/v1/endpoints").json()["endpoints"]
-        if all(sum(e["workers"].values()) == 0 for e in endpoints):
-            return
-        assert time.monotonic() < deadline, endpoints
-        time.sleep(0.25)
+    wait_until(
+        lambda: http.get("/v1/endpoints").json()["endpoints"],
+        lambda endpoints: all(sum(e["workers"].values()) == 0 for e in endpoints),
+        timeout_s=60,
+        interval_s=0.25,
+        what="no worker left",
+    )
 
 
 def check_overview(page: Page, http: httpx.Client) -> None:
@@ -119,18 +119,18 @@ def check_overview(page: Page, http: httpx.Client) -> None:
         card = page.locator(f'[data-period="{period}"]')
         since = card.get_attribute("data-since")
         total = http.get("/v1/usage", params={"since": since}).json()["total"]
-        for field in ("total_usd", "cold_start_usd", "busy_usd", "idle_usd"):
+        for field in ("totalUsd", "coldStartUsd", "busyUsd", "idleUsd"):
             shown = card.locator(f'[data-field="{field}"]').inner_text()
             assert shown == usd(total[field]), (period, field, shown, total)
-        assert total["idle_usd"] > 0 and total["cold_start_usd"] > 0 and total["busy_usd"] > 0
+        assert total["idleUsd"] > 0 and total["coldStartUsd"] > 0 and total["busyUsd"] > 0
 
     since = page.locator('[data-period="week"]').get_attribute("data-since")
     week = http.get("/v1/usage", params={"since": since}).json()["rows"]
-    top = max(week, key=lambda r: r["total_usd"])
+    top = max(week, key=lambda r: r["totalUsd"])
     assert f"Most this week: {top['endpoint'].split('/')[1]}," in page.inner_text("#top-cost")
     for line in week:
         row = page.locator(f'#week-cost tr[data-endpoint="{line["endpoint"].split("/")[1]}"]')
-        for field in ("total_usd", "cold_start_usd", "busy_usd", "idle_usd"):
+        for field in ("totalUsd", "coldStartUsd", "busyUsd", "idleUsd"):
             assert row.locator(f'[data-field="{field}"]').inner_text() == usd(line[field])
 
     metrics = http.get("/metrics").text
@@ -199,7 +199,7 @@ def test_dashboard_shows_what_the_api_says_after_real_traffic(
     server.start(DASHBOARD, COLDBREW_BUDGET_CHECK_S="0.5")
     with server.http() as http:
         cold = traffic(http)
-        budget = http.post("/v1/budgets", json={"monthly_usd": 0.000001, "alerts": [50, 100]})
+        budget = http.post("/v1/budgets", json={"monthlyUsd": 0.000001, "alerts": [50, 100]})
         assert budget.status_code == 201, budget.text
         page, errors = open_page(browser)
         sign_in(page, server, server.key)

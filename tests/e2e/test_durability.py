@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,6 +13,7 @@ import orjson
 from coldbrew import verify_webhook
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server
+from tests.helpers import wait_until
 
 
 @contextmanager
@@ -52,27 +52,25 @@ def test_kill_9_while_jobs_are_queued_and_running_loses_none(server: Server) -> 
                 ).json()["id"]
                 for i in range(6)
             ]
-            deadline = time.monotonic() + 60
-            while True:
-                statuses = [http.get(f"/v1/jobs/{j}").json()["status"] for j in ids]
-                if statuses.count("IN_PROGRESS") == 3:
-                    break
-                assert time.monotonic() < deadline, statuses
-                time.sleep(0.05)
+            statuses = wait_until(
+                lambda: [http.get(f"/v1/jobs/{j}").json()["status"] for j in ids],
+                lambda statuses: statuses.count("IN_PROGRESS") == 3,
+                timeout_s=60,
+                interval_s=0.05,
+                what="three jobs running",
+            )
         running = {j for j, s in zip(ids, statuses, strict=True) if s == "IN_PROGRESS"}
 
         server.stop(signal.SIGKILL)
         server.start()
 
         with server.http() as http:
-            deadline = time.monotonic() + 90
-            while True:
-                jobs = [http.get(f"/v1/jobs/{j}").json() for j in ids]
-                delivered = [j.get("webhook", {}).get("state") for j in jobs]
-                if delivered == ["delivered"] * 6:
-                    break
-                assert time.monotonic() < deadline, [(j["status"], j.get("webhook")) for j in jobs]
-                time.sleep(0.1)
+            jobs = wait_until(
+                lambda: [http.get(f"/v1/jobs/{j}").json() for j in ids],
+                lambda jobs: [j.get("webhook", {}).get("state") for j in jobs] == ["delivered"] * 6,
+                timeout_s=90,
+                what="every webhook delivered",
+            )
 
     assert [j["status"] for j in jobs] == ["COMPLETED"] * 6
     assert [j["output"]["value"] for j in jobs] == list(range(6))

@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from coldbrew import Client, MapProgress
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server
+from tests.helpers import wait_until
 
 TOYS = FIXTURES / "toys"
 
@@ -85,11 +85,13 @@ def test_a_map_killed_mid_way_resumes_without_running_any_input_twice(
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 120
-        while not journal.exists() or sum("result" in e for e in journal_events(journal)) < 40:
-            assert client.poll() is None, "the map ended before it could be killed"
-            assert time.monotonic() < deadline, "the map made no progress"
-            time.sleep(0.02)
+        wait_until(
+            lambda: _results(journal, client, "killed"),
+            lambda results: results >= 40,
+            timeout_s=120,
+            interval_s=0.02,
+            what="40 results in the journal",
+        )
     finally:
         client.kill()  # SIGKILL: no clean-up of any kind
         client.wait()
@@ -128,11 +130,13 @@ def test_ctrl_c_stops_a_map_with_a_resume_hint(server: Server, tmp_path: Path) -
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not journal.exists() or sum("result" in e for e in journal_events(journal)) < 20:
-        assert client.poll() is None, "the map ended before it could be interrupted"
-        assert time.monotonic() < deadline, "the map made no progress"
-        time.sleep(0.02)
+    wait_until(
+        lambda: _results(journal, client, "interrupted"),
+        lambda results: results >= 20,
+        timeout_s=120,
+        interval_s=0.02,
+        what="20 results in the journal",
+    )
     client.send_signal(signal.SIGINT)
     _, stderr = client.communicate(timeout=60)
 
@@ -262,3 +266,9 @@ def test_a_bad_option_is_a_usage_error(server: Server, tmp_path: Path, flag: str
     done = server.cli("map", "toy", str(inputs), "--out", str(tmp_path / "o"), flag, check=False)
     assert done.returncode == 2
     assert "Invalid value for '--max-in-flight'" in done.stderr
+
+
+def _results(journal: Path, client: subprocess.Popen[Any], then: str) -> int:
+    """Results in the map's journal so far; the map must still be running, to be {then}."""
+    assert client.poll() is None, f"the map ended before it could be {then}"
+    return sum("result" in e for e in journal_events(journal)) if journal.exists() else 0

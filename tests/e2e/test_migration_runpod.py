@@ -5,7 +5,6 @@ A real `coldbrew serve` runs each handler through the official `runpod` SDK work
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server, free_port
+from tests.helpers import status_is, wait_until
 
 pytest.importorskip("runpod")
 
@@ -29,14 +29,14 @@ def rp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _wait_final(http: httpx.Client, endpoint: str, job_id: str, within_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + within_s
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = http.get(f"/v2/{endpoint}/status/{job_id}").json()
-        if body["status"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"):
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish within {within_s} s: {body}")
+    body: dict[str, Any] = wait_until(
+        lambda: http.get(f"/v2/{endpoint}/status/{job_id}").json(),
+        status_is("COMPLETED", "FAILED", "CANCELLED", "TIMED_OUT"),
+        timeout_s=within_s,
+        interval_s=0.2,
+        what=f"job {job_id} finished",
+    )
+    return body
 
 
 @pytest.mark.slow

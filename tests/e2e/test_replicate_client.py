@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server, free_port
+from tests.helpers import wait_until
 
 replicate = pytest.importorskip("replicate")
 from replicate.exceptions import ModelError, ReplicateError  # noqa: E402
@@ -75,10 +76,7 @@ def receiver() -> Iterator[tuple[str, list[tuple[dict[str, str], str]]]]:
 
 
 def _wait_for(condition: Any, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+    wait_until(condition, timeout_s=timeout_s, interval_s=0.05, what=what)
 
 
 def test_run_waits_and_returns_the_file_output_and_setup_ran_once(client: Any) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server
+from tests.helpers import wait_until
 
 runpod = pytest.importorskip("runpod")
 
@@ -42,10 +42,7 @@ def test_run_sync_run_status_output_health_and_purge(rp: Server) -> None:
 def test_cancel_and_a_failed_job(rp: Server) -> None:
     endpoint = runpod.Endpoint("toy")
     slow = [endpoint.run({"sleep_s": 5}) for _ in range(4)]  # three run, one waits
-    deadline = time.monotonic() + 30
-    while slow[0].status() != "IN_PROGRESS":
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(slow[0].status, lambda s: s == "IN_PROGRESS", what="the first job running")
     assert slow[3].cancel()["status"] == "CANCELLED"
     assert slow[3].status() == "CANCELLED"
     for job in slow[:3]:

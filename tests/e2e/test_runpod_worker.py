@@ -8,7 +8,6 @@ official `runpod` client and with plain HTTP.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server, free_port
+from tests.helpers import wait_until
 
 runpod = pytest.importorskip("runpod")
 
@@ -38,13 +38,14 @@ def rp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 def _wait_status(http: httpx.Client, endpoint: str, job_id: str, until: Any) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = http.get(f"/v2/{endpoint}/status/{job_id}").json()
-        if until(body):
-            return body
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never reached the state: {body}")
+    body: dict[str, Any] = wait_until(
+        lambda: http.get(f"/v2/{endpoint}/status/{job_id}").json(),
+        until,
+        timeout_s=60,
+        interval_s=0.05,
+        what=f"job {job_id}'s state",
+    )
+    return body
 
 
 def test_sync_handler_with_the_official_client_and_plain_http(rp: Server) -> None:
@@ -133,10 +134,7 @@ def test_async_handler_progress_shows_in_status(rp: Server) -> None:
 def test_cancel_a_running_handler_job(rp: Server) -> None:
     endpoint = runpod.Endpoint("runpod_async")
     job = endpoint.run({"steps": 30, "step_s": 1.0})
-    deadline = time.monotonic() + 60
-    while job.status() != "IN_PROGRESS":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(job.status, lambda s: s == "IN_PROGRESS", timeout_s=60, interval_s=0.05)
     assert job.cancel()["status"] == "CANCELLED"
     assert job.status() == "CANCELLED"
     # the next job runs on a fresh worker
@@ -155,16 +153,15 @@ def test_cancel_on_a_worker_with_several_jobs_stops_only_that_job(rp: Server) ->
     endpoint = runpod.Endpoint("concurrent")
     pid = endpoint.run_sync({"wait_for": 1}, timeout=60)["pid"]
     stuck = endpoint.run({"wait_for": 99})  # waits 20 s for company that never comes
-    deadline = time.monotonic() + 60
-    while stuck.status() != "IN_PROGRESS":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_until(stuck.status, lambda s: s == "IN_PROGRESS", timeout_s=60, interval_s=0.05)
     assert stuck.cancel()["status"] == "CANCELLED"
     # the worker is kept (it runs other jobs) and told through job-stop to abandon this one
     logs = rp.home / "logs" / "workers"
-    while not any(f"{stuck.job_id} | Stopping job." in p.read_text() for p in logs.glob("*.log")):
-        assert time.monotonic() < deadline, "the handler was never told to stop the job"
-        time.sleep(0.1)
+    wait_until(
+        lambda: any(f"{stuck.job_id} | Stopping job." in p.read_text() for p in logs.glob("*.log")),
+        timeout_s=60,
+        what="the handler told to stop the job",
+    )
     assert endpoint.run_sync({"wait_for": 1}, timeout=60)["pid"] == pid  # the same process
     assert stuck.status() == "CANCELLED"
 
@@ -184,10 +181,10 @@ def test_usage_is_metered_like_any_worker(rp: Server) -> None:
     with rp.http() as http:
         rows = {r["endpoint"]: r for r in http.get("/v1/usage").json()["rows"]}
     sync = rows["default/runpod_sync"]
-    assert sync["cold_start_s"] > 0  # the handler's imports, up to its first job-take
-    assert sync["busy_s"] > 0
-    assert sync["idle_s"] > 0
-    assert sync["total_usd"] > 0
+    assert sync["coldStartS"] > 0  # the handler's imports, up to its first job-take
+    assert sync["busyS"] > 0
+    assert sync["idleS"] > 0
+    assert sync["totalUsd"] > 0
 
 
 def test_the_protocol_needs_the_worker_secret(rp: Server) -> None:

@@ -20,7 +20,7 @@ async def test_a_spent_hard_stop_budget_alerts_once_and_refuses_new_jobs(tmp_pat
         secret = (await cb.http.get("/v1/account")).json()["webhookSecret"]
         created = await cb.http.post(
             "/v1/budgets",
-            json={
+            json={  # the snake_case names before 0.x: deprecated, still read for a release
                 "endpoint": "toy",
                 "monthly_usd": 1e-7,
                 "alerts": [50, 100],
@@ -62,7 +62,7 @@ async def test_a_spent_hard_stop_budget_alerts_once_and_refuses_new_jobs(tmp_pat
             assert verify_webhook(secret, headers, body)
         assert [orjson.loads(b)["thresholdPct"] for _, b in hook.received] == [50, 100]
 
-        raised = await cb.http.post("/v1/budgets", json={"endpoint": "toy", "monthly_usd": 100})
+        raised = await cb.http.post("/v1/budgets", json={"endpoint": "toy", "monthlyUsd": 100})
         assert raised.json()["stopped"] is False
         assert (await cb.runsync("toy", {"value": 3}))["status"] == "COMPLETED"
 
@@ -70,9 +70,11 @@ async def test_a_spent_hard_stop_budget_alerts_once_and_refuses_new_jobs(tmp_pat
 async def test_bad_budgets_are_refused_with_the_fix(tmp_path: Path) -> None:
     async with running(tmp_path, FIXTURES / "toys") as cb:
         for body, says in [
-            ({"monthly_usd": -1}, "positive number"),
-            ({"monthly_usd": 5, "alerts": ["x"]}, "percentages"),
-            ({"monthly_usd": 5, "endpoint": "nope"}, "no endpoint 'nope'"),
+            ({"monthlyUsd": -1}, "positive number"),
+            ({"monthly_usd": -1}, "'monthlyUsd' must be a positive number"),  # deprecated name
+            ({"monthlyUsd": 5, "hardStop": "yes"}, "'hardStop' must be true or false"),
+            ({"monthlyUsd": 5, "alerts": ["x"]}, "percentages"),
+            ({"monthlyUsd": 5, "endpoint": "nope"}, "no endpoint 'nope'"),
         ]:
             response = await cb.http.post("/v1/budgets", json=body)
             assert response.status_code in (400, 404), body
@@ -80,7 +82,7 @@ async def test_bad_budgets_are_refused_with_the_fix(tmp_path: Path) -> None:
         key = (await cb.http.post("/v1/keys", json={"account": "acme"})).json()["key"]
         other = await cb.http.post(
             "/v1/budgets",
-            json={"account": "default", "monthly_usd": 1},
+            json={"account": "default", "monthlyUsd": 1},
             headers={"Authorization": f"Bearer {key}"},
         )
         assert other.status_code == 403
@@ -96,8 +98,8 @@ async def test_the_advisor_reads_the_endpoints_recorded_traffic(tmp_path: Path) 
             assert (await cb.runsync("toy", {"value": i}))["status"] == "COMPLETED"
         report = (await cb.http.get("/v1/endpoints/toy/advice", params={"window": "24h"})).json()
         assert report["requests"] == 3
-        assert report["cost_usd"]["total"] > 0 and report["cost_usd"]["cold_start"] > 0
-        assert report["dedicated_monthly_usd"] == pytest.approx(0.05 * 720, abs=0.01)
+        assert report["costUsd"]["total"] > 0 and report["costUsd"]["cold_start"] > 0
+        assert report["dedicatedMonthlyUsd"] == pytest.approx(0.05 * 720, abs=0.01)
         assert report["cheaper"] == "serverless"
         assert report["suggestions"] and report["arithmetic"]
         missing = await cb.http.get("/v1/endpoints/nope/advice")

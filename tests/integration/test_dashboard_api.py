@@ -40,8 +40,8 @@ async def test_stats_timeseries_and_jobs_after_real_traffic(tmp_path: Path) -> N
         (line,) = [r for r in usage["rows"] if r["endpoint"] == "default/toy"]
         cost = ts["costUsdPerHour"]
         # The usage report ran after the series: its seconds can only have grown.
-        assert 0 < sum(cost["busy"]) <= line["busy_usd"] + 1e-9
-        assert 0 < sum(cost["cold_start"]) <= line["cold_start_usd"] + 1e-9
+        assert 0 < sum(cost["busy"]) <= line["busyUsd"] + 1e-9
+        assert 0 < sum(cost["cold_start"]) <= line["coldStartUsd"] + 1e-9
 
         jobs = (await cb.http.get("/v1/endpoints/toy/jobs", params={"limit": 2})).json()["jobs"]
         assert len(jobs) == 2 and jobs[0]["id"] == failed["id"]

@@ -68,12 +68,12 @@ async def test_idle_workers_stop_after_the_keep_warm_window_and_are_billed(
 
         usage = (await cb.http.get("/v1/usage", params={"by": "endpoint"})).json()
         (row,) = [r for r in usage["rows"] if r["endpoint"] == "default/toy"]
-        assert row["cold_start_s"] > 0
-        assert row["busy_s"] >= 0.1
-        assert row["idle_s"] >= 1.0  # idle_timeout_s=1 of keep-warm, billed as idle
-        total = row["cold_start_usd"] + row["busy_usd"] + row["idle_usd"]
-        assert row["total_usd"] == pytest.approx(total, abs=1e-6)
-        assert row["total_usd"] == pytest.approx(row["total_s"] * 0.05 / 3600, abs=2e-6)
+        assert row["coldStartS"] > 0
+        assert row["busyS"] >= 0.1
+        assert row["idleS"] >= 1.0  # idle_timeout_s=1 of keep-warm, billed as idle
+        total = row["coldStartUsd"] + row["busyUsd"] + row["idleUsd"]
+        assert row["totalUsd"] == pytest.approx(total, abs=1e-6)
+        assert row["totalUsd"] == pytest.approx(row["totalS"] * 0.05 / 3600, abs=2e-6)
 
 
 async def test_account_cap_queues_jobs_instead_of_rejecting_them(tmp_path: Path) -> None:
@@ -119,7 +119,7 @@ async def test_usage_as_csv_has_the_same_figures_as_json(tmp_path: Path) -> None
         assert response.headers["content-type"].startswith("text/csv")
         (row,) = list(csv.DictReader(io.StringIO(response.text)))
         assert row["hardware"] == "cpu"
-        assert float(row["cold_start_s"]) == pytest.approx(as_json["rows"][0]["cold_start_s"])
+        assert float(row["cold_start_s"]) == pytest.approx(as_json["rows"][0]["coldStartS"])
         assert float(row["busy_usd"]) > 0
         bad = await cb.http.get("/v1/usage", params={"format": "xml"})
         assert bad.status_code == 400

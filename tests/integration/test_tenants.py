@@ -127,12 +127,10 @@ async def test_an_account_past_its_queue_limit_gets_429_on_every_route(tmp_path:
         assert other.status_code == 200  # another account's queue is its own
 
         denied = await cb.http.patch(
-            "/v1/accounts/mallory", json={"max_queued_jobs": 5}, headers=mallory
+            "/v1/accounts/mallory", json={"maxQueuedJobs": 5}, headers=mallory
         )
         assert denied.status_code == 403
-        raised = await cb.http.patch(
-            "/v1/accounts/mallory", json={"max_queued_jobs": 5, "weight": 2}
-        )
+        raised = await cb.http.patch("/v1/accounts/mallory", json={"maxQueuedJobs": 5, "weight": 2})
         assert raised.status_code == 200, raised.text
         assert raised.json() == {
             "name": "mallory",
@@ -146,7 +144,9 @@ async def test_an_account_past_its_queue_limit_gets_429_on_every_route(tmp_path:
         assert cb.platform.scheduler.queues.weights["mallory"] == 2.0
         bad = await cb.http.patch("/v1/accounts/mallory", json={"weight": -1})
         assert bad.status_code == 400
-        reset = await cb.http.patch("/v1/accounts/mallory", json={"max_queued_jobs": None})
+        reset = await cb.http.patch(
+            "/v1/accounts/mallory", json={"max_queued_jobs": None}
+        )  # deprecated name, still read
         assert reset.json()["maxQueuedJobs"] == 3 and reset.json()["maxQueuedJobsIsDefault"]
 
 

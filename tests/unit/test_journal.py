@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +294,12 @@ class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
 
+    def frames(self) -> list[str]:
+        """Each state the terminal showed, as plain text (redraws start with a carriage return,
+        escape codes removed)."""
+        plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", self.getvalue())
+        return [frame.strip() for frame in re.split(r"[\r\n]", plain) if frame.strip()]
+
 
 def test_the_bar_redraws_in_place_on_a_terminal_and_ends_its_line() -> None:
     screen = Terminal()
@@ -302,9 +309,10 @@ def test_the_bar_redraws_in_place_on_a_terminal_and_ends_its_line() -> None:
     bar(progress(done=150, elapsed_s=0.2))
     bar(progress(done=200, failed=0, in_flight=0, elapsed_s=0.21, finished=True))
     bar.close()
-    text = screen.getvalue()
-    assert text.count("\r") == 3
-    assert "150/200" in text and text.endswith("200/200 [00:00, 952.4/s]\x1b[K\n")
+    frames = screen.frames()
+    assert [f.split()[3] for f in frames[:3]] == ["123/200", "150/200", "200/200"]  # not 0.05 s
+    assert frames[-1].startswith("toy 100%") and frames[-1].endswith("200/200 [00:00, 952.4/s]")
+    assert screen.getvalue().removesuffix("\x1b[?25h").endswith("\n")
 
 
 def test_an_interrupted_bar_on_a_terminal_is_closed_with_a_newline() -> None:
@@ -313,7 +321,8 @@ def test_an_interrupted_bar_on_a_terminal_is_closed_with_a_newline() -> None:
     bar(progress())
     bar.close()
     bar.close()
-    assert screen.getvalue().endswith("in flight\x1b[K\n")
+    assert screen.frames()[-1].endswith("123/200 [00:03<00:01, 41.0/s] 3 failed, 64 in flight")
+    assert screen.getvalue().removesuffix("\x1b[?25h").endswith("\n")
 
 
 def test_the_bar_writes_a_line_every_few_seconds_to_a_log() -> None:

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache, require_admin
+from coldbrew.api.bodies import account_changes
 from coldbrew.api.invoke import json_response
-from coldbrew.errors import Forbidden, InvalidRequest, NotFound
+from coldbrew.errors import Forbidden, NotFound
 from coldbrew.platform import Platform
 from coldbrew.store.models import Account
-
-MAX_WEIGHT = 1_000.0
 
 
 def account_json(platform: Platform, account: Account) -> dict[str, Any]:
@@ -28,44 +26,6 @@ def account_json(platform: Platform, account: Account) -> dict[str, Any]:
         "maxQueuedJobsIsDefault": account.max_queued_jobs is None,
         "queuedJobs": queues.queued(account.name),
     }
-
-
-def _changes(body: bytes) -> dict[str, Any]:
-    """The settings a PATCH body asks for, checked: weight > 0, max_queued_jobs ≥ 1 or null."""
-    try:
-        parsed = orjson.loads(body or b"{}")
-    except orjson.JSONDecodeError as exc:
-        raise InvalidRequest(
-            f"the body is not JSON: {exc}", hint='send e.g. {"weight": 2}'
-        ) from None
-    if not isinstance(parsed, dict) or not parsed or set(parsed) - {"weight", "max_queued_jobs"}:
-        raise InvalidRequest(
-            "send an object with 'weight' and/or 'max_queued_jobs'",
-            hint='{"weight": 2} or {"max_queued_jobs": 100000} (null: the server default)',
-        )
-    changes: dict[str, Any] = {}
-    if "weight" in parsed:
-        weight = parsed["weight"]
-        if isinstance(weight, bool) or not isinstance(weight, int | float):
-            raise InvalidRequest("'weight' must be a number", hint='{"weight": 2}')
-        if not 0 < weight <= MAX_WEIGHT:
-            raise InvalidRequest(
-                f"'weight' must be above 0 and at most {MAX_WEIGHT:g}",
-                hint="1 is the default; 2 gets twice the slots of a weight-1 account",
-            )
-        changes["weight"] = float(weight)
-    if "max_queued_jobs" in parsed:
-        limit = parsed["max_queued_jobs"]
-        if limit is None:
-            changes["clear_max_queued_jobs"] = True
-        elif isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InvalidRequest(
-                "'max_queued_jobs' must be a whole number of at least 1, or null",
-                hint="null goes back to the server's COLDBREW_ACCOUNT_MAX_QUEUED_JOBS",
-            )
-        else:
-            changes["max_queued_jobs"] = limit
-    return changes
 
 
 def router(platform: Platform, keys: KeyCache) -> APIRouter:
@@ -89,7 +49,7 @@ def router(platform: Platform, keys: KeyCache) -> APIRouter:
     async def update_account(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         require_admin(principal)
-        changes = _changes(await request.body())
+        changes = account_changes(await request.body())
         account = await platform.store.update_account(name, **changes)
         if account is None:
             raise NotFound(f"no account {name!r}", hint="POST /v1/keys creates one")

@@ -10,16 +10,16 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache, require_admin
+from coldbrew.api.bodies import budget_from, camel_keys
 from coldbrew.api.deploy_stream import NDJSON, deploy_stream
-from coldbrew.api.invoke import Invoker, is_http_url, json_response
+from coldbrew.api.invoke import Invoker, json_response
 from coldbrew.api.wire import iso, status_json
 from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.metering.advisor import Traffic, advise
 from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
-from coldbrew.sdk.names import NAME_PATTERN
 from coldbrew.sdk.spec import DeploymentSpec
-from coldbrew.store.models import Budget, Endpoint, Principal, UsageKind
+from coldbrew.store.models import Endpoint, Principal, UsageKind
 
 MAX_LOOKUP_IDS = 1000
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -149,7 +149,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
             min_workers=spec.min_workers,
             cold_starts=await platform.store.cold_starts(endpoint.id, now - window_s),
         )
-        return json_response({"endpoint": name, "window": window, **advise(traffic)})
+        return json_response({"endpoint": name, "window": window, **camel_keys(advise(traffic))})
 
     @routes.delete("/endpoints/{name}", summary="Stop an endpoint's workers and remove it")
     async def delete_endpoint(name: str, request: Request) -> Response:
@@ -161,8 +161,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
     @routes.post("/budgets", summary="Set a monthly budget on your account or an endpoint")
     async def set_budget(request: Request) -> Response:
         principal = await keys.resolve(request)
-        body = _json_body(await request.body())
-        budget = _budget_from(body, principal, platform.clock.time())
+        budget = budget_from(await request.body(), principal, platform.clock.time())
         if budget.account != principal.account:
             require_admin(principal)
         if budget.endpoint is not None:
@@ -278,40 +277,16 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         if format != "json":
             raise InvalidRequest(f"format={format!r} is not supported", hint="use json or csv")
         return json_response(
-            {"by": by, "since": since, "rows": report, "total": totals, "pricesPerHourUsd": prices}
+            {
+                "by": by,
+                "since": since,
+                "rows": [camel_keys(row) for row in report],
+                "total": camel_keys(totals),
+                "pricesPerHourUsd": prices,
+            }
         )
 
     return routes
-
-
-def _budget_from(body: dict[str, Any], principal: Principal, now: float) -> Budget:
-    """Validate a budget request; every problem says what to send instead."""
-    limit = body.get("monthly_usd")
-    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
-        raise InvalidRequest("'monthly_usd' must be a positive number of dollars")
-    alerts = body.get("alerts", [50, 80, 100])
-    if not isinstance(alerts, list) or not all(
-        isinstance(a, int) and not isinstance(a, bool) and 0 < a <= 1000 for a in alerts
-    ):
-        raise InvalidRequest("'alerts' must be a list of percentages, e.g. [50, 80, 100]")
-    endpoint = body.get("endpoint")
-    if endpoint is not None and not isinstance(endpoint, str):
-        raise InvalidRequest("'endpoint' must be an endpoint name")
-    webhook = body.get("webhook")
-    if webhook is not None and not is_http_url(webhook):
-        raise InvalidRequest("'webhook' must be an http(s) URL")
-    account = body.get("account", principal.account)
-    if not isinstance(account, str) or not NAME_PATTERN.match(account):
-        raise InvalidRequest("'account' must be an account name")
-    return Budget(
-        account=account,
-        endpoint=endpoint,
-        monthly_usd=float(limit),
-        alerts_pct=sorted(set(alerts)),
-        hard_stop=bool(body.get("hard_stop", False)),
-        webhook_url=webhook,
-        created_at=now,
-    )
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

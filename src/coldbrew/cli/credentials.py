@@ -10,6 +10,7 @@ import sys
 
 import click
 
+from coldbrew.cli.output import print_table
 from coldbrew.sdk.client import Client
 
 
@@ -29,17 +30,22 @@ def keys_list(account: str | None) -> None:
     """Keys you may see: id, prefix, account, admin, created, expires, last used (UTC)."""
     with Client() as client:
         rows = client.keys(account)
-    click.echo(
-        f"{'ID':<18}{'PREFIX':<10}{'ACCOUNT':<16}{'ADMIN':<7}{'CREATED':<18}{'EXPIRES':<18}"
-        f"{'LAST USED':<18}STATE"
+    print_table(
+        ["ID", "PREFIX", "ACCOUNT", "ADMIN", "CREATED", "EXPIRES", "LAST USED", "STATE"],
+        [
+            [
+                k["id"],
+                k["prefix"] or "-",
+                k["account"],
+                "yes" if k["admin"] else "no",
+                _when(k["createdAt"]),
+                _when(k["expiresAt"]),
+                _when(k["lastUsedAt"]),
+                "active" if k["active"] else ("revoked" if k["revokedAt"] else "expired"),
+            ]
+            for k in rows
+        ],
     )
-    for k in rows:
-        state = "active" if k["active"] else ("revoked" if k["revokedAt"] else "expired")
-        click.echo(
-            f"{k['id']:<18}{k['prefix'] or '-':<10}{k['account']:<16}"
-            f"{'yes' if k['admin'] else 'no':<7}{_when(k['createdAt']):<18}"
-            f"{_when(k['expiresAt']):<18}{_when(k['lastUsedAt']):<18}{state}"
-        )
 
 
 @keys.command("create")
@@ -125,5 +131,8 @@ def secrets_list(endpoint: str) -> None:
     """The names of ENDPOINT's secrets and when each was set (never the values)."""
     with Client() as client:
         rows = client.secrets(endpoint)
-    for row in rows:
-        click.echo(f"{row['name']:<40}{_when(row['updatedAt'])}")
+    print_table(
+        ["NAME", "UPDATED"],
+        [[row["name"], _when(row["updatedAt"])] for row in rows],
+        show_header=False,
+    )

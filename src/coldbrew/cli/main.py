@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from coldbrew.cli.credentials import keys, secrets
+from coldbrew.cli.output import print_table
 from coldbrew.config import load_settings
 from coldbrew.sdk.client import APIError, Client
 
@@ -137,16 +138,22 @@ def endpoints() -> None:
     """List endpoints with version, workers and queue length."""
     with _client() as client:
         rows = client.endpoints()
-    click.echo(
-        f"{'NAME':<16}{'VERSION':>8}  {'HARDWARE':<9}{'IDLE':>5}{'BUSY':>5}"
-        f"{'STARTING':>9}{'QUEUE':>7}"
+    print_table(
+        ["NAME", "VERSION", "HARDWARE", "IDLE", "BUSY", "STARTING", "QUEUE"],
+        [
+            [
+                e["name"],
+                f"v{e['version']}",
+                e["hardware"],
+                e["workers"]["idle"],
+                e["workers"]["running"],
+                e["workers"]["starting"],
+                e["queue"],
+            ]
+            for e in rows
+        ],
+        right=["VERSION", "IDLE", "BUSY", "STARTING", "QUEUE"],
     )
-    for e in rows:
-        w = e["workers"]
-        click.echo(
-            f"{e['name']:<16}{'v' + str(e['version']):>8}  {e['hardware']:<9}"
-            f"{w['idle']:>5}{w['running']:>5}{w['starting']:>9}{e['queue']:>7}"
-        )
 
 
 @main.command()
@@ -279,13 +286,22 @@ def usage(by: str, since: str, as_json: bool, as_csv: bool) -> None:
         _print_json(report)
         return
     click.echo(f"usage over the last {since}, by {by}")
-    header = f"{by.upper():<28}{'COLD s':>10}{'BUSY s':>10}{'IDLE s':>10}{'TOTAL s':>10}{'USD':>12}"
-    click.echo(header)
-    for row in [*report["rows"], {by: "TOTAL", **report["total"]}]:
-        click.echo(
-            f"{row[by]:<28}{row['cold_start_s']:>10.1f}{row['busy_s']:>10.1f}"
-            f"{row['idle_s']:>10.1f}{row['total_s']:>10.1f}{row['total_usd']:>12.6f}"
-        )
+    numbers = ["COLD s", "BUSY s", "IDLE s", "TOTAL s", "USD"]
+    print_table(
+        [by.upper(), *numbers],
+        [
+            [
+                row[by],
+                f"{row['coldStartS']:.1f}",
+                f"{row['busyS']:.1f}",
+                f"{row['idleS']:.1f}",
+                f"{row['totalS']:.1f}",
+                f"{row['totalUsd']:.6f}",
+            ]
+            for row in [*report["rows"], {by: "TOTAL", **report["total"]}]
+        ],
+        right=numbers,
+    )
 
 
 @main.group(invoke_without_command=True)
@@ -296,14 +312,22 @@ def budgets(ctx: click.Context) -> None:
         return
     with _client() as client:
         report = client.budgets()
-    click.echo(f"{'SCOPE':<28}{'BUDGET $':>10}{'SPENT $':>12}{'USED %':>8}{'FORECAST $':>12}  STOP")
-    for b in report["budgets"]:
-        scope = f"endpoint {b['endpoint']}" if b["endpoint"] else f"account {b['account']}"
-        stop = "STOPPED" if b["stopped"] else ("hard" if b["hardStop"] else "-")
-        click.echo(
-            f"{scope:<28}{b['monthlyUsd']:>10g}{b['spentUsd']:>12.6f}{b['usedPct']:>8.1f}"
-            f"{b['forecastUsd']:>12.6f}  {stop}"
-        )
+    numbers = ["BUDGET $", "SPENT $", "USED %", "FORECAST $"]
+    print_table(
+        ["SCOPE", *numbers, "STOP"],
+        [
+            [
+                f"endpoint {b['endpoint']}" if b["endpoint"] else f"account {b['account']}",
+                f"{b['monthlyUsd']:g}",
+                f"{b['spentUsd']:.6f}",
+                f"{b['usedPct']:.1f}",
+                f"{b['forecastUsd']:.6f}",
+                "STOPPED" if b["stopped"] else ("hard" if b["hardStop"] else "-"),
+            ]
+            for b in report["budgets"]
+        ],
+        right=numbers,
+    )
     for alert in report["alerts"]:
         scope = alert["endpoint"] or "account"
         click.echo(f"alert: {scope} reached {alert['thresholdPct']}% in {alert['period']}")
@@ -333,7 +357,7 @@ def budgets_set(
         raise click.BadParameter(
             "a comma-separated list of percentages", param_hint="--alerts"
         ) from None
-    fields: dict[str, Any] = {"monthly_usd": monthly_usd, "alerts": pcts, "hard_stop": hard_stop}
+    fields: dict[str, Any] = {"monthlyUsd": monthly_usd, "alerts": pcts, "hardStop": hard_stop}
     if account:
         fields["account"] = account
     if endpoint:
@@ -357,8 +381,8 @@ def advise(name: str, window: str) -> None:
         report = client.advise(name, window)
     click.echo(f"{name}: {report['requests']} requests in the last {window}")
     click.echo(
-        f"  serverless ~${report['serverless_monthly_usd']}/month, dedicated "
-        f"${report['dedicated_monthly_usd']}/month -> {report['cheaper']} is cheaper"
+        f"  serverless ~${report['serverlessMonthlyUsd']}/month, dedicated "
+        f"${report['dedicatedMonthlyUsd']}/month -> {report['cheaper']} is cheaper"
     )
     for line in report["arithmetic"]:
         click.echo(f"  {line}")

@@ -75,7 +75,7 @@ class QueueLedger:
             retry_after_s=RETRY_AFTER_S,
             hint=f"retry after {RETRY_AFTER_S} s, when queued jobs have run; an admin can raise "
             f"the limit for this account (PATCH /v1/accounts/{account} "
-            '{"max_queued_jobs": N}) or for every account (COLDBREW_ACCOUNT_MAX_QUEUED_JOBS)',
+            '{"maxQueuedJobs": N}) or for every account (COLDBREW_ACCOUNT_MAX_QUEUED_JOBS)',
             limit=limit,
             queued=queued,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic.alias_generators import to_camel
 
 from coldbrew.sdk.package import package
 
@@ -243,7 +244,10 @@ class Client:
         return result
 
     def set_budget(self, **fields: Any) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", "/v1/budgets", json=fields)
+        """`set_budget(monthly_usd=50, endpoint="toy", hard_stop=True)`: sent in the API's
+        camelCase (`monthlyUsd`, `hardStop`); camelCase names pass through as they are."""
+        body = {to_camel(name): value for name, value in fields.items()}
+        result: dict[str, Any] = self._call("POST", "/v1/budgets", json=body)
         return result
 
     def budgets(self) -> dict[str, Any]:

@@ -103,12 +103,12 @@ function charts(ts) {
 }
 
 function adviceHtml(a) {
-  const cost = a.cost_usd;
+  const cost = a.costUsd;
   return `<p id="advice-verdict"><b>${esc(a.cheaper)}</b> is cheaper at this traffic:
-      serverless ${usd(a.serverless_monthly_usd)}/month vs dedicated
-      ${usd(a.dedicated_monthly_usd)}/month. ${a.requests} requests in the window${
-        a.break_even_requests_per_hour !== undefined
-          ? `; break-even at ${a.break_even_requests_per_hour} requests/hour` : ""}.</p>
+      serverless ${usd(a.serverlessMonthlyUsd)}/month vs dedicated
+      ${usd(a.dedicatedMonthlyUsd)}/month. ${a.requests} requests in the window${
+        a.breakEvenRequestsPerHour !== undefined
+          ? `; break-even at ${a.breakEvenRequestsPerHour} requests/hour` : ""}.</p>
     <p class="muted">recorded: cold start ${usd(cost.cold_start)} · busy ${usd(cost.busy)} ·
       <span class="idle">idle keep-warm ${usd(cost.idle)}</span> · total ${usd(cost.total)}</p>
     <pre id="advice-arithmetic">${a.arithmetic.map(esc).join("\n")}</pre>

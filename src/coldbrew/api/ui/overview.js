@@ -23,24 +23,24 @@ async function adviceFor(names) {
 }
 
 function split(line) {
-  return `<span class="kind cold">cold start ${usd(line.cold_start_usd)}</span>
-    <span class="kind busy">busy ${usd(line.busy_usd)}</span>
-    <span class="kind idle">idle keep-warm ${usd(line.idle_usd)}</span>`;
+  return `<span class="kind cold">cold start ${usd(line.coldStartUsd)}</span>
+    <span class="kind busy">busy ${usd(line.busyUsd)}</span>
+    <span class="kind idle">idle keep-warm ${usd(line.idleUsd)}</span>`;
 }
 
 function periodCard(period, report) {
   const t = report.total;
-  const idleShare = t.total_usd > 0 ? t.idle_usd / t.total_usd : null;
+  const idleShare = t.totalUsd > 0 ? t.idleUsd / t.totalUsd : null;
   return `<div class="card" data-period="${period.id}" data-since="${esc(period.since)}">
     <h3>${esc(period.label)}</h3>
-    <div class="big" data-field="total_usd">${usd(t.total_usd)}</div>
+    <div class="big" data-field="totalUsd">${usd(t.totalUsd)}</div>
     <div class="split">
-      <div>cold start <b data-field="cold_start_usd">${usd(t.cold_start_usd)}</b>
-        <span class="muted">${t.cold_start_s.toFixed(1)} s</span></div>
-      <div>busy <b data-field="busy_usd">${usd(t.busy_usd)}</b>
-        <span class="muted">${t.busy_s.toFixed(1)} s</span></div>
-      <div class="idle">idle keep-warm <b data-field="idle_usd">${usd(t.idle_usd)}</b>
-        <span class="muted">${t.idle_s.toFixed(1)} s${
+      <div>cold start <b data-field="coldStartUsd">${usd(t.coldStartUsd)}</b>
+        <span class="muted">${t.coldStartS.toFixed(1)} s</span></div>
+      <div>busy <b data-field="busyUsd">${usd(t.busyUsd)}</b>
+        <span class="muted">${t.busyS.toFixed(1)} s</span></div>
+      <div class="idle">idle keep-warm <b data-field="idleUsd">${usd(t.idleUsd)}</b>
+        <span class="muted">${t.idleS.toFixed(1)} s${
           idleShare === null ? "" : `, ${pct(idleShare)} of the bill`
         }</span></div>
     </div></div>`;
@@ -48,36 +48,36 @@ function periodCard(period, report) {
 
 function biggestPart(line) {
   const parts = [
-    ["busy (running jobs)", line.busy_usd],
-    ["idle keep-warm (workers waiting for jobs: idle_timeout_s, min_workers)", line.idle_usd],
-    ["cold starts (starting workers)", line.cold_start_usd],
+    ["busy (running jobs)", line.busyUsd],
+    ["idle keep-warm (workers waiting for jobs: idle_timeout_s, min_workers)", line.idleUsd],
+    ["cold starts (starting workers)", line.coldStartUsd],
   ].sort((a, b) => b[1] - a[1]);
   return parts[0];
 }
 
 function weekTable(account, report) {
-  const rows = [...report.rows].sort((a, b) => b.total_usd - a.total_usd);
+  const rows = [...report.rows].sort((a, b) => b.totalUsd - a.totalUsd);
   if (!rows.length) return `<p class="muted">No billed worker time this week yet.</p>`;
   const top = rows[0];
   const [part, amount] = biggestPart(top);
   const name = top.endpoint.slice(account.length + 1);
-  const share = top.total_usd > 0 ? amount / top.total_usd : 0;
+  const share = top.totalUsd > 0 ? amount / top.totalUsd : 0;
   const lines = rows
     .map((line) => {
       const ep = line.endpoint.slice(account.length + 1);
-      const idleShare = line.total_usd > 0 ? line.idle_usd / line.total_usd : null;
+      const idleShare = line.totalUsd > 0 ? line.idleUsd / line.totalUsd : null;
       return `<tr data-endpoint="${esc(ep)}">
         <td><a href="#/endpoint/${encodeURIComponent(ep)}">${esc(ep)}</a></td>
-        <td data-field="total_usd"><b>${usd(line.total_usd)}</b></td>
-        <td data-field="cold_start_usd">${usd(line.cold_start_usd)}</td>
-        <td data-field="busy_usd">${usd(line.busy_usd)}</td>
-        <td data-field="idle_usd" class="idle">${usd(line.idle_usd)}</td>
+        <td data-field="totalUsd"><b>${usd(line.totalUsd)}</b></td>
+        <td data-field="coldStartUsd">${usd(line.coldStartUsd)}</td>
+        <td data-field="busyUsd">${usd(line.busyUsd)}</td>
+        <td data-field="idleUsd" class="idle">${usd(line.idleUsd)}</td>
         <td class="idle">${pct(idleShare)}</td>
-        <td class="muted">${line.cold_start_s.toFixed(1)} / ${line.busy_s.toFixed(1)} /
-          ${line.idle_s.toFixed(1)}</td></tr>`;
+        <td class="muted">${line.coldStartS.toFixed(1)} / ${line.busyS.toFixed(1)} /
+          ${line.idleS.toFixed(1)}</td></tr>`;
     })
     .join("");
-  return `<p id="top-cost">Most this week: <b>${esc(name)}</b>, ${usd(top.total_usd)}; the
+  return `<p id="top-cost">Most this week: <b>${esc(name)}</b>, ${usd(top.totalUsd)}; the
       largest part is ${esc(part)}: ${usd(amount)} (${pct(share)}).</p>
     <table id="week-cost"><thead><tr><th>endpoint</th><th>total</th><th>cold start</th>
       <th>busy</th><th>idle keep-warm</th><th>idle share</th><th>seconds cold/busy/idle</th>
@@ -90,7 +90,7 @@ function verdict(name) {
   if (!seen.body) return `<span class="muted">${esc(seen.error)}</span>`;
   const a = seen.body;
   return `<span class="${a.cheaper === "dedicated" ? "warn" : ""}">${esc(a.cheaper)} is cheaper</span>
-    <span class="muted">(${usd(a.serverless_monthly_usd)} vs ${usd(a.dedicated_monthly_usd)}
+    <span class="muted">(${usd(a.serverlessMonthlyUsd)} vs ${usd(a.dedicatedMonthlyUsd)}
     /month)</span>`;
 }
 
