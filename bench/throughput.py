@@ -479,14 +479,15 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, systems in summary.items():
         cb, lit, ray = (systems.get(s, {}) for s in SYSTEMS)
-        base = systems.get("baseline", {})
         out[kind] = {
-            "c1_p50_vs_baseline": ratio(cb.get("c1_p50_ms"), base.get("c1_p50_ms")),
-            "c32_rps_vs_baseline": ratio(cb.get("c32_rps"), base.get("c32_rps")),
             "c1_p50_vs_litserve": ratio(cb.get("c1_p50_ms"), lit.get("c1_p50_ms")),
             "c32_rps_vs_litserve": ratio(cb.get("c32_rps"), lit.get("c32_rps")),
             "c32_rps_vs_ray_serve": ratio(cb.get("c32_rps"), ray.get("c32_rps")),
         }
+        if "baseline" in systems:
+            base = systems["baseline"]
+            out[kind]["c1_p50_vs_baseline"] = ratio(cb.get("c1_p50_ms"), base.get("c1_p50_ms"))
+            out[kind]["c32_rps_vs_baseline"] = ratio(cb.get("c32_rps"), base.get("c32_rps"))
     return out
 
 
