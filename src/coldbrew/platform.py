@@ -8,7 +8,7 @@ import hashlib
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
@@ -25,6 +25,7 @@ from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
+from coldbrew.observe.stats import WorkerSamples, sample_workers
 from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
@@ -83,6 +84,8 @@ class Platform:
     runpod: RunPodBackend | None = None
     sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
+    samples: WorkerSamples = field(default_factory=WorkerSamples)  # workers by state over time
+    _sample_task: asyncio.Task[None] | None = None
 
     @classmethod
     def create(
@@ -142,6 +145,10 @@ class Platform:
         admin_key = await self._bootstrap()
         await self.secrets.load()
         await self.scheduler.start()
+        self.scheduler.samples = self.samples  # until the dashboard reads platform.samples
+        self._sample_task = asyncio.create_task(
+            sample_workers(self.samples, self.scheduler.state_counts, self.clock)
+        )
         await self.webhooks.resume()
         await self.budgets.check()
         self._budget_task = asyncio.create_task(self._watch_budgets())
@@ -158,10 +165,11 @@ class Platform:
                 logging.getLogger("coldbrew.budgets").exception("budget check failed")
 
     async def stop(self) -> None:
-        if self._budget_task is not None:
-            self._budget_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._budget_task
+        for task in (self._budget_task, self._sample_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.scheduler.stop()
         await self.webhooks.close()
         await self.cache.close()

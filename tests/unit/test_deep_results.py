@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from tests.unit.conftest import World, settle
 from tests.unit.test_poison import final, nested
-from tests.unit.test_sync_lane import World, settle
 
 from coldbrew.backends.runpod import HandlerWorker
 from coldbrew.clock import FakeClock

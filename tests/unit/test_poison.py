@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.unit.test_sync_lane import World, settle
+from tests.unit.conftest import World, settle
 
 from coldbrew.errors import StorageUnavailable
 from coldbrew.runtime import protocol

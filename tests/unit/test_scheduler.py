@@ -6,29 +6,13 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from tests.unit.conftest import BrokenBackend
+
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.store.models import Job, JobStatus
 from coldbrew.store.sqlite import SQLiteStore
-
-
-class BrokenBackend:
-    """Every start fails, as with a full disk or no file descriptors left."""
-
-    def __init__(self) -> None:
-        self.starts = 0
-
-    async def start(self, launch: WorkerLaunch) -> WorkerHandle:
-        self.starts += 1
-        raise OSError("Too many open files")
-
-    async def prepare(self, launches: list[WorkerLaunch]) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 async def _scenario(tmp_path: Path) -> tuple[int, JobStatus, str]:

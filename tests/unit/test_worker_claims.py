@@ -8,9 +8,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.unit.conftest import FakeBackend, World, settle
 from tests.unit.test_fair_turns import _job
 from tests.unit.test_poison import final
-from tests.unit.test_sync_lane import FakeBackend, World, settle
 
 from coldbrew.api.credentials import _key_request
 from coldbrew.backends.base import WorkerLaunch

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldbrew.clock import Clock
 from coldbrew.store.models import JobStatus, JobTiming, UsageKind, UsageRow
 
 #: Worker counts are kept per 5 s slot, for a day: 17,280 small dicts at most.
@@ -19,6 +20,8 @@ SAMPLE_SLOTS = 17_280
 #: At most this many buckets per series, so one response stays small.
 MAX_BUCKETS = 720
 WORKER_STATES = ("idle", "running", "starting")
+#: How often worker counts are pulled from the control plane (several per 5 s slot).
+SAMPLE_EVERY_S = 1.0
 
 
 def percentile(sorted_values: list[float], pct: float) -> float | None:
@@ -154,3 +157,21 @@ def cost_series(
         "t": hours,
         **{kind: [round(v, 9) for v in values] for kind, values in usd.items()},
     }
+
+
+WorkerCounts = Mapping[tuple[str, str], Mapping[str, int]]
+
+
+async def sample_workers(
+    samples: WorkerSamples,
+    counts: Callable[[], WorkerCounts],
+    clock: Clock,
+    every_s: float = SAMPLE_EVERY_S,
+) -> None:
+    """Pull worker counts by state (the fleet's `state_counts`) into `samples`, forever.
+
+    Observe asks the control plane, never the other way round: the scheduler's tick knows
+    nothing of the dashboard."""
+    while True:
+        samples.record(clock.time(), counts())
+        await clock.sleep(every_s)
