@@ -70,10 +70,8 @@ def test_a_job_pays_its_time_at_its_hardwares_price(tmp_path: Path) -> None:
             stored = await w.store.get_job(job.id)
             if stored is not None and stored.status is JobStatus.COMPLETED:
                 break
-        worker = next(iter(w.scheduler.workers.values()))
         price = w.scheduler.settings.prices_per_hour_usd["cpu"]
         assert stored is not None and stored.cost_usd is not None
         assert abs(stored.cost_usd - 36.0 * price / 3600) < 1e-12
-        assert w.scheduler.dispatcher.cost_usd(worker, 36.0, share=4) * 4 == stored.cost_usd
 
     asyncio.run(scenario())

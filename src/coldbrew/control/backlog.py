@@ -22,18 +22,19 @@ class Backlog:
     def __init__(self, ledger: QueueLedger, wake: Callable[[], None]) -> None:
         self.lane: defaultdict[int, deque[Job]] = defaultdict(deque)  # version -> in memory
         self.stored: dict[int, int] = {}  # version -> the store's queue after the last dispatch
-        self._flagged: set[int] = set()  # versions whose store queue may hold jobs
+        # versions whose store queue may hold jobs (read on the hot path as `vid in flagged`)
+        self.flagged: set[int] = set()
         self._since_read: set[int] = set()  # flagged after the running tick read the store
         self._ledger = ledger
         self._wake = wake
 
     def in_store(self, version_id: int) -> bool:
         """Whether the version's store queue may hold jobs (then those go first)."""
-        return version_id in self._flagged
+        return version_id in self.flagged
 
     def flag(self, version_id: int) -> None:
         """The version has jobs in the store's queue; the next tick dispatches them."""
-        self._flagged.add(version_id)
+        self.flagged.add(version_id)
         self._since_read.add(version_id)
         self._wake()
 
@@ -50,7 +51,7 @@ class Backlog:
 
     def to_spill(self) -> list[int]:
         """Versions whose lane holds jobs while their store queue may hold older ones."""
-        return [v for v, queue in self.lane.items() if queue and v in self._flagged]
+        return [v for v, queue in self.lane.items() if queue and v in self.flagged]
 
     def lane_versions(self) -> list[int]:
         """Versions with jobs waiting in the sync lane."""
@@ -75,7 +76,7 @@ class Backlog:
         """The store's queue per version after the tick's dispatch; jobs queued while the tick
         ran stay flagged."""
         self.stored = {vid: n for vid, n in queued.items() if n > 0}
-        self._flagged = set(self.stored) | self._since_read
+        self.flagged = set(self.stored) | self._since_read
         per_account: Counter[str] = Counter()
         for vid, n in self.stored.items():
             per_account[account_of(vid)] += n
@@ -92,5 +93,10 @@ class Backlog:
         return queued
 
     def admit(self, account: str) -> None:
-        """Raise `QueueFull` when `account` may not queue another job."""
-        self._ledger.check(account, self.in_memory(account))
+        """Raise `QueueFull` (a 429) when `account` may not queue another job: the store's
+        queue as of the last tick, jobs queued since, and the sync lane's."""
+        waiting = 0
+        for queue in self.lane.values():  # `in_memory()`, inline: this runs per request
+            if queue and queue[0].account == account:
+                waiting += len(queue)
+        self._ledger.check(account, waiting)

@@ -24,7 +24,7 @@ from coldbrew.control.streams import Streams
 from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState
 from coldbrew.control.writer import BufferedWriter
 from coldbrew.errors import StorageUnavailable
-from coldbrew.metering.report import run_cost_usd
+from coldbrew.metering.report import job_cost_usd
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.models import Job, JobStatus, QueueStat, UsageKind
 
@@ -72,7 +72,7 @@ class Dispatcher:
         cached = self.fleet.versions.get(job.version_id)
         if (
             cached is None
-            or self.backlog.in_store(job.version_id)
+            or job.version_id in self.backlog.flagged
             or self.running[job.account] >= self.cap
         ):
             return self.backlog.queued_in_store(job)
@@ -128,7 +128,12 @@ class Dispatcher:
         now = self.clock.time()
         # a job in a batch pays its share of the batch's time: the batch the gateway sent, not
         # the worker's `share`, which tenant code could inflate to cut its bill
-        cost = self.cost_usd(worker, now - (job.started_at or now), inflight.share)
+        cost = job_cost_usd(
+            self.settings.prices_per_hour_usd,
+            worker.spec.hardware,
+            now - (job.started_at or now),
+            inflight.share,
+        )
         await self.writer.flush_logs()  # its log is readable once it is final
         error = frame.get("error")
         output = frame.get("output")
@@ -142,14 +147,11 @@ class Dispatcher:
             self.book.announce(final)
         self.fleet.mark_idle_if_free(worker)
         vid = worker.version.id
-        if self.backlog.in_store(vid) or self.running[worker.version.account] + 1 >= self.cap:
+        stored = vid in self.backlog.flagged
+        if stored or self.running[worker.version.account] + 1 >= self.cap:
             self._wake()  # the store's queue goes first; capped jobs of other endpoints may go
-        if not self.backlog.in_store(vid):
+        if not stored:
             await self.pump(vid)
-
-    def cost_usd(self, worker: ManagedWorker, execution_s: float, share: int = 1) -> float:
-        """What a job that ran `execution_s` on `worker` costs (the one place it is computed)."""
-        return run_cost_usd(self.settings.prices_per_hour_usd, worker.hardware, execution_s, share)
 
     # the tick's dispatch
     async def dispatch(self, stats: Mapping[int, QueueStat]) -> dict[int, int]:
@@ -269,7 +271,6 @@ class Dispatcher:
 
     async def _track(self, worker: ManagedWorker, job: Job, share: int = 1) -> None:
         """Record a claimed job as running on `worker` (and whether it waited for its start)."""
-        self.streams.restart(job.id)
         worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s, share)
         self.fleet.frames.assigned(worker.id, job.id)
         self.running[job.account] += 1

@@ -97,16 +97,21 @@ class Fleet:
         for worker in self.workers.values():
             if worker.version.id != version_id:
                 continue
-            if (worker.state is WorkerState.IDLE) if whole else worker.free_slots > 0:
+            state = worker.state
+            if state is WorkerState.IDLE or (
+                not whole
+                and state is WorkerState.BUSY
+                and len(worker.jobs) < worker.spec.concurrency  # `free_slots`, inline
+            ):
                 return worker
         return None
 
     def ready(self, version_id: int) -> bool:
         """Whether a worker of the version is up (idle or busy)."""
-        return any(
-            w.version.id == version_id and w.state in (WorkerState.IDLE, WorkerState.BUSY)
-            for w in self.workers.values()
-        )
+        for w in self.workers.values():
+            if w.version.id == version_id and w.state in (WorkerState.IDLE, WorkerState.BUSY):
+                return True
+        return False
 
     def worker_counts(self, endpoint_id: int) -> dict[str, int]:
         """Workers of the endpoint (all versions) by state: idle, running (busy), starting."""

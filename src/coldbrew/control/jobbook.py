@@ -24,7 +24,7 @@ from coldbrew.clock import Clock
 from coldbrew.control.backlog import Backlog
 from coldbrew.errors import StorageUnavailable
 from coldbrew.store.base import Store
-from coldbrew.store.models import Job, JobStatus, WebhookState, can_transition
+from coldbrew.store.models import FINAL_STATUSES, TRANSITIONS, Job, JobStatus, WebhookState
 
 log = logging.getLogger("coldbrew.scheduler")
 
@@ -40,7 +40,7 @@ def move(job: Job, status: JobStatus, *, amend: bool = False) -> None:
 
     `amend`: a record the store refused becomes FAILED whatever it said (`_make_storable`).
     """
-    if not (can_transition(job.status, status) or (amend and status is JobStatus.FAILED)):
+    if status not in TRANSITIONS[job.status] and not (amend and status is JobStatus.FAILED):
         raise IllegalTransition(f"job {job.id}: {job.status.value} -> {status.value}")
     job.status = status
 
@@ -109,7 +109,8 @@ class JobBook:
     def take_sync(self, job: Job) -> asyncio.Future[Job]:
         """Keep a /runsync job in memory, last in its version's lane; its final-state future."""
         job.durable = False
-        future = self.watch(job.id)
+        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()  # `watch`
+        self._waiters.setdefault(job.id, []).append(future)
         self.unsaved[job.id] = job
         self.backlog.lane[job.version_id].append(job)
         return future
@@ -223,6 +224,10 @@ class JobBook:
     ) -> Job | None:
         """`end` that never raises: a result the store cannot hold fails the job with the
         reason; while the storage is down the final state waits in memory for a flush."""
+        if not job.durable:  # the sync lane: no store call, nothing to fail (the hot path)
+            if job.status in FINAL_STATUSES:
+                return None
+            return self.end_unsaved(job, status, now, output=output, error=error, cost_usd=cost_usd)
         try:
             return await self.end(job, status, now, output=output, error=error, cost_usd=cost_usd)
         except StorageUnavailable:

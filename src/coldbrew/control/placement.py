@@ -25,7 +25,7 @@ from coldbrew.control.workers import ManagedWorker, WorkerState
 from coldbrew.control.writer import BUCKET_S
 from coldbrew.sdk.spec import DeploymentSpec
 from coldbrew.store.base import Store
-from coldbrew.store.models import Job, QueueStat, Version
+from coldbrew.store.models import QueueStat, Version
 
 PROFILE_REFRESH_S = 60.0  # a learned traffic profile is reread from the store this often
 
@@ -43,7 +43,13 @@ class Placement:
     """The scaling decision per version and the placement of new workers on slots."""
 
     def __init__(
-        self, fleet: Fleet, store: Store, clock: Clock, settings: Settings, ledger: QueueLedger
+        self,
+        fleet: Fleet,
+        store: Store,
+        clock: Clock,
+        settings: Settings,
+        ledger: QueueLedger,
+        profiles: dict[int, tuple[float, TrafficProfile]] | None = None,
     ) -> None:
         self.fleet = fleet
         self.store = store
@@ -53,13 +59,8 @@ class Placement:
         self._scaler: dict[int, ScalerState] = {}
         # hardware -> account -> when it last held a slot (monotonic): whose turn a slot is
         self._last_held: dict[str, dict[str, float]] = {}
-        self._profiles: dict[int, tuple[float, TrafficProfile]] = {}  # endpoint -> (read at, ..)
-
-    def learn(self, job: Job) -> None:
-        """Count an arrival in its endpoint's cached traffic profile (if one is kept)."""
-        cached = self._profiles.get(job.endpoint_id)
-        if cached is not None:
-            cached[1].record(job.created_at)
+        # endpoint -> (read at, profile); the writer records arrivals into them as they come
+        self._profiles = profiles if profiles is not None else {}
 
     async def plan(self, stats: dict[int, QueueStat], now: float) -> Plan:
         """Scale every version with queued jobs, live workers or a floor; place the starts."""

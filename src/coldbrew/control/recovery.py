@@ -16,9 +16,11 @@ from coldbrew.config import Settings
 from coldbrew.control.dispatcher import Dispatcher
 from coldbrew.control.fleet import Fleet
 from coldbrew.control.jobbook import JobBook
+from coldbrew.control.streams import Streams
 from coldbrew.control.workers import ManagedWorker, describe_exit
 from coldbrew.control.writer import BufferedWriter
 from coldbrew.errors import StorageUnavailable
+from coldbrew.metering.report import job_cost_usd
 from coldbrew.store.models import Job, JobStatus
 
 log = logging.getLogger("coldbrew.scheduler")
@@ -34,6 +36,7 @@ class Recovery:
         book: JobBook,
         fleet: Fleet,
         dispatcher: Dispatcher,
+        streams: Streams,
         writer: BufferedWriter,
         clock: Clock,
         settings: Settings,
@@ -43,6 +46,7 @@ class Recovery:
         self.store = book.store
         self.fleet = fleet
         self.dispatcher = dispatcher
+        self.streams = streams
         self.writer = writer
         self.clock = clock
         self.settings = settings
@@ -77,11 +81,13 @@ class Recovery:
     async def worker_lost(self, job: Job, reason: str) -> None:
         """Retry a job whose worker died, or fail it once its attempts are used up."""
         if not job.durable and job.attempts < job.max_attempts:
+            self.streams.restart(job.id)  # the next attempt streams afresh
             self.book.requeue_sync(job)
             log.warning("job %s: %s; retrying (attempt %d)", job.id, reason, job.attempts + 1)
             self._wake()
             return
         if job.durable and job.attempts < job.max_attempts and await self.store.requeue(job.id):
+            self.streams.restart(job.id)
             self.book.backlog.flag(job.version_id)
             log.warning(
                 "job %s: %s; retrying (attempt %d)",
@@ -153,7 +159,8 @@ class Recovery:
                     "message": f"the job ran past its execution timeout of {job.timeout_s:g} s",
                     "hint": "raise timeout_s in @app.model or policy.executionTimeout (ms)",
                 }
-                cost = self.dispatcher.cost_usd(worker, job.timeout_s)
+                prices = self.settings.prices_per_hour_usd
+                cost = job_cost_usd(prices, worker.spec.hardware, job.timeout_s)
                 final = await self.book.end_safely(
                     job, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
                 )

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from coldbrew.backends.base import Backend
@@ -31,6 +31,7 @@ from coldbrew.control.placement import Placement, Plan
 from coldbrew.control.queues import QueueLedger
 from coldbrew.control.recovery import Recovery
 from coldbrew.control.streams import Streams
+from coldbrew.control.warmth import TrafficProfile
 from coldbrew.control.workers import ManagedWorker
 from coldbrew.control.writer import BufferedWriter
 from coldbrew.errors import NotFound, StorageUnavailable
@@ -72,9 +73,10 @@ class Scheduler:
         self.book = JobBook(store, clock, self.backlog)
         self.streams = Streams(clock, self.book.find)
         limits = JobLogLimits(settings.job_log_max_bytes, settings.job_log_lines_per_s)
-        self.writer = BufferedWriter(store, clock, limits)
+        profiles: dict[int, tuple[float, TrafficProfile]] = {}  # placement's, fed by the writer
+        self.writer = BufferedWriter(store, clock, limits, profiles)
         self.fleet = Fleet(store, backend, clock, settings, endpoint_env)
-        self.placement = Placement(self.fleet, store, clock, settings, self.queues)
+        self.placement = Placement(self.fleet, store, clock, settings, self.queues, profiles)
         self.recovery: Recovery
         self.dispatcher = Dispatcher(
             self.book,
@@ -87,7 +89,7 @@ class Scheduler:
             lambda job, reason: self.recovery.record_lost(job, reason),
         )
         self.recovery = Recovery(
-            self.book, self.fleet, self.dispatcher, self.writer, clock, settings, wake
+            self.book, self.fleet, self.dispatcher, self.streams, self.writer, clock, settings, wake
         )
         self.fleet.limits_frame = self.writer.limits_frame()
         self.fleet.wake = wake
@@ -95,8 +97,48 @@ class Scheduler:
         self.fleet.on_chunk = self.streams.add_chunk
         self.fleet.on_done = self.dispatcher.on_done
         self.fleet.on_exit = self.recovery.on_exit
-        self.book.add_final_listener(self.writer.forget)  # its late frames are dropped
+        self.book.add_final_listener(limits.ended)  # its late log frames are dropped
         self.book.add_final_listener(self.streams.close)
+
+        # What the gateway asks that one role answers alone is that role's own method, handed
+        # out here rather than wrapped (no extra call per request on the warm path).
+        #: Refuse a new job of an account (`QueueFull`, a 429) when its queue is at its limit.
+        self.admit: Callable[[str], None] = self.backlog.admit
+        #: The version has jobs in the store's queue: the sync lane stops taking its jobs (and
+        #: spills those it holds into the store at the next tick), so one FIFO order holds.
+        self.mark_queued: Callable[[int], None] = self.backlog.flag
+        #: Hand a job just queued in the store straight to a free slot, or leave it queued
+        #: (False, and a tick soon): `Dispatcher.dispatch_now`.
+        self.dispatch_now: Callable[[Job], Awaitable[bool]] = self.dispatcher.dispatch_now
+        #: Count the job in its endpoint's traffic history (what `prewarm="auto"` learns from);
+        #: counts are written with the next flush, not one write per request.
+        self.record_arrival: Callable[[Job], None] = self.writer.count_arrival
+        #: Write an in-memory job to the store now (its /runsync wait ran out: the caller gets
+        #: its id to poll), after which it is an ordinary durable job.
+        self.persist: Callable[[Job], Awaitable[Job]] = self.book.persist
+        #: The job (the account's, when given), from memory or the store.
+        self.find_job: Callable[..., Awaitable[Job | None]] = self.book.find
+        #: A future resolved with the job once it is final (register before queueing).
+        self.watch: Callable[[str], asyncio.Future[Job]] = self.book.watch
+        self.unwatch: Callable[[str, asyncio.Future[Job]], None] = self.book.unwatch
+        #: Call `listener(job)` whenever a job reaches a final state.
+        self.add_final_listener: Callable[[FinalListener], None] = self.book.add_final_listener
+        #: Tell waiters and listeners (webhooks, metrics) about a job the gateway finished.
+        self.announce_final: Callable[[Job], None] = self.book.announce
+        #: Write the sync lane's final jobs now (before reading jobs back in aggregate).
+        self.write_back: Callable[[], Awaitable[None]] = self.book.write_back
+        #: Chunks of a streaming job not returned by an earlier poll (RunPod's /stream).
+        self.poll_stream: Callable[[Job, float], Awaitable[tuple[Job, list[Any]]]] = (
+            self.streams.poll
+        )
+        #: Every chunk of a job from the first, then ('done', final job): server-sent events.
+        self.stream_events: Callable[[Job], AsyncIterator[tuple[str, Any]]] = self.streams.events
+        #: Workers of an endpoint (all versions) by state: idle, running (busy), starting.
+        self.worker_counts: Callable[[int], dict[str, int]] = self.fleet.worker_counts
+        #: Workers by state (idle, running, starting) per (account, endpoint): what observe pulls.
+        self.state_counts: Callable[[], dict[tuple[str, str], dict[str, int]]] = (
+            self.fleet.state_counts
+        )
 
     @property
     def workers(self) -> dict[str, ManagedWorker]:
@@ -132,21 +174,7 @@ class Scheduler:
         """Something changed (a job was queued): run a tick soon."""
         self._wake.set()
 
-    # admission and the two lanes
-    def admit(self, account: str) -> None:
-        """Refuse a new job of `account` (`QueueFull`, a 429) when its queue is at its limit:
-        the store's queue as of the last tick, jobs queued since, and the sync lane's."""
-        self.backlog.admit(account)
-
-    def mark_queued(self, version_id: int) -> None:
-        """The version has jobs in the store's queue: the sync lane stops taking its jobs (and
-        spills those it holds into the store at the next tick) so one FIFO order holds."""
-        self.backlog.flag(version_id)
-
-    async def dispatch_now(self, job: Job) -> bool:
-        """Hand a job just queued in the store straight to a free slot (`Dispatcher`)."""
-        return await self.dispatcher.dispatch_now(job)
-
+    # the sync lane
     async def run_sync(self, job: Job) -> asyncio.Future[Job] | None:
         """Take a /runsync job into the sync lane: while a worker of its version is up and
         nothing waits in the store ahead of it, the job lives in memory only and is written once,
@@ -157,46 +185,16 @@ class Scheduler:
         if (
             job.webhook_url
             or vid not in self.fleet.versions
-            or self.backlog.in_store(vid)
+            or vid in self.backlog.flagged
             or not self.fleet.ready(vid)
         ):
             return None
         future = self.book.take_sync(job)
-        self.record_arrival(job)
+        self.writer.count_arrival(job)
         await self.dispatcher.pump(vid)
         return future
 
-    def record_arrival(self, job: Job) -> None:
-        """Count the job in its endpoint's traffic history (what `prewarm="auto"` learns from);
-        counts are written with the next flush, not one write per request."""
-        self.writer.count_arrival(job)
-        self.placement.learn(job)
-
     # jobs, for the gateway
-    async def persist(self, job: Job) -> Job:
-        """Write an in-memory job to the store now (its /runsync wait ran out: the caller gets
-        its id to poll), after which it is an ordinary durable job."""
-        return await self.book.persist(job)
-
-    async def find_job(self, job_id: str, account: str | None = None) -> Job | None:
-        """The job (the account's, when given), from memory or the store."""
-        return await self.book.find(job_id, account)
-
-    def watch(self, job_id: str) -> asyncio.Future[Job]:
-        """A future resolved with the job once it is final (register before queueing)."""
-        return self.book.watch(job_id)
-
-    def unwatch(self, job_id: str, future: asyncio.Future[Job]) -> None:
-        self.book.unwatch(job_id, future)
-
-    def add_final_listener(self, listener: FinalListener) -> None:
-        """Call `listener(job)` whenever a job reaches a final state."""
-        self.book.add_final_listener(listener)
-
-    def announce_final(self, job: Job) -> None:
-        """Tell waiters and listeners (webhooks, metrics) about a job the gateway finished."""
-        self.book.announce(job)
-
     async def cancel(self, job_id: str, account: str) -> Job:
         """Cancel a queued or running job; a worker running it alone is replaced."""
         unsaved = self.book.unsaved.get(job_id)
@@ -256,15 +254,6 @@ class Scheduler:
         await self.fleet.refresh({e.current_version_id for e in endpoints})
         self.notify()
 
-    # streams
-    async def poll_stream(self, job: Job, wait_s: float) -> tuple[Job, list[Any]]:
-        """Chunks of a streaming job not returned by an earlier poll (RunPod's /stream)."""
-        return await self.streams.poll(job, wait_s)
-
-    def stream_events(self, job: Job) -> AsyncIterator[tuple[str, Any]]:
-        """Every chunk of a job from the first, then ('done', final job): for server-sent events."""
-        return self.streams.events(job)
-
     # reads
     async def health(self, endpoint_id: int) -> dict[str, int]:
         """The endpoint's job counts by status, the sync lane's in-memory jobs included."""
@@ -288,19 +277,7 @@ class Scheduler:
     def known_accounts(self) -> set[str]:
         return {version.account for version, _ in self.fleet.versions.values()}
 
-    def worker_counts(self, endpoint_id: int) -> dict[str, int]:
-        """Workers of the endpoint (all versions) by state: idle, running (busy), starting."""
-        return self.fleet.worker_counts(endpoint_id)
-
-    def state_counts(self) -> dict[tuple[str, str], dict[str, int]]:
-        """Workers by state (idle, running, starting) per (account, endpoint)."""
-        return self.fleet.state_counts()
-
     # buffered writes
-    async def write_back(self) -> None:
-        """Write the sync lane's final jobs now (before reading jobs back in aggregate)."""
-        await self.book.write_back()
-
     async def flush_usage(self) -> None:
         """Write every running worker's seconds so far, so reports include the current minute."""
         await self._flush(force=True)

@@ -78,7 +78,7 @@ class Streams:
         return stream
 
     def restart(self, job_id: str) -> None:
-        """The job starts (again): a retried job streams afresh."""
+        """The job goes back to the queue (its worker died): its next attempt streams afresh."""
         stream = self._streams.get(job_id)
         if stream is not None and (stream.closed or stream.chunks):
             del self._streams[job_id]
@@ -87,7 +87,11 @@ class Streams:
         """File a chunk; one nested too deep for the store and the API is dropped (a poll
         would fail on it) and fails the job when it ends."""
         if not nests_deeper(chunk):
-            self.get(job_id).add(chunk)
+            stream = self.get(job_id)
+            if stream.closed:  # a job retried after it ended (POST /retry) streams afresh
+                del self._streams[job_id]
+                stream = self.get(job_id)
+            stream.add(chunk)
             return
         if job_id not in self._deep:
             log.warning("job %s: a chunk nests too deep to keep; the job fails", job_id)

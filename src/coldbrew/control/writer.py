@@ -7,13 +7,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from coldbrew.clock import Clock
 from coldbrew.control.frames import JobLogLimits
+from coldbrew.control.warmth import TrafficProfile
 from coldbrew.errors import StorageUnavailable
 from coldbrew.store.base import Store
 from coldbrew.store.models import Job, UsageRow
@@ -39,10 +40,19 @@ def _log_row(row: tuple[Any, ...]) -> tuple[str, float, str, str]:
 class BufferedWriter:
     """Log lines (within each job's caps), arrival counts and usage rows, written in batches."""
 
-    def __init__(self, store: Store, clock: Clock, limits: JobLogLimits) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        limits: JobLogLimits,
+        profiles: Mapping[int, tuple[float, TrafficProfile]] | None = None,
+    ) -> None:
         self.store = store
         self.clock = clock
         self.limits = limits
+        # endpoint -> (read at, profile): the traffic profiles placement keeps, which learn
+        # each arrival as it comes (placement rereads them from the store every minute)
+        self.profiles: Mapping[int, tuple[float, TrafficProfile]] = profiles or {}
         self._logs: list[tuple[str, float, str, str]] = []
         self._arrivals: Counter[tuple[int, int, int]] = Counter()
         self._usage: dict[tuple[str, str, float], UsageRow] = {}  # (worker, kind, hour) -> row
@@ -62,14 +72,13 @@ class BufferedWriter:
         if line is not None:
             self._logs.append((frame["id"], frame["ts"], frame["stream"], line))
 
-    def forget(self, job: Job) -> None:
-        """A final-job listener: the job's late log frames are dropped (it runs nowhere)."""
-        self.limits.forget(job.id)
-
     def count_arrival(self, job: Job) -> None:
         """Count the job in its endpoint's traffic history (5-minute buckets by day)."""
         day, second = divmod(int(job.created_at), 86_400)
         self._arrivals[(job.endpoint_id, day, second // BUCKET_S)] += 1
+        cached = self.profiles.get(job.endpoint_id)
+        if cached is not None:
+            cached[1].record(job.created_at)
 
     async def flush_logs(self) -> None:
         """Write buffered log lines and arrival counts; never raises."""
