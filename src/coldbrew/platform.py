@@ -8,7 +8,7 @@ import hashlib
 import logging
 import os
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from coldbrew.backends.base import Backend
 from coldbrew.backends.local import LocalBackend
@@ -25,7 +25,7 @@ from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
-from coldbrew.observe.stats import WorkerSamples, sample_workers
+from coldbrew.observe.stats import WorkerSampler, WorkerSamples
 from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
@@ -84,7 +84,7 @@ class Platform:
     runpod: RunPodBackend | None = None
     sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
-    samples: WorkerSamples = field(default_factory=WorkerSamples)  # workers by state over time
+    samples: WorkerSampler | None = None  # workers by state over time, for the dashboard
     _sample_task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -145,10 +145,13 @@ class Platform:
         admin_key = await self._bootstrap()
         await self.secrets.load()
         await self.scheduler.start()
+        if self.samples is None:
+            every_s = self.settings.tick_interval_s  # as often as the scheduler reconciles
+            self.samples = WorkerSampler(
+                WorkerSamples(), self.scheduler.state_counts, self.clock, every_s
+            )
         self.scheduler.samples = self.samples  # until the dashboard reads platform.samples
-        self._sample_task = asyncio.create_task(
-            sample_workers(self.samples, self.scheduler.state_counts, self.clock)
-        )
+        self._sample_task = asyncio.create_task(self.samples.run())
         await self.webhooks.resume()
         await self.budgets.check()
         self._budget_task = asyncio.create_task(self._watch_budgets())
