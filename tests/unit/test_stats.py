@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from coldbrew.clock import FakeClock
 from coldbrew.observe.stats import (
+    WorkerSampler,
     WorkerSamples,
     buckets,
     cost_series,
@@ -134,9 +136,6 @@ def test_worker_samples_are_bounded() -> None:
 
 
 def test_the_sampler_pulls_worker_counts_and_once_more_before_a_read() -> None:
-    from coldbrew.clock import FakeClock
-    from coldbrew.observe.stats import WorkerSampler
-
     clock, counts = FakeClock(100.0), {("a", "e"): {"starting": 1}}
     sampler = WorkerSampler(WorkerSamples(step_s=5.0), lambda: counts, clock, every_s=1.0)
     sampler.sample()
