@@ -82,10 +82,6 @@ class Backlog:
             per_account[account_of(vid)] += n
         self._ledger.tick_ended(per_account)
 
-    def in_memory(self, account: str) -> int:
-        """Jobs of `account` waiting in the sync lane (a version's jobs share one account)."""
-        return sum(len(q) for q in self.lane.values() if q and q[0].account == account)
-
     def lengths(self) -> Counter[int]:
         """Waiting jobs per version: the store's as of the last tick, the lane's now."""
         queued = Counter(self.stored)
@@ -96,7 +92,7 @@ class Backlog:
         """Raise `QueueFull` (a 429) when `account` may not queue another job: the store's
         queue as of the last tick, jobs queued since, and the sync lane's."""
         waiting = 0
-        for queue in self.lane.values():  # `in_memory()`, inline: this runs per request
+        for queue in self.lane.values():  # a version's jobs share one account
             if queue and queue[0].account == account:
                 waiting += len(queue)
         self._ledger.check(account, waiting)
