@@ -104,20 +104,8 @@ class World:
         assert len(self.backend.handles) == 1
 
     def job(self) -> Job:
-        self.clock.advance(0.01)  # distinct created_at, in arrival order
-        return Job(
-            id=str(uuid.uuid4()),
-            account="a",
-            endpoint_id=self.version.endpoint_id,
-            endpoint="e",
-            version_id=self.version.id,
-            status=JobStatus.IN_QUEUE,
-            input={},
-            created_at=self.clock.time(),
-            expires_at=self.clock.time() + 3600,
-            timeout_s=600,
-            max_attempts=3,
-        )
+        """A queued job of the endpoint, 10 ms after the last (distinct, ordered created_at)."""
+        return make_job(self.version, self.clock)
 
     async def run_durable(self, job: Job) -> None:
         """What Invoker.enqueue does for POST /run."""
