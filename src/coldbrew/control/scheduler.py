@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from coldbrew.backends.base import Backend
 from coldbrew.clock import Clock
@@ -41,6 +41,12 @@ from coldbrew.store.models import Job, JobStatus, QueueStat
 log = logging.getLogger("coldbrew.scheduler")
 
 PURGE_EVERY_S = 60.0  # expired jobs are deleted from the store this often
+
+
+class FindJob(Protocol):
+    """`JobBook.find`: the job (the account's, when given), from memory or the store."""
+
+    def __call__(self, job_id: str, account: str | None = None) -> Awaitable[Job | None]: ...
 
 
 class Scheduler:
@@ -117,7 +123,7 @@ class Scheduler:
         #: its id to poll), after which it is an ordinary durable job.
         self.persist: Callable[[Job], Awaitable[Job]] = self.book.persist
         #: The job (the account's, when given), from memory or the store.
-        self.find_job: Callable[..., Awaitable[Job | None]] = self.book.find
+        self.find_job: FindJob = self.book.find
         #: A future resolved with the job once it is final (register before queueing).
         self.watch: Callable[[str], asyncio.Future[Job]] = self.book.watch
         self.unwatch: Callable[[str, asyncio.Future[Job]], None] = self.book.unwatch
