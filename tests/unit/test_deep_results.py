@@ -27,7 +27,7 @@ def answer(w: World, job: Job, frame: dict[str, Any]) -> None:
 
 def assert_too_deep(job: Job, part: str) -> None:
     assert job.status is JobStatus.FAILED and job.output is None and job.error is not None
-    assert job.error["type"] == "NotStorable"
+    assert job.error["type"] == "not_storable"
     assert f"job's {part} nests more than {RESULT_MAX_DEPTH} levels" in job.error["message"]
     orjson.dumps({"stream": [{"output": job.output}], "error": job.error})  # answerable
 

@@ -13,7 +13,7 @@ from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.fleet import Fleet
 from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.models import Version
 from coldbrew.store.sqlite import SQLiteStore
 

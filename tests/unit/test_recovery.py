@@ -43,7 +43,7 @@ def test_a_failed_setup_backs_off_and_fails_the_lane(tmp_path: Path) -> None:
         assert delay == 2.0 and until == w.clock.monotonic() + 2.0
         final = await future
         assert final.status is JobStatus.FAILED and final.error is not None
-        assert final.error["type"] == "SetupFailed" and "weights missing" in final.error["message"]
+        assert final.error["type"] == "setup_failed" and "weights missing" in final.error["message"]
 
     asyncio.run(scenario())
 

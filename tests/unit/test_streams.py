@@ -52,7 +52,7 @@ def test_a_chunk_nested_too_deep_is_dropped_and_fails_the_job() -> None:
     streams.add_chunk(job.id, deep)
     assert streams.chunks(job.id) == [{"ok": 1}]
     done = streams.storable_done({"t": "done", "id": job.id, "streamed": True})
-    assert done["error"]["type"] == "NotStorable" and done["streamed"] is False
+    assert done["error"]["type"] == "not_storable" and done["streamed"] is False
 
 
 def test_events_end_with_the_final_job() -> None:

@@ -23,9 +23,9 @@ from coldbrew.control.jobbook import JobBook, move
 from coldbrew.control.streams import Streams
 from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState
 from coldbrew.control.writer import BufferedWriter
-from coldbrew.errors import StorageUnavailable
+from coldbrew.errors import InvalidInput, StorageUnavailable, job_error
 from coldbrew.metering.report import job_cost_usd
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.models import Job, JobStatus, QueueStat, UsageKind
 
 log = logging.getLogger("coldbrew.scheduler")
@@ -310,11 +310,11 @@ class Dispatcher:
     async def _unsendable(self, worker: ManagedWorker, jobs: list[Job], exc: Exception) -> None:
         """Fail jobs whose input could not be encoded for the worker; the worker stays."""
         log.warning("jobs %s: input cannot be sent to a worker (%s)", [j.id for j in jobs], exc)
-        error = {
-            "type": "InvalidInput",
-            "message": f"the input could not be sent to the worker: {type(exc).__name__}: {exc}",
-            "hint": "send plain JSON, nested less than 254 levels deep",
-        }
+        error = job_error(
+            InvalidInput,
+            f"the input could not be sent to the worker: {type(exc).__name__}: {exc}",
+            hint="send plain JSON, nested less than 254 levels deep",
+        )
         for job in jobs:
             if worker.jobs.pop(job.id, None) is None:
                 continue

@@ -20,7 +20,7 @@ from coldbrew.config import Settings
 from coldbrew.control.frames import FrameGuard
 from coldbrew.control.workers import ManagedWorker, WorkerState
 from coldbrew.metering.meter import WorkerMeter
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.base import Store
 from coldbrew.store.models import UsageKind, Version
 

@@ -22,7 +22,7 @@ import orjson
 
 from coldbrew.clock import Clock
 from coldbrew.control.backlog import Backlog
-from coldbrew.errors import StorageUnavailable
+from coldbrew.errors import NotStorable, StorageUnavailable, job_error
 from coldbrew.store.base import Store
 from coldbrew.store.models import FINAL_STATUSES, TRANSITIONS, Job, JobStatus, WebhookState
 
@@ -47,12 +47,12 @@ def move(job: Job, status: JobStatus, *, amend: bool = False) -> None:
 
 def not_stored(part: str, exc: BaseException) -> dict[str, Any]:
     """The error record of a job whose input or result the store could not hold."""
-    return {
-        "type": "NotStorable",
-        "message": f"the job's {part} could not be stored: {type(exc).__name__}: {exc}",
-        "hint": "keep inputs and outputs plain JSON, nested less than 254 levels deep and "
+    return job_error(
+        NotStorable,
+        f"the job's {part} could not be stored: {type(exc).__name__}: {exc}",
+        hint="keep inputs and outputs plain JSON, nested less than 254 levels deep and "
         "within the size limits",
-    }
+    )
 
 
 def _make_storable(job: Job, exc: BaseException) -> None:

@@ -23,7 +23,7 @@ from coldbrew.control.queues import QueueLedger
 from coldbrew.control.warmth import TrafficProfile, prewarm_workers, scheduled_min_workers
 from coldbrew.control.workers import ManagedWorker, WorkerState
 from coldbrew.control.writer import BUCKET_S
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.base import Store
 from coldbrew.store.models import QueueStat, Version
 

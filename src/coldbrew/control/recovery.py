@@ -19,7 +19,13 @@ from coldbrew.control.jobbook import JobBook
 from coldbrew.control.streams import Streams
 from coldbrew.control.workers import ManagedWorker, describe_exit
 from coldbrew.control.writer import BufferedWriter
-from coldbrew.errors import StorageUnavailable
+from coldbrew.errors import (
+    JobTimedOut,
+    SetupFailed,
+    StorageUnavailable,
+    WorkerCrashed,
+    job_error,
+)
 from coldbrew.metering.report import job_cost_usd
 from coldbrew.store.models import Job, JobStatus
 
@@ -97,12 +103,12 @@ class Recovery:
                 extra={"job": job.id, "worker": job.worker_id, "endpoint": job.endpoint},
             )
             return
-        error = {
-            "type": "WorkerCrashed",
-            "message": f"the worker died while running the job: {reason} "
+        error = job_error(
+            WorkerCrashed,
+            f"the worker died while running the job: {reason} "
             f"(attempt {job.attempts} of {job.max_attempts})",
-            "hint": "see the worker log; raise retries in @app.model if the crash is transient",
-        }
+            hint="see the worker log; raise retries in @app.model if the crash is transient",
+        )
         final = await self.book.end(job, JobStatus.FAILED, self.clock.time(), error=error)
         if final is not None:
             self.book.announce(final)
@@ -133,14 +139,14 @@ class Recovery:
         )
         if self.fleet.ready(vid):
             return
-        record = worker.setup_error or {"type": "WorkerCrashed", "message": reason}
-        error = {
-            "type": "SetupFailed",
-            "message": f"setup of endpoint {worker.version.endpoint!r} failed: "
+        record = worker.setup_error or job_error(WorkerCrashed, reason)
+        error = job_error(
+            SetupFailed,
+            f"setup of endpoint {worker.version.endpoint!r} failed: "
             f"{record.get('type')}: {record.get('message')}",
-            "traceback": record.get("traceback", ""),
-            "hint": "fix the model's setup() or imports and deploy again",
-        }
+            traceback=record.get("traceback", ""),
+            hint="fix the model's setup() or imports and deploy again",
+        )
         for job in await self.store.fail_queued(vid, error, self.clock.time()):
             self.book.announce(job)
         for job in self.book.backlog.lane.pop(vid, ()):
@@ -154,11 +160,11 @@ class Recovery:
                 if inflight.deadline > now:
                     continue
                 job = inflight.job
-                error = {
-                    "type": "TimedOut",
-                    "message": f"the job ran past its execution timeout of {job.timeout_s:g} s",
-                    "hint": "raise timeout_s in @app.model or policy.executionTimeout (ms)",
-                }
+                error = job_error(
+                    JobTimedOut,
+                    f"the job ran past its execution timeout of {job.timeout_s:g} s",
+                    hint="raise timeout_s in @app.model or policy.executionTimeout (ms)",
+                )
                 prices = self.settings.prices_per_hour_usd
                 cost = job_cost_usd(prices, worker.spec.hardware, job.timeout_s)
                 final = await self.book.end_safely(

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from coldbrew.clock import Clock
+from coldbrew.errors import NotStorable, job_error
 from coldbrew.runtime.protocol import RESULT_MAX_DEPTH, nests_deeper
 from coldbrew.store.models import Job
 
@@ -23,12 +24,12 @@ JobLookup = Callable[[str], Awaitable[Job | None]]
 
 def too_deep(part: str) -> dict[str, Any]:
     """The error record of a job whose worker sent a result nested too deep to keep."""
-    return {
-        "type": "NotStorable",
-        "message": f"the job's {part} nests more than {RESULT_MAX_DEPTH} levels of lists and "
+    return job_error(
+        NotStorable,
+        f"the job's {part} nests more than {RESULT_MAX_DEPTH} levels of lists and "
         "objects: it can be neither stored nor returned",
-        "hint": f"return plain JSON nested at most {RESULT_MAX_DEPTH} levels deep",
-    }
+        hint=f"return plain JSON nested at most {RESULT_MAX_DEPTH} levels deep",
+    )
 
 
 class JobStream:
