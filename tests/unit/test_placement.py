@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from tests.unit.conftest import FakeBackend
+from tests.unit.conftest import FakeBackend, World
 
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
@@ -57,5 +57,17 @@ def test_with_no_free_slot_an_idle_worker_of_another_account_is_drained(
         assert plan.launch == [] and plan.stop == [holder]
         assert holder.state is WorkerState.DRAINING  # decided now, signalled by the act step
         assert (holder.stop_reason or "").startswith("evicted")
+
+    asyncio.run(scenario())
+
+
+def test_an_arrival_reaches_the_traffic_profile_placement_keeps(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup(prewarm="auto")  # the tick read (and cached) the endpoint's profile
+        job = w.job()
+        w.scheduler.record_arrival(job)
+        profile = w.scheduler.placement._profiles[w.version.endpoint_id][1]
+        assert sum(profile.counts.values()) == 1  # learned now, not at the next store read
 
     asyncio.run(scenario())

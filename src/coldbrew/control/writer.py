@@ -52,7 +52,9 @@ class BufferedWriter:
         self.limits = limits
         # endpoint -> (read at, profile): the traffic profiles placement keeps, which learn
         # each arrival as it comes (placement rereads them from the store every minute)
-        self.profiles: Mapping[int, tuple[float, TrafficProfile]] = profiles or {}
+        self.profiles: Mapping[int, tuple[float, TrafficProfile]] = (
+            profiles if profiles is not None else {}
+        )
         self._logs: list[tuple[str, float, str, str]] = []
         self._arrivals: Counter[tuple[int, int, int]] = Counter()
         self._usage: dict[tuple[str, str, float], UsageRow] = {}  # (worker, kind, hour) -> row
