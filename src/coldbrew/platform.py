@@ -26,6 +26,7 @@ from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.observe.metrics import Metrics
+from coldbrew.observe.stats import WorkerSampler, WorkerSamples
 from coldbrew.runtime.protocol import OUTPUT_MAX_ENV
 from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
@@ -84,6 +85,8 @@ class Platform:
     runpod: RunPodBackend | None = None
     sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
+    samples: WorkerSampler | None = None  # workers by state over time, for the dashboard
+    _sample_task: asyncio.Task[None] | None = None
 
     @classmethod
     def create(
@@ -147,6 +150,13 @@ class Platform:
         await self.deployer.collect_environments()  # those left by endpoints deleted before
         await self.secrets.load()
         await self.scheduler.start()
+        if self.samples is None:
+            every_s = self.settings.tick_interval_s  # as often as the scheduler reconciles
+            self.samples = WorkerSampler(
+                WorkerSamples(), self.scheduler.state_counts, self.clock, every_s
+            )
+        self.scheduler.samples = self.samples  # until the dashboard reads platform.samples
+        self._sample_task = asyncio.create_task(self.samples.run())
         await self.webhooks.resume()
         await self.budgets.check()
         self._budget_task = asyncio.create_task(self._watch_budgets())
@@ -163,10 +173,11 @@ class Platform:
                 logging.getLogger("coldbrew.budgets").exception("budget check failed")
 
     async def stop(self) -> None:
-        if self._budget_task is not None:
-            self._budget_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._budget_task
+        for task in (self._budget_task, self._sample_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.scheduler.stop()
         await self.webhooks.close()
         await self.cache.close()

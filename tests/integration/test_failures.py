@@ -74,12 +74,12 @@ async def test_a_failing_setup_fails_waiting_jobs_with_its_traceback_and_backs_o
         assert first["errorDetail"]["type"] == "setup_failed"
         assert "weights file missing" in first["error"]
         assert "OSError" in first["errorDetail"]["traceback"]
-        backoff = cb.platform.scheduler._backoff[first_version(cb)]
+        backoff = cb.platform.scheduler.fleet.backoff[first_version(cb)]
         assert backoff[1] >= 0.2  # the next try waits
         assert (await cb.runsync("toy", {"value": 1}))["status"] == "COMPLETED"
 
 
 def first_version(cb: object) -> int:
     scheduler = cb.platform.scheduler  # type: ignore[attr-defined]
-    (vid,) = [v for v, (ver, _) in scheduler._versions.items() if ver.endpoint == "broken"]
+    (vid,) = [v for v, (ver, _) in scheduler.fleet.versions.items() if ver.endpoint == "broken"]
     return int(vid)

@@ -59,11 +59,12 @@ async def queue_directly(platform: Platform, account: str, count: int) -> int:
 def record(scheduler: Scheduler) -> list[tuple[str, str, str]]:
     """Events (kind, account, detail) in the order the scheduler acted on them."""
     events: list[tuple[str, str, str]] = []
-    assign, stop, launch, ready = (
-        scheduler._assign,
-        scheduler._stop_worker,
-        scheduler._launch,
-        scheduler._on_ready,
+    fleet = scheduler.fleet
+    assign, drain, launch, ready = (
+        scheduler.dispatcher.assign,
+        fleet.drain,
+        fleet.launch,
+        fleet.on_ready,
     )
     dispatch_now = scheduler.dispatch_now
 
@@ -71,9 +72,9 @@ def record(scheduler: Scheduler) -> list[tuple[str, str, str]]:
         events.append(("assign", job.account, job.id))
         await assign(worker, job)
 
-    async def on_stop(worker: Any, reason: str) -> None:
+    def on_drain(worker: Any, reason: str) -> bool:
         events.append(("stop", worker.version.account, reason))
-        await stop(worker, reason)
+        return drain(worker, reason)
 
     def on_launch(version: Any, spec: Any) -> None:
         events.append(("launch", version.account, ""))
@@ -87,10 +88,10 @@ def record(scheduler: Scheduler) -> list[tuple[str, str, str]]:
         events.append(("queued", job.account, job.id))
         return await dispatch_now(job)
 
-    scheduler._assign = on_assign  # type: ignore[method-assign]
-    scheduler._stop_worker = on_stop  # type: ignore[method-assign]
-    scheduler._launch = on_launch  # type: ignore[method-assign]
-    scheduler._on_ready = on_ready  # type: ignore[method-assign]
+    scheduler.dispatcher.assign = on_assign  # type: ignore[method-assign]
+    fleet.drain = on_drain  # type: ignore[method-assign]
+    fleet.launch = on_launch  # type: ignore[method-assign]
+    fleet.on_ready = on_ready  # type: ignore[method-assign]
     scheduler.dispatch_now = on_queued  # type: ignore[method-assign]
     return events
 

@@ -52,7 +52,7 @@ async def test_forged_frames_from_another_accounts_worker_land_nowhere(tmp_path:
         # the forger's own job ends normally: its bad frames did not stop the gateway reading
         assert forger.json()["status"] == "COMPLETED", forger.text
         assert forger.json()["output"] == {"sent": 10}
-        assert cb.platform.scheduler._frames.dropped >= 10
+        assert cb.platform.scheduler.fleet.frames.dropped >= 10
 
         while True:
             body = (await cb.http.get(f"/v2/streamer/stream/{job_id}")).json()
@@ -72,13 +72,13 @@ async def test_a_jobs_log_is_capped_in_the_worker_and_the_gateway(tmp_path: Path
         await deploy_as(cb.platform, "mallory", TENANTS / "mallory")
         mallory = await key_for(cb, "mallory")
         received: list[str] = []
-        on_log = cb.platform.scheduler._on_log
+        on_log = cb.platform.scheduler.fleet.on_log
 
         def count(frame: dict[str, Any]) -> None:
             received.append(frame["line"])
             on_log(frame)
 
-        cb.platform.scheduler._on_log = count  # type: ignore[method-assign]
+        cb.platform.scheduler.fleet.on_log = count
         result = await cb.http.post(
             "/v2/printer/runsync", json={"input": {"lines": 20_000, "width": 100}}, headers=mallory
         )

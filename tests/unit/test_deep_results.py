@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from tests.unit.conftest import World, settle
 from tests.unit.test_poison import final, nested
-from tests.unit.test_sync_lane import World, settle
 
 from coldbrew.backends.runpod import HandlerWorker
 from coldbrew.clock import FakeClock
@@ -27,7 +27,7 @@ def answer(w: World, job: Job, frame: dict[str, Any]) -> None:
 
 def assert_too_deep(job: Job, part: str) -> None:
     assert job.status is JobStatus.FAILED and job.output is None and job.error is not None
-    assert job.error["type"] == "NotStorable"
+    assert job.error["type"] == "not_storable"
     assert f"job's {part} nests more than {RESULT_MAX_DEPTH} levels" in job.error["message"]
     orjson.dumps({"stream": [{"output": job.output}], "error": job.error})  # answerable
 

@@ -8,8 +8,8 @@ import asyncio
 import uuid
 from pathlib import Path
 
+from tests.unit.conftest import FakeBackend, settle
 from tests.unit.test_fairshare import holder
-from tests.unit.test_sync_lane import FakeBackend, settle
 
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings

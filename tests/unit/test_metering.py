@@ -201,4 +201,4 @@ def test_unknown_grouping_is_refused_with_the_valid_ones() -> None:
     [(3600.0, 0.05, 0.05), (0.0, 1.99, 0.0), (1800.0, 0.44, 0.22), (90.0, 1.99, 0.04975)],
 )
 def test_job_cost(execution_s: float, price: float, usd: float) -> None:
-    assert job_cost_usd(execution_s, price) == pytest.approx(usd, rel=1e-12)
+    assert job_cost_usd({"gpu": price}, "gpu", execution_s) == pytest.approx(usd, rel=1e-12)

@@ -10,7 +10,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from tests.unit.test_sync_lane import World, settle
+from tests.unit.conftest import World, settle
 
 from coldbrew.errors import StorageUnavailable
 from coldbrew.runtime import protocol
@@ -93,7 +93,7 @@ def test_an_input_the_worker_cannot_be_sent_fails_that_job(tmp_path: Path) -> No
         assert future is not None
         final = await asyncio.wait_for(future, 5)
         assert final.status is JobStatus.FAILED and final.error is not None
-        assert final.error["type"] == "InvalidInput"
+        assert final.error["type"] == "invalid_input"
         good = w.job()  # the worker is free again
         future = await w.scheduler.run_sync(good)
         handle.done(good.id)

@@ -6,29 +6,13 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from tests.unit.conftest import BrokenBackend
+
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.store.models import Job, JobStatus
 from coldbrew.store.sqlite import SQLiteStore
-
-
-class BrokenBackend:
-    """Every start fails, as with a full disk or no file descriptors left."""
-
-    def __init__(self) -> None:
-        self.starts = 0
-
-    async def start(self, launch: WorkerLaunch) -> WorkerHandle:
-        self.starts += 1
-        raise OSError("Too many open files")
-
-    async def prepare(self, launches: list[WorkerLaunch]) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 async def _scenario(tmp_path: Path) -> tuple[int, JobStatus, str]:
@@ -72,3 +56,19 @@ def test_a_backend_that_cannot_start_workers_backs_off_and_fails_the_queue(
     assert starts == 1  # not once per tick
     assert status is JobStatus.FAILED
     assert "Too many open files" in message
+
+
+GATEWAY_SURFACE = [
+    "run_sync", "persist", "find_job", "watch", "unwatch", "cancel", "dispatch_now", "admit",
+    "mark_queued", "notify", "write_back", "flush_usage", "poll_stream", "stream_events",
+    "health", "worker_counts", "state_counts", "queue_lengths", "known_accounts",
+    "refresh_endpoints", "purge_queue", "delete_endpoint", "record_arrival",
+    "add_final_listener", "announce_final", "start", "stop", "tick",
+]  # fmt: skip
+
+
+def test_the_facade_keeps_every_call_the_gateway_makes(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    scheduler = Scheduler(SQLiteStore(":memory:"), BrokenBackend(), FakeClock(), settings)
+    missing = [name for name in GATEWAY_SURFACE if not callable(getattr(scheduler, name, None))]
+    assert missing == []

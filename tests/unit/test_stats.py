@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from coldbrew.clock import FakeClock
 from coldbrew.observe.stats import (
+    WorkerSampler,
     WorkerSamples,
     buckets,
     cost_series,
@@ -131,3 +133,13 @@ def test_worker_samples_are_bounded() -> None:
         samples.record(float(second), {})
     assert len(samples.slots) == samples.slots.maxlen
     assert samples.slots[0][0] == 10.0
+
+
+def test_the_sampler_pulls_worker_counts_and_once_more_before_a_read() -> None:
+    clock, counts = FakeClock(100.0), {("a", "e"): {"starting": 1}}
+    sampler = WorkerSampler(WorkerSamples(step_s=5.0), lambda: counts, clock, every_s=1.0)
+    sampler.sample()
+    counts = {("a", "e"): {"idle": 1}}
+    clock.advance(5.0)
+    series = sampler.series("a", "e", [100.0, 105.0], 5.0)  # the read samples the idle worker
+    assert series["starting"] == [1, 0] and series["idle"] == [0, 1]

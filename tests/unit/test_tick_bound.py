@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from tests.unit.test_sync_lane import World, settle
+from tests.unit.conftest import World, settle
 
 
 def test_a_tick_does_not_refill_slots_freed_while_it_runs(tmp_path: Path) -> None:

@@ -8,9 +8,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from tests.unit.conftest import FakeBackend, World, settle
 from tests.unit.test_fair_turns import _job
 from tests.unit.test_poison import final
-from tests.unit.test_sync_lane import FakeBackend, World, settle
 
 from coldbrew.api.credentials import _key_request
 from coldbrew.backends.base import WorkerLaunch
@@ -40,7 +40,7 @@ def test_a_done_frame_cannot_claim_a_batch_share_to_cut_its_cost(tmp_path: Path)
         stored = await final(w, job.id)  # store calls hop to the store's thread
         assert stored.status is JobStatus.COMPLETED
         price = w.scheduler.settings.prices_per_hour_usd["cpu"]
-        assert stored.cost_usd == job_cost_usd(3600.0, price) > 0
+        assert stored.cost_usd == job_cost_usd({"cpu": price}, "cpu", 3600.0) > 0
 
     asyncio.run(scenario())
 

@@ -21,6 +21,8 @@ from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any
 
+from coldbrew.store.models import Job
+
 log = logging.getLogger("coldbrew.scheduler")
 
 _DROP_LOG_EVERY_S = 10.0
@@ -183,6 +185,10 @@ class JobLogLimits:
         tenant cannot push a long job's spent budget out (and reset its cap) by running
         `_MAX_TRACKED_JOBS` short jobs meanwhile; the bound only guards memory."""
         self._jobs.pop(job_id, None)
+
+    def ended(self, job: Job) -> None:
+        """A final-job listener: `forget` the job (its late log frames are dropped)."""
+        self._jobs.pop(job.id, None)
 
     def _budget(self, job_id: str, now: float) -> _Budget:
         budget = self._jobs.get(job_id)

@@ -66,8 +66,10 @@ class QueueLedger:
 
     def check(self, account: str, waiting_in_memory: int = 0) -> None:
         """Raise `QueueFull` when `account` may not queue another job."""
-        limit = self.limit(account)
-        queued = self.queued(account) + waiting_in_memory
+        limit = self._limits.get(account, self.default_limit)  # `limit()`, inline: per request
+        queued = (
+            self._at_tick[account] + self._before[account] + self._since[account]
+        ) + waiting_in_memory
         if queued < limit:
             return
         raise QueueFull(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import signal
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -71,33 +69,6 @@ class ManagedWorker:
         if self.state not in (WorkerState.IDLE, WorkerState.BUSY):
             return 0
         return self.spec.concurrency - len(self.jobs)
-
-
-class JobStream:
-    """The chunks a generator `predict` has yielded so far, and who is waiting for more."""
-
-    def __init__(self) -> None:
-        self.chunks: list[Any] = []
-        self.delivered = 0  # how many a /stream poll has already returned
-        self.closed = False
-        self._changed = asyncio.Event()
-
-    async def add(self, chunk: Any) -> None:
-        self.chunks.append(chunk)
-        self._changed.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self._changed.set()
-
-    async def wait(self, seen: int, timeout_s: float) -> None:
-        """Until there are more than `seen` chunks or the job ended, at most `timeout_s`."""
-        if len(self.chunks) > seen or self.closed:
-            return
-        self._changed.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await self._changed.wait()
 
 
 def describe_exit(code: int, stop_reason: str | None) -> str:

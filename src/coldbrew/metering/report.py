@@ -12,9 +12,12 @@ from coldbrew.store.models import UsageKind, UsageRow
 GROUPINGS = ("endpoint", "account", "hardware", "version")
 
 
-def job_cost_usd(execution_s: float, price_per_hour_usd: float) -> float:
-    """What one job costs: its execution time at its hardware's rate."""
-    return execution_s * price_per_hour_usd / 3600.0
+def job_cost_usd(
+    prices_per_hour_usd: dict[str, float], hardware: str, execution_s: float, share: int = 1
+) -> float:
+    """What one job costs (the one place it is computed): its execution time at its
+    hardware's rate; a job in a batch of `share` pays its share of the batch's time."""
+    return execution_s * prices_per_hour_usd.get(hardware, 0.0) / 3600.0 / share
 
 
 def usage_report(

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldbrew.clock import Clock
 from coldbrew.store.models import JobStatus, JobTiming, UsageKind, UsageRow
 
 #: Worker counts are kept per 5 s slot, for a day: 17,280 small dicts at most.
@@ -19,6 +20,8 @@ SAMPLE_SLOTS = 17_280
 #: At most this many buckets per series, so one response stays small.
 MAX_BUCKETS = 720
 WORKER_STATES = ("idle", "running", "starting")
+#: How often worker counts are pulled from the control plane (several per 5 s slot).
+SAMPLE_EVERY_S = 0.1
 
 
 def percentile(sorted_values: list[float], pct: float) -> float | None:
@@ -154,3 +157,43 @@ def cost_series(
         "t": hours,
         **{kind: [round(v, 9) for v in values] for kind, values in usd.items()},
     }
+
+
+WorkerCounts = Mapping[tuple[str, str], Mapping[str, int]]
+
+
+class WorkerSampler:
+    """Pulls worker counts by state from the control plane (the fleet's `state_counts`) into
+    `WorkerSamples`: every `every_s`, and once more right before a chart reads them.
+
+    Observe asks the control plane, never the other way round: the scheduler's tick knows
+    nothing of the dashboard."""
+
+    def __init__(
+        self,
+        samples: WorkerSamples,
+        counts: Callable[[], WorkerCounts],
+        clock: Clock,
+        every_s: float = SAMPLE_EVERY_S,
+    ) -> None:
+        self.samples = samples
+        self.counts = counts
+        self.clock = clock
+        self.every_s = every_s
+
+    def sample(self) -> None:
+        """Record the workers as they are now."""
+        self.samples.record(self.clock.time(), self.counts())
+
+    def series(
+        self, account: str, endpoint: str, times: list[float], step_s: float
+    ) -> dict[str, list[int | None]]:
+        """`WorkerSamples.series`, with the current counts in the last bucket."""
+        self.sample()
+        return self.samples.series(account, endpoint, times, step_s)
+
+    async def run(self) -> None:
+        """Sample forever (a task the platform starts and cancels)."""
+        while True:
+            self.sample()
+            await self.clock.sleep(self.every_s)

@@ -1,0 +1,344 @@
+"""The dispatcher: hands waiting jobs to free worker slots and takes their results back.
+
+A job just queued goes straight to a free slot (`dispatch_now`); sync-lane jobs are pumped
+from memory (`pump`); each tick hands the store's queue round-robin across accounts
+(`dispatch`). Every path respects the per-account concurrency cap, and a batched version's
+short batch waits at most `max_wait_ms` for more jobs when the endpoint is busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from coldbrew.clock import Clock
+from coldbrew.config import Settings
+from coldbrew.control import fairshare
+from coldbrew.control.backlog import Backlog
+from coldbrew.control.fleet import Fleet
+from coldbrew.control.jobbook import JobBook, move
+from coldbrew.control.streams import Streams
+from coldbrew.control.workers import InFlight, ManagedWorker, WorkerState
+from coldbrew.control.writer import BufferedWriter
+from coldbrew.errors import InvalidInput, StorageUnavailable, job_error
+from coldbrew.metering.report import job_cost_usd
+from coldbrew.spec import DeploymentSpec
+from coldbrew.store.models import Job, JobStatus, QueueStat, UsageKind
+
+log = logging.getLogger("coldbrew.scheduler")
+
+LostJob = Callable[[Job, str], None]
+
+
+class Dispatcher:
+    """Which job runs on which worker slot, and when; the running count per account."""
+
+    def __init__(
+        self,
+        book: JobBook,
+        fleet: Fleet,
+        streams: Streams,
+        writer: BufferedWriter,
+        clock: Clock,
+        settings: Settings,
+        wake: Callable[[], None],
+        lost: LostJob,
+    ) -> None:
+        self.book = book
+        self.backlog: Backlog = book.backlog
+        self.fleet = fleet
+        self.store = book.store
+        self.streams = streams
+        self.writer = writer
+        self.clock = clock
+        self.settings = settings
+        self.cap = settings.account_concurrency_cap
+        self._wake = wake
+        self._lost = lost  # a job the storage could not give back; recorded when it is back
+        self.running: Counter[str] = Counter()  # running jobs per account
+        self._batch_full: dict[int, bool] = {}  # version -> was its last batch full
+        self._batch_hold: dict[int, float] = {}  # version -> until when a short batch waits
+        self._rotation = 0
+
+    # the fast paths
+    async def dispatch_now(self, job: Job) -> bool:
+        """Hand a job just queued in the store straight to a free slot of its version, without
+        waiting for the next tick; False (and a tick soon) when that would jump the queue, pass
+        the account cap, or no worker is free. This changes when it starts, never what is
+        durable."""
+        cached = self.fleet.versions.get(job.version_id)
+        if (
+            cached is None
+            or job.version_id in self.backlog.flagged
+            or self.running[job.account] >= self.cap
+        ):
+            return self.backlog.queued_in_store(job)
+        spec = cached[1]
+        if spec.batch is not None and self._batch_full.get(job.version_id):
+            return self.backlog.queued_in_store(job)  # busy: let the window gather a batch
+        worker = self.fleet.free_worker(job.version_id, whole=spec.batch is not None)
+        if worker is None:
+            return self.backlog.queued_in_store(job)
+        claimed = await self.store.claim_job(job.id, worker.id, self.clock.time())
+        if claimed is None or not await self._still_free(worker, [claimed], spec.batch is not None):
+            return self.backlog.queued_in_store(job)
+        if spec.batch is not None:
+            await self.assign_batch(worker, [claimed], spec.batch.max_size)
+        else:
+            await self.assign(worker, claimed)
+        return True
+
+    async def pump(self, vid: int) -> None:
+        """Start the version's sync-lane jobs on free slots (batched versions: as batches)."""
+        queue = self.backlog.lane.get(vid)
+        cached = self.fleet.versions.get(vid)
+        if not queue or cached is None:
+            return
+        version, spec = cached
+        while queue:
+            room = self.cap - self.running[version.account]
+            worker = self.fleet.free_worker(vid, whole=spec.batch is not None)
+            if room <= 0 or worker is None:
+                return
+            if spec.batch is None:
+                job = queue.popleft()
+                self.book.start(job, worker.id)
+                await self.assign(worker, job)
+                continue
+            size = min(spec.batch.max_size, room)
+            if self._held(vid, spec, len(queue), size):
+                return
+            jobs = [queue.popleft() for _ in range(min(size, len(queue)))]
+            for job in jobs:
+                self.book.start(job, worker.id)
+            await self.assign_batch(worker, jobs, spec.batch.max_size)
+
+    async def on_done(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        """A worker finished a job: record its end and cost, free the slot, fill it."""
+        inflight = worker.jobs.pop(frame["id"], None)
+        if inflight is None:
+            return  # timed out or cancelled meanwhile; its outcome is already recorded
+        frame = self.streams.storable_done(frame)
+        worker.served = True
+        job = inflight.job
+        self.running[job.account] -= 1
+        now = self.clock.time()
+        # a job in a batch pays its share of the batch's time: the batch the gateway sent, not
+        # the worker's `share`, which tenant code could inflate to cut its bill
+        cost = job_cost_usd(
+            self.settings.prices_per_hour_usd,
+            worker.spec.hardware,
+            now - (job.started_at or now),
+            inflight.share,
+        )
+        await self.writer.flush_logs()  # its log is readable once it is final
+        error = frame.get("error")
+        output = frame.get("output")
+        if frame.get("streamed"):
+            output = self.streams.chunks(job.id)
+        status = JobStatus.FAILED if error else JobStatus.COMPLETED
+        final = await self.book.end_safely(
+            job, status, now, output=output, error=error, cost_usd=cost
+        )
+        if final is not None:
+            self.book.announce(final)
+        self.fleet.mark_idle_if_free(worker)
+        vid = worker.version.id
+        stored = vid in self.backlog.flagged
+        if stored or self.running[worker.version.account] + 1 >= self.cap:
+            self._wake()  # the store's queue goes first; capped jobs of other endpoints may go
+        if not stored:
+            await self.pump(vid)
+
+    # the tick's dispatch
+    async def dispatch(self, stats: Mapping[int, QueueStat]) -> dict[int, int]:
+        """Hand queued jobs to free slots, round-robin: one job (or batch) per account per
+        round, each account's endpoints taking turns, accounts capped. Returns what is left
+        queued per version."""
+        queued = {vid: s.queued for vid, s in stats.items()}
+        by_account: defaultdict[str, list[int]] = defaultdict(list)
+        for vid in queued:
+            by_account[(await self.fleet.version(vid))[0].account].append(vid)
+        self._rotation += 1
+        order = fairshare.interleave(by_account, self._rotation)
+        # one tick fills the slots free when it began, no more: store calls yield to the loop,
+        # so short jobs free slots while this loop runs, and refilling those here would keep
+        # one tick (and the backlog's account) going until the backlog drained, while another
+        # account's job queued meanwhile waited for the next tick to be placed at all. A slot
+        # freed meanwhile wakes the next tick (`on_done`), which scales before it dispatches.
+        slots = self._free_at_start(queued)
+        progress = True
+        while progress:
+            progress = False
+            for account, vids in order:
+                if self.running[account] >= self.cap:
+                    continue
+                for turn, vid in enumerate(vids):
+                    if slots[vid] <= 0:
+                        continue
+                    if queued[vid] > 0 and await self._dispatch_one(vid, queued):
+                        slots[vid] -= 1
+                        vids.append(vids.pop(turn))  # it went: its endpoint goes last next round
+                        progress = True
+                        break
+        return queued
+
+    def _free_at_start(self, queued: Mapping[int, int]) -> Counter[int]:
+        """Per version with queued jobs: how many jobs (batches, for a batched version) its
+        workers can take now."""
+        slots: Counter[int] = Counter()
+        for worker in self.fleet.workers.values():
+            vid = worker.version.id
+            if vid in queued:
+                batched = worker.spec.batch is not None
+                slots[vid] += (worker.state is WorkerState.IDLE) if batched else worker.free_slots
+        return slots
+
+    async def _dispatch_one(self, vid: int, queued: dict[int, int]) -> int:
+        """Claim the version's next queued job (or batch) for a free worker; how many went."""
+        version, spec = await self.fleet.version(vid)
+        if spec.batch is not None:
+            sent = await self._dispatch_batch(vid, version.account, spec, queued[vid])
+            queued[vid] -= sent
+            return sent
+        worker = self.fleet.free_worker(vid)
+        if worker is None:
+            return 0
+        job = await self.store.claim(vid, worker.id, self.clock.time())
+        if job is None:
+            queued[vid] = 0
+            return 0
+        if not await self._still_free(worker, [job], whole=False):
+            return 0
+        queued[vid] -= 1
+        await self.assign(worker, job)
+        return 1
+
+    async def _dispatch_batch(
+        self, vid: int, account: str, spec: DeploymentSpec, queued: int
+    ) -> int:
+        """Send up to `batch.max_size` queued jobs to an idle worker as one batch."""
+        assert spec.batch is not None
+        worker = self.fleet.free_worker(vid, whole=True)
+        if worker is None:
+            return 0
+        size = min(spec.batch.max_size, self.cap - self.running[account])
+        if self._held(vid, spec, queued, size):
+            return 0
+        jobs = await self.store.claim_many(vid, worker.id, self.clock.time(), size)
+        if not jobs or not await self._still_free(worker, jobs, whole=True):
+            return 0
+        await self.assign_batch(worker, jobs, spec.batch.max_size)
+        return len(jobs)
+
+    def _held(self, vid: int, spec: DeploymentSpec, queued: int, size: int) -> bool:
+        """Whether a short batch waits for more jobs: only when the last batch was full (a busy
+        endpoint), for at most `max_wait_ms`; a lone job on a quiet endpoint goes at once."""
+        assert spec.batch is not None
+        now = self.clock.monotonic()
+        if queued < size and self._batch_full.get(vid) and spec.batch.max_wait_ms > 0:
+            until = self._batch_hold.get(vid)
+            if until is None:
+                until = self._batch_hold[vid] = now + spec.batch.max_wait_ms / 1000
+                self.clock.call_later(until - now, self._wake)
+            if now < until:
+                return True
+        self._batch_hold.pop(vid, None)
+        return False
+
+    # handing over
+    async def assign(self, worker: ManagedWorker, job: Job) -> None:
+        """Send one running job to `worker`."""
+        await self._track(worker, job)
+        try:
+            await self.fleet.send(worker, {"t": "job", "id": job.id, "input": job.input})
+        except Exception as exc:  # the input cannot be encoded: that job fails, nothing else
+            await self._unsendable(worker, [job], exc)
+
+    async def assign_batch(self, worker: ManagedWorker, jobs: list[Job], max_size: int) -> None:
+        """Send running jobs to `worker` as one batch (and remember whether it was full)."""
+        self._batch_full[worker.version.id] = len(jobs) >= max_size
+        for job in jobs:
+            await self._track(worker, job, share=len(jobs))
+        frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
+        try:
+            await self.fleet.send(worker, frame)
+        except Exception as exc:  # an input cannot be encoded: the batch fails, nothing else
+            await self._unsendable(worker, jobs, exc)
+
+    async def _track(self, worker: ManagedWorker, job: Job, share: int = 1) -> None:
+        """Record a claimed job as running on `worker` (and whether it waited for its start)."""
+        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s, share)
+        self.fleet.frames.assigned(worker.id, job.id)
+        self.running[job.account] += 1
+        if worker.state is WorkerState.IDLE:
+            worker.state = WorkerState.BUSY
+            worker.idle_since = None
+            worker.meter.switch(UsageKind.BUSY, self.clock.time())
+        if worker.cold_slots > 0 and worker.ready_wall and job.created_at <= worker.ready_wall:
+            worker.cold_slots -= 1
+            detail = dict(worker.cold_start_detail or {})
+            detail["queueWaitMs"] = round(((job.started_at or 0) - job.created_at) * 1000, 1)
+            job.cold_start, job.cold_start_detail = True, detail
+            if job.durable:
+                with contextlib.suppress(StorageUnavailable):  # a flag, not worth a stuck job
+                    await self.store.mark_cold_start(job.id, detail)
+        else:
+            worker.cold_slots = 0
+
+    async def _still_free(self, worker: ManagedWorker, jobs: list[Job], whole: bool) -> bool:
+        """After a claim (store calls yield to the loop, so the worker may have filled up,
+        started draining or died meanwhile): whether `worker` can still take `jobs`. If not,
+        they go back to the store's queue as if never claimed (the attempt is given back)."""
+        if (worker.state is WorkerState.IDLE) if whole else worker.free_slots >= len(jobs):
+            return True
+        for job in jobs:
+            move(job, JobStatus.IN_QUEUE)
+            job.worker_id, job.started_at = None, None
+            job.attempts = max(0, job.attempts - 1)
+        try:
+            await self.store.save_jobs(jobs)
+        except StorageUnavailable:
+            for job in jobs:
+                self._lost(job, "its worker went away before the job reached it")
+        self.backlog.flag(jobs[0].version_id)
+        return False
+
+    async def _unsendable(self, worker: ManagedWorker, jobs: list[Job], exc: Exception) -> None:
+        """Fail jobs whose input could not be encoded for the worker; the worker stays."""
+        log.warning("jobs %s: input cannot be sent to a worker (%s)", [j.id for j in jobs], exc)
+        error = job_error(
+            InvalidInput,
+            f"the input could not be sent to the worker: {type(exc).__name__}: {exc}",
+            hint="send plain JSON, nested less than 254 levels deep",
+        )
+        for job in jobs:
+            if worker.jobs.pop(job.id, None) is None:
+                continue
+            self.running[job.account] -= 1
+            final = await self.book.end_safely(
+                job, JobStatus.FAILED, self.clock.time(), error=error
+            )
+            if final is not None:
+                self.book.announce(final)
+        self.fleet.mark_idle_if_free(worker)
+        self._wake()
+
+    def release(self, job_id: str, kill_reason: str) -> None:
+        """Forget a running job the gateway ended; replace its worker if it ran nothing else."""
+        for worker in self.fleet.workers.values():
+            inflight = worker.jobs.pop(job_id, None)
+            if inflight is None:
+                continue
+            self.running[inflight.job.account] -= 1
+            if worker.spec.concurrency == 1 and worker.handle is not None:
+                worker.state = WorkerState.DRAINING
+                worker.stop_reason = kill_reason
+                worker.handle.kill()
+            else:
+                self.fleet.mark_idle_if_free(worker)
+            self._wake()
+            return
