@@ -37,8 +37,10 @@ from pathlib import Path
 import coldbrew
 from coldbrew.errors import SpecError
 
-#: What coldbrew's runtime imports inside an environment (worker, template, inspection).
-RUNTIME_REQUIREMENTS = ("orjson>=3.9", "pydantic>=2.6", "threadpoolctl>=3.1")
+#: What coldbrew's runtime imports from PyPI inside an environment (worker, template, inspection):
+#: frames, the inspection's schema, BLAS threads, the spec's warm windows. Checked by
+#: tests/unit/test_runtime_requirements.py.
+RUNTIME_REQUIREMENTS = ("orjson>=3.9", "pydantic>=2.6", "threadpoolctl>=3.1", "cronsim>=2.6")
 #: Marks a finished build; a directory without it is a build that died and is removed.
 READY_FILE = ".coldbrew-ready"
 PATH_DIR = "coldbrew-path"
@@ -132,7 +134,8 @@ class Environments:
         return self.root / "artifacts" / (account or "_") / sha
 
     def _request(self, lines: tuple[str, ...]) -> Path:
-        text = "\n".join((self.python_tag, *self.find_links, "", *lines))
+        # the runtime's needs are part of the request: a coldbrew that adds one resolves anew
+        text = "\n".join((self.python_tag, *self.find_links, *RUNTIME_REQUIREMENTS, "", *lines))
         return self.root / "requested" / "_" / hashlib.sha256(text.encode()).hexdigest()
 
     def _read_key(self, path: Path) -> str | None:
