@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.bodies import account_changes
-from coldbrew.api.invoke import json_response
+from coldbrew.api.responses import json_response
 from coldbrew.errors import Forbidden, NotFound
 from coldbrew.platform import Platform
 from coldbrew.store.models import Account

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,17 +23,17 @@ from coldbrew.api import (
 )
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.contain import ContainErrors
-from coldbrew.api.invoke import Invoker, json_response
+from coldbrew.api.fastlane import FastLane
 from coldbrew.api.limits import BodyLimits
+from coldbrew.api.responses import error_body, error_response, json_response
+from coldbrew.control.jobs import JobService
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.metrics import CONTENT_TYPE
 from coldbrew.platform import Platform
 
-log = logging.getLogger("coldbrew.api")
-
 
 def _error(status: int, kind: str, message: str, hint: str = "") -> Response:
-    return json_response({"error": {"type": kind, "message": message, "hint": hint}}, status)
+    return json_response(error_body(kind, message, hint), status)
 
 
 def account_openapi(
@@ -86,7 +85,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
-            await replicator.close()
+            await replicator.hooks.close()
             if manage_lifecycle:
                 await platform.stop()
 
@@ -97,25 +96,32 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     keys = KeyCache(platform)
-    invoker = Invoker(platform, keys)
-    app.include_router(kserve.router(invoker))  # before /v2/{endpoint}/...: its routes win
-    app.include_router(invoke.router(invoker))
-    app.add_middleware(invoke.FastLane, invoker=invoker)
+    jobs = JobService(
+        platform.store,
+        platform.scheduler,
+        platform.budgets,
+        platform.cache,
+        platform.settings,
+        platform.clock,
+    )
+    runpod = invoke.RunPod(jobs, keys, platform.settings)
+    # before /v2/{endpoint}/...: its routes win
+    app.include_router(kserve.router(jobs, keys, platform.settings))
+    app.include_router(invoke.router(runpod, platform))
+    app.add_middleware(FastLane, runpod=runpod)
     app.add_middleware(BodyLimits, settings=platform.settings)  # outside FastLane: bounds both
     app.add_middleware(ContainErrors)  # a 500 keeps the keep-alive connection
-    app.include_router(manage.router(platform, keys, invoker))
+    app.include_router(manage.router(platform, keys, jobs))
     app.include_router(credentials.router(platform, keys))
     app.include_router(accounts.router(platform, keys))
-    app.include_router(dashboard.router(platform, keys, invoker))
-    replicator = replicate.Replicate(invoker)  # Replicate's API over the same jobs
+    app.include_router(dashboard.router(platform, keys, jobs))
+    replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:
-        response = json_response(exc.to_json(), exc.status_code)
-        response.headers.update(exc.headers())
-        return response
+        return error_response(exc, request.method, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -130,8 +136,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}", "see the server log")
+        return error_response(exc, request.method, request.url.path)
 
     _ops_routes(app, platform, keys)
     dashboard.mount_ui(app)

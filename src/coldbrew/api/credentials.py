@@ -15,8 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache, require_admin
-from coldbrew.api.invoke import json_response
 from coldbrew.api.manage import parse_since
+from coldbrew.api.responses import json_response
 from coldbrew.control.secrets import validate_changes
 from coldbrew.errors import Conflict, InvalidRequest, NotFound
 from coldbrew.names import NAME_PATTERN

@@ -14,12 +14,13 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from coldbrew.api.auth import KeyCache
-from coldbrew.api.invoke import Invoker, json_response
-from coldbrew.api.wire import iso, status_json
+from coldbrew.api.responses import json_response
+from coldbrew.control.jobs import JobService
 from coldbrew.errors import InvalidRequest
 from coldbrew.observe.stats import MAX_BUCKETS, buckets, cost_series, job_series, summarize
 from coldbrew.platform import Platform
 from coldbrew.store.models import JobTiming
+from coldbrew.wire import iso, status_json
 
 UI_DIR = Path(__file__).parent / "ui"
 _DURATION = re.compile(r"^(\d+)([smhdw])$")
@@ -54,7 +55,7 @@ def _window_and_step(window: str, step: str) -> tuple[float, float]:
     return window_s, step_s
 
 
-def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
+def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:
     """`/v1/stats`, `/v1/endpoints/{name}/timeseries` and `/v1/endpoints/{name}/jobs`."""
     routes = APIRouter(prefix="/v1", tags=["dashboard"])
 
@@ -64,8 +65,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
         window_s = parse_duration(window, "window")
         since = platform.clock.time() - window_s
         per_endpoint: dict[str, list[JobTiming]] = defaultdict(list)
-        await platform.scheduler.write_back()
-        for timing in await platform.store.job_timings(since, principal.account):
+        for timing in await jobs.timings(since, principal.account):
             per_endpoint[timing.endpoint].append(timing)
         lines = [
             {"endpoint": endpoint.name, **summarize(per_endpoint[endpoint.name])}
@@ -81,16 +81,14 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
         name: str, request: Request, window: str = "1h", step: str = "1m"
     ) -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
+        endpoint = await jobs.endpoint(principal, name)
         window_s, step_s = _window_and_step(window, step)
         now = platform.clock.time()
         times = buckets(now, window_s, step_s)
-        await platform.scheduler.write_back()
-        timings = await platform.store.job_timings(times[0], principal.account, endpoint.id)
-        await platform.scheduler.flush_usage()
+        timings = await jobs.timings(times[0], principal.account, endpoint.id)
         usage = [
             r
-            for r in await platform.store.usage(times[0] // 3600 * 3600, principal.account)
+            for r in await jobs.usage(times[0] // 3600 * 3600, principal.account)
             if r.endpoint == name
         ]
         body: dict[str, Any] = {
@@ -112,17 +110,16 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
     @routes.get("/endpoints/{name}/jobs", summary="The endpoint's newest jobs, without outputs")
     async def recent_jobs(name: str, request: Request, limit: int = 20) -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
+        endpoint = await jobs.endpoint(principal, name)
         if not 1 <= limit <= _MAX_JOBS:
             raise InvalidRequest(f"limit={limit} is out of range", hint=f"use 1 to {_MAX_JOBS}")
-        jobs = []
-        await platform.scheduler.write_back()
-        for job in await platform.store.recent_jobs(endpoint.id, limit):
+        lines = []
+        for job in await jobs.recent_jobs(endpoint.id, limit):
             line = status_json(job)
             line.pop("output", None)
             line["startedAt"] = iso(job.started_at)
-            jobs.append(line)
-        return json_response({"endpoint": name, "jobs": jobs})
+            lines.append(line)
+        return json_response({"endpoint": name, "jobs": lines})
 
     return routes
 

@@ -24,7 +24,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException
 
 from coldbrew.api.auth import KeyCache
-from coldbrew.api.invoke import json_response
+from coldbrew.api.responses import json_response
 from coldbrew.clock import Clock
 from coldbrew.crypto import Sealer
 from coldbrew.errors import InvalidRequest, NotFound

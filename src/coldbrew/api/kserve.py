@@ -1,7 +1,8 @@
 """The Open Inference Protocol (v2, as KServe and Triton clients speak it) over coldbrew endpoints.
 
 `POST /v2/models/{name}/infer` turns typed tensors into `predict` arguments (`api/tensors.py`),
-runs one job through the same store, scheduler and metering as `/runsync`, and answers with
+runs one job through the job service as `/runsync` does (the sync lane while a worker is warm),
+and answers with
 tensors. A KServe `Model` endpoint (`runtime/adapters/kserve.py`) gets the request as it is and
 answers with its own `InferResponse`. Errors have the protocol's shape, `{"error": "..."}`.
 
@@ -13,8 +14,6 @@ both match; the one real overlap, `GET /v2/models/health` (RunPod health of an e
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -24,7 +23,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from coldbrew.api import tensors
-from coldbrew.api.invoke import Invoker, health_json, json_response
+from coldbrew.api.auth import KeyCache
+from coldbrew.api.invoke import health_json
+from coldbrew.api.limits import check_depth
+from coldbrew.api.responses import json_response
+from coldbrew.config import Settings
+from coldbrew.control.jobs import JobService
 from coldbrew.errors import ColdbrewError, InvalidRequest
 from coldbrew.runtime.adapters.kserve import ADAPTER_MODULE
 from coldbrew.store.models import Job, JobStatus, Principal, Version
@@ -64,15 +68,14 @@ def _job_error(job: Job) -> Response:
 class _Infer:
     """One infer request: tensors in, a job through the scheduler, tensors out."""
 
-    def __init__(self, invoker: Invoker) -> None:
-        self.invoker = invoker
-        self.platform = invoker.platform
+    def __init__(self, jobs: JobService, settings: Settings) -> None:
+        self.jobs = jobs
+        self.settings = settings
 
     async def __call__(
         self, principal: Principal, name: str, raw: bytes, json_length: str | None
     ) -> Response:
-        endpoint = await self.invoker.endpoint(principal, name)
-        version = await self.platform.store.get_version(endpoint.current_version_id)
+        _, version, _ = await self.jobs.current(principal, name)
         native = version.module == ADAPTER_MODULE
         try:
             if native:  # the model's own InferRequest decodes the bytes the client sent
@@ -85,8 +88,9 @@ class _Infer:
             raise InvalidRequest("the body must be a JSON object with an 'inputs' list")
         if not native:
             job_input = tensors.arguments(body, version.input_schema)
-        job = await self.invoker.submit(principal, name, orjson.dumps({"input": job_input}))
-        job = await self._run(job)
+        check_depth(job_input, self.settings, "input")
+        wait_s = self.settings.runsync_wait_ms / 1000
+        job, _ = await self.jobs.submit(principal, name, job_input, wait_s=wait_s)
         if not job.status.final:
             message = (
                 f"job {job.id} is still {job.status.value}; "
@@ -96,21 +100,6 @@ class _Infer:
         if job.status is not JobStatus.COMPLETED:
             return _job_error(job)
         return json_response(self._response(name, version, body, job, native))
-
-    async def _run(self, job: Job) -> Job:
-        scheduler = self.platform.scheduler
-        if job.cached:
-            await self.invoker.enqueue(job)
-            return job
-        future = scheduler.watch(job.id)
-        try:
-            await self.invoker.enqueue(job)
-            with contextlib.suppress(TimeoutError):
-                wait_s = self.platform.settings.runsync_wait_ms / 1000
-                job = await asyncio.wait_for(asyncio.shield(future), wait_s)
-        finally:
-            scheduler.unwatch(job.id, future)
-        return job
 
     @staticmethod
     def _response(
@@ -130,11 +119,11 @@ class _Infer:
         return response
 
 
-def router(invoker: Invoker) -> APIRouter:
+def router(jobs: JobService, keys: KeyCache, settings: Settings) -> APIRouter:
     """The /v2 Open Inference Protocol routes (register before the RunPod-style ones)."""
     routes = APIRouter(prefix="/v2", tags=["open-inference"])
-    platform, keys = invoker.platform, invoker.keys
-    infer = _Infer(invoker)
+    store = jobs.store
+    infer = _Infer(jobs, settings)
 
     @routes.get("", summary="OIP: server metadata")
     async def server_metadata() -> Response:
@@ -149,20 +138,18 @@ def router(invoker: Invoker) -> APIRouter:
     @routes.get("/health/ready", summary="OIP: the server accepts inference requests")
     @_oip_errors
     async def ready() -> Response:
-        await platform.store.count_accounts()
+        await store.count_accounts()
         return json_response({"ready": True})
 
     @routes.get("/models/{name}", summary="OIP: model metadata (inputs from predict's arguments)")
     @_oip_errors
     async def metadata(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        store = platform.store
         if name == "health" and await store.get_endpoint(principal.account, "health") is None:
             models = await store.get_endpoint(principal.account, "models")
             if models is not None:  # RunPod's GET /v2/{endpoint}/health for endpoint "models"
-                return json_response(await health_json(platform, models.id))
-        endpoint = await invoker.endpoint(principal, name)
-        version = await store.get_version(endpoint.current_version_id)
+                return json_response(await health_json(jobs, models.id))
+        _, version, _ = await jobs.current(principal, name)
         return json_response(
             {
                 "name": name,
@@ -177,7 +164,7 @@ def router(invoker: Invoker) -> APIRouter:
     @_oip_errors
     async def model_ready(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        await invoker.endpoint(principal, name)
+        await jobs.endpoint(principal, name)
         return json_response({"name": name, "ready": True})
 
     @routes.post("/models/{name}/infer", summary="OIP: run the model on typed tensors")

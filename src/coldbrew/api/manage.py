@@ -12,14 +12,15 @@ from fastapi.responses import Response
 from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.bodies import budget_from, camel_keys
 from coldbrew.api.deploy_stream import NDJSON, deploy_stream
-from coldbrew.api.invoke import Invoker, json_response
-from coldbrew.api.wire import iso, status_json
+from coldbrew.api.responses import json_response
+from coldbrew.control.jobs import JobService
 from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.metering.advisor import Traffic, advise
 from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
-from coldbrew.sdk.spec import DeploymentSpec
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.models import Endpoint, Principal, UsageKind
+from coldbrew.wire import iso, status_json
 
 MAX_LOOKUP_IDS = 1000
 _SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -44,14 +45,16 @@ def parse_since(text: str) -> float:
     return seconds
 
 
-async def endpoint_json(platform: Platform, endpoint: Endpoint, detail: bool) -> dict[str, Any]:
+async def endpoint_json(
+    platform: Platform, jobs: JobService, endpoint: Endpoint, detail: bool
+) -> dict[str, Any]:
     version = await platform.store.get_version(endpoint.current_version_id)
-    health = await platform.scheduler.health(endpoint.id)
+    health = await jobs.health(endpoint.id)
     body: dict[str, Any] = {
         "name": endpoint.name,
         "version": version.number,
         "hardware": version.spec.get("hardware"),
-        "workers": platform.scheduler.worker_counts(endpoint.id),
+        "workers": jobs.workers(endpoint.id),
         "queue": health["inQueue"],
         "running": health["inProgress"],
         "createdAt": iso(endpoint.created_at),
@@ -64,7 +67,7 @@ async def endpoint_json(platform: Platform, endpoint: Endpoint, detail: bool) ->
     return body
 
 
-def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  # noqa: C901
+def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  # noqa: C901
     """The /v1 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v1", tags=["manage"])
 
@@ -111,25 +114,24 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         principal = await keys.resolve(request)
         endpoints = await platform.store.list_endpoints(principal.account)
         return json_response(
-            {"endpoints": [await endpoint_json(platform, e, False) for e in endpoints]}
+            {"endpoints": [await endpoint_json(platform, jobs, e, False) for e in endpoints]}
         )
 
     @routes.get("/endpoints/{name}", summary="One endpoint with its spec and input schema")
     async def get_endpoint(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
-        return json_response(await endpoint_json(platform, endpoint, True))
+        endpoint = await jobs.endpoint(principal, name)
+        return json_response(await endpoint_json(platform, jobs, endpoint, True))
 
     @routes.get("/endpoints/{name}/advice", summary="Serverless vs dedicated, and what to change")
     async def advice(name: str, request: Request, window: str = "7d") -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
+        endpoint = await jobs.endpoint(principal, name)
         window_s = parse_since(window)
         now = platform.clock.time()
-        await platform.scheduler.flush_usage()
         rows = [
             r
-            for r in await platform.store.usage((now - window_s) // 3600 * 3600, principal.account)
+            for r in await jobs.usage((now - window_s) // 3600 * 3600, principal.account)
             if r.endpoint == name
         ]
         seconds: dict[UsageKind, float] = {kind: 0.0 for kind in UsageKind}
@@ -165,24 +167,15 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         if budget.account != principal.account:
             require_admin(principal)
         if budget.endpoint is not None:
-            await invoker.endpoint(Principal(budget.account, principal.admin), budget.endpoint)
-        await platform.store.set_budget(budget)
-        await platform.scheduler.flush_usage()
-        await platform.budgets.check()
-        (line,) = [
-            b
-            for b in await platform.budgets.status(budget.account)
-            if b["endpoint"] == budget.endpoint
-        ]
-        return json_response(line, 201)
+            await jobs.endpoint(Principal(budget.account, principal.admin), budget.endpoint)
+        return json_response(await jobs.set_budget(budget), 201)
 
     @routes.get("/budgets", summary="Your budgets: spend this month, forecast, alerts sent")
     async def list_budgets(request: Request) -> Response:
         principal = await keys.resolve(request)
-        await platform.scheduler.flush_usage()
         return json_response(
             {
-                "budgets": await platform.budgets.status(principal.account),
+                "budgets": await jobs.budgets_status(principal.account),
                 "alerts": await platform.store.alerts(principal.account),
             }
         )
@@ -199,7 +192,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
     @routes.get("/jobs/{job_id}", summary="A job's status with its webhook deliveries")
     async def get_job(job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        job = await platform.scheduler.find_job(job_id, principal.account)
+        job = await jobs.find(principal.account, job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
         body = status_json(job)
@@ -223,12 +216,11 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
                 f"at most {MAX_LOOKUP_IDS} ids per lookup, got {len(ids)}",
                 hint="split them over several requests",
             )
-        await platform.scheduler.write_back()  # sync-lane jobs not yet written
-        jobs = await platform.store.get_jobs(ids, principal.account)
-        found = {job.id for job in jobs}
+        found_jobs = await jobs.lookup(principal.account, ids)
+        found = {job.id for job in found_jobs}
         return json_response(
             {
-                "jobs": [status_json(job) for job in jobs],
+                "jobs": [status_json(job) for job in found_jobs],
                 "notFound": [i for i in dict.fromkeys(ids) if i not in found],
             }
         )
@@ -236,9 +228,9 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
     @routes.get("/jobs/{job_id}/logs", summary="What the worker printed while running the job")
     async def job_logs(job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        if await platform.scheduler.find_job(job_id, principal.account) is None:
+        if await jobs.find(principal.account, job_id) is None:
             raise NotFound(f"no job {job_id!r}")
-        return json_response({"id": job_id, "logs": await platform.store.job_logs(job_id)})
+        return json_response({"id": job_id, "logs": await jobs.logs(job_id)})
 
     @routes.get("/usage", summary="Billable seconds (cold start, busy, idle) and dollars")
     async def usage(
@@ -251,8 +243,7 @@ def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:  
         # Rows are per hour; include the hour the window starts in.
         start = (platform.clock.time() - window_s) // 3600 * 3600
         scope = None if (principal.admin and by == "account") else principal.account
-        await platform.scheduler.flush_usage()
-        rows = await platform.store.usage(start, scope)
+        rows = await jobs.usage(start, scope)
         prices = platform.settings.prices_per_hour_usd
         report = usage_report(rows, by, prices)
         totals = {

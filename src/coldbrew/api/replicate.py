@@ -1,7 +1,9 @@
 """Replicate's HTTP API (`/v1/predictions`, `/v1/models/...`, `/v1/files`) over coldbrew's jobs.
 
-A thin adapter: a prediction is a coldbrew job, created through the same `Invoker` (auth,
-validation, budgets, durable enqueue) and run by the same scheduler and workers. Mapping:
+A thin adapter: a prediction is a coldbrew job, created through the same job service
+(`control/jobs.py`: validation, budgets, the sync lane or the durable queue, waiting) and run by
+the same scheduler and workers. This module reads and writes Replicate's shapes only; webhooks
+are in `replicate_hooks.py`, the JSON shapes in `replicate_wire.py`. Mapping:
 `owner/name` is account/endpoint; a version id is 64 hex digits naming one endpoint version
 (`GET /v1/models/{owner}/{name}` shows the current one). Errors are RFC 7807 problem documents
 (`{type, title, status, detail}`), which the official client raises as `ReplicateError`.
@@ -9,14 +11,11 @@ validation, budgets, durable enqueue) and run by the same scheduler and workers.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -25,21 +24,20 @@ from fastapi.responses import Response, StreamingResponse
 from fastapi.routing import APIRoute
 
 from coldbrew.api import files
+from coldbrew.api.auth import KeyCache
 from coldbrew.api.files import FileStore, StoredFile
-from coldbrew.api.invoke import Invoker, is_http_url, json_response
-from coldbrew.api.replicate_wire import (
-    EVENTS,
-    prediction_json,
-    problem,
-    version_json,
-)
+from coldbrew.api.limits import check_depth
+from coldbrew.api.replicate_hooks import PredictionHooks, hook_from
+from coldbrew.api.replicate_wire import prediction_json, problem, sse, version_json
+from coldbrew.api.responses import json_response
+from coldbrew.control.jobs import JobService
 from coldbrew.errors import ColdbrewError, Conflict, InvalidInput, InvalidRequest, NotFound
+from coldbrew.platform import Platform
 from coldbrew.runtime.adapters.cog import check_file_url
-from coldbrew.store.models import Endpoint, Job, JobStatus, Principal, Version
+from coldbrew.store.models import Endpoint, Job, Principal, Version
 
 MAX_WAIT_S = 60  # Replicate's bound for `Prefer: wait`
 _PAGE = 100  # predictions per page of GET /v1/predictions
-LOGS_EVERY_S = 0.5  # `logs` webhooks are throttled to this, as Replicate's are
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(\d+))?\s*$")
 _FILE_PATH = re.compile(r"^/v1/files/([0-9a-f-]{36})$")
 
@@ -59,22 +57,6 @@ class _ProblemRoute(APIRoute):
                 return response
 
         return wrapped
-
-
-@dataclass
-class _Hook:
-    """Where a prediction's webhook goes and which events it wants."""
-
-    url: str
-    events: frozenset[str]
-    account: str
-    base: str
-    sent: int = 0
-    #: the last event's delivery: each event is posted after the one before it has ended, so a
-    #: receiver sees them in order even when one is retried (Replicate sends `completed` last)
-    last: asyncio.Future[None] | None = None
-    #: the tasks that send `output` and `logs` events; `completed` waits for them
-    followers: list[asyncio.Future[None]] = dataclasses.field(default_factory=list)
 
 
 def version_id(version: Version) -> str:
@@ -121,13 +103,12 @@ def _file_fields(schema: dict[str, Any]) -> set[str]:
 class Replicate:
     """Predictions, models, files and webhooks in Replicate's shapes."""
 
-    def __init__(self, invoker: Invoker) -> None:
-        self.invoker = invoker
-        self.platform = invoker.platform
-        self.files = FileStore(self.platform.settings.home / "files", self.platform.sealer)
-        self._hooks: dict[str, _Hook] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.platform.scheduler.add_final_listener(self._on_final)
+    def __init__(self, jobs: JobService, keys: KeyCache, platform: Platform) -> None:
+        self.jobs = jobs
+        self.keys = keys
+        self.platform = platform
+        self.files = FileStore(platform.settings.home / "files", platform.sealer)
+        self.hooks = PredictionHooks(jobs, platform.webhooks, platform.clock, self.describe)
 
     # -- names
     async def principal_for(self, principal: Principal, owner: str) -> Principal:
@@ -173,7 +154,7 @@ class Replicate:
 
     async def describe(self, job: Job, base: str, output: Any = None) -> dict[str, Any]:
         version = await self.platform.store.get_version(job.version_id)
-        logs = "\n".join(r["line"] for r in await self.platform.store.job_logs(job.id))
+        logs = "\n".join(r["line"] for r in await self.jobs.logs(job.id))
         return prediction_json(job, version, version_id(version), base, logs, output)
 
     # -- creating predictions
@@ -182,10 +163,11 @@ class Replicate:
     ) -> Response:
         body = _body(await request.body())
         base = str(request.base_url).rstrip("/")
-        hook = self._hook_from(body, principal, base)
+        hook = hook_from(body, principal, base)
         payload = self._resolve_files(body.get("input", {}), principal, base)
+        check_depth(payload, self.platform.settings, "input")
         if pinned is not None:
-            found = await self.invoker.endpoint(principal, pinned.endpoint)
+            found = await self.jobs.endpoint(principal, pinned.endpoint)
             if found.current_version_id != pinned.id:
                 raise Conflict(
                     f"version {version_id(pinned)} of {pinned.account}/{pinned.endpoint} is not "
@@ -193,54 +175,15 @@ class Replicate:
                     hint="run the model by name, or pin its latest_version.id",
                 )
         wait_s = _prefer_wait(request)
-        version = await self._current(principal, endpoint)
+        _, version, _ = await self.jobs.current(principal, endpoint)
         self._check_urls(version, payload)
-        job = await self.invoker.submit(principal, endpoint, orjson.dumps({"input": payload}))
-        future = self.platform.scheduler.watch(job.id) if wait_s else None
-        try:
-            if hook is not None:  # registered first: a cached answer completes inside enqueue
-                self._hooks[job.id] = hook
-                self._event(hook, job, "start", await self.describe(job, base))
-            await self.invoker.enqueue(job)
-            if hook is not None:
-                if "output" in hook.events:
-                    hook.followers.append(self._spawn(self._follow_output(job, hook)))
-                if "logs" in hook.events:
-                    hook.followers.append(self._spawn(self._follow_logs(job, hook)))
-            if future is not None and wait_s is not None:
-                with contextlib.suppress(TimeoutError):
-                    job = await asyncio.wait_for(asyncio.shield(future), wait_s)
-        finally:
-            if future is not None:
-                self.platform.scheduler.unwatch(job.id, future)
-        current = await self.platform.scheduler.find_job(job.id) or job
-        return json_response(await self.describe(current, base), 201)
-
-    async def _current(self, principal: Principal, endpoint: str) -> Version:
-        found = await self.invoker.endpoint(principal, endpoint)
-        return await self.platform.store.get_version(found.current_version_id)
-
-    def _hook_from(self, body: dict[str, Any], principal: Principal, base: str) -> _Hook | None:
-        url = body.get("webhook") or body.get("webhook_completed")
-        if url is None:
-            return None
-        if not is_http_url(url):
-            raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
-        events = body.get("webhook_events_filter")
-        if body.get("webhook") is None:
-            events = ["completed"]
-        if events is None:
-            events = sorted(EVENTS)
-        if (
-            not isinstance(events, list)
-            or not events
-            or not all(isinstance(e, str) and e in EVENTS for e in events)
-        ):
-            raise InvalidRequest(
-                f"webhook_events_filter must be a list drawn from {sorted(EVENTS)}",
-                hint='e.g. ["start", "completed"]',
-            )
-        return _Hook(url, frozenset(events), principal.account, base)
+        on_accept = None if hook is None else self.hooks.on_accept(hook)
+        job, _ = await self.jobs.submit(
+            principal, endpoint, payload, wait_s=wait_s, on_accept=on_accept
+        )
+        if not job.status.final:  # as it stands now: a worker may have taken it meanwhile
+            job = await self.jobs.find(principal.account, job.id) or job
+        return json_response(await self.describe(job, base), 201)
 
     def _resolve_files(self, payload: dict[str, Any], principal: Principal, base: str) -> Any:
         """Our own `/v1/files/{id}` URLs become signed download URLs a worker can fetch."""
@@ -285,104 +228,16 @@ class Replicate:
                         f"input.{exc}", hint="upload the file with POST /v1/files", fields=[[field]]
                     ) from None
 
-    # -- webhooks
-    def _spawn(self, coroutine: Awaitable[None]) -> asyncio.Task[None]:
-        task: asyncio.Task[None] = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
-    def _event(self, hook: _Hook, job: Job, event: str, body: dict[str, Any]) -> None:
-        if event in hook.events:
-            hook.sent += 1
-            msg_id = f"msg_{job.id}_{hook.sent}"
-            hook.last = self._spawn(self._send_after(hook.last, hook, msg_id, body))
-
-    async def _send_after(
-        self, before: asyncio.Future[None] | None, hook: _Hook, msg_id: str, body: dict[str, Any]
-    ) -> None:
-        """Post one event once the previous one was delivered (or given up on)."""
-        if before is not None:
-            await asyncio.wait([before])
-        await self.platform.webhooks.send_event(hook.account, hook.url, msg_id, body)
-
-    async def _follow_output(self, job: Job, hook: _Hook) -> None:
-        """An `output` event with each item a streaming prediction yields."""
-        chunks: list[Any] = []
-        async for kind, value in self.platform.scheduler.stream_events(job):
-            if kind == "chunk":
-                chunks.append(value)
-                body = await self.describe(job, hook.base, output=list(chunks))
-                body["status"] = "processing"
-                self._event(hook, job, "output", body)
-
-    async def _follow_logs(self, job: Job, hook: _Hook) -> None:
-        """A `logs` event when new log lines appeared, at most every `LOGS_EVERY_S`."""
-        seen = 0
-        while True:
-            current = await self.platform.scheduler.find_job(job.id)
-            if current is None or current.status.final:
-                return
-            lines = len(await self.platform.store.job_logs(job.id))
-            if lines > seen:
-                seen = lines
-                self._event(hook, current, "logs", await self.describe(current, hook.base))
-            await self.platform.clock.sleep(LOGS_EVERY_S)
-
-    def _on_final(self, job: Job) -> None:
-        hook = self._hooks.pop(job.id, None)
-        if hook is not None:
-            self._spawn(self._completed(job, hook))
-
-    async def _completed(self, job: Job, hook: _Hook) -> None:
-        if hook.followers:  # their last `output` and `logs` events go first
-            await asyncio.wait(hook.followers)
-        self._event(hook, job, "completed", await self.describe(job, hook.base))
-
-    async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    # -- streaming
-    async def sse(self, job: Job) -> AsyncIterator[bytes]:
-        """Replicate's server-sent events: `output` per item, then `error` or `done`."""
-        number = 0
-        streamed = False
-
-        def event(kind: str, data: Any) -> bytes:
-            data = (
-                data
-                if isinstance(data, str)
-                else orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-            )
-            lines = "".join(f"data: {line}\n" for line in data.split("\n"))
-            return f"event: {kind}\nid: {number}\n{lines}\n".encode()
-
-        async for kind, value in self.platform.scheduler.stream_events(job):
-            number += 1
-            if kind == "chunk":
-                streamed = True
-                yield event("output", value)
-                continue
-            final: Job | None = value
-            if final is not None and not streamed and final.output is not None:
-                yield event("output", final.output)
-            if final is not None and final.error is not None:
-                yield event("error", {"detail": final.error.get("message")})
-            canceled = final is not None and final.status is JobStatus.CANCELLED
-            yield event("done", {"reason": "canceled"} if canceled else {})
-
 
 def router(replicate: Replicate) -> APIRouter:  # noqa: C901
     """The Replicate-compatible routes; ruff counts the handlers as one function."""
     routes = APIRouter(prefix="/v1", tags=["replicate"], route_class=_ProblemRoute)
-    keys = replicate.invoker.keys
+    keys, jobs = replicate.keys, replicate.jobs
     platform = replicate.platform
 
     async def own_job(request: Request, prediction_id: str) -> tuple[Principal, Job]:
         principal = await keys.resolve(request)
-        job = await platform.scheduler.find_job(prediction_id, principal.account)
+        job = await jobs.find(principal.account, prediction_id)
         if job is None:
             raise NotFound(f"no prediction {prediction_id!r}", hint="check the id you were given")
         return principal, job
@@ -416,12 +271,11 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
     @routes.get("/predictions", summary="Your predictions, newest first")
     async def list_predictions(request: Request, cursor: float | None = None) -> Response:
         principal = await keys.resolve(request)
-        await platform.scheduler.write_back()  # sync-lane jobs not yet written
-        jobs = await platform.store.account_jobs(principal.account, _PAGE, before=cursor)
-        results = [await replicate.describe(job, base(request)) for job in jobs]
+        page = await jobs.account_jobs(principal.account, _PAGE, before=cursor)
+        results = [await replicate.describe(job, base(request)) for job in page]
         after = None
-        if len(jobs) == _PAGE:  # maybe more: the next page starts before the last one shown
-            after = f"{base(request)}/v1/predictions?cursor={jobs[-1].created_at!r}"
+        if len(page) == _PAGE:  # maybe more: the next page starts before the last one shown
+            after = f"{base(request)}/v1/predictions?cursor={page[-1].created_at!r}"
         return json_response({"previous": None, "next": after, "results": results})
 
     @routes.get("/predictions/{prediction_id}", summary="A prediction's status and output")
@@ -431,14 +285,14 @@ def router(replicate: Replicate) -> APIRouter:  # noqa: C901
 
     @routes.post("/predictions/{prediction_id}/cancel", summary="Cancel a prediction")
     async def cancel_prediction(prediction_id: str, request: Request) -> Response:
-        _, job = await own_job(request, prediction_id)
-        job = await platform.scheduler.cancel(job.id, job.account)
+        principal, job = await own_job(request, prediction_id)
+        job = await jobs.cancel(principal, job.id)
         return json_response(await replicate.describe(job, base(request)))
 
     @routes.get("/predictions/{prediction_id}/stream", summary="Server-sent events of the output")
     async def stream_prediction(prediction_id: str, request: Request) -> Response:
         _, job = await own_job(request, prediction_id)
-        events = replicate.sse(job)
+        events = sse(jobs.stream_events(job))
         headers = {"cache-control": "no-store"}
         return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 

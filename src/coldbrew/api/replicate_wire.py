@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 from fastapi.responses import Response
 
-from coldbrew.api.invoke import json_response
+from coldbrew.api.responses import json_response
 from coldbrew.runtime.adapters.cog import OUTPUT_SCHEMA_KEY
 from coldbrew.store.models import Job, JobStatus, Version
 from coldbrew.wire import iso
@@ -91,3 +93,32 @@ def prediction_json(
     if job.cost_usd:
         body["metrics"]["cost_usd"] = round(job.cost_usd, 9)
     return body
+
+
+def _event(kind: str, number: int, data: Any) -> bytes:
+    if isinstance(data, str):
+        text = data
+    else:
+        text = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    lines = "".join(f"data: {line}\n" for line in text.split("\n"))
+    return f"event: {kind}\nid: {number}\n{lines}\n".encode()
+
+
+async def sse(events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[bytes]:
+    """Replicate's server-sent events from a job's (kind, value) events: `output` per item,
+    then `error` or `done`."""
+    number = 0
+    streamed = False
+    async for kind, value in events:
+        number += 1
+        if kind == "chunk":
+            streamed = True
+            yield _event("output", number, value)
+            continue
+        final: Job | None = value
+        if final is not None and not streamed and final.output is not None:
+            yield _event("output", number, final.output)
+        if final is not None and final.error is not None:
+            yield _event("error", number, {"detail": final.error.get("message")})
+        canceled = final is not None and final.status is JobStatus.CANCELLED
+        yield _event("done", number, {"reason": "canceled"} if canceled else {})

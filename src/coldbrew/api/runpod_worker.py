@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from coldbrew.api.invoke import json_response
+from coldbrew.api.responses import json_response
 from coldbrew.backends.runpod import ROUTE_PREFIX, HandlerWorker, RunPodBackend
 from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.platform import Platform

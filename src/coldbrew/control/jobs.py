@@ -1,0 +1,390 @@
+"""The job service: the one entry point every protocol (RunPod, Replicate, Open Inference
+Protocol, the dashboard and management routes) calls with plain values to create, wait for,
+read and control jobs.
+
+It alone chooses between the scheduler's in-memory sync lane and the durable queue, owns the
+watch → enqueue → wait → unwatch sequence, and answers reads consistently: it writes what the
+scheduler buffers (sync-lane jobs, usage) before it reads the store, so no route has to know
+what the control plane keeps in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import httpx
+
+from coldbrew.clock import Clock
+from coldbrew.config import Settings
+from coldbrew.control.cache import ResultCache
+from coldbrew.control.results import CachedResults
+from coldbrew.control.scheduler import Scheduler
+from coldbrew.control.validation import InputValidator
+from coldbrew.errors import Conflict, InvalidRequest, NotFound, StorageUnavailable
+from coldbrew.metering.budgets import BudgetKeeper
+from coldbrew.spec import DeploymentSpec
+from coldbrew.store.base import Store
+from coldbrew.store.models import (
+    Budget,
+    Endpoint,
+    Job,
+    JobStatus,
+    JobTiming,
+    Principal,
+    UsageRow,
+    Version,
+)
+
+MAX_IDEMPOTENCY_KEY = 255
+_MAX_CURRENT = 10_000  # (account, endpoint) entries cached before the cache starts over
+
+
+def is_http_url(value: Any) -> bool:
+    """Whether `value` is an absolute http(s) URL with a host (webhook targets)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        url = httpx.URL(value)
+    except (httpx.InvalidURL, ValueError):
+        return False
+    valid_port = url.port is None or 0 < url.port < 65536
+    return url.scheme in ("http", "https") and bool(url.host) and valid_port
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """A request's own limits, overriding the endpoint's: run time and time to live."""
+
+    timeout_s: float | None = None
+    ttl_s: float | None = None
+
+
+class Submitted(NamedTuple):
+    """What `submit` answers: the job as it stands, and whether an idempotency key replayed an
+    earlier request (then `job` is that request's job)."""
+
+    job: Job
+    replayed: bool
+
+
+#: Called with the new job before it is queued (and before a cached answer finishes it).
+OnAccept = Callable[[Job], Awaitable[None]]
+
+
+class JobService:
+    """Accepts, runs, waits for, reads and controls jobs for every protocol."""
+
+    def __init__(
+        self,
+        store: Store,
+        scheduler: Scheduler,
+        budgets: BudgetKeeper,
+        cache: ResultCache,
+        settings: Settings,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.budgets = budgets
+        self.cache = cache
+        self.settings = settings
+        self.clock = clock
+        self.validator = InputValidator()
+        self._current: dict[tuple[str, str], tuple[int, Endpoint, Version, DeploymentSpec]] = {}
+        self.results = CachedResults(cache)
+        scheduler.add_final_listener(self.results.remember)
+
+    # -- endpoints
+    async def endpoint(self, principal: Principal, name: str) -> Endpoint:
+        """The principal's endpoint `name`; NotFound says how to list or create one."""
+        endpoint = await self.store.get_endpoint(principal.account, name)
+        if endpoint is None:
+            raise NotFound(
+                f"no endpoint {name!r} in account {principal.account!r}",
+                hint="`coldbrew endpoints` lists yours; `coldbrew deploy DIR` creates one",
+            )
+        return endpoint
+
+    async def current(
+        self, principal: Principal, name: str
+    ) -> tuple[Endpoint, Version, DeploymentSpec]:
+        """The endpoint, its current version and spec; kept until a deploy or delete changes
+        the scheduler's generation, so a request reads nothing from the store for them."""
+        generation = self.scheduler.generation
+        hit = self._current.get((principal.account, name))
+        if hit is not None and hit[0] == generation:
+            return hit[1], hit[2], hit[3]
+        endpoint = await self.endpoint(principal, name)
+        version = await self.store.get_version(endpoint.current_version_id)
+        spec = DeploymentSpec(**version.spec)
+        if len(self._current) > _MAX_CURRENT:
+            self._current.clear()
+        self._current[(principal.account, name)] = (generation, endpoint, version, spec)
+        return endpoint, version, spec
+
+    # -- creating and waiting
+    async def submit(
+        self,
+        principal: Principal,
+        endpoint: str,
+        payload: dict[str, Any],
+        *,
+        policy: Policy | None = None,
+        webhook: str | None = None,
+        wait_s: float | None = None,
+        idempotency_key: str | None = None,
+        use_cache: bool = True,
+        on_accept: OnAccept | None = None,
+    ) -> Submitted:
+        """Validate and start one job; nothing is written when the request is invalid.
+
+        Without `wait_s` the job is queued durably and answered at once. With it, the job
+        runs in the sync lane while a worker is warm (in memory, written once when final) or
+        else durably, and the call waits up to `wait_s` for it to end; a job still running
+        then is made durable, so its id can be polled. An `idempotency_key` always takes the
+        durable queue: a repeat of a request gets the first job back (`replayed`).
+
+        The warm /runsync path runs inline here (no extra coroutine per request): it is the
+        gateway's hottest code.
+        """
+        found, version, spec = await self.current(principal, endpoint)
+        job = self._new_job(principal, found, version, spec, payload, policy, webhook)
+        if idempotency_key is not None:
+            if spec.cache_ttl_s > 0:
+                await self.results.look_up(job, spec.cache_ttl_s, use_cache)
+            return await self._submit_once(job, idempotency_key, wait_s, on_accept)
+        self.budgets.admit(principal.account, job.endpoint)  # 402 past a hard stop
+        if spec.cache_ttl_s > 0:
+            await self.results.look_up(job, spec.cache_ttl_s, use_cache)
+        if not job.cached:
+            self.scheduler.admit(principal.account)  # 429 past the queue limit
+        if on_accept is not None:
+            await on_accept(job)
+        if wait_s is None or job.cached:
+            await self._enqueue(job)
+            return Submitted(job, False)
+        scheduler = self.scheduler
+        future = await scheduler.run_sync(job)  # in memory while a worker is warm
+        durable = future is None
+        if future is None:
+            future = scheduler.watch(job.id)  # registered before queueing: no end is missed
+        try:
+            if durable:
+                await self._enqueue(job)
+            with contextlib.suppress(TimeoutError):
+                job = await asyncio.wait_for(asyncio.shield(future), wait_s)
+        finally:
+            scheduler.unwatch(job.id, future)
+        return Submitted(job if job.status.final else await self._settled(job), False)
+
+    def _new_job(
+        self,
+        principal: Principal,
+        endpoint: Endpoint,
+        version: Version,
+        spec: DeploymentSpec,
+        payload: dict[str, Any],
+        policy: Policy | None,
+        webhook: str | None,
+    ) -> Job:
+        """The job a request describes, once its input fits the version's schema."""
+        self.validator.validate(version, payload)
+        if self.store.fault is not None:  # refuse new work; what was accepted is kept
+            raise StorageUnavailable.because(self.store.fault)
+        if webhook is not None and not is_http_url(webhook):
+            raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
+        timeout_s, ttl_s = spec.timeout_s, self.settings.job_ttl_s
+        if policy is not None:
+            timeout_s = policy.timeout_s or timeout_s
+            ttl_s = policy.ttl_s or ttl_s
+        now = self.clock.time()
+        return Job(
+            id=str(uuid.uuid4()),
+            account=principal.account,
+            endpoint_id=endpoint.id,
+            endpoint=endpoint.name,
+            version_id=version.id,
+            status=JobStatus.IN_QUEUE,
+            input=payload,
+            created_at=now,
+            expires_at=now + ttl_s,
+            timeout_s=timeout_s,
+            max_attempts=spec.retries + 1,
+            webhook_url=webhook,
+        )
+
+    async def _enqueue(self, job: Job) -> None:
+        """Write the job; queue it for a worker, or, answered from the cache, finish it."""
+        await self.store.create_job(job)
+        self._started(job)
+        if not job.cached:
+            await self.scheduler.dispatch_now(job)
+
+    def _started(self, job: Job) -> None:
+        self.scheduler.record_arrival(job)
+        if job.cached:
+            self.scheduler.announce_final(job)
+
+    async def _settled(self, job: Job) -> Job:
+        """A job whose wait ran out: made durable, and read back as it stands now."""
+        if not job.durable:
+            job = await self.scheduler.persist(job)
+        return await self.scheduler.find_job(job.id) or job
+
+    async def _submit_once(
+        self, job: Job, key: str, wait_s: float | None, on_accept: OnAccept | None
+    ) -> Submitted:
+        """Create the job under an `Idempotency-Key`: a repeat gets the first job back.
+
+        The key belongs to the account until the job is purged; reusing it for another
+        endpoint or input is a 409. A replay is answered before the budget and queue limit are
+        checked: it adds no work.
+        """
+        if not (0 < len(key) <= MAX_IDEMPOTENCY_KEY and key.isascii() and key.isprintable()):
+            raise InvalidRequest(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters",
+                hint="a UUID is a good key",
+            )
+        earlier = await self.store.job_for_key(job.account, key)
+        if earlier is not None:
+            return Submitted(_replay(earlier, job, key), True)
+        self.budgets.admit(job.account, job.endpoint)  # 402 past a hard stop
+        if not job.cached:
+            self.scheduler.admit(job.account)  # 429 past the queue limit
+        if on_accept is not None:
+            await on_accept(job)
+        future = self.scheduler.watch(job.id) if wait_s is not None else None
+        try:
+            stored = await self.store.create_job_once(job, key)
+            if stored.id != job.id:  # a concurrent request with the key won
+                return Submitted(_replay(stored, job, key), True)
+            self._started(job)
+            if not job.cached:
+                await self.scheduler.dispatch_now(job)
+            if future is not None and wait_s is not None and not job.cached:
+                with contextlib.suppress(TimeoutError):
+                    job = await asyncio.wait_for(asyncio.shield(future), wait_s)
+        finally:
+            if future is not None:
+                self.scheduler.unwatch(job.id, future)
+        return Submitted(job if job.status.final else await self._settled(job), False)
+
+    # -- reads, each consistent with what the scheduler holds in memory
+    async def find(self, account: str, job_id: str) -> Job | None:
+        """The account's job, wherever it is kept (sync lane or store)."""
+        return await self.scheduler.find_job(job_id, account)
+
+    async def get(self, principal: Principal, job_id: str, endpoint: str | None = None) -> Job:
+        """The principal's job (of `endpoint`, when given); NotFound otherwise."""
+        job = await self.scheduler.find_job(job_id, principal.account)
+        if job is None or (endpoint is not None and job.endpoint != endpoint):
+            where = "" if endpoint is None else f" on endpoint {endpoint!r}"
+            raise NotFound(f"no job {job_id!r}{where}", hint="check the id returned by /run")
+        return job
+
+    async def lookup(self, account: str, ids: list[str]) -> list[Job]:
+        """Many of the account's jobs at once (those that exist)."""
+        await self.scheduler.write_back()  # sync-lane jobs not yet written
+        return await self.store.get_jobs(ids, account)
+
+    async def account_jobs(self, account: str, limit: int, before: float | None) -> list[Job]:
+        """The account's jobs, newest first, created before `before` when given."""
+        await self.scheduler.write_back()
+        return await self.store.account_jobs(account, limit, before=before)
+
+    async def recent_jobs(self, endpoint_id: int, limit: int) -> list[Job]:
+        """The endpoint's newest jobs."""
+        await self.scheduler.write_back()
+        return await self.store.recent_jobs(endpoint_id, limit)
+
+    async def timings(
+        self, since: float, account: str, endpoint_id: int | None = None
+    ) -> list[JobTiming]:
+        """Timestamps of the final jobs since `since` (what the dashboard charts)."""
+        await self.scheduler.write_back()
+        return await self.store.job_timings(since, account, endpoint_id)
+
+    async def logs(self, job_id: str) -> list[dict[str, Any]]:
+        """What the worker printed while running the job, so far."""
+        return await self.store.job_logs(job_id)
+
+    async def health(self, endpoint_id: int) -> dict[str, int]:
+        """The endpoint's job counts by status, in-memory jobs included."""
+        return await self.scheduler.health(endpoint_id)
+
+    def workers(self, endpoint_id: int) -> dict[str, int]:
+        """The endpoint's workers by state: idle, running, starting."""
+        return self.scheduler.worker_counts(endpoint_id)
+
+    async def poll_stream(self, job: Job, wait_s: float) -> tuple[Job, list[Any]]:
+        """Chunks of a streaming job not returned by an earlier poll."""
+        return await self.scheduler.poll_stream(job, wait_s)
+
+    def stream_events(self, job: Job) -> AsyncIterator[tuple[str, Any]]:
+        """Every chunk of a job from the first, then ('done', final job)."""
+        return self.scheduler.stream_events(job)
+
+    # -- usage and budgets: read after the running workers' seconds are written
+    async def usage(self, since: float, account: str | None) -> list[UsageRow]:
+        """Usage rows from the hour `since` falls in, the current minute included."""
+        await self.scheduler.flush_usage()
+        return await self.store.usage(since, account)
+
+    async def budgets_status(self, account: str | None) -> list[dict[str, Any]]:
+        """Every budget with this month's spend so far."""
+        await self.scheduler.flush_usage()
+        return await self.budgets.status(account)
+
+    async def set_budget(self, budget: Budget) -> dict[str, Any]:
+        """Store a budget and answer its status; alerts and hard stops follow at once."""
+        await self.store.set_budget(budget)
+        await self.scheduler.flush_usage()
+        await self.budgets.check()
+        (line,) = [
+            b for b in await self.budgets.status(budget.account) if b["endpoint"] == budget.endpoint
+        ]
+        return line
+
+    # -- control
+    async def cancel(self, principal: Principal, job_id: str, endpoint: str | None = None) -> Job:
+        """Cancel a queued or running job of the principal (of `endpoint`, when given)."""
+        if endpoint is not None:
+            await self.get(principal, job_id, endpoint)  # 404 unless it is this endpoint's
+        return await self.scheduler.cancel(job_id, principal.account)
+
+    async def retry(self, principal: Principal, endpoint: str, job_id: str) -> Job:
+        """Queue a FAILED or TIMED_OUT job again; a 409 for a job in any other state."""
+        job = await self.scheduler.persist(await self.get(principal, job_id, endpoint))
+        if job.status not in (JobStatus.FAILED, JobStatus.TIMED_OUT):
+            raise Conflict(
+                f"job {job_id} is {job.status.value}; only FAILED or TIMED_OUT jobs can be retried",
+                hint="submit a new job with /run instead",
+            )
+        retried = await self.store.retry(
+            job_id, principal.account, self.clock.time(), self.settings.job_ttl_s
+        )
+        if retried is None:
+            raise Conflict(f"job {job_id} changed state meanwhile; fetch its status")
+        self.scheduler.mark_queued(retried.version_id)
+        return retried
+
+    async def purge(self, principal: Principal, endpoint: str) -> int:
+        """Cancel every queued job of the endpoint; how many were."""
+        found = await self.endpoint(principal, endpoint)
+        return await self.scheduler.purge_queue(found.id)
+
+
+def _replay(stored: Job, job: Job, key: str) -> Job:
+    """The job stored under `key`, when `job` repeats its request; a 409 when it does not."""
+    if stored.endpoint != job.endpoint or stored.input != job.input:
+        raise Conflict(
+            f"Idempotency-Key {key!r} was already used for another request "
+            f"(job {stored.id} on endpoint {stored.endpoint!r})",
+            hint="use a new key for a new request",
+        )
+    return stored
