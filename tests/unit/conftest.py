@@ -108,7 +108,7 @@ class World:
         return make_job(self.version, self.clock)
 
     async def run_durable(self, job: Job) -> None:
-        """What Invoker.enqueue does for POST /run."""
+        """What the job service does for POST /run (no wait)."""
         await self.store.create_job(job)
         self.scheduler.record_arrival(job)
         await self.scheduler.dispatch_now(job)
