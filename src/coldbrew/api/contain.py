@@ -14,19 +14,15 @@ import logging
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from coldbrew.api.responses import error_body
+
 log = logging.getLogger("coldbrew.api")
 
 
 def internal_error_body(exc: BaseException) -> bytes:
     """The body of a 500: the error's type and message, and where to look."""
     return orjson.dumps(
-        {
-            "error": {
-                "type": "internal_error",
-                "message": f"{type(exc).__name__}: {exc}",
-                "hint": "see the server log",
-            }
-        }
+        error_body("internal_error", f"{type(exc).__name__}: {exc}", "see the server log")
     )
 
 
