@@ -328,3 +328,21 @@ def test_purge_cancels_the_queue(tmp_path: Path) -> None:
         assert (await w.jobs.health((await w.jobs.endpoint(ME, "e")).id)).get("inQueue", 0) == 0
 
     run(scenario())
+
+
+def test_an_idempotency_key_with_a_wait_waits_for_the_durable_job(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        submitting = asyncio.ensure_future(
+            w.jobs.submit(ME, "e", {"n": 4}, wait_s=5, idempotency_key="k2")
+        )
+        job_id = await w.started()
+        assert await w.store.get_job(job_id) is not None  # a key always takes the store
+        w.handle.done(job_id)
+        job, replayed = await w.drive(submitting)
+        assert (job.id, job.status, replayed) == (job_id, JobStatus.COMPLETED, False)
+        again, replayed = await w.jobs.submit(ME, "e", {"n": 4}, wait_s=5, idempotency_key="k2")
+        assert replayed and again.id == job_id and again.status is JobStatus.COMPLETED
+
+    run(scenario())

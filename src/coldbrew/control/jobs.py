@@ -266,9 +266,10 @@ class JobService:
             self._started(job)
             if not job.cached:
                 await self.scheduler.dispatch_now(job)
-            if future is not None and wait_s is not None and not job.cached:
-                with contextlib.suppress(TimeoutError):
-                    job = await asyncio.wait_for(asyncio.shield(future), wait_s)
+            if future is None or wait_s is None or job.cached:
+                return Submitted(job, False)  # answered at once, as it was queued
+            with contextlib.suppress(TimeoutError):
+                job = await asyncio.wait_for(asyncio.shield(future), wait_s)
         finally:
             if future is not None:
                 self.scheduler.unwatch(job.id, future)
