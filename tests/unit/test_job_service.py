@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from coldbrew.api.cache import MemoryCache
 from coldbrew.backends.base import WorkerLaunch
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
+from coldbrew.control.cache import MemoryCache
 from coldbrew.control.jobs import JobService, Policy, Submitted
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.errors import Conflict, InvalidInput, InvalidRequest, NotFound
