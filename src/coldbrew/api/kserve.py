@@ -66,7 +66,7 @@ def _job_error(job: Job) -> Response:
 
 
 class _Infer:
-    """One infer request: tensors in, a job through the scheduler, tensors out."""
+    """One infer request: tensors in, a job through the job service, tensors out."""
 
     def __init__(self, jobs: JobService, settings: Settings) -> None:
         self.jobs = jobs
