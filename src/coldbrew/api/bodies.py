@@ -27,7 +27,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
-from coldbrew.api.invoke import is_http_url
+from coldbrew.control.jobs import is_http_url
 from coldbrew.errors import InvalidRequest
 from coldbrew.names import NAME_PATTERN
 from coldbrew.store.models import Budget, Principal
