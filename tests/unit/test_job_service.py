@@ -1,6 +1,6 @@
 """The job service against its interface: which lane a job takes, waiting, idempotency, the
-result cache, and reads that see what the scheduler still holds in memory. A scripted worker
-(the test answers its jobs), a fake clock and the real SQLite store in memory."""
+result cache, and reads that see what the scheduler still holds in memory. The shared scripted
+worker (the test answers its jobs), a fake clock and the real SQLite store in memory."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.unit.conftest import FakeBackend, FakeHandle, settle
 
-from coldbrew.backends.base import WorkerLaunch
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.cache import MemoryCache
@@ -28,59 +28,13 @@ SCHEMA = {"type": "object", "properties": {"n": {"type": "integer"}}, "required"
 ME = Principal(account="a", admin=False)
 
 
-class FakeHandle:
-    """A worker that is ready at once; the test answers its jobs with `done()`."""
-
-    pid = 1
-
-    def __init__(self) -> None:
-        self.frames: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        self.sent: list[dict[str, Any]] = []
-        self.frames.put_nowait({"t": "ready", "import_s": 0.0, "setup_s": 0.0})
-
-    async def send(self, frame: dict[str, Any]) -> None:
-        self.sent.append(frame)
-        if frame["t"] == "stop":
-            self.frames.put_nowait(None)
-
-    async def recv(self) -> dict[str, Any] | None:
-        return await self.frames.get()
-
-    def kill(self) -> None:
-        self.frames.put_nowait(None)
-
-    async def wait(self) -> int:
-        return 0
-
-    def done(self, job_id: str, output: Any = None, failed: bool = False) -> None:
-        frame: dict[str, Any] = {"t": "done", "id": job_id, "output": output or {"ok": True}}
-        if failed:
-            frame = {"t": "done", "id": job_id, "error": {"type": "HandlerError", "message": "x"}}
-        self.frames.put_nowait(frame)
-
-    def job_ids(self) -> list[str]:
-        return [f["id"] for f in self.sent if f["t"] == "job"]
-
-
-class FakeBackend:
-    def __init__(self) -> None:
-        self.handles: list[FakeHandle] = []
-
-    async def start(self, launch: WorkerLaunch) -> FakeHandle:
-        handle = FakeHandle()
-        self.handles.append(handle)
-        return handle
-
-    async def prepare(self, launches: list[WorkerLaunch]) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
-
-
-async def settle() -> None:
-    for _ in range(20):
-        await asyncio.sleep(0)
+def finish(handle: FakeHandle, job_id: str, output: Any = None, failed: bool = False) -> None:
+    """The worker's `done` frame for a job: an output, or an error record."""
+    handle.running.discard(job_id)
+    frame: dict[str, Any] = {"t": "done", "id": job_id, "output": output or {"ok": True}}
+    if failed:
+        frame = {"t": "done", "id": job_id, "error": {"type": "HandlerError", "message": "x"}}
+    handle.frames.put_nowait(frame)
 
 
 class World:
@@ -137,7 +91,7 @@ class World:
     async def answer(self, submitting: asyncio.Task[Submitted], **done: Any) -> Submitted:
         """Answer the job being submitted once a worker has it, and return the result."""
         job_id = await self.started()  # before `self.handle`: a cold start creates it
-        self.handle.done(job_id, **done)
+        finish(self.handle, job_id, **done)
         return await self.drive(submitting)
 
 
