@@ -37,8 +37,11 @@ class RunPod:
         self.keys = keys
         self.settings = settings
 
-    def _request(self, body: bytes) -> tuple[dict[str, Any], Policy | None, str | None]:
-        """The input, policy and webhook of a RunPod request body."""
+    def _request(
+        self, http: Request, body: bytes
+    ) -> tuple[dict[str, Any], Policy | None, str | None, bool]:
+        """The input, policy and webhook of a RunPod request body, and whether the result
+        cache may answer (not with `Cache-Control: no-cache`). One call: it is the hot path."""
         try:
             request = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as exc:
@@ -50,14 +53,16 @@ class RunPod:
                 "the body needs an 'input' object", hint='send {"input": {"field": value}}'
             )
         check_depth(request["input"], self.settings, "input")
+        use_cache = "no-cache" not in http.headers.get("cache-control", "").lower()
         policy = request.get("policy")
-        return request["input"], None if policy is None else _policy(policy), request.get("webhook")
+        parsed = None if policy is None else _policy(policy)
+        return request["input"], parsed, request.get("webhook"), use_cache
 
     async def run(self, name: str, request: Request) -> Response:
         """POST /v2/{name}/run: queue durably, answer with the id."""
         principal = await self.keys.resolve(request)
         key = request.headers.get("idempotency-key")
-        payload, policy, webhook = self._request(await request.body())
+        payload, policy, webhook, use_cache = self._request(request, await request.body())
         job, replayed = await self.jobs.submit(
             principal,
             name,
@@ -65,7 +70,7 @@ class RunPod:
             policy=policy,
             webhook=webhook,
             idempotency_key=key,
-            use_cache=_use_cache(request),
+            use_cache=use_cache,
         )
         response = json_response({"id": job.id, "status": job.status.value})
         if replayed:
@@ -76,7 +81,7 @@ class RunPod:
         """POST /v2/{name}/runsync: run and wait up to ?wait= ms for the final status."""
         principal = await self.keys.resolve(request)
         wait_ms = _wait_ms(request, self.settings.runsync_wait_ms)
-        payload, policy, webhook = self._request(await request.body())
+        payload, policy, webhook, use_cache = self._request(request, await request.body())
         job, _ = await self.jobs.submit(
             principal,
             name,
@@ -84,7 +89,7 @@ class RunPod:
             policy=policy,
             webhook=webhook,
             wait_s=wait_ms / 1000,
-            use_cache=_use_cache(request),
+            use_cache=use_cache,
         )
         return json_response(status_json(job))
 
@@ -113,10 +118,6 @@ def _wait_ms(request: Request, default: int) -> int:
     if not 0 <= wait_ms <= MAX_WAIT_MS:
         raise InvalidRequest(f"wait must be between 0 and {MAX_WAIT_MS} ms")
     return wait_ms
-
-
-def _use_cache(request: Request) -> bool:
-    return "no-cache" not in request.headers.get("cache-control", "").lower()
 
 
 def _policy(policy: Any) -> Policy:
