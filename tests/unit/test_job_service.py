@@ -147,6 +147,22 @@ def test_a_wait_that_runs_out_leaves_a_durable_job_to_poll(tmp_path: Path) -> No
     run(scenario())
 
 
+def test_a_runsync_wait_ends_when_the_injected_clock_passes_it(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        w = World(tmp_path)
+        await w.setup()
+        submitting = asyncio.ensure_future(w.jobs.submit(ME, "e", {"n": 1}, wait_s=30))
+        await w.started()  # the worker has the job and never answers
+        w.clock.advance(29.9)
+        await settle()
+        assert not submitting.done()  # no real time passes in this test; only the fake clock
+        w.clock.advance(0.2)
+        job, _ = await w.drive(submitting)
+        assert job.status is JobStatus.IN_PROGRESS and job.durable
+
+    run(scenario())
+
+
 def test_with_no_warm_worker_a_waiting_job_is_queued_durably(tmp_path: Path) -> None:
     async def scenario() -> None:
         w = World(tmp_path, min_workers=0)

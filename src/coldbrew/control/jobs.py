@@ -177,7 +177,7 @@ class JobService:
             if durable:
                 await self._enqueue(job)
             with contextlib.suppress(TimeoutError):
-                job = await asyncio.wait_for(asyncio.shield(future), wait_s)
+                job = await self.clock.wait_for(asyncio.shield(future), wait_s)
         finally:
             scheduler.unwatch(job.id, future)
         return Submitted(job if job.status.final else await self._settled(job), False)
@@ -269,7 +269,7 @@ class JobService:
             if future is None or wait_s is None or job.cached:
                 return Submitted(job, False)  # answered at once, as it was queued
             with contextlib.suppress(TimeoutError):
-                job = await asyncio.wait_for(asyncio.shield(future), wait_s)
+                job = await self.clock.wait_for(asyncio.shield(future), wait_s)
         finally:
             if future is not None:
                 self.scheduler.unwatch(job.id, future)
