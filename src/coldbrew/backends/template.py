@@ -324,17 +324,18 @@ class TemplateBackend:
         parent, child = socket.socketpair()
         forked: asyncio.Future[int] = loop.create_future()
         template.forks[launch.worker_id] = forked
-        # The worker's own cgroup is made while the template forks, and the child is moved into
-        # it on a thread: a cgroup migration waits for an RCU grace period (milliseconds), which
-        # must hold neither the event loop nor the cold start. Until then it is in its
-        # template's group, under the same limits.
-        creating = loop.run_in_executor(None, self.spawn.sandbox.fork_box, box_spec(launch))
+        creating = self._fork_box(launch)
+        writer: asyncio.StreamWriter | None = None
         try:
             request = {"t": "fork", "worker_id": launch.worker_id, "env": launch.env}
             socket.send_fds(template.ctl, [json.dumps(request).encode()], [child.fileno()])
+            # set up while the template hands the request to its spare
+            reader, writer = await asyncio.open_unix_connection(sock=parent)
             pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
         except BaseException:
             template.forks.pop(launch.worker_id, None)
+            if writer is not None:
+                writer.close()
             parent.close()
             (await creating).close()
             raise
@@ -342,7 +343,6 @@ class TemplateBackend:
             child.close()
         box = await creating
         placing = loop.run_in_executor(None, box.adopt, pid)
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
         worker = ForkedWorker(pid, template.exits[pid], reader, writer, box, placing)
         # Only a snapshot child is bounded: an import-only child runs setup() (GPU weights)
         # before its first frame, which may rightly take long.
@@ -364,6 +364,21 @@ class TemplateBackend:
             raise RuntimeError("the forked worker exited before it was ready")
         worker._first.append(first)
         return worker
+
+    def _fork_box(self, launch: WorkerLaunch) -> asyncio.Future[Box]:
+        """The forked worker's box. Its own cgroup is made while the template forks, on a
+        thread: a cgroup migration waits for an RCU grace period (milliseconds), which must
+        hold neither the event loop nor the cold start. Until the child is moved in (`adopt`,
+        also on a thread) it is in its template's group, under the same limits. Without
+        cgroups there is nothing to make, and no thread to wait for."""
+        sandbox = self.spawn.sandbox
+        spec = box_spec(launch)
+        loop = asyncio.get_running_loop()
+        if sandbox.makes_groups:
+            return loop.run_in_executor(None, sandbox.fork_box, spec)
+        made: asyncio.Future[Box] = loop.create_future()
+        made.set_result(sandbox.fork_box(spec))
+        return made
 
     def _retire(self, key: TemplateKey, failed: bool = False) -> None:
         """Stop forking from a template; it exits once its last child has exited."""
