@@ -563,7 +563,7 @@ def bench_pss(
         drive_workers(server, workers)
 
         def drained() -> bool:
-            jobs = server.health(PSS_WORKLOAD.endpoint)["jobs"]
+            jobs: dict[str, int] = server.health(PSS_WORKLOAD.endpoint)["jobs"]
             return jobs.get("inQueue", 0) == 0 and jobs.get("inProgress", 0) == 0
 
         poll(drained, 60, "the queue to drain")
