@@ -7,7 +7,7 @@ SOCK_SEQPACKET control socket in `COLDBREW_TEMPLATE_FD`. Messages are one JSON o
 
 - gateway → template: `fork` {worker_id} with the worker's socket passed as SCM_RIGHTS; `stop`
 - template → gateway: `template_ready` {import_s, setup_s}, `setup_failed` {error},
-  `forked` {worker_id, pid}, `exited` {pid, code}
+  `forked` {worker_id, pid}, `exited` {pid, code}, `spare` {pid} (a spare child was forked)
 
 The template stays single-threaded (forking a process with threads is unsafe) and keeps
 OpenMP/BLAS pools at one thread while it loads: torch forked after running multi-threaded work
@@ -196,6 +196,7 @@ class Template:
         theirs.close()
         self.children.add(pid)
         self.spare = (pid, ours)
+        _send(self.ctl, {"t": "spare", "pid": pid})  # the gateway makes its cgroups now
 
     def _in_child(self, run: Callable[[], None]) -> NoReturn:
         """Runs in a new child: leave the template's loop, run `run`, and never return."""
@@ -242,12 +243,11 @@ class Template:
             if pid == 0:
                 return
             self.children.discard(pid)
-            if self.spare is not None and self.spare[0] == pid:  # died untaken: not a worker
+            if self.spare is not None and self.spare[0] == pid:  # died untaken
                 self.spare[1].close()
                 self.spare = None
                 if not self.stopping:
                     self.spare_due = time.monotonic() + SPARE_RETRY_S
-                continue
             _send(self.ctl, {"t": "exited", "pid": pid, "code": os.waitstatus_to_exitcode(status)})
 
     def _child(self, fd: int, received_at: float, secrets: dict[str, str]) -> None:
