@@ -4,14 +4,19 @@ and a spare that dies untaken or a burst with no spare still forks workers."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.template import TemplateBackend, _Template
+from coldbrew.runtime.sandbox.host import Sandbox
+from coldbrew.runtime.sandbox.policy import SandboxMode
 from tests.conftest import FIXTURES
 from tests.integration.conftest import wait_for
 
@@ -118,3 +123,37 @@ async def test_a_stopped_template_takes_its_spare_with_it(
     assert loaded.process.returncode is not None
     with pytest.raises(ProcessLookupError):
         os.kill(spare, 0)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="cgroups need root (CI runs as root)")
+async def test_the_spare_becomes_a_worker_already_in_its_own_cgroups(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    artifact = home / "artifacts" / "acct" / "toys"
+    artifact.parent.mkdir(parents=True)
+    shutil.copytree(FIXTURES / "toys", artifact)
+    sandbox = Sandbox(SandboxMode.STANDARD, home)
+    backend = TemplateBackend(10.0, LocalBackend(sandbox=sandbox))
+    launch = replace(_launch(home, "template"), artifact_dir=artifact, memory_mb=512)
+    try:
+        await backend.prepare([launch])
+
+        async def spare_boxed() -> list[_Template]:
+            return [t for t in backend._templates.values() if t.usable and t.spare is not None]
+
+        (loaded,) = await wait_for(spare_boxed, bool)
+        assert loaded.spare is not None
+        spare = loaded.spare.pid
+        group = Path(f"/sys/fs/cgroup/memory/coldbrew-{sandbox.tag}") / loaded.spare.spec.name
+
+        async def moved_in() -> str:
+            return (group / "cgroup.procs").read_text() if group.is_dir() else ""
+
+        await wait_for(moved_in, lambda procs: str(spare) in procs.split())
+        handle = await backend.start(replace(launch, worker_id="w-1"))
+        assert await _serve_one(handle) == spare
+        assert (group / "memory.limit_in_bytes").read_text().strip() == str(512 << 20)
+        assert await _stop(handle) == 0
+        assert not group.exists()  # removed with the worker
+    finally:
+        await backend.close()
+        sandbox.close()
