@@ -16,9 +16,9 @@ so every worker's exit status is always reported.
 
 A cold start does not wait for a fork: the template keeps one *spare* child, forked ahead of
 time, that has already paid for the fork and its copy-on-write faults and waits on its own socket
-(`SPARE_DELAY_S` after the last one was taken, so forking it never competes with the cold start
-that took it). A fork request hands the worker's socket and secrets to the spare, which becomes
-that worker; with no spare (a burst, or one that died) the template forks on the spot as before.
+(`SPARE_DELAY_S` after the last one was taken, so forking it does not compete with the cold
+start that took it). A fork request hands the worker's socket and secrets to the spare, which
+becomes that worker; with no spare (a burst, or one that died) the template forks on the spot.
 A spare is an ordinary child of the template (reaped, in its sandbox); it holds no secret until
 it is handed one, and exits when the template stops or goes away.
 """
@@ -47,8 +47,10 @@ from coldbrew.runtime.worker import Worker, error_record, make_channel
 #: Thread-pool sizes forced to 1 while the template loads, restored in each child.
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 _MAX_MESSAGE = 65536
-#: How long after a spare was taken the next one is forked: past the cold start it served.
-SPARE_DELAY_S = 0.1
+#: How long after a spare was taken the next one is forked: past the cold start it served and,
+#: in the common case, its first job (forking a template that holds 1 GB of weights copies its
+#: page tables: ~10 ms of CPU that a first predict running at once on a small machine feels).
+SPARE_DELAY_S = 1.0
 #: After a spare died untaken (killed, or the fork trap), wait this long before the next one.
 SPARE_RETRY_S = 5.0
 
