@@ -300,7 +300,7 @@ def prepare_app(
 # coldbrew servers
 
 
-def server_env(home: Path, fast_start: str) -> dict[str, str]:
+def server_env(home: Path, fast_start: str, sandbox: str | None = None) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -321,6 +321,8 @@ def server_env(home: Path, fast_start: str) -> dict[str, str]:
         COLDBREW_FAST_START=fast_start,
         PYTHONUNBUFFERED="1",
     )
+    if sandbox is not None:
+        env["COLDBREW_SANDBOX"] = sandbox
     return env
 
 
@@ -336,6 +338,7 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     key: str = ""
     python: str = sys.executable  # another checkout's venv python serves that checkout's code
+    sandbox: str | None = None  # --sandbox; None: COLDBREW_SANDBOX or the server's default
 
     @property
     def log_path(self) -> Path:
@@ -349,7 +352,7 @@ class Server:
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
                 command,
-                env=server_env(self.home, MODES[self.system]),
+                env=server_env(self.home, MODES[self.system], self.sandbox),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -546,17 +549,21 @@ def drive_workers(server: Server, workers: int, timeout_s: float = 300) -> None:
     raise TimeoutError(f"{server.system}: {workers} workers were not up after {timeout_s:.0f} s")
 
 
-def bench_pss(system: str, workdir: Path, app: Path, workers: int = 4) -> dict[str, Any]:
+def bench_pss(
+    system: str, workdir: Path, app: Path, workers: int = 4, sandbox: str | None = None
+) -> dict[str, Any]:
     """Start a server with only the 4-worker embeddings copy, warm it up, drive it until
     `workers` workers are up, let the queue drain and sum the PSS of its runtime processes
     (the workers' idle timeout, 5 s, leaves them up for the measurement)."""
-    server = Server(system, workdir / f"home-pss-{system}", [app], [PSS_WORKLOAD.endpoint])
+    server = Server(
+        system, workdir / f"home-pss-{system}", [app], [PSS_WORKLOAD.endpoint], sandbox=sandbox
+    )
     with running_servers([server]):
         forked = warm_up(server, PSS_WORKLOAD)
         drive_workers(server, workers)
 
         def drained() -> bool:
-            jobs = server.health(PSS_WORKLOAD.endpoint)["jobs"]
+            jobs: dict[str, int] = server.health(PSS_WORKLOAD.endpoint)["jobs"]
             return jobs.get("inQueue", 0) == 0 and jobs.get("inProgress", 0) == 0
 
         poll(drained, 60, "the queue to drain")
@@ -866,6 +873,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.25,
         help="pause after reaching zero workers, so exiting processes do not overlap a try",
     )
+    parser.add_argument(
+        "--sandbox",
+        choices=["off", "standard", "strict"],
+        help="the servers' --sandbox mode (default: COLDBREW_SANDBOX, else standard)",
+    )
     parser.add_argument("--keep-workdir", action="store_true", help="keep logs and homes")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -884,7 +896,11 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     }
     apps = [prepare_app(w, workdir, idle_timeout_s=1) for w in workloads]
     endpoints = [w.endpoint for w in workloads]
-    servers = [Server(system, workdir / f"home-{system}", apps, endpoints) for system in MODES]
+    report["sandbox"] = args.sandbox or os.environ.get("COLDBREW_SANDBOX") or "standard"
+    servers = [
+        Server(system, workdir / f"home-{system}", apps, endpoints, sandbox=args.sandbox)
+        for system in MODES
+    ]
     with running_servers(servers):
         latency = bench_coldbrew_latency(servers, workloads, args.tries, args.settle_s)
     for system in MODES:
@@ -895,7 +911,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         pss_app = prepare_app(PSS_WORKLOAD, workdir, idle_timeout_s=5, max_workers=4)
         for system in MODES:
             try:
-                report["pss"][system] = bench_pss(system, workdir, pss_app)
+                report["pss"][system] = bench_pss(system, workdir, pss_app, sandbox=args.sandbox)
                 report["pss_mb"][system] = report["pss"][system]["total_mb"]
             except Exception as exc:
                 log(f"{system} PSS failed: {exc}")

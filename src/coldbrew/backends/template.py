@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.fork_boxes import ForkBoxes, SpareBox
 from coldbrew.backends.local import (
     LocalBackend,
     LocalWorker,
@@ -80,6 +81,7 @@ class _Template:
     forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
     exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
     broken: bool = False
+    spare: SpareBox | None = None  # the groups made ahead for its spare child
 
     @property
     def usable(self) -> bool:
@@ -158,6 +160,7 @@ class TemplateBackend:
         self._restarts: set[asyncio.Task[None]] = set()
         self._serial = 0
         self._prepare_lock = asyncio.Lock()
+        self._boxes = ForkBoxes(self.spawn.sandbox)
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Keep templates for exactly these launches: start missing ones, stop the rest."""
@@ -264,11 +267,22 @@ class TemplateBackend:
             future = template.forks.pop(message["worker_id"], None)
             if future is not None and not future.done():
                 future.set_result(pid)
-        elif kind == "exited":
-            exit_future = template.exits.get(int(message["pid"]))
-            if exit_future is not None and not exit_future.done():
-                exit_future.set_result(int(message["code"]))
+        elif kind in ("spare", "exited"):
+            self._on_child(template, kind, int(message["pid"]), message.get("code"))
         return True
+
+    def _on_child(self, template: _Template, kind: str, pid: int, code: Any) -> None:
+        """A spare was forked (its groups are made now), or a child exited."""
+        if template.spare is not None and (kind == "spare" or template.spare.pid == pid):
+            template.spare.discard()  # replaced, or it died untaken
+            template.spare = None
+        if kind == "spare":
+            launch = self._wanted.get(template.key)
+            template.spare = None if launch is None else self._boxes.spare(launch, pid)
+            return
+        exit_future = template.exits.get(pid)
+        if exit_future is not None and not exit_future.done():
+            exit_future.set_result(int(code))
 
     def _drain_messages(self, template: _Template) -> None:
         """Read the reports still queued on a template's socket (exit codes before killing)."""
@@ -293,6 +307,9 @@ class TemplateBackend:
         for future in template.forks.values():
             if not future.done():
                 future.set_exception(ConnectionError("template exited"))
+        if template.spare is not None:
+            template.spare.discard()
+            template.spare = None
         if template.box is not None:
             template.box.close()  # whatever it left behind dies with it
             template.box = None
@@ -324,25 +341,29 @@ class TemplateBackend:
         parent, child = socket.socketpair()
         forked: asyncio.Future[int] = loop.create_future()
         template.forks[launch.worker_id] = forked
-        # The worker's own cgroup is made while the template forks, and the child is moved into
-        # it on a thread: a cgroup migration waits for an RCU grace period (milliseconds), which
-        # must hold neither the event loop nor the cold start. Until then it is in its
-        # template's group, under the same limits.
-        creating = loop.run_in_executor(None, self.spawn.sandbox.fork_box, box_spec(launch))
+        # with a spare reported, its groups are made already (or being made)
+        creating = self._boxes.fresh(launch) if template.spare is None else None
+        writer: asyncio.StreamWriter | None = None
         try:
             request = {"t": "fork", "worker_id": launch.worker_id, "env": launch.env}
             socket.send_fds(template.ctl, [json.dumps(request).encode()], [child.fileno()])
+            # set up while the template hands the request to its spare
+            reader, writer = await asyncio.open_unix_connection(sock=parent)
             pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
         except BaseException:
             template.forks.pop(launch.worker_id, None)
+            if writer is not None:
+                writer.close()
             parent.close()
-            (await creating).close()
+            if creating is not None:
+                (await creating).close()
             raise
         finally:
             child.close()
-        box = await creating
-        placing = loop.run_in_executor(None, box.adopt, pid)
-        reader, writer = await asyncio.open_unix_connection(sock=parent)
+        spare = template.spare if template.spare and template.spare.pid == pid else None
+        if spare is not None:
+            template.spare = None
+        box, placing = await self._boxes.worker(launch, pid, spare, creating)
         worker = ForkedWorker(pid, template.exits[pid], reader, writer, box, placing)
         # Only a snapshot child is bounded: an import-only child runs setup() (GPU weights)
         # before its first frame, which may rightly take long.

@@ -197,6 +197,18 @@ class Dispatcher:
                 slots[vid] += (worker.state is WorkerState.IDLE) if batched else worker.free_slots
         return slots
 
+    async def first_job(self, worker: ManagedWorker) -> None:
+        """Hand a worker that just became ready its version's next queued job at once: the
+        cold start that launched it is waiting, and the next tick is a store read and a scaling
+        pass away. More jobs, and every other version, are the tick's (woken after this)."""
+        vid = worker.version.id
+        if not self.backlog.in_store(vid) or worker.state is not WorkerState.IDLE:
+            return
+        if self.running[worker.version.account] >= self.cap:
+            return
+        with contextlib.suppress(StorageUnavailable):  # the tick tries again
+            await self._dispatch_one(vid, {vid: max(1, self.backlog.stored.get(vid, 0))})
+
     async def _dispatch_one(self, vid: int, queued: dict[int, int]) -> int:
         """Claim the version's next queued job (or batch) for a free worker; how many went."""
         version, spec = await self.fleet.version(vid)

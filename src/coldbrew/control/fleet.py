@@ -69,6 +69,8 @@ class Fleet:
         self.on_log: Callable[[dict[str, Any]], None] = _ignore
         self.on_chunk: Callable[[str, Any], None] = _ignore
         self.on_done: Callable[[ManagedWorker, dict[str, Any]], Awaitable[None]] = _ignore_async
+        # a worker just became ready: its version's next queued job goes to it at once
+        self.on_serving: Callable[[ManagedWorker], Awaitable[None]] = _ignore_async
         self.on_exit: Callable[[ManagedWorker, int], Awaitable[None]] = _ignore_async
 
     # versions
@@ -222,6 +224,8 @@ class Fleet:
             if worker.handle is not None:  # before its first job, so the job runs under them
                 await self.send(worker, self.limits_frame)
             self.on_ready(worker, frame)
+            await self.on_serving(worker)  # the cold start that launched it waits on this
+            self.wake()  # after: a tick meanwhile would queue its store reads ahead of that job
         elif kind == "setup_failed":
             worker.setup_error = frame["error"]
 
@@ -251,7 +255,6 @@ class Fleet:
         self.backoff.pop(worker.version.id, None)
         if worker.state is WorkerState.LOADING:
             worker.state = WorkerState.IDLE
-        self.wake()
 
     # running and stopping
     async def send(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:

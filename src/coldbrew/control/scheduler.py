@@ -102,6 +102,7 @@ class Scheduler:
         self.fleet.on_log = self.writer.log
         self.fleet.on_chunk = self.streams.add_chunk
         self.fleet.on_done = self.dispatcher.on_done
+        self.fleet.on_serving = self.dispatcher.first_job
         self.fleet.on_exit = self.recovery.on_exit
         self.book.add_final_listener(limits.ended)  # its late log frames are dropped
         self.book.add_final_listener(self.streams.close)

@@ -223,6 +223,11 @@ class Sandbox:
     def on(self) -> bool:
         return self.mode is not SandboxMode.OFF
 
+    @property
+    def makes_groups(self) -> bool:
+        """Whether a box comes with cgroups (made by writing to /sys/fs/cgroup: slow-ish)."""
+        return self.on and self.caps.cgroups
+
     def report(self) -> dict[str, object]:
         """What `/healthz` shows: the mode and each protection."""
         return {
@@ -294,7 +299,7 @@ class Sandbox:
     def fork_box(self, spec: BoxSpec) -> Box:
         """A forked worker's box: only its own cgroup (it inherits the rest from its template)."""
         box = Box(self, spec, None)
-        if self.on and self.caps.cgroups:
+        if self.makes_groups:
             box.cgroup = cgroups.Cgroup(self.tag, spec.name)
             box.cgroup.create(spec.memory_mb, self.pids_max, 1024)
         return box
