@@ -232,7 +232,7 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             raise NotFound(f"no job {job_id!r}")
         return json_response({"id": job_id, "logs": await jobs.logs(job_id)})
 
-    @routes.get("/usage", summary="Billable seconds (cold start, busy, idle) and dollars")
+    @routes.get("/usage", summary="Billable seconds (cold start, busy, idle, reserved) and dollars")
     async def usage(
         request: Request, by: str = "endpoint", since: str = "24h", format: str = "json"
     ) -> Response:
@@ -245,19 +245,11 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
         scope = None if (principal.admin and by == "account") else principal.account
         rows = await jobs.usage(start, scope)
         prices = platform.settings.prices_per_hour_usd
-        report = usage_report(rows, by, prices)
+        report = usage_report(rows, by, prices, platform.settings.reserved_discount)
         totals = {
             key: round(sum(line[key] for line in report), 9)
-            for key in (
-                "cold_start_s",
-                "busy_s",
-                "idle_s",
-                "total_s",
-                "cold_start_usd",
-                "busy_usd",
-                "idle_usd",
-                "total_usd",
-            )
+            for key in [f"{kind.value}_{unit}" for unit in ("s", "usd") for kind in UsageKind]
+            + ["total_s", "total_usd"]
         }
         if format == "csv":
             return Response(
@@ -274,6 +266,10 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
                 "rows": [camel_keys(row) for row in report],
                 "total": camel_keys(totals),
                 "pricesPerHourUsd": prices,
+                # reserved seconds are priced at (1 - discount) x the hourly price
+                "reservedDiscount": {
+                    hw: platform.settings.reserved_discount_for(hw) for hw in sorted(prices)
+                },
             }
         )
 
