@@ -150,8 +150,16 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             idle_timeout_s=spec.idle_timeout_s,
             min_workers=spec.min_workers,
             cold_starts=await platform.store.cold_starts(endpoint.id, now - window_s),
+            busy_intervals=await _busy_intervals(platform, principal, endpoint, now - window_s),
+            window_end=now,
+            per_worker=spec.batch.max_size if spec.batch else spec.concurrency,
+            reserved_discount=platform.settings.reserved_discount_for(spec.hardware),
+            reserved_workers=spec.reserved_workers,
         )
-        return json_response({"endpoint": name, "window": window, **camel_keys(advise(traffic))})
+        result = advise(traffic)
+        if "reserved" in result:  # next to the verdict, in the API's casing too
+            result["reserved"] = camel_keys(result["reserved"])
+        return json_response({"endpoint": name, "window": window, **camel_keys(result)})
 
     @routes.delete("/endpoints/{name}", summary="Stop an endpoint's workers and remove it")
     async def delete_endpoint(name: str, request: Request) -> Response:
@@ -274,6 +282,16 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
         )
 
     return routes
+
+
+async def _busy_intervals(
+    platform: Platform, principal: Principal, endpoint: Endpoint, since: float
+) -> list[tuple[float, float]]:
+    """The (started, finished) instants of the endpoint's jobs that ran on a worker."""
+    timings = await platform.store.job_timings(since, principal.account, endpoint.id)
+    return [
+        (t.started_at, t.finished_at) for t in timings if t.started_at is not None and not t.cached
+    ]
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

@@ -390,3 +390,12 @@ def advise(name: str, window: str) -> None:
         click.echo(f"  {line}")
     for tip in report["suggestions"]:
         click.echo(f"  suggest {tip['setting']}: {tip['effect']}")
+    reserved = report.get("reserved")
+    if reserved:
+        click.echo(
+            f"  reserve {reserved['count']} worker(s) (now {reserved['current']}): "
+            f"~${reserved['monthlyUsd']}/month vs ${reserved['serverlessMonthlyUsd']}/month "
+            "with none reserved"
+        )
+        for line in reserved["arithmetic"]:
+            click.echo(f"    {line}")
