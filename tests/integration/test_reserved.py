@@ -12,7 +12,7 @@ from tests.integration.conftest import running, wait_for
 
 pytestmark = pytest.mark.anyio
 
-MODEL = '''
+MODEL = """
 import coldbrew
 
 app = coldbrew.App("reserved")
@@ -22,7 +22,7 @@ app = coldbrew.App("reserved")
 class Reserved:
     def predict(self, value=None):
         return {"value": value}
-'''
+"""
 
 
 async def test_a_reserved_worker_is_up_without_traffic_and_billed_at_the_reserved_rate(

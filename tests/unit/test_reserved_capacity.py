@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
+from tests.unit.conftest import FakeBackend
 
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
@@ -21,9 +22,8 @@ from coldbrew.metering.advisor import Traffic, advise
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.metering.report import usage_report
 from coldbrew.spec import DeploymentSpec, parse_spec
-from coldbrew.store.models import UsageKind, UsageRow
+from coldbrew.store.models import QueueStat, UsageKind, UsageRow
 from coldbrew.store.sqlite import SQLiteStore
-from tests.unit.conftest import FakeBackend
 
 
 def test_reserved_workers_must_fit_under_max_workers() -> None:
@@ -60,8 +60,11 @@ def test_the_autoscaler_keeps_reserved_workers_and_stops_idle_burst_ones() -> No
         WorkerView("reserved", True, 0, 0.0, reserved=True),
         WorkerView("burst", True, 0, 50.0),
     ]
-    decision, _ = decide(Observation(now=100.0, queued=0, running=0, oldest_queued_age_s=0,
-                                     workers=tuple(idle)), spec, ScalerState())
+    decision, _ = decide(
+        Observation(now=100.0, queued=0, running=0, oldest_queued_age_s=0, workers=tuple(idle)),
+        spec,
+        ScalerState(),
+    )
     assert decision.desired_workers == 1 and decision.stop == ("burst",)
     empty = Observation(now=0.0, queued=0, running=0, oldest_queued_age_s=0)
     assert decide(empty, spec, ScalerState())[0].start == 1  # up with no traffic at all
@@ -94,9 +97,7 @@ def test_placement_keeps_n_reserved_workers_up_and_never_evicts_them(tmp_path: P
     asyncio.run(scenario())
 
 
-def _queued():  # type: ignore[no-untyped-def]
-    from coldbrew.store.models import QueueStat
-
+def _queued() -> QueueStat:
     return QueueStat(queued=3, oldest_created_at=0.0)
 
 
@@ -146,6 +147,9 @@ def test_the_advisor_finds_the_known_optimal_reserved_count() -> None:
     assert reserved["serverless_monthly_usd"] == pytest.approx(3.40 * scale)
     assert "worker 3: busy 80.0% of the window" in reserved["arithmetic"]
     # at a 10% discount the third worker (busy 80% < 90%) is no longer worth reserving
-    assert advise(traffic.__class__(**{**traffic.__dict__, "reserved_discount": 0.1}))[
-        "reserved"
-    ]["count"] == 2
+    assert (
+        advise(traffic.__class__(**{**traffic.__dict__, "reserved_discount": 0.1}))["reserved"][
+            "count"
+        ]
+        == 2
+    )

@@ -390,12 +390,9 @@ def advise(name: str, window: str) -> None:
         click.echo(f"  {line}")
     for tip in report["suggestions"]:
         click.echo(f"  suggest {tip['setting']}: {tip['effect']}")
-    reserved = report.get("reserved")
-    if reserved:
+    if reserved := report.get("reserved"):
         click.echo(
             f"  reserve {reserved['count']} worker(s) (now {reserved['current']}): "
-            f"~${reserved['monthlyUsd']}/month vs ${reserved['serverlessMonthlyUsd']}/month "
-            "with none reserved"
+            f"~${reserved['monthlyUsd']}/month, none: ${reserved['serverlessMonthlyUsd']}"
         )
-        for line in reserved["arithmetic"]:
-            click.echo(f"    {line}")
+        click.echo("".join(f"    {line}\n" for line in reserved["arithmetic"]), nl=False)
