@@ -18,11 +18,11 @@ from coldbrew.control.placement import Placement
 from coldbrew.control.queues import QueueLedger
 from coldbrew.control.workers import WorkerState
 from coldbrew.errors import SpecError
-from coldbrew.metering.advisor import Traffic, advise
+from coldbrew.metering.advisor import Traffic, advise, busy_intervals
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.metering.report import usage_report
 from coldbrew.spec import DeploymentSpec, parse_spec
-from coldbrew.store.models import QueueStat, UsageKind, UsageRow
+from coldbrew.store.models import JobStatus, JobTiming, QueueStat, UsageKind, UsageRow
 from coldbrew.store.sqlite import SQLiteStore
 
 
@@ -126,6 +126,13 @@ def test_the_advisor_finds_the_known_optimal_reserved_count() -> None:
     # Reserve 2: 2 x 0.75 + (0.8 + 0.5 + 0.1) = $2.90; 3: 2.25 + 0.6 = $2.85; 4: 3.0 + 0.1.
     jobs = [(0.0, 1000.0), (0.0, 1000.0), (0.0, 800.0), (0.0, 500.0), (0.0, 100.0)]
     start = 1_000_000.0
+    timings = [
+        JobTiming("e", JobStatus.COMPLETED, start + a, start + a, start + b, False, False)
+        for a, b in jobs
+    ] + [
+        JobTiming("e", JobStatus.COMPLETED, start, start, start + 999, False, True),  # cached
+        JobTiming("e", JobStatus.CANCELLED, start, None, start + 999, False, False),  # queued
+    ]
     traffic = Traffic(
         window_s=1000.0,
         requests=len(jobs),
@@ -135,7 +142,7 @@ def test_the_advisor_finds_the_known_optimal_reserved_count() -> None:
         idle_timeout_s=60.0,
         min_workers=0,
         cold_starts=0,
-        busy_intervals=[(start + a, start + b) for a, b in jobs],
+        busy_intervals=busy_intervals(timings),
         window_end=start + 1000.0,
         reserved_discount=0.25,
     )

@@ -15,7 +15,7 @@ from coldbrew.api.deploy_stream import NDJSON, deploy_stream
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
 from coldbrew.errors import InvalidRequest, NotFound
-from coldbrew.metering.advisor import Traffic, advise
+from coldbrew.metering.advisor import Traffic, advise, busy_intervals
 from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
 from coldbrew.spec import DeploymentSpec
@@ -150,7 +150,9 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             idle_timeout_s=spec.idle_timeout_s,
             min_workers=spec.min_workers,
             cold_starts=await platform.store.cold_starts(endpoint.id, now - window_s),
-            busy_intervals=await _busy_intervals(platform, principal, endpoint, now - window_s),
+            busy_intervals=busy_intervals(
+                await platform.store.job_timings(now - window_s, principal.account, endpoint.id)
+            ),
             window_end=now,
             per_worker=spec.batch.max_size if spec.batch else spec.concurrency,
             reserved_discount=platform.settings.reserved_discount_for(spec.hardware),
@@ -282,16 +284,6 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
         )
 
     return routes
-
-
-async def _busy_intervals(
-    platform: Platform, principal: Principal, endpoint: Endpoint, since: float
-) -> list[tuple[float, float]]:
-    """The (started, finished) instants of the endpoint's jobs that ran on a worker."""
-    timings = await platform.store.job_timings(since, principal.account, endpoint.id)
-    return [
-        (t.started_at, t.finished_at) for t in timings if t.started_at is not None and not t.cached
-    ]
 
 
 def _json_body(body: bytes) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from coldbrew.config import DEFAULT_RESERVED_DISCOUNT
 from coldbrew.metering.reserved import busy_profile, recommend
-from coldbrew.store.models import UsageKind
+from coldbrew.store.models import JobTiming, UsageKind
 
 MONTH_S = 30 * 86_400
 HOURS_PER_MONTH = MONTH_S / 3600
@@ -75,6 +75,14 @@ def advise(t: Traffic) -> dict[str, Any]:
     if t.window_end is not None:
         result["reserved"] = reserved_advice(t)
     return result
+
+
+def busy_intervals(timings: Sequence[JobTiming]) -> list[tuple[float, float]]:
+    """The (started, finished) instants of jobs that ran on a worker: never-started jobs and
+    cache hits kept no worker busy."""
+    return [
+        (t.started_at, t.finished_at) for t in timings if t.started_at is not None and not t.cached
+    ]
 
 
 def reserved_advice(t: Traffic) -> dict[str, Any]:
