@@ -14,8 +14,8 @@ from coldbrew.spec import parse_spec
 VALID_FIELDS = (
     "batch, buffer_workers, cache_ttl_s, concurrency, hardware, idle_timeout_s, max_workers, "
     "memory_mb, min_workers, name, network, "
-    "preload, prewarm, prewarm_lead_s, reserved_workers, retries, scaler, scaler_target_s, snapshot, timeout_s, "
-    "warm_schedule"
+    "preload, prewarm, prewarm_lead_s, reserved_workers, retries, scaler, scaler_target_s, "
+    "snapshot, timeout_s, warm_schedule"
 )
 
 
