@@ -31,6 +31,10 @@ DEFAULT_PRICES_PER_HOUR_USD: dict[str, float] = {
     "H200": 3.59,
 }
 
+#: The reserved rate's discount on the hourly price, for hardware classes not in
+#: `Settings.reserved_discount`: a reserved worker costs 75% of the per-second rate.
+DEFAULT_RESERVED_DISCOUNT = 0.25
+
 
 def _default_slots() -> dict[str, int]:
     return {"cpu": os.cpu_count() or 1}
@@ -51,6 +55,11 @@ class Settings(BaseSettings):
     hardware_slots: dict[str, int] = Field(default_factory=_default_slots)
     prices_per_hour_usd: dict[str, float] = Field(
         default_factory=lambda: dict(DEFAULT_PRICES_PER_HOUR_USD)
+    )
+    reserved_discount: dict[str, float] = Field(
+        default_factory=dict,
+        description="per hardware class, the discount of the reserved hourly rate on the "
+        f"per-second price, a fraction in [0, 1); classes not listed: {DEFAULT_RESERVED_DISCOUNT}",
     )
     account_concurrency_cap: int = Field(default=100, ge=1)
     account_max_queued_jobs: int = Field(
@@ -144,6 +153,17 @@ class Settings(BaseSettings):
             raise ValueError(f"slot counts must be >= 0, got {bad}; e.g. {{'cpu': 2, 'L4': 1}}")
         return value
 
+    @field_validator("reserved_discount")
+    @classmethod
+    def _discount_fraction(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = {k: v for k, v in value.items() if not 0 <= v < 1}
+        if bad:
+            raise ValueError(
+                f"reserved discounts are fractions in [0, 1), got {bad}; e.g. {{'L4': 0.3}} "
+                "for a reserved rate 30% under the per-second price"
+            )
+        return value
+
     @model_validator(mode="after")
     def _priced(self) -> Settings:
         unpriced = sorted(set(self.hardware_slots) - set(self.prices_per_hour_usd))
@@ -203,6 +223,10 @@ class Settings(BaseSettings):
     def price_per_second_usd(self, hardware: str) -> float:
         """The per-second price of one slot of `hardware` (0 for an unpriced class)."""
         return self.prices_per_hour_usd.get(hardware, 0.0) / 3600.0
+
+    def reserved_discount_for(self, hardware: str) -> float:
+        """The reserved rate's discount for `hardware` (the default when not configured)."""
+        return self.reserved_discount.get(hardware, DEFAULT_RESERVED_DISCOUNT)
 
 
 def load_settings(**overrides: Any) -> Settings:

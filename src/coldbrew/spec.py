@@ -63,6 +63,13 @@ class DeploymentSpec(BaseModel):
     hardware: str = "cpu"
     min_workers: int = Field(default=0, ge=0, le=1000)
     max_workers: int = Field(default=4, ge=1, le=1000)
+    reserved_workers: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="workers always up on reserved slots, billed at the hardware's discounted "
+        "reserved rate whether busy or idle; traffic beyond them bursts onto per-second workers",
+    )
     buffer_workers: int = Field(default=0, ge=0, le=100)
     idle_timeout_s: float = Field(default=300.0, ge=0)
     concurrency: int = Field(default=1, ge=1, le=1024)
@@ -112,6 +119,11 @@ class DeploymentSpec(BaseModel):
             raise ValueError(
                 f"min_workers ({self.min_workers}) is above max_workers ({self.max_workers}); "
                 "raise max_workers or lower min_workers"
+            )
+        if self.reserved_workers > self.max_workers:
+            raise ValueError(
+                f"reserved_workers ({self.reserved_workers}) is above max_workers "
+                f"({self.max_workers}); raise max_workers or reserve fewer workers"
             )
         if self.name is not None and not NAME_PATTERN.match(self.name):
             raise ValueError(

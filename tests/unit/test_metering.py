@@ -129,6 +129,8 @@ def test_an_hour_of_busy_cpu_costs_the_cpu_price() -> None:
         "busy_usd": 0.05,
         "idle_s": 0.0,
         "idle_usd": 0.0,
+        "reserved_s": 0.0,
+        "reserved_usd": 0.0,
         "total_s": 3600.0,
         "total_usd": 0.05,
     }

@@ -14,8 +14,8 @@ from coldbrew.spec import parse_spec
 VALID_FIELDS = (
     "batch, buffer_workers, cache_ttl_s, concurrency, hardware, idle_timeout_s, max_workers, "
     "memory_mb, min_workers, name, network, "
-    "preload, prewarm, prewarm_lead_s, retries, scaler, scaler_target_s, snapshot, timeout_s, "
-    "warm_schedule"
+    "preload, prewarm, prewarm_lead_s, reserved_workers, retries, scaler, scaler_target_s, "
+    "snapshot, timeout_s, warm_schedule"
 )
 
 
@@ -25,6 +25,7 @@ def test_defaults() -> None:
         "hardware": "cpu",
         "min_workers": 0,
         "max_workers": 4,
+        "reserved_workers": 0,
         "buffer_workers": 0,
         "idle_timeout_s": 300.0,
         "concurrency": 1,

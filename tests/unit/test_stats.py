@@ -102,6 +102,7 @@ def test_cost_series_prices_usage_rows_per_hour_and_kind() -> None:
         row(UsageKind.IDLE, 3600.0, 360.0),
         row(UsageKind.BUSY, 7200.0, 3600.0),
         row(UsageKind.BUSY, 7200.0, 3600.0, hardware="unpriced"),
+        row(UsageKind.RESERVED, 7200.0, 3600.0),  # at the default 25% off
     ]
     series = cost_series(rows, since=3700.0, now=7300.0, prices_per_hour_usd={"cpu": 0.36})
     assert series == {
@@ -109,6 +110,7 @@ def test_cost_series_prices_usage_rows_per_hour_and_kind() -> None:
         "cold_start": [0.0036, 0.0],
         "busy": [0.0, 0.36],
         "idle": [0.036, 0.0],
+        "reserved": [0.0, 0.27],
     }
 
 

@@ -101,7 +101,11 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:
             **job_series(timings, times, step_s),
             "workers": platform.scheduler.samples.series(principal.account, name, times, step_s),
             "costUsdPerHour": cost_series(
-                usage, times[0], now, platform.settings.prices_per_hour_usd
+                usage,
+                times[0],
+                now,
+                platform.settings.prices_per_hour_usd,
+                platform.settings.reserved_discount,
             ),
             "summary": summarize(timings),
         }

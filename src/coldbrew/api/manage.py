@@ -15,7 +15,7 @@ from coldbrew.api.deploy_stream import NDJSON, deploy_stream
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
 from coldbrew.errors import InvalidRequest, NotFound
-from coldbrew.metering.advisor import Traffic, advise
+from coldbrew.metering.advisor import Traffic, advise, busy_intervals
 from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
 from coldbrew.spec import DeploymentSpec
@@ -150,8 +150,18 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             idle_timeout_s=spec.idle_timeout_s,
             min_workers=spec.min_workers,
             cold_starts=await platform.store.cold_starts(endpoint.id, now - window_s),
+            busy_intervals=busy_intervals(
+                await platform.store.job_timings(now - window_s, principal.account, endpoint.id)
+            ),
+            window_end=now,
+            per_worker=spec.batch.max_size if spec.batch else spec.concurrency,
+            reserved_discount=platform.settings.reserved_discount_for(spec.hardware),
+            reserved_workers=spec.reserved_workers,
         )
-        return json_response({"endpoint": name, "window": window, **camel_keys(advise(traffic))})
+        result = advise(traffic)
+        if "reserved" in result:  # next to the verdict, in the API's casing too
+            result["reserved"] = camel_keys(result["reserved"])
+        return json_response({"endpoint": name, "window": window, **camel_keys(result)})
 
     @routes.delete("/endpoints/{name}", summary="Stop an endpoint's workers and remove it")
     async def delete_endpoint(name: str, request: Request) -> Response:
@@ -232,7 +242,7 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             raise NotFound(f"no job {job_id!r}")
         return json_response({"id": job_id, "logs": await jobs.logs(job_id)})
 
-    @routes.get("/usage", summary="Billable seconds (cold start, busy, idle) and dollars")
+    @routes.get("/usage", summary="Billable seconds (cold start, busy, idle, reserved) and dollars")
     async def usage(
         request: Request, by: str = "endpoint", since: str = "24h", format: str = "json"
     ) -> Response:
@@ -245,19 +255,11 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
         scope = None if (principal.admin and by == "account") else principal.account
         rows = await jobs.usage(start, scope)
         prices = platform.settings.prices_per_hour_usd
-        report = usage_report(rows, by, prices)
+        report = usage_report(rows, by, prices, platform.settings.reserved_discount)
         totals = {
             key: round(sum(line[key] for line in report), 9)
-            for key in (
-                "cold_start_s",
-                "busy_s",
-                "idle_s",
-                "total_s",
-                "cold_start_usd",
-                "busy_usd",
-                "idle_usd",
-                "total_usd",
-            )
+            for key in [f"{kind.value}_{unit}" for unit in ("s", "usd") for kind in UsageKind]
+            + ["total_s", "total_usd"]
         }
         if format == "csv":
             return Response(
@@ -274,6 +276,10 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
                 "rows": [camel_keys(row) for row in report],
                 "total": camel_keys(totals),
                 "pricesPerHourUsd": prices,
+                # reserved seconds are priced at (1 - discount) x the hourly price
+                "reservedDiscount": {
+                    hw: platform.settings.reserved_discount_for(hw) for hw in sorted(prices)
+                },
             }
         )
 

@@ -276,7 +276,7 @@ main.add_command(secrets)
 @click.option("--json", "as_json", is_flag=True, help="print the JSON report")
 @click.option("--csv", "as_csv", is_flag=True, help="print CSV (one row per group)")
 def usage(by: str, since: str, as_json: bool, as_csv: bool) -> None:
-    """Billable seconds split into cold start / busy / idle, and dollars."""
+    """Billable seconds split into cold start / busy / idle / reserved, and dollars."""
     with _client() as client:
         if as_csv:
             click.echo(client.usage_csv(by, since), nl=False)
@@ -286,7 +286,7 @@ def usage(by: str, since: str, as_json: bool, as_csv: bool) -> None:
         _print_json(report)
         return
     click.echo(f"usage over the last {since}, by {by}")
-    numbers = ["COLD s", "BUSY s", "IDLE s", "TOTAL s", "USD"]
+    numbers = ["COLD s", "BUSY s", "IDLE s", "RESERVED s", "RESERVED USD", "TOTAL s", "USD"]
     print_table(
         [by.upper(), *numbers],
         [
@@ -295,6 +295,8 @@ def usage(by: str, since: str, as_json: bool, as_csv: bool) -> None:
                 f"{row['coldStartS']:.1f}",
                 f"{row['busyS']:.1f}",
                 f"{row['idleS']:.1f}",
+                f"{row.get('reservedS', 0.0):.1f}",
+                f"{row.get('reservedUsd', 0.0):.6f}",
                 f"{row['totalS']:.1f}",
                 f"{row['totalUsd']:.6f}",
             ]
@@ -388,3 +390,9 @@ def advise(name: str, window: str) -> None:
         click.echo(f"  {line}")
     for tip in report["suggestions"]:
         click.echo(f"  suggest {tip['setting']}: {tip['effect']}")
+    if reserved := report.get("reserved"):
+        click.echo(
+            f"  reserve {reserved['count']} worker(s) (now {reserved['current']}): "
+            f"~${reserved['monthlyUsd']}/month, none: ${reserved['serverlessMonthlyUsd']}"
+        )
+        click.echo("".join(f"    {line}\n" for line in reserved["arithmetic"]), nl=False)

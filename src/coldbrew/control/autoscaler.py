@@ -20,6 +20,7 @@ class WorkerView:
     ready: bool  # False while starting (process start, imports, setup)
     active_jobs: int
     idle_since: float | None  # monotonic instant the worker last became idle; None when busy
+    reserved: bool = False  # on a reserved slot of a current version: never stopped for idling
 
 
 @dataclass(frozen=True)
@@ -78,8 +79,10 @@ def decide(
     Scale-down only ever stops workers that have no job and have been idle for the keep-warm
     window (`idle_timeout_s`; zero for retired versions), oldest idle first, so it never
     interrupts a running job and never stops a worker that is about to be needed again.
+    Reserved workers are a floor that never scales down: the reservation is paid either way,
+    so the burst workers above it go first.
     """
-    wanted = max(spec.min_workers, obs.floor_workers)
+    wanted = max(spec.min_workers, obs.floor_workers, spec.reserved_workers)
     min_workers = 0 if obs.retired else min(wanted, spec.max_workers)
     idle_timeout_s = 0.0 if obs.retired else spec.idle_timeout_s
     desired = max(min_workers, min(_load_target(obs, spec, state), spec.max_workers))
@@ -94,6 +97,7 @@ def decide(
                 w
                 for w in obs.workers
                 if w.ready
+                and not w.reserved
                 and w.active_jobs == 0
                 and w.idle_since is not None
                 and obs.now - w.idle_since >= idle_timeout_s

@@ -128,12 +128,15 @@ class Dispatcher:
         now = self.clock.time()
         # a job in a batch pays its share of the batch's time: the batch the gateway sent, not
         # the worker's `share`, which tenant code could inflate to cut its bill
-        cost = job_cost_usd(
-            self.settings.prices_per_hour_usd,
-            worker.spec.hardware,
-            now - (job.started_at or now),
-            inflight.share,
-        )
+        # a job on a reserved worker is covered by the reservation (billed as reserved seconds)
+        cost = 0.0
+        if not worker.reserved:
+            cost = job_cost_usd(
+                self.settings.prices_per_hour_usd,
+                worker.spec.hardware,
+                now - (job.started_at or now),
+                inflight.share,
+            )
         await self.writer.flush_logs()  # its log is readable once it is final
         error = frame.get("error")
         output = frame.get("output")

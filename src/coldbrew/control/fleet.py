@@ -139,6 +139,9 @@ class Fleet:
     def launch(self, version: Version, spec: DeploymentSpec) -> None:
         """Start one worker of the version (its reader task runs until the process exits)."""
         worker_id = f"w-{uuid.uuid4().hex[:12]}"
+        reserved = version.id in self.current and spec.reserved_workers > sum(
+            w.reserved for w in self.workers.values() if w.version.id == version.id and w.live
+        )  # the version's first workers fill its reserved slots
         meter = WorkerMeter(
             worker_id=worker_id,
             account=version.account,
@@ -147,6 +150,7 @@ class Fleet:
             hardware=spec.hardware,
             kind=UsageKind.COLD_START,
             since=self.clock.time(),
+            reserved=reserved,
         )
         worker = ManagedWorker(
             id=worker_id,

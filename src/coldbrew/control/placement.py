@@ -69,7 +69,12 @@ class Placement:
         version_ids = set(stats) | {w.version.id for w in fleet.workers.values() if w.live}
         for vid in fleet.current:
             spec = (await fleet.version(vid))[1]
-            if spec.min_workers > 0 or spec.warm_schedule or spec.prewarm == "auto":
+            if (
+                spec.min_workers > 0
+                or spec.reserved_workers > 0
+                or spec.warm_schedule
+                or spec.prewarm == "auto"
+            ):
                 version_ids.add(vid)
         wall = self.clock.time()
         wants: dict[int, int] = {}  # workers to start per version, placed fairly below
@@ -88,6 +93,7 @@ class Placement:
                         w.state in (WorkerState.IDLE, WorkerState.BUSY),
                         len(w.jobs),
                         w.idle_since,
+                        w.reserved and vid in fleet.current,
                     )
                     for w in live
                 ),
@@ -197,8 +203,8 @@ class Placement:
                 fresh=not w.served,
             )
             for w in holders
-            if w.live
-        ]
+            if w.live and not (w.reserved and w.version.id in self.fleet.current)
+        ]  # a current version's reserved workers hold their slots: never evicted
         account = self.fleet.versions[version_id][0].account
         victim = fairshare.pick_victim(views, account, version_id, held, shares)
         if victim is None:

@@ -166,7 +166,11 @@ class Recovery:
                     hint="raise timeout_s in @app.model or policy.executionTimeout (ms)",
                 )
                 prices = self.settings.prices_per_hour_usd
-                cost = job_cost_usd(prices, worker.spec.hardware, job.timeout_s)
+                cost = (
+                    0.0
+                    if worker.reserved
+                    else job_cost_usd(prices, worker.spec.hardware, job.timeout_s)
+                )
                 final = await self.book.end_safely(
                     job, JobStatus.TIMED_OUT, self.clock.time(), error=error, cost_usd=cost
                 )

@@ -60,6 +60,12 @@ class ManagedWorker:
         return self.spec.hardware
 
     @property
+    def reserved(self) -> bool:
+        """One of its version's `reserved_workers`: never scaled down or evicted while the
+        version is current, and metered as reserved seconds."""
+        return self.meter.reserved
+
+    @property
     def live(self) -> bool:
         """Counts toward the version's workers: neither draining nor stopped."""
         return self.state not in (WorkerState.DRAINING, WorkerState.STOPPED)

@@ -1,12 +1,16 @@
 """The advisor: what an endpoint's recorded traffic cost serverless, what the same hardware would
-cost rented around the clock, where the two meet, and which settings would change the bill."""
+cost rented around the clock, where the two meet, which settings would change the bill, and how
+many workers to reserve (the hybrid pattern: `metering/reserved.py`)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coldbrew.store.models import UsageKind
+from coldbrew.config import DEFAULT_RESERVED_DISCOUNT
+from coldbrew.metering.reserved import busy_profile, recommend
+from coldbrew.store.models import JobTiming, UsageKind
 
 MONTH_S = 30 * 86_400
 HOURS_PER_MONTH = MONTH_S / 3600
@@ -24,12 +28,20 @@ class Traffic:
     idle_timeout_s: float
     min_workers: int
     cold_starts: int
+    # the jobs' (started, finished) wall-clock instants over the window [window_end -
+    # window_s, window_end): the busy-worker profile the reserved recommendation is made from
+    busy_intervals: Sequence[tuple[float, float]] = ()
+    window_end: float | None = None
+    per_worker: int = 1  # jobs one worker runs at once (concurrency, or batch size)
+    reserved_discount: float = DEFAULT_RESERVED_DISCOUNT
+    reserved_workers: int = 0  # what the spec reserves now
 
 
 def advise(t: Traffic) -> dict[str, Any]:
     """The comparison and suggestions, each with the arithmetic behind it."""
     per_s = t.price_per_hour_usd / 3600
-    usd = {kind: t.seconds.get(kind, 0.0) * per_s for kind in UsageKind}
+    rate = {UsageKind.RESERVED: per_s * (1 - t.reserved_discount)}
+    usd = {kind: t.seconds.get(kind, 0.0) * rate.get(kind, per_s) for kind in UsageKind}
     total = sum(usd.values())
     scale = MONTH_S / t.window_s
     monthly = total * scale
@@ -60,7 +72,40 @@ def advise(t: Traffic) -> dict[str, Any]:
             f"{t.requests / (t.window_s / 3600):.2f}/hour)"
         )
     result["suggestions"] = _suggest(t, usd, per_s, dedicated, monthly)
+    if t.window_end is not None:
+        result["reserved"] = reserved_advice(t)
     return result
+
+
+def busy_intervals(timings: Sequence[JobTiming]) -> list[tuple[float, float]]:
+    """The (started, finished) instants of jobs that ran on a worker: never-started jobs and
+    cache hits kept no worker busy."""
+    return [
+        (t.started_at, t.finished_at) for t in timings if t.started_at is not None and not t.cached
+    ]
+
+
+def reserved_advice(t: Traffic) -> dict[str, Any]:
+    """The cost-minimal reserved worker count for the window's busy workers, with its costs.
+
+    Made from jobs' running intervals, not from usage rows: usage says what was paid, the jobs
+    say how many workers were needed at each instant, which is what a reservation must cover.
+    """
+    assert t.window_end is not None
+    start = t.window_end - t.window_s
+    profile = busy_profile(t.busy_intervals, t.per_worker, start, t.window_end)
+    pick = recommend(profile, t.price_per_hour_usd, t.reserved_discount)
+    return {
+        "count": pick.count,
+        "current": t.reserved_workers,
+        "monthly_usd": pick.monthly_usd,
+        "serverless_monthly_usd": pick.serverless_monthly_usd,
+        "saving_monthly_usd": round(pick.serverless_monthly_usd - pick.monthly_usd, 4),
+        "discount": t.reserved_discount,
+        "costs_usd": {str(n): cost for n, cost in pick.costs_usd.items()},
+        "busy_workers_s": {str(k): round(s, 3) for k, s in profile.items()},
+        "arithmetic": pick.arithmetic,
+    }
 
 
 def _suggest(

@@ -11,6 +11,7 @@ from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.errors import BudgetExceeded
 from coldbrew.integrations.webhooks import WebhookSender
+from coldbrew.metering.report import row_usd
 from coldbrew.store.ledger import Ledger
 from coldbrew.store.models import Budget
 
@@ -70,7 +71,7 @@ class BudgetKeeper:
         report = []
         for budget in await self.store.budgets(account):
             spent = sum(
-                r.seconds * prices.get(r.hardware, 0.0) / 3600
+                row_usd(r, prices, self.settings.reserved_discount)
                 for r in rows
                 if r.account == budget.account and budget.endpoint in (None, r.endpoint)
             )

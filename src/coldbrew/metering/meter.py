@@ -1,4 +1,7 @@
-"""Turns a worker's life into usage rows: cold start, busy and idle seconds, split by hour."""
+"""Turns a worker's life into usage rows: cold start, busy and idle seconds, split by hour.
+
+A reserved worker's whole life (cold start, busy and idle alike) is reserved seconds: the
+reservation is paid whatever the worker does, at the hardware's reserved rate."""
 
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ class WorkerMeter:
     hardware: str
     kind: UsageKind
     since: float  # wall-clock start of the current segment
+    reserved: bool = False  # on a reserved slot: every second is metered as RESERVED
 
     def __post_init__(self) -> None:
         self._pending: dict[tuple[UsageKind, float], float] = {}
@@ -40,7 +44,7 @@ class WorkerMeter:
     def switch(self, kind: UsageKind | None, now: float) -> None:
         """Close the current segment at `now` and start one of `kind` (None: the worker stopped)."""
         for hour, seconds in split_by_hour(self.since, now):
-            key = (self.kind, hour)
+            key = (UsageKind.RESERVED if self.reserved else self.kind, hour)
             self._pending[key] = self._pending.get(key, 0.0) + seconds
         if kind is not None:
             self.kind = kind

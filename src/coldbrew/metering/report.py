@@ -1,12 +1,18 @@
-"""Usage reports: billable seconds split into cold start, busy and idle, and their price."""
+"""Usage reports: billable seconds split into cold start, busy, idle and reserved, and their price.
+
+Reserved seconds are priced at the hardware's reserved rate (the hourly price less its
+discount); every other kind at the full per-second rate. `row_usd` is the one place a usage
+row becomes dollars, so reports, charts and budgets agree to the cent."""
 
 from __future__ import annotations
 
 import csv
 import io
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
+from coldbrew.config import DEFAULT_RESERVED_DISCOUNT
 from coldbrew.store.models import UsageKind, UsageRow
 
 GROUPINGS = ("endpoint", "account", "hardware", "version")
@@ -20,8 +26,35 @@ def job_cost_usd(
     return execution_s * prices_per_hour_usd.get(hardware, 0.0) / 3600.0 / share
 
 
+def kind_price_per_hour_usd(
+    prices_per_hour_usd: Mapping[str, float],
+    reserved_discount: Mapping[str, float] | None,
+    hardware: str,
+    kind: UsageKind,
+) -> float:
+    """The hourly price of one `kind` second's slot on `hardware`: reserved seconds get the
+    hardware's reserved discount (the default for classes not configured)."""
+    price = prices_per_hour_usd.get(hardware, 0.0)
+    if kind is UsageKind.RESERVED:
+        price *= 1 - (reserved_discount or {}).get(hardware, DEFAULT_RESERVED_DISCOUNT)
+    return price
+
+
+def row_usd(
+    row: UsageRow,
+    prices_per_hour_usd: Mapping[str, float],
+    reserved_discount: Mapping[str, float] | None = None,
+) -> float:
+    """What one usage row costs."""
+    price = kind_price_per_hour_usd(prices_per_hour_usd, reserved_discount, row.hardware, row.kind)
+    return row.seconds * price / 3600.0
+
+
 def usage_report(
-    rows: list[UsageRow], by: str, prices_per_hour_usd: dict[str, float]
+    rows: list[UsageRow],
+    by: str,
+    prices_per_hour_usd: Mapping[str, float],
+    reserved_discount: Mapping[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """One line per group with seconds and dollars per kind, summed exactly from `rows`.
 
@@ -38,7 +71,7 @@ def usage_report(
             "hardware": row.hardware,
             "version": f"{row.account}/{row.endpoint}@{row.version_id}",
         }[by]
-        usd = row.seconds * prices_per_hour_usd.get(row.hardware, 0.0) / 3600.0
+        usd = row_usd(row, prices_per_hour_usd, reserved_discount)
         group = groups[key]
         group[f"{row.kind.value}_s"] += row.seconds
         group[f"{row.kind.value}_usd"] += usd

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from coldbrew.clock import Clock
+from coldbrew.metering.report import row_usd
 from coldbrew.store.models import JobStatus, JobTiming, UsageKind, UsageRow
 
 #: Worker counts are kept per 5 s slot, for a day: 17,280 small dicts at most.
@@ -143,16 +144,20 @@ def job_series(jobs: list[JobTiming], times: list[float], step_s: float) -> dict
 
 
 def cost_series(
-    rows: list[UsageRow], since: float, now: float, prices_per_hour_usd: Mapping[str, float]
+    rows: list[UsageRow],
+    since: float,
+    now: float,
+    prices_per_hour_usd: Mapping[str, float],
+    reserved_discount: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
-    """Dollars per hour (usage rows are hourly) split into cold start, busy and idle keep-warm."""
+    """Dollars per hour (usage rows are hourly) split into cold start, busy, idle keep-warm and
+    reserved."""
     hours = buckets(now, now - since // 3600 * 3600, 3600.0)
     usd: dict[str, list[float]] = {kind.value: [0.0] * len(hours) for kind in UsageKind}
     for row in rows:
         index = int((row.hour_start - hours[0]) // 3600)
         if 0 <= index < len(hours):
-            price = prices_per_hour_usd.get(row.hardware, 0.0)
-            usd[row.kind.value][index] += row.seconds * price / 3600
+            usd[row.kind.value][index] += row_usd(row, prices_per_hour_usd, reserved_discount)
     return {
         "t": hours,
         **{kind: [round(v, 9) for v in values] for kind, values in usd.items()},

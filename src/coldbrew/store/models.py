@@ -58,6 +58,7 @@ class UsageKind(StrEnum):
     COLD_START = "cold_start"  # process start until the model is ready
     BUSY = "busy"  # at least one job running
     IDLE = "idle"  # ready, no job: keep-warm time (min_workers, idle_timeout_s)
+    RESERVED = "reserved"  # a reserved worker's whole life, busy or idle, at the reserved rate
 
 
 @dataclass

@@ -17,6 +17,7 @@ export const COLORS = {
   starting: "#0277bd",
   busy: "#2e7d32",
   cold_start: "#0277bd",
+  reserved: "#6d4c41",
 };
 
 // series: [{label, color, scale?}]; scales other than "y" get an axis on the right.

@@ -63,6 +63,7 @@ function summaryCards(ts) {
   const cost = ts.costUsdPerHour;
   const sum = (xs) => xs.reduce((a, b) => a + b, 0);
   const [cold, busy, idle] = [sum(cost.cold_start), sum(cost.busy), sum(cost.idle)];
+  const reserved = sum(cost.reserved || []);
   const card = (field, label, value, extra = "") =>
     `<div class="card" data-field="${field}"><h3>${label}</h3><div class="big">${value}</div>${extra}</div>`;
   return [
@@ -73,9 +74,10 @@ function summaryCards(ts) {
     card("cold_starts", "waited for a cold start", s.coldStarts,
       `<div class="muted">${pct(s.coldStartRate)} of jobs; wait avg ${ms(s.coldStartWaitAvgMs)},
         max ${ms(s.coldStartWaitMaxMs)}</div>`),
-    card("cost", "cost (whole hours in the window)", usd(cold + busy + idle),
+    card("cost", "cost (whole hours in the window)", usd(cold + busy + idle + reserved),
       `<div class="muted">cold start ${usd(cold)} · busy ${usd(busy)} ·
-        <span class="idle">idle keep-warm ${usd(idle)}</span></div>`),
+        <span class="idle">idle keep-warm ${usd(idle)}</span> ·
+        <span class="reserved">reserved ${usd(reserved)}</span></div>`),
   ].join("");
 }
 
@@ -97,8 +99,8 @@ function charts(ts) {
     [ts.t, ts.workers.idle, ts.workers.running, ts.workers.starting], {}, span);
   const c = ts.costUsdPerHour;
   drawChart("chart-cost", "Cost per hour (USD)",
-    ["cold_start", "busy", "idle"].map((k) => ({ label: k.replace("_", " "), color: COLORS[k], pointSize: 8 })),
-    [c.t, c.cold_start, c.busy, c.idle], { y: "$" },
+    ["cold_start", "busy", "idle", "reserved"].map((k) => ({ label: k.replace("_", " "), color: COLORS[k], pointSize: 8 })),
+    [c.t, c.cold_start, c.busy, c.idle, c.reserved], { y: "$" },
     [Math.min(c.t[0], span[0]), Math.max(c.t[c.t.length - 1] + 3600, span[1])]);
 }
 
@@ -110,9 +112,18 @@ function adviceHtml(a) {
         a.breakEvenRequestsPerHour !== undefined
           ? `; break-even at ${a.breakEvenRequestsPerHour} requests/hour` : ""}.</p>
     <p class="muted">recorded: cold start ${usd(cost.cold_start)} · busy ${usd(cost.busy)} ·
-      <span class="idle">idle keep-warm ${usd(cost.idle)}</span> · total ${usd(cost.total)}</p>
-    <pre id="advice-arithmetic">${a.arithmetic.map(esc).join("\n")}</pre>
+      <span class="idle">idle keep-warm ${usd(cost.idle)}</span> ·
+      <span class="reserved">reserved ${usd(cost.reserved || 0)}</span> · total ${usd(cost.total)}</p>
+    <pre id="advice-arithmetic">${a.arithmetic.map(esc).join("\n")}</pre>${reservedHtml(a.reserved)}
     <ul>${a.suggestions.map((s) => `<li><code>${esc(s.setting)}</code>: ${esc(s.effect)}</li>`).join("")}</ul>`;
+}
+
+// The hybrid pattern: how many workers to reserve for this traffic, with the cost curve.
+function reservedHtml(r) {
+  if (!r) return "";
+  return `<p id="advice-reserved">reserve <b>${r.count}</b> worker(s) (now ${r.current}):
+      ${usd(r.monthlyUsd)}/month vs ${usd(r.serverlessMonthlyUsd)}/month with none reserved.</p>
+    <pre id="advice-reserved-arithmetic">${r.arithmetic.map(esc).join("\n")}</pre>`;
 }
 
 // coldStartDetail keys, in the words of the breakdown; unknown keys are shown as they come.

@@ -25,7 +25,8 @@ async function adviceFor(names) {
 function split(line) {
   return `<span class="kind cold">cold start ${usd(line.coldStartUsd)}</span>
     <span class="kind busy">busy ${usd(line.busyUsd)}</span>
-    <span class="kind idle">idle keep-warm ${usd(line.idleUsd)}</span>`;
+    <span class="kind idle">idle keep-warm ${usd(line.idleUsd)}</span>
+    <span class="kind reserved">reserved ${usd(line.reservedUsd || 0)}</span>`;
 }
 
 function periodCard(period, report) {
@@ -43,6 +44,8 @@ function periodCard(period, report) {
         <span class="muted">${t.idleS.toFixed(1)} s${
           idleShare === null ? "" : `, ${pct(idleShare)} of the bill`
         }</span></div>
+      <div class="reserved">reserved <b data-field="reservedUsd">${usd(t.reservedUsd || 0)}</b>
+        <span class="muted">${(t.reservedS || 0).toFixed(1)} s</span></div>
     </div></div>`;
 }
 
@@ -51,6 +54,7 @@ function biggestPart(line) {
     ["busy (running jobs)", line.busyUsd],
     ["idle keep-warm (workers waiting for jobs: idle_timeout_s, min_workers)", line.idleUsd],
     ["cold starts (starting workers)", line.coldStartUsd],
+    ["reserved workers (reserved_workers, busy or idle)", line.reservedUsd || 0],
   ].sort((a, b) => b[1] - a[1]);
   return parts[0];
 }
@@ -73,14 +77,16 @@ function weekTable(account, report) {
         <td data-field="busyUsd">${usd(line.busyUsd)}</td>
         <td data-field="idleUsd" class="idle">${usd(line.idleUsd)}</td>
         <td class="idle">${pct(idleShare)}</td>
+        <td data-field="reservedUsd" class="reserved">${usd(line.reservedUsd || 0)}</td>
         <td class="muted">${line.coldStartS.toFixed(1)} / ${line.busyS.toFixed(1)} /
-          ${line.idleS.toFixed(1)}</td></tr>`;
+          ${line.idleS.toFixed(1)} / ${(line.reservedS || 0).toFixed(1)}</td></tr>`;
     })
     .join("");
   return `<p id="top-cost">Most this week: <b>${esc(name)}</b>, ${usd(top.totalUsd)}; the
       largest part is ${esc(part)}: ${usd(amount)} (${pct(share)}).</p>
     <table id="week-cost"><thead><tr><th>endpoint</th><th>total</th><th>cold start</th>
-      <th>busy</th><th>idle keep-warm</th><th>idle share</th><th>seconds cold/busy/idle</th>
+      <th>busy</th><th>idle keep-warm</th><th>idle share</th><th>reserved</th>
+      <th>seconds cold/busy/idle/reserved</th>
     </tr></thead><tbody>${lines}</tbody></table>`;
 }
 
@@ -91,7 +97,8 @@ function verdict(name) {
   const a = seen.body;
   return `<span class="${a.cheaper === "dedicated" ? "warn" : ""}">${esc(a.cheaper)} is cheaper</span>
     <span class="muted">(${usd(a.serverlessMonthlyUsd)} vs ${usd(a.dedicatedMonthlyUsd)}
-    /month)</span>`;
+    /month)</span>${
+      a.reserved && a.reserved.count ? ` <span>reserve ${a.reserved.count}</span>` : ""}`;
 }
 
 function endpointsTable(endpoints, stats) {
