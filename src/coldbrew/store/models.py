@@ -97,6 +97,49 @@ class Version:
     created_at: float
     #: where it came from: kind of directory, the directory's name, recorded requirements
     source: dict[str, Any] = field(default_factory=dict)
+    #: when a rollback or the canary check took it out of service (wall clock), and why
+    rolled_back_at: float | None = None
+    rollback_reason: str | None = None
+
+
+class VersionState(StrEnum):
+    """What a version does for its endpoint now (derived, never stored)."""
+
+    CURRENT = "current"  # takes the traffic no split sends elsewhere
+    CANARY = "canary"  # not current, but a traffic split sends it a share of new jobs
+    ROLLED_BACK = "rolled_back"  # taken out of service by a rollback or the canary check
+    RETIRED = "retired"  # superseded by a later deploy; its workers drain to zero
+
+
+@dataclass(frozen=True)
+class CanaryRule:
+    """When the canary check takes a canary back to 0%: either bound crossed over the window,
+    judged only once the window holds `min_jobs` of the canary's final jobs."""
+
+    window_s: float = 60.0
+    max_error_rate: float | None = None  # failed + timed out over final jobs, 0..1
+    max_p99_ms: float | None = None  # accepted-to-final, nearest rank
+    min_jobs: int = 20
+    webhook_url: str | None = None  # where the rollback event is posted (signed), if anywhere
+
+
+@dataclass
+class TrafficSplit:
+    """An endpoint's weighted split of new jobs between versions (percent, summing to 100).
+
+    The endpoint's current version is the one with the largest share; the others with a share
+    are canaries. No split means every new job goes to the current version.
+    """
+
+    endpoint_id: int
+    weights: dict[int, int]  # version id → percent of new jobs
+    rule: CanaryRule | None
+    updated_at: float
+
+    @property
+    def live(self) -> frozenset[int]:
+        """The versions that get new jobs."""
+        return frozenset(v for v, pct in self.weights.items() if pct > 0)
 
 
 @dataclass
@@ -162,6 +205,7 @@ class JobTiming:
     finished_at: float
     cold_start: bool
     cached: bool
+    version_id: int = 0  # which version ran it: per-version stats (0 where not known)
 
 
 @dataclass

@@ -2,7 +2,9 @@
 
 An endpoint is deleted softly (`deleted_at`): its jobs and usage keep naming it in reports, and
 a new endpoint may take the name. Versions are numbered per endpoint; a deploy identical to the
-current version (artifact, module, class, spec and schema) makes no new one.
+current version (artifact, module, class, spec and schema) makes no new one. A traffic split is
+one row per endpoint (`traffic_splits`, weights as JSON pairs); a deploy that makes a new
+version drops it, since a deploy means "send new jobs to this".
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import orjson
 
 from coldbrew.store import sqlite_queue
 from coldbrew.store.catalog import Catalog
-from coldbrew.store.models import Account, Endpoint, Version
+from coldbrew.store.models import Account, CanaryRule, Endpoint, TrafficSplit, Version
 from coldbrew.store.sqlite_credentials import SQLiteSealing, webhook_context
 from coldbrew.store.sqlite_db import Migration, Part, add_columns, ddl
 
@@ -47,13 +49,30 @@ PART = Part(
                 add_columns("versions", {"source": "TEXT"}),  # before issue 12
             ),
         ),
+        Migration(
+            "versions you can steer: a per-endpoint traffic split with its canary rule, and "
+            "a version's rollback mark and reason",
+            (
+                ddl(
+                    "ALTER TABLE versions ADD COLUMN rolled_back_at REAL",
+                    "ALTER TABLE versions ADD COLUMN rollback_reason TEXT",
+                    "CREATE TABLE traffic_splits (endpoint_id INTEGER PRIMARY KEY "
+                    "REFERENCES endpoints(id), weights TEXT NOT NULL, rule TEXT, "
+                    "updated_at REAL NOT NULL)",
+                ),
+            ),
+        ),
     ),
 )
 
 _ACCOUNT_SELECT = "SELECT name, webhook_secret, created_at, weight, max_queued_jobs FROM accounts"
 _VERSION_COLUMNS = (
     "v.id, v.endpoint_id, e.account, e.name, v.number, v.artifact_sha, v.module, v.class_name, "
-    "v.spec, v.input_schema, v.created_at, v.source"
+    "v.spec, v.input_schema, v.created_at, v.source, v.rolled_back_at, v.rollback_reason"
+)
+_SPLIT_SELECT = (
+    "SELECT s.endpoint_id, s.weights, s.rule, s.updated_at FROM traffic_splits s "
+    "JOIN endpoints e ON e.id = s.endpoint_id WHERE e.deleted_at IS NULL"
 )
 
 
@@ -71,7 +90,23 @@ def _version(row: sqlite3.Row) -> Version:
         input_schema=orjson.loads(row[9]),
         created_at=row[10],
         source=orjson.loads(row[11]) if row[11] else {},
+        rolled_back_at=row[12],
+        rollback_reason=row[13],
     )
+
+
+def _split(row: sqlite3.Row) -> TrafficSplit:
+    rule = orjson.loads(row[2]) if row[2] else None
+    return TrafficSplit(
+        endpoint_id=row[0],
+        weights={int(v): int(pct) for v, pct in orjson.loads(row[1])},
+        rule=CanaryRule(**rule) if rule is not None else None,
+        updated_at=row[3],
+    )
+
+
+def _rule_json(rule: CanaryRule | None) -> str | None:
+    return orjson.dumps(rule.__dict__).decode() if rule is not None else None
 
 
 def _endpoint(row: sqlite3.Row) -> Endpoint:
@@ -190,6 +225,7 @@ class SQLiteCatalog(SQLiteSealing, Catalog):
             self._db.execute(
                 "UPDATE endpoints SET current_version_id=? WHERE id=?", (version_id, endpoint_id)
             )
+            self._db.execute("DELETE FROM traffic_splits WHERE endpoint_id=?", (endpoint_id,))
         return await self.get_version(version_id), True
 
     async def get_endpoint(self, account: str, name: str) -> Endpoint | None:
@@ -234,3 +270,87 @@ class SQLiteCatalog(SQLiteSealing, Catalog):
             [endpoint_id],
         )
         return [_version(row) for row in rows]
+
+    # which versions get new jobs
+    async def get_split(self, endpoint_id: int) -> TrafficSplit | None:
+        row = self._one(f"{_SPLIT_SELECT} AND s.endpoint_id=?", [endpoint_id])
+        return _split(row) if row else None
+
+    async def list_splits(self) -> list[TrafficSplit]:
+        return [_split(r) for r in self._all(f"{_SPLIT_SELECT} ORDER BY s.endpoint_id")]
+
+    async def set_split(
+        self, endpoint_id: int, weights: dict[int, int], rule: CanaryRule | None, now: float
+    ) -> TrafficSplit | None:
+        with self._transaction():
+            current = self._current_id(endpoint_id)
+            top = max(weights.values())
+            tied = [v for v, pct in weights.items() if pct == top]
+            stable = current if current in tied else max(tied)
+            self._db.execute(
+                "UPDATE endpoints SET current_version_id=? WHERE id=?", (stable, endpoint_id)
+            )
+            for version_id, pct in weights.items():
+                if pct > 0:
+                    self._mark(version_id, None, None)
+            if weights[stable] == 100:
+                self._db.execute("DELETE FROM traffic_splits WHERE endpoint_id=?", (endpoint_id,))
+                return None
+            self._write_split(endpoint_id, weights, rule, now)
+        return TrafficSplit(endpoint_id, dict(weights), rule, now)
+
+    async def end_canary(self, endpoint_id: int, version_id: int, reason: str, now: float) -> bool:
+        with self._transaction():
+            current = self._current_id(endpoint_id)
+            split = await self.get_split(endpoint_id)
+            if split is None or split.weights.get(version_id, 0) == 0 or version_id == current:
+                return False
+            weights = dict(split.weights)
+            weights[current] = weights.get(current, 0) + weights[version_id]
+            weights[version_id] = 0
+            if weights[current] == 100:
+                self._db.execute("DELETE FROM traffic_splits WHERE endpoint_id=?", (endpoint_id,))
+            else:
+                self._write_split(endpoint_id, weights, split.rule, now)
+            self._mark(version_id, now, reason)
+        return True
+
+    async def rollback(
+        self, endpoint_id: int, to_version_id: int, reason: str, now: float
+    ) -> Version:
+        with self._transaction():
+            current = self._current_id(endpoint_id)
+            self._db.execute(
+                "UPDATE endpoints SET current_version_id=? WHERE id=?", (to_version_id, endpoint_id)
+            )
+            self._db.execute("DELETE FROM traffic_splits WHERE endpoint_id=?", (endpoint_id,))
+            self._mark(to_version_id, None, None)
+            if current != to_version_id:
+                self._mark(current, now, reason)
+        return await self.get_version(to_version_id)
+
+    def _current_id(self, endpoint_id: int) -> int:
+        row = self._one(
+            "SELECT current_version_id FROM endpoints WHERE id=? AND deleted_at IS NULL",
+            [endpoint_id],
+        )
+        if row is None:
+            raise KeyError(endpoint_id)
+        return int(row[0])
+
+    def _mark(self, version_id: int, at: float | None, reason: str | None) -> None:
+        """Set (or, with None, clear) a version's rollback mark."""
+        self._db.execute(
+            "UPDATE versions SET rolled_back_at=?, rollback_reason=? WHERE id=?",
+            (at, reason, version_id),
+        )
+
+    def _write_split(
+        self, endpoint_id: int, weights: dict[int, int], rule: CanaryRule | None, now: float
+    ) -> None:
+        pairs = orjson.dumps(sorted(weights.items())).decode()
+        self._db.execute(
+            "INSERT OR REPLACE INTO traffic_splits (endpoint_id, weights, rule, updated_at) "
+            "VALUES (?, ?, ?, ?)",
+            (endpoint_id, pairs, _rule_json(rule), now),
+        )

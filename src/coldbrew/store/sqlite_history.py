@@ -46,8 +46,8 @@ class SQLiteHistory(SQLiteDatabase, History):
         self, since: float, account: str | None, endpoint_id: int | None = None
     ) -> list[JobTiming]:
         sql = (
-            "SELECT endpoint, status, created_at, started_at, finished_at, cold_start, cached "
-            "FROM jobs WHERE finished_at >= ?"
+            "SELECT endpoint, status, created_at, started_at, finished_at, cold_start, cached, "
+            "version_id FROM jobs WHERE finished_at >= ?"
         )
         params: list[Any] = [since]
         if account is not None:
@@ -58,7 +58,8 @@ class SQLiteHistory(SQLiteDatabase, History):
             params.append(endpoint_id)
         rows = self._all(sql + " ORDER BY finished_at", params)
         return [
-            JobTiming(r[0], JobStatus(r[1]), r[2], r[3], r[4], bool(r[5]), bool(r[6])) for r in rows
+            JobTiming(r[0], JobStatus(r[1]), r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7])
+            for r in rows
         ]
 
     async def cold_starts(self, endpoint_id: int, since: float) -> int:

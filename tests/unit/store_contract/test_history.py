@@ -78,6 +78,7 @@ def test_job_timings_are_final_jobs_since_a_time_per_account_and_endpoint(
             finished_at=done.finished_at,
             cold_start=True,
             cached=False,
+            version_id=version.id,
         )
     ]
     assert [t.status for t in store.job_timings(0.0, None)] == [JobStatus.COMPLETED] * 2
