@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     setup_backoff_s: float = Field(default=1.0, gt=0, description="first wait after a failed setup")
     setup_backoff_max_s: float = Field(default=60.0, gt=0)
     budget_check_s: float = Field(default=5.0, gt=0, description="how often budgets are checked")
+    canary_check_s: float = Field(
+        default=2.0, gt=0, description="how often canaries are judged against their split's rule"
+    )
     cache_url: str | None = Field(default=None, description="redis://… for a shared result cache")
     cache_max_mb: int = Field(default=256, ge=0, description="result cache size in this process")
     fast_start: bool = Field(default=True, description="fork workers from per-version templates")

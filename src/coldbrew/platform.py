@@ -21,6 +21,7 @@ from coldbrew.control.cache import ResultCache, make_cache
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.control.secrets import EndpointSecrets
+from coldbrew.control.versions import VersionControl
 from coldbrew.crypto import Sealer
 from coldbrew.home import secure_home
 from coldbrew.integrations.webhooks import WebhookSender, new_secret
@@ -82,11 +83,13 @@ class Platform:
     cache: ResultCache
     sealer: Sealer
     secrets: EndpointSecrets
+    versions: VersionControl
     runpod: RunPodBackend | None = None
     sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
     samples: WorkerSampler | None = None  # workers by state over time, for the dashboard
     _sample_task: asyncio.Task[None] | None = None
+    _canary_task: asyncio.Task[None] | None = None
 
     @classmethod
     def create(
@@ -121,7 +124,11 @@ class Platform:
         scheduler = Scheduler(store, runpod, clock, settings, endpoint_env=secrets.env)
         webhooks = WebhookSender(store, clock, settings)
         scheduler.add_final_listener(webhooks.submit)
-        metrics = Metrics(scheduler)
+        versions = VersionControl(
+            store, clock, webhooks.send_event, on_change=scheduler.refresh_endpoints
+        )
+        scheduler.add_final_listener(versions.outcomes.record)
+        metrics = Metrics(scheduler, versions.number)
         scheduler.add_final_listener(metrics.observe)
         deployer = Deployer(store, clock, settings, sandbox, environments)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
@@ -138,6 +145,7 @@ class Platform:
             cache,
             sealer,
             secrets,
+            versions,
             runpod,
             sandbox,
         )
@@ -149,6 +157,7 @@ class Platform:
         admin_key = await self._bootstrap()
         await self.deployer.collect_environments()  # those left by endpoints deleted before
         await self.secrets.load()
+        await self.versions.refresh()
         await self.scheduler.start()
         if self.samples is None:
             every_s = self.settings.tick_interval_s  # as often as the scheduler reconciles
@@ -160,7 +169,18 @@ class Platform:
         await self.webhooks.resume()
         await self.budgets.check()
         self._budget_task = asyncio.create_task(self._watch_budgets())
+        self._canary_task = asyncio.create_task(self._watch_canaries())
         return admin_key
+
+    async def _watch_canaries(self) -> None:
+        """Judge canaries every `canary_check_s`: a failing one is taken back to 0% within
+        about that long after its window shows it (the window itself is the rule's)."""
+        while True:
+            await self.clock.sleep(self.settings.canary_check_s)
+            try:
+                await self.versions.check_canaries()
+            except Exception:
+                logging.getLogger("coldbrew.versions").exception("canary check failed")
 
     async def _watch_budgets(self) -> None:
         """Recompute budget spend every `budget_check_s`: alerts and hard stops follow usage."""
@@ -173,7 +193,7 @@ class Platform:
                 logging.getLogger("coldbrew.budgets").exception("budget check failed")
 
     async def stop(self) -> None:
-        for task in (self._budget_task, self._sample_task):
+        for task in (self._budget_task, self._sample_task, self._canary_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

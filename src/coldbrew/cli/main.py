@@ -11,6 +11,7 @@ import click
 
 from coldbrew.cli.credentials import keys, secrets
 from coldbrew.cli.output import print_table
+from coldbrew.cli.versions import rollback, traffic, versions
 from coldbrew.config import load_settings
 from coldbrew.sdk.client import APIError, Client
 
@@ -266,6 +267,9 @@ def logs(job_id: str) -> None:
 
 main.add_command(keys)
 main.add_command(secrets)
+main.add_command(versions)
+main.add_command(traffic)
+main.add_command(rollback)
 
 
 @main.command()

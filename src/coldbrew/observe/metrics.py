@@ -8,7 +8,7 @@ Every series carries an `account` label, so a non-admin key is shown only its ow
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -79,9 +79,26 @@ class _StateCollector(Collector):
 class Metrics:
     """The platform's metrics registry (one per platform; no global state)."""
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(
+        self, scheduler: Scheduler, version_number: Callable[[int], int | None] | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
+        self._version_number = version_number or (lambda _vid: None)
         labels = ["account", "endpoint"]
+        # per version, so a canary's errors and latency stand apart from the current version's
+        self.version_invocations = PromCounter(
+            "coldbrew_version_invocations",
+            "Jobs that reached a final status, per version number",
+            [*labels, "version", "status"],
+            registry=self.registry,
+        )
+        self.version_duration = PromHistogram(
+            "coldbrew_version_request_duration_seconds",
+            "Accepted to final, per version number",
+            [*labels, "version"],
+            buckets=_SECONDS,
+            registry=self.registry,
+        )
         self.invocations = PromCounter(
             "coldbrew_invocations",
             "Jobs that reached a final status",
@@ -140,6 +157,13 @@ class Metrics:
         """Record a job that just became final."""
         labels = (job.account, job.endpoint)
         self.invocations.labels(*labels, job.status.value).inc()
+        number = self._version_number(job.version_id)
+        if number is not None:
+            self.version_invocations.labels(*labels, str(number), job.status.value).inc()
+            if job.finished_at is not None:
+                self.version_duration.labels(*labels, str(number)).observe(
+                    job.finished_at - job.created_at
+                )
         if job.finished_at is not None:
             self.request_duration.labels(*labels).observe(job.finished_at - job.created_at)
         if job.started_at is not None:

@@ -193,6 +193,42 @@ class Client:
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/v1/endpoints/{name}")
 
+    def versions(self, name: str, window: str = "1h") -> dict[str, Any]:
+        """Every version of `name`: status, traffic share, workers, stats over `window`."""
+        result: dict[str, Any] = self._call(
+            "GET", f"/v1/endpoints/{name}/versions", params={"window": window}
+        )
+        return result
+
+    def rollback(self, name: str, to: int | None = None) -> dict[str, Any]:
+        """Make version `to` (default: the one before the current) current: `{from, version}`."""
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/endpoints/{name}/rollback", json={"to": to}
+        )
+        return result
+
+    def traffic(
+        self,
+        name: str,
+        weights: Mapping[int, int],
+        *,
+        max_error_rate: float | None = None,
+        max_p99_ms: float | None = None,
+        window: str = "60s",
+        min_jobs: int | None = None,
+        webhook: str | None = None,
+    ) -> dict[str, Any]:
+        """Split new jobs of `name` by percent per version number (summing to 100); with a
+        bound, a canary that crosses it over `window` is taken back to 0% automatically."""
+        body: dict[str, Any] = {"weights": {str(n): pct for n, pct in weights.items()}}
+        body |= {"maxErrorRate": max_error_rate, "maxP99Ms": max_p99_ms, "window": window}
+        if min_jobs is not None:
+            body["minJobs"] = min_jobs
+        if webhook is not None:
+            body["webhook"] = webhook
+        result: dict[str, Any] = self._call("PUT", f"/v1/endpoints/{name}/traffic", json=body)
+        return result
+
     def create_key(self, account: str | None = None, admin: bool = False) -> str:
         """A new key (for your own account when `account` is None); shown only this once."""
         key: str = self.add_key(account, admin)["key"]
