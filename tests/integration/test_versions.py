@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from coldbrew.cli.serve import deploy_local
-from tests.integration.conftest import Running, running, wait_for
+from tests.integration.conftest import Running, running
 
 pytestmark = pytest.mark.anyio
 
