@@ -57,15 +57,36 @@ class VersionControl:
         self._on_change = on_change
         #: version id → (account, endpoint, number), for per-version metric labels
         self.numbers: dict[int, tuple[str, str, int]] = {}
+        #: endpoint id → its versions (for pins)
+        self._versions: dict[int, list[Version]] = {}
 
     async def refresh(self) -> None:
-        """Reload every split, and the numbers of every live endpoint's versions."""
+        """Reload every split, and the versions of every live endpoint."""
         self.router.load(await self.store.list_splits())
-        numbers: dict[int, tuple[str, str, int]] = {}
-        for endpoint in await self.store.list_endpoints(None):
-            for version in await self.store.list_versions(endpoint.id):
-                numbers[version.id] = (version.account, version.endpoint, version.number)
-        self.numbers = numbers
+        by_endpoint = {
+            e.id: await self.store.list_versions(e.id)
+            for e in await self.store.list_endpoints(None)
+        }
+        self._versions = by_endpoint
+        self.numbers = {
+            v.id: (v.account, v.endpoint, v.number) for vs in by_endpoint.values() for v in vs
+        }
+
+    async def live(self) -> set[int]:
+        """Reload, then the versions with a share of some split (the scheduler adds each
+        endpoint's current version): they scale on their own queues, none is retired."""
+        await self.refresh()
+        return self.router.live(())
+
+    async def choose(self, endpoint: Endpoint, job_id: str, pin: int | None) -> int:
+        """The version id a new job goes to: the pinned version number (404 naming the
+        versions there are), else the split's pick for this job id, else the current one."""
+        if pin is None:
+            return self.router.choose(endpoint, job_id)
+        versions = self._versions.get(endpoint.id, [])
+        if not any(v.number == pin for v in versions):  # deployed since the last refresh?
+            versions = self._versions[endpoint.id] = await self.store.list_versions(endpoint.id)
+        return pinned_version(endpoint.name, pin, versions).id
 
     def number(self, version_id: int) -> int | None:
         """The version's number, if it belongs to a live endpoint."""
