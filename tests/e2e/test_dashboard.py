@@ -187,6 +187,14 @@ def check_endpoint_page(page: Page, http: httpx.Client, cold: dict[str, Any]) ->
     for key, label in (("setupMs", "setup()"), ("totalMs", "total")):
         assert f"{label} {ms(cold['coldStartDetail'][key])}" in breakdown
 
+    versions = http.get("/v1/endpoints/resize/versions", params={"window": "1h"}).json()
+    (only,) = versions["versions"]
+    row = page.locator('#versions-table tr[data-version="1"]')
+    assert row.locator('[data-field="status"]').inner_text() == "current" == only["status"]
+    assert row.locator('[data-field="share"]').inner_text() == "100%"
+    shown = row.locator('[data-field="invocations"]').inner_text()
+    assert shown == f"{only['stats']['invocations']}" == f"{invocations:g}"
+
     advice = http.get("/v1/endpoints/resize/advice", params={"window": "7d"}).json()
     assert page.inner_text("#advice-arithmetic") == "\n".join(advice["arithmetic"])
     assert page.locator("#chart-cost canvas").count() == 1

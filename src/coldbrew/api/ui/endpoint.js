@@ -1,5 +1,6 @@
-// One endpoint: its settings, charts over time, the advisor's arithmetic and recent jobs with
-// their cold-start breakdown and logs.
+// One endpoint: its settings, charts over time, its versions (traffic share, per-version errors
+// and latency, rollback reasons), the advisor's arithmetic and recent jobs with their cold-start
+// breakdown and logs.
 import { api } from "./api.js";
 import { COLORS, drawChart } from "./charts.js";
 import { esc, ms, pct, usd, when } from "./format.js";
@@ -28,6 +29,8 @@ function skeleton(root, name) {
         <div id="chart-cold" class="chart"></div><div id="chart-workers" class="chart"></div>
         <div id="chart-cost" class="chart"></div>
       </div></section>
+    <section><h2>Versions <span class="muted">(jobs, errors and latency over the window)</span></h2>
+      <div id="versions">…</div></section>
     <section><h2>Serverless or dedicated? (last 7 days)</h2><div id="advice">…</div></section>
     <section><h2>Recent jobs</h2><div id="jobs">…</div></section>`;
   root.querySelectorAll("[data-window]").forEach((button) =>
@@ -153,6 +156,34 @@ function fillDetail(id) {
     : "(the worker printed nothing for this job)";
 }
 
+function versionsTable(report) {
+  const rows = report.versions
+    .map((v) => {
+      const s = v.stats;
+      const errors = s.byStatus.FAILED + s.byStatus.TIMED_OUT;
+      return `<tr data-version="${v.version}" class="version-${esc(v.status)}">
+        <td>v${v.version}</td><td>${when(v.createdAt)}</td><td><code>${esc(v.artifact.slice(0, 12))}</code></td>
+        <td>${esc(v.environment)}</td><td data-field="status">${esc(v.status)}</td>
+        <td data-field="share">${v.share}%</td>
+        <td>${v.workers.idle} idle, ${v.workers.running} running, ${v.workers.starting} starting</td>
+        <td data-field="invocations">${s.invocations}</td><td data-field="errors">${errors}</td>
+        <td>${ms(s.latencyP50Ms)} / ${ms(s.latencyP99Ms)}</td>
+        <td class="muted">${v.rollbackReason ? esc(v.rollbackReason) : ""}</td></tr>`;
+    })
+    .join("");
+  const r = report.rule;
+  const rule = r
+    ? `<p class="muted">canary rule: back to 0% on ${[
+        r.maxErrorRate !== null ? `error rate &gt; ${r.maxErrorRate}` : "",
+        r.maxP99Ms !== null ? `p99 &gt; ${r.maxP99Ms} ms` : "",
+      ].filter(Boolean).join(" or ")} over ${r.windowS} s (after ${r.minJobs} jobs)</p>`
+    : "";
+  return `<table id="versions-table"><thead><tr><th>version</th><th>created (UTC)</th>
+    <th>artifact</th><th>environment</th><th>status</th><th>share</th><th>workers</th>
+    <th>jobs</th><th>errors</th><th>p50 / p99</th><th>rollback reason</th></tr></thead>
+    <tbody>${rows}</tbody></table>${rule}`;
+}
+
 function jobsTable(jobs) {
   if (!jobs.length) return `<p class="muted">No jobs yet.</p>`;
   const rows = jobs
@@ -176,9 +207,10 @@ export async function renderEndpoint(root, name, alive) {
   }
   const path = `/v1/endpoints/${encodeURIComponent(name)}`;
   const fetchAdvice = !state.advice || Date.now() - state.advice.at > ADVICE_EVERY_MS;
-  const [endpoint, ts, jobs, budgets, advice] = await Promise.all([
+  const [endpoint, ts, versions, jobs, budgets, advice] = await Promise.all([
     api(path),
     api(`${path}/timeseries?window=${state.window}&step=${WINDOWS[state.window]}`),
+    api(`${path}/versions?window=${state.window}`),
     api(`${path}/jobs?limit=20`),
     api("/v1/budgets"),
     fetchAdvice ? api(`${path}/advice?window=7d`) : Promise.resolve(null),
@@ -189,6 +221,7 @@ export async function renderEndpoint(root, name, alive) {
   document.getElementById("meta").innerHTML = meta(endpoint);
   document.getElementById("summary").innerHTML = summaryCards(ts);
   charts(ts);
+  document.getElementById("versions").innerHTML = versionsTable(versions);
   document.getElementById("advice").innerHTML = adviceHtml(state.advice.body);
   document.getElementById("jobs").innerHTML = jobsTable(jobs.jobs);
   state.open.forEach(fillDetail);
