@@ -53,6 +53,13 @@ def test_window_stats_counts_only_the_window_and_takes_nearest_rank_p99() -> Non
     assert window_stats([], 0.0) == WindowStats(0, 0, None)
 
 
+def test_the_p99_leaves_out_cold_starts_but_their_errors_count() -> None:
+    warm = [Outcome(10.0, False, 0.020) for _ in range(19)]
+    cold = Outcome(10.0, True, 4.0, cold_start=True)  # waited 4 s for the canary's first worker
+    assert window_stats([*warm, cold], since=0.0) == WindowStats(20, 1, 20.0)
+    assert window_stats([cold], since=0.0) == WindowStats(1, 1, None)
+
+
 def job(version_id: int, status: JobStatus, finished_at: float, **kw: object) -> Job:
     made = Job(
         id=f"j{finished_at}",

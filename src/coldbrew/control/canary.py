@@ -25,11 +25,13 @@ _ERRORS = frozenset({JobStatus.FAILED, JobStatus.TIMED_OUT})
 
 @dataclass(frozen=True)
 class Outcome:
-    """One final job of a version: when it ended, whether it failed, how long the caller waited."""
+    """One final job of a version: when it ended, whether it failed, how long the caller waited,
+    and whether it waited for a new worker."""
 
     finished_at: float
     failed: bool
     latency_s: float
+    cold_start: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,18 +56,25 @@ class Verdict:
 
 
 def window_stats(outcomes: Iterable[Outcome], since: float) -> WindowStats:
-    """Counts, errors and nearest-rank p99 latency of the outcomes that ended after `since`."""
+    """Counts, errors and nearest-rank p99 latency of the outcomes that ended after `since`.
+
+    The p99 leaves out jobs that waited for a cold start: a new canary's first jobs always
+    wait for its first workers, and with 20 jobs in a window the p99 is the slowest one, so a
+    latency bound would otherwise judge the canary's start-up rather than its code.
+    """
     latencies: list[float] = []
-    errors = 0
+    jobs = errors = 0
     for outcome in outcomes:
         if outcome.finished_at >= since:
-            latencies.append(outcome.latency_s)
+            jobs += 1
             errors += outcome.failed
+            if not outcome.cold_start:
+                latencies.append(outcome.latency_s)
     if not latencies:
-        return WindowStats(0, 0, None)
+        return WindowStats(jobs, errors, None)
     latencies.sort()
     rank = max(1, math.ceil(0.99 * len(latencies)))
-    return WindowStats(len(latencies), errors, round(latencies[rank - 1] * 1000, 1))
+    return WindowStats(jobs, errors, round(latencies[rank - 1] * 1000, 1))
 
 
 def judge(rule: CanaryRule, stats: WindowStats) -> Verdict:
@@ -107,9 +116,8 @@ class Outcomes:
         ring = self._by_version.get(job.version_id)
         if ring is None:
             ring = self._by_version[job.version_id] = deque(maxlen=self._max)
-        ring.append(
-            Outcome(job.finished_at, job.status in _ERRORS, job.finished_at - job.created_at)
-        )
+        latency_s = job.finished_at - job.created_at
+        ring.append(Outcome(job.finished_at, job.status in _ERRORS, latency_s, job.cold_start))
 
     def stats(self, version_id: int, now: float, window_s: float) -> WindowStats:
         ring = self._by_version.get(version_id)
