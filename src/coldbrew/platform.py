@@ -128,6 +128,7 @@ class Platform:
             store, clock, webhooks.send_event, on_change=scheduler.refresh_endpoints
         )
         scheduler.add_final_listener(versions.outcomes.record)
+        scheduler.live_versions = versions.live  # a split's versions are live, none retired
         metrics = Metrics(scheduler, versions.number)
         scheduler.add_final_listener(metrics.observe)
         deployer = Deployer(store, clock, settings, sandbox, environments)

@@ -59,7 +59,7 @@ class Fleet:
         self._endpoint_env = endpoint_env or (lambda account, endpoint: {})
         self.workers: dict[str, ManagedWorker] = {}
         self.versions: dict[int, tuple[Version, DeploymentSpec]] = {}
-        self.current: set[int] = set()  # each endpoint's current version
+        self.current: set[int] = set()  # current versions, and versions with a split share
         self.backoff: dict[int, tuple[float, float]] = {}  # version -> (until, last delay)
         self.frames = FrameGuard()
         self.limits_frame: dict[str, Any] = {}  # sent to each worker as it becomes ready

@@ -49,6 +49,10 @@ class FindJob(Protocol):
     def __call__(self, job_id: str, account: str | None = None) -> Awaitable[Job | None]: ...
 
 
+async def _no_split() -> set[int]:
+    return set()
+
+
 class Scheduler:
     """Runs workers and jobs for every endpoint of every account on this node."""
 
@@ -65,6 +69,9 @@ class Scheduler:
         self.clock = clock
         self.settings = settings
         self.generation = 0  # bumped whenever endpoints or their current versions change
+        #: the versions a traffic split gives a share (`VersionControl.live`, set by the
+        #: platform); they are live like current versions: scaled, prepared, never retired
+        self.live_versions: Callable[[], Awaitable[set[int]]] = _no_split
         # the dashboard's worker series (`observe.stats.WorkerSamples`), which the platform
         # fills by pulling `state_counts()`; kept here only until the dashboard reads
         # `platform.samples`
@@ -258,7 +265,8 @@ class Scheduler:
         """Reload which version is current per endpoint (after a deploy or delete)."""
         endpoints = await self.store.list_endpoints(None)
         self.generation += 1
-        await self.fleet.refresh({e.current_version_id for e in endpoints})
+        live = {e.current_version_id for e in endpoints} | await self.live_versions()
+        await self.fleet.refresh(live)
         self.notify()
 
     # reads
