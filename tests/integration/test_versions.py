@@ -12,7 +12,7 @@ from tests.integration.conftest import Running, running
 
 pytestmark = pytest.mark.anyio
 
-MODEL = '''
+MODEL = """
 import coldbrew
 
 app = coldbrew.App("vt")
@@ -25,7 +25,7 @@ class Vt:
         if TAG == "broken":
             raise RuntimeError("canary broke")
         return {{"tag": TAG, "n": n}}
-'''
+"""
 
 
 async def deploy_tag(cb: Running, tmp_path: Path, tag: str) -> None:
