@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from coldbrew import verify_webhook
 from coldbrew.cli.serve import deploy_local
-from tests.integration.conftest import Running, running
+from tests.integration.conftest import Running, running, wait_for
+from tests.integration.test_webhooks import receiver
 
 pytestmark = pytest.mark.anyio
 
@@ -127,3 +131,70 @@ async def test_a_split_shows_shares_states_and_its_rule(tmp_path: Path) -> None:
         after = await versions(cb)
         assert after["rule"] is None
         assert [(v["version"], v["share"]) for v in after["versions"]] == [(3, 100), (2, 0), (1, 0)]
+
+
+async def test_a_failing_canary_is_taken_back_and_a_signed_event_posted(tmp_path: Path) -> None:
+    async with receiver() as hook, running(tmp_path, canary_check_s=0.2) as cb:
+        for tag in ("good", "broken"):
+            await deploy_tag(cb, tmp_path, tag)
+        rule = {"maxErrorRate": 0.1, "minJobs": 5, "window": "60s", "webhook": hook.url}
+        response = await cb.http.put(
+            "/v1/endpoints/vt/traffic", json={"weights": {"1": 70, "2": 30}} | rule
+        )
+        assert response.status_code == 200, response.text
+
+        async def traffic_then_listing() -> dict[str, Any]:
+            for n in range(10):
+                await cb.runsync("vt", {"n": n})
+            return await versions(cb)
+
+        listing = await wait_for(
+            traffic_then_listing, lambda body: body["versions"][0]["status"] == "rolled_back"
+        )
+        canary = listing["versions"][0]
+        assert canary["share"] == 0 and canary["rollbackReason"].startswith("error rate 1.000")
+        assert listing["rule"] is None  # no canary left: the split is gone
+        outputs = [await cb.runsync("vt", {"n": n}) for n in range(20)]
+        assert {o["output"]["tag"] for o in outputs} == {"good"}
+
+        await wait_for(lambda: asyncio.sleep(0, hook.received), bool)
+        headers, body = hook.received[0]
+        secret = (await cb.http.get("/v1/account")).json()["webhookSecret"]
+        verify_webhook(secret, headers, body)
+        event = orjson.loads(body)
+        assert event == {
+            "type": "version.rolled_back",
+            "endpoint": "vt",
+            "version": 2,
+            "reason": canary["rollbackReason"],
+        }
+
+
+async def test_pins_and_splits_reach_real_workers(tmp_path: Path) -> None:
+    async with running(tmp_path) as cb:
+        for tag in ("one", "two"):
+            await deploy_tag(cb, tmp_path, tag)
+        pinned = await cb.http.post(
+            "/v2/vt/runsync", json={"input": {}}, headers={"X-Coldbrew-Version": "1"}
+        )
+        assert pinned.json()["output"]["tag"] == "one"
+        suffixed = await cb.http.post("/v2/vt@1/run", json={"input": {}})
+        job_id = suffixed.json()["id"]
+        status = await wait_for(
+            lambda: cb.http.get(f"/v2/vt@1/status/{job_id}"),
+            lambda r: r.json()["status"] == "COMPLETED",
+        )
+        assert status.json()["output"]["tag"] == "one"
+        unknown = await cb.http.post("/v2/vt@4/runsync", json={"input": {}})
+        assert unknown.status_code == 404
+        assert "its versions are 1, 2" in unknown.json()["error"]["hint"]
+        clash = await cb.http.post(
+            "/v2/vt@1/runsync", json={"input": {}}, headers={"X-Coldbrew-Version": "2"}
+        )
+        assert clash.status_code == 400
+
+        await cb.http.put("/v1/endpoints/vt/traffic", json={"weights": {"1": 50, "2": 50}})
+        tags = [(await cb.runsync("vt", {"n": n}))["output"]["tag"] for n in range(40)]
+        assert set(tags) == {"one", "two"}  # both versions run, each on its own workers
+        live = {w.version.number for w in cb.platform.scheduler.workers.values()}
+        assert live == {1, 2}

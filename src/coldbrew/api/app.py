@@ -104,6 +104,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.cache,
         platform.settings,
         platform.clock,
+        platform.versions,
     )
     runpod = invoke.RunPod(jobs, keys, platform.settings)
     # before /v2/{endpoint}/...: its routes win

@@ -1,7 +1,8 @@
 """Invocation routes, wire-compatible with RunPod Serverless (`/v2/{endpoint}/...`).
 
 This module reads RunPod's wire format (`{"input", "policy", "webhook"}`, `?wait=`,
-`Idempotency-Key`, `Cache-Control: no-cache`) and writes RunPod's status JSON; the job service
+`Idempotency-Key`, `Cache-Control: no-cache`, and coldbrew's version pin: `{endpoint}@N` in the
+path or `X-Coldbrew-Version: N`) and writes RunPod's status JSON; the job service
 (`control/jobs.py`) does everything in between.
 """
 
@@ -19,6 +20,7 @@ from coldbrew.api.limits import check_depth
 from coldbrew.api.responses import json_response
 from coldbrew.config import Settings
 from coldbrew.control.jobs import JobService, Policy
+from coldbrew.control.traffic import PIN_HEADER, parse_pin
 from coldbrew.errors import InvalidRequest
 from coldbrew.platform import Platform
 from coldbrew.store.models import Job, JobStatus
@@ -62,6 +64,7 @@ class RunPod:
         """POST /v2/{name}/run: queue durably, answer with the id."""
         principal = await self.keys.resolve(request)
         key = request.headers.get("idempotency-key")
+        name, pin = parse_pin(name, request.headers.get(PIN_HEADER))
         payload, policy, webhook, use_cache = self._request(request, await request.body())
         job, replayed = await self.jobs.submit(
             principal,
@@ -71,6 +74,7 @@ class RunPod:
             webhook=webhook,
             idempotency_key=key,
             use_cache=use_cache,
+            pin=pin,
         )
         response = json_response({"id": job.id, "status": job.status.value})
         if replayed:
@@ -81,6 +85,7 @@ class RunPod:
         """POST /v2/{name}/runsync: run and wait up to ?wait= ms for the final status."""
         principal = await self.keys.resolve(request)
         wait_ms = _wait_ms(request, self.settings.runsync_wait_ms)
+        name, pin = parse_pin(name, request.headers.get(PIN_HEADER))
         payload, policy, webhook, use_cache = self._request(request, await request.body())
         job, _ = await self.jobs.submit(
             principal,
@@ -90,8 +95,15 @@ class RunPod:
             webhook=webhook,
             wait_s=wait_ms / 1000,
             use_cache=use_cache,
+            pin=pin,
         )
         return json_response(status_json(job))
+
+
+def _plain(endpoint: str) -> str:
+    """The endpoint's name from a path that may pin a version (`echo@3` → `echo`): a client
+    whose base URL pins a version polls, cancels and retries its jobs under the same base."""
+    return parse_pin(endpoint)[0]
 
 
 async def health_json(jobs: JobService, endpoint_id: int) -> dict[str, Any]:
@@ -165,7 +177,7 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.get("/status/{job_id}", summary="A job's status, output and cost")
     async def status(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.get(await keys.resolve(request), job_id, endpoint)
+        job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
         body = status_json(job)
         if job.status is JobStatus.IN_PROGRESS and platform.runpod is not None:
             progress = platform.runpod.progress(job.id)  # a RunPod handler's progress_update
@@ -175,7 +187,7 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
     async def stream(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.get(await keys.resolve(request), job_id, endpoint)
+        job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
                 _sse(jobs, job),
@@ -189,22 +201,22 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.cancel(await keys.resolve(request), job_id, endpoint)
+        job = await jobs.cancel(await keys.resolve(request), job_id, _plain(endpoint))
         return json_response(status_json(job))
 
     @routes.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again")
     async def retry(endpoint: str, job_id: str, request: Request) -> Response:
-        retried = await jobs.retry(await keys.resolve(request), endpoint, job_id)
+        retried = await jobs.retry(await keys.resolve(request), _plain(endpoint), job_id)
         return json_response({"id": retried.id, "status": retried.status.value})
 
     @routes.get("/health", summary="Job counts and workers of the endpoint")
     async def health(endpoint: str, request: Request) -> Response:
-        ep = await jobs.endpoint(await keys.resolve(request), endpoint)
+        ep = await jobs.endpoint(await keys.resolve(request), _plain(endpoint))
         return json_response(await health_json(jobs, ep.id))
 
     @routes.post("/purge-queue", summary="Cancel every queued job of the endpoint")
     async def purge_queue(endpoint: str, request: Request) -> Response:
-        removed = await jobs.purge(await keys.resolve(request), endpoint)
+        removed = await jobs.purge(await keys.resolve(request), _plain(endpoint))
         return json_response({"removed": removed, "status": "completed"})
 
     return routes

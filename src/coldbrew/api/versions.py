@@ -16,14 +16,15 @@ from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.dashboard import parse_duration
-from coldbrew.api.invoke import Invoker, is_http_url, json_response
-from coldbrew.api.wire import iso
+from coldbrew.api.responses import json_response
+from coldbrew.control.jobs import JobService, is_http_url
 from coldbrew.control.traffic import parse_weights, share_of, version_state
 from coldbrew.control.workers import WorkerState
 from coldbrew.errors import InvalidRequest
 from coldbrew.observe.stats import summarize
 from coldbrew.platform import Platform
 from coldbrew.store.models import CanaryRule, Endpoint, JobTiming, Version
+from coldbrew.wire import iso
 
 _STATES = {
     WorkerState.IDLE: "idle",
@@ -101,7 +102,9 @@ def _body(raw: bytes) -> dict[str, Any]:
     return body
 
 
-async def versions_json(platform: Platform, endpoint: Endpoint, window_s: float) -> dict[str, Any]:
+async def versions_json(
+    platform: Platform, jobs: JobService, endpoint: Endpoint, window_s: float
+) -> dict[str, Any]:
     """Every version of the endpoint with its state, share, workers and recent stats."""
     store = platform.store
     versions = await store.list_versions(endpoint.id)
@@ -110,10 +113,9 @@ async def versions_json(platform: Platform, endpoint: Endpoint, window_s: float)
     for worker in platform.scheduler.workers.values():
         if worker.version.endpoint_id == endpoint.id and worker.state in _STATES:
             workers[worker.version.id][_STATES[worker.state]] += 1
-    await platform.scheduler.write_back()
     since = platform.clock.time() - window_s
     timings: dict[int, list[JobTiming]] = defaultdict(list)
-    for timing in await store.job_timings(since, endpoint.account, endpoint.id):
+    for timing in await jobs.timings(since, endpoint.account, endpoint.id):
         timings[timing.version_id].append(timing)
     lines = [
         {
@@ -139,32 +141,32 @@ async def versions_json(platform: Platform, endpoint: Endpoint, window_s: float)
     }
 
 
-def router(platform: Platform, keys: KeyCache, invoker: Invoker) -> APIRouter:
+def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:
     """The version routes under /v1/endpoints/{name}."""
     routes = APIRouter(prefix="/v1/endpoints", tags=["versions"])
 
     @routes.get("/{name}/versions", summary="Versions: state, traffic share, workers, stats")
     async def list_versions(name: str, request: Request, window: str = "1h") -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
+        endpoint = await jobs.endpoint(principal, name)
         window_s = parse_duration(window, "window")
-        return json_response(await versions_json(platform, endpoint, window_s))
+        return json_response(await versions_json(platform, jobs, endpoint, window_s))
 
     @routes.put("/{name}/traffic", summary="Split new jobs between versions, with a canary rule")
     async def set_traffic(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
+        endpoint = await jobs.endpoint(principal, name)
         body = _body(await request.body())
         weights, rule = parse_weights(body.get("weights")), _rule(body)
         await platform.versions.set_traffic(endpoint, weights, rule)
         await platform.scheduler.refresh_endpoints()
-        endpoint = await invoker.endpoint(principal, name)
-        return json_response(await versions_json(platform, endpoint, 3600.0))
+        endpoint = await jobs.endpoint(principal, name)
+        return json_response(await versions_json(platform, jobs, endpoint, 3600.0))
 
     @routes.post("/{name}/rollback", summary="Make an earlier (or any other) version current")
     async def rollback(name: str, request: Request) -> Response:
         principal = await keys.resolve(request)
-        endpoint = await invoker.endpoint(principal, name)
+        endpoint = await jobs.endpoint(principal, name)
         to = _body(await request.body()).get("to")
         if to is not None and (isinstance(to, bool) or not isinstance(to, int)):
             raise InvalidRequest(f"'to' must be a version number, not {to!r}", hint="e.g. 3")

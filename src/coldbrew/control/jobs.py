@@ -25,6 +25,7 @@ from coldbrew.control.cache import ResultCache
 from coldbrew.control.results import CachedResults
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.control.validation import InputValidator
+from coldbrew.control.versions import VersionControl
 from coldbrew.errors import Conflict, InvalidRequest, NotFound, StorageUnavailable
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.spec import DeploymentSpec
@@ -87,8 +88,10 @@ class JobService:
         cache: ResultCache,
         settings: Settings,
         clock: Clock,
+        versions: VersionControl | None = None,
     ) -> None:
         self.store = store
+        self.versions = versions
         self.scheduler = scheduler
         self.budgets = budgets
         self.cache = cache
@@ -140,6 +143,7 @@ class JobService:
         idempotency_key: str | None = None,
         use_cache: bool = True,
         on_accept: OnAccept | None = None,
+        pin: int | None = None,
     ) -> Submitted:
         """Validate and start one job; nothing is written when the request is invalid.
 
@@ -150,10 +154,13 @@ class JobService:
         durable queue: a repeat of a request gets the first job back (`replayed`).
 
         The warm /runsync path runs inline here (no extra coroutine per request): it is the
-        gateway's hottest code.
+        gateway's hottest code. `pin` runs the job on that version number.
         """
         found, version, spec = await self.current(principal, endpoint)
-        job = self._new_job(principal, found, version, spec, payload, policy, webhook)
+        job_id = str(uuid.uuid4())
+        if self.versions is not None:  # the pin, else the split's pick, else the current one
+            version, spec = await self.versions.route(found, version, spec, job_id, pin)
+        job = self._new_job(principal, found, version, spec, payload, policy, webhook, job_id)
         if idempotency_key is not None:
             if spec.cache_ttl_s > 0:
                 await self.results.look_up(job, spec.cache_ttl_s, use_cache)
@@ -191,6 +198,7 @@ class JobService:
         payload: dict[str, Any],
         policy: Policy | None,
         webhook: str | None,
+        job_id: str,
     ) -> Job:
         """The job a request describes, once its input fits the version's schema."""
         self.validator.validate(version, payload)
@@ -204,7 +212,7 @@ class JobService:
             ttl_s = policy.ttl_s or ttl_s
         now = self.clock.time()
         return Job(
-            id=str(uuid.uuid4()),
+            id=job_id,
             account=principal.account,
             endpoint_id=endpoint.id,
             endpoint=endpoint.name,

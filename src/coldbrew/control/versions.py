@@ -17,6 +17,7 @@ from coldbrew.clock import Clock
 from coldbrew.control.canary import Outcomes, Rollback, check
 from coldbrew.control.traffic import TrafficRouter, check_weights, pinned_version
 from coldbrew.errors import Conflict, InvalidRequest
+from coldbrew.spec import DeploymentSpec
 from coldbrew.store.catalog import Catalog
 from coldbrew.store.models import CanaryRule, Endpoint, TrafficSplit, Version
 
@@ -59,10 +60,13 @@ class VersionControl:
         self.numbers: dict[int, tuple[str, str, int]] = {}
         #: endpoint id → its versions (for pins)
         self._versions: dict[int, list[Version]] = {}
+        #: versions admission routed to other than the current one, with their specs
+        self._routed: dict[int, tuple[Version, DeploymentSpec]] = {}
 
     async def refresh(self) -> None:
         """Reload every split, and the versions of every live endpoint."""
         self.router.load(await self.store.list_splits())
+        self._routed = {}
         by_endpoint = {
             e.id: await self.store.list_versions(e.id)
             for e in await self.store.list_endpoints(None)
@@ -77,6 +81,26 @@ class VersionControl:
         endpoint's current version): they scale on their own queues, none is retired."""
         await self.refresh()
         return self.router.live(())
+
+    async def route(
+        self,
+        endpoint: Endpoint,
+        current: Version,
+        spec: DeploymentSpec,
+        job_id: str,
+        pin: int | None,
+    ) -> tuple[Version, DeploymentSpec]:
+        """Admission's one call: the version (and spec) a new job runs on, given the current
+        one. Without a split or a pin it costs a dict lookup; another version is read once
+        per refresh."""
+        chosen = await self.choose(endpoint, job_id, pin)
+        if chosen == current.id:
+            return current, spec
+        hit = self._routed.get(chosen)
+        if hit is None:
+            version = await self.store.get_version(chosen)
+            hit = self._routed[chosen] = (version, DeploymentSpec(**version.spec))
+        return hit
 
     async def choose(self, endpoint: Endpoint, job_id: str, pin: int | None) -> int:
         """The version id a new job goes to: the pinned version number (404 naming the
