@@ -198,3 +198,15 @@ async def test_pins_and_splits_reach_real_workers(tmp_path: Path) -> None:
         assert set(tags) == {"one", "two"}  # both versions run, each on its own workers
         live = {w.version.number for w in cb.platform.scheduler.workers.values()}
         assert live == {1, 2}
+
+        # per version in /v1/stats and /metrics: the same counts as the outputs said
+        ran = {1: tags.count("one") + 2, 2: tags.count("two")}  # + the two pinned jobs
+        (line,) = (await cb.http.get("/v1/stats")).json()["endpoints"]
+        assert {v["version"]: v["invocations"] for v in line["versions"]} == ran
+        metrics = (await cb.http.get("/metrics")).text
+        for number, count in ran.items():
+            series = (
+                'coldbrew_version_invocations_total{account="default",endpoint="vt",'
+                f'status="COMPLETED",version="{number}"}} {float(count)}'
+            )
+            assert series in metrics

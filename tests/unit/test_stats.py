@@ -9,6 +9,7 @@ from coldbrew.observe.stats import (
     WorkerSampler,
     WorkerSamples,
     buckets,
+    by_version,
     cost_series,
     job_series,
     percentile,
@@ -145,3 +146,15 @@ def test_the_sampler_pulls_worker_counts_and_once_more_before_a_read() -> None:
     clock.advance(5.0)
     series = sampler.series("a", "e", [100.0, 105.0], 5.0)  # the read samples the idle worker
     assert series["starting"] == [1, 0] and series["idle"] == [0, 1]
+
+
+def test_by_version_summarizes_each_version_newest_first() -> None:
+    def on(version_id: int, status: JobStatus, latency_s: float) -> JobTiming:
+        return JobTiming("echo", status, 10.0, 10.0, 10.0 + latency_s, False, False, version_id)
+
+    jobs = [on(101, JobStatus.COMPLETED, 0.01)] * 9 + [on(102, JobStatus.FAILED, 0.5)] * 3
+    jobs.append(on(999, JobStatus.COMPLETED, 1.0))  # a deleted endpoint's version: skipped
+    lines = by_version(jobs, {101: 3, 102: 4}.get)
+    assert [(line["version"], line["invocations"]) for line in lines] == [(4, 3), (3, 9)]
+    assert lines[0]["byStatus"]["FAILED"] == 3 and lines[0]["latencyP99Ms"] == 500.0
+    assert lines[1]["byStatus"]["FAILED"] == 0 and lines[1]["latencyP99Ms"] == 10.0

@@ -17,7 +17,14 @@ from coldbrew.api.auth import KeyCache
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
 from coldbrew.errors import InvalidRequest
-from coldbrew.observe.stats import MAX_BUCKETS, buckets, cost_series, job_series, summarize
+from coldbrew.observe.stats import (
+    MAX_BUCKETS,
+    buckets,
+    by_version,
+    cost_series,
+    job_series,
+    summarize,
+)
 from coldbrew.platform import Platform
 from coldbrew.store.models import JobTiming
 from coldbrew.wire import iso, status_json
@@ -67,8 +74,10 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:
         per_endpoint: dict[str, list[JobTiming]] = defaultdict(list)
         for timing in await jobs.timings(since, principal.account):
             per_endpoint[timing.endpoint].append(timing)
+        number = platform.versions.number
         lines = [
             {"endpoint": endpoint.name, **summarize(per_endpoint[endpoint.name])}
+            | {"versions": by_version(per_endpoint[endpoint.name], number)}
             for endpoint in await platform.store.list_endpoints(principal.account)
         ]
         return json_response(

@@ -69,6 +69,20 @@ def summarize(jobs: Iterable[JobTiming]) -> dict[str, Any]:
     }
 
 
+def by_version(
+    jobs: Iterable[JobTiming], number: Callable[[int], int | None]
+) -> list[dict[str, Any]]:
+    """`summarize` per version (newest first), so a canary's errors and latency stand apart
+    from the current version's; `number` maps a version id to its number (None: skipped, a
+    version of an endpoint deleted since)."""
+    grouped: dict[int, list[JobTiming]] = {}
+    for job in jobs:
+        found = number(job.version_id)
+        if found is not None:
+            grouped.setdefault(found, []).append(job)
+    return [{"version": n, **summarize(grouped[n])} for n in sorted(grouped, reverse=True)]
+
+
 @dataclass
 class WorkerSamples:
     """Workers by state per (account, endpoint), kept as the maximum seen in each 5 s slot.
