@@ -31,7 +31,7 @@ from coldbrew.api.replicate_hooks import PredictionHooks, hook_from
 from coldbrew.api.replicate_wire import prediction_json, problem, sse, version_json
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
-from coldbrew.errors import ColdbrewError, Conflict, InvalidInput, InvalidRequest, NotFound
+from coldbrew.errors import ColdbrewError, InvalidInput, InvalidRequest, NotFound
 from coldbrew.platform import Platform
 from coldbrew.runtime.adapters.cog import check_file_url
 from coldbrew.store.models import Endpoint, Job, Principal, Version
@@ -166,20 +166,13 @@ class Replicate:
         hook = hook_from(body, principal, base)
         payload = self._resolve_files(body.get("input", {}), principal, base)
         check_depth(payload, self.platform.settings, "input")
-        if pinned is not None:
-            found = await self.jobs.endpoint(principal, pinned.endpoint)
-            if found.current_version_id != pinned.id:
-                raise Conflict(
-                    f"version {version_id(pinned)} of {pinned.account}/{pinned.endpoint} is not "
-                    "the current one; coldbrew runs each model's current version",
-                    hint="run the model by name, or pin its latest_version.id",
-                )
         wait_s = _prefer_wait(request)
         _, version, _ = await self.jobs.current(principal, endpoint)
-        self._check_urls(version, payload)
+        self._check_urls(pinned or version, payload)
         on_accept = None if hook is None else self.hooks.on_accept(hook)
+        pin = None if pinned is None else pinned.number  # a version id runs that version
         job, _ = await self.jobs.submit(
-            principal, endpoint, payload, wait_s=wait_s, on_accept=on_accept
+            principal, endpoint, payload, wait_s=wait_s, on_accept=on_accept, pin=pin
         )
         if not job.status.final:  # as it stands now: a worker may have taken it meanwhile
             job = await self.jobs.find(principal.account, job.id) or job
