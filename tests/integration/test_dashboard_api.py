@@ -34,6 +34,8 @@ async def test_stats_timeseries_and_jobs_after_real_traffic(tmp_path: Path) -> N
         assert len(ts["t"]) == 5 and ts["stepS"] == 60
         assert sum(ts["invocations"]["COMPLETED"]) == 2 and sum(ts["invocations"]["FAILED"]) == 1
         assert sum(ts["coldStarts"]) == 1
+        (only,) = toy.pop("versions")  # one version: its line is the endpoint's own numbers
+        assert only == {"version": 1, **ts["summary"]}
         assert {"endpoint": "toy", **ts["summary"]} == toy
         assert max(n or 0 for n in ts["workers"]["idle"] + ts["workers"]["running"]) >= 1
         usage = (await cb.http.get("/v1/usage", params={"since": "1h"})).json()
