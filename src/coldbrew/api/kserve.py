@@ -99,6 +99,8 @@ class _Infer:
             return json_response({"error": message}, 504)
         if job.status is not JobStatus.COMPLETED:
             return _job_error(job)
+        if job.version_id != version.id:  # a traffic split sent it to another version
+            version = await self.jobs.store.get_version(job.version_id)
         return json_response(self._response(name, version, body, job, native))
 
     @staticmethod
