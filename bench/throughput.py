@@ -510,10 +510,12 @@ def table(summary: dict[str, dict[str, Any]], rel: dict[str, Any]) -> str:
                 f"{f('pss_loaded_mb', 0):>9}{f('pss_zero_workers_mb', 0):>9}"
             )
         r = rel.get(kind, {})
-        lines.append(
-            f"{'':<20}coldbrew: c1 p50 {r.get('c1_p50_vs_litserve')}x LitServe's; c32 "
-            f"{r.get('c32_rps_vs_litserve')}x LitServe, {r.get('c32_rps_vs_ray_serve')}x Ray Serve"
-        )
+        if r.get("c32_rps_vs_litserve") is not None or r.get("c32_rps_vs_ray_serve") is not None:
+            lines.append(
+                f"{'':<20}coldbrew: c1 p50 {r.get('c1_p50_vs_litserve')}x LitServe's; c32 "
+                f"{r.get('c32_rps_vs_litserve')}x LitServe, "
+                f"{r.get('c32_rps_vs_ray_serve')}x Ray Serve"
+            )
         if r.get("c32_rps_vs_baseline") is not None:
             lines.append(
                 f"{'':<20}coldbrew against baseline: c1 p50 {r.get('c1_p50_vs_baseline')}x, "
