@@ -7,13 +7,10 @@ before a job exists, so the caller learns the fix at once instead of from a fail
 
 from __future__ import annotations
 
-import ipaddress
-import urllib.parse
 from typing import Any
 
 from coldbrew.errors import InvalidInput
-
-_LOOPBACK_NAMES = frozenset({"localhost"})
+from coldbrew.runtime.adapters.cog_values import is_local_file_url
 
 
 def file_fields(schema: dict[str, Any]) -> set[str]:
@@ -27,26 +24,10 @@ def file_fields(schema: dict[str, Any]) -> set[str]:
     return found
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_file_url(field: str, value: Any) -> None:
     """Raise `InvalidInput` unless `value` is a `data:` URI or an http URL on loopback."""
-    if not isinstance(value, str):
-        return  # the schema check reports the type
-    parsed = urllib.parse.urlparse(value)
-    if parsed.scheme == "data":
-        return
-    if parsed.scheme in ("http", "https") and _is_loopback(parsed.hostname):
-        return
+    if not isinstance(value, str) or is_local_file_url(value):
+        return  # a non-string: the schema check reports the type
     raise InvalidInput(
         f"input.{field}: file inputs must be a data: URI, a /v1/files URL or an http URL on "
         f"this machine (loopback); got {value[:80]!r}",

@@ -26,18 +26,21 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+def is_local_file_url(value: str) -> bool:
+    """A `data:` URI or an http(s) URL on this machine: what a file input may name."""
+    parsed = urllib.parse.urlparse(value)
+    if parsed.scheme == "data":
+        return True
+    return parsed.scheme in ("http", "https") and _is_loopback(parsed.hostname)
+
+
 def check_file_url(field: str, value: Any) -> None:
     """A `cog.Path` input must be a `data:` URI or an http URL on this machine (loopback).
 
     The worker's own check, before it downloads: the gateway refuses such inputs with 400 at the
     edge (`api/file_inputs.py`); this keeps a job that reached the worker anyway from fetching
     another host's URL (an endpoint with `network=True` could reach it)."""
-    if not isinstance(value, str):
-        return
-    parsed = urllib.parse.urlparse(value)
-    if parsed.scheme == "data":
-        return
-    if parsed.scheme in ("http", "https") and _is_loopback(parsed.hostname):
+    if not isinstance(value, str) or is_local_file_url(value):
         return
     raise ValueError(
         f"{field}: file inputs must be a data: URI, a /v1/files URL or an http URL on this "
