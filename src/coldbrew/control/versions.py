@@ -93,7 +93,11 @@ class VersionControl:
         """Admission's one call: the version (and spec) a new job runs on, given the current
         one. Without a split or a pin it costs a dict lookup; another version is read once
         per refresh."""
-        chosen = await self.choose(endpoint, job_id, pin)
+        # no pin, the common case: the split's pick without another coroutine on the hot path
+        if pin is None:
+            chosen = self.router.choose(endpoint, job_id)
+        else:
+            chosen = await self.choose(endpoint, job_id, pin)
         if chosen == current.id:
             return current, spec
         hit = self._routed.get(chosen)
