@@ -85,7 +85,9 @@ class Settings(BaseSettings):
     canary_check_s: float = Field(
         default=2.0, gt=0, description="how often canaries are judged against their split's rule"
     )
-    cache_url: str | None = Field(default=None, description="redis://… for a shared result cache")
+    cache_url: str | None = Field(
+        default=None, description="redis://… for a shared result cache (default: redis_url)"
+    )
     cache_max_mb: int = Field(default=256, ge=0, description="result cache size in this process")
     fast_start: bool = Field(default=True, description="fork workers from per-version templates")
     fork_ready_timeout_s: float = Field(default=10.0, gt=0)
@@ -102,6 +104,35 @@ class Settings(BaseSettings):
     template_backoff_s: float = Field(default=1.0, gt=0, description="first wait to recreate")
     template_backoff_max_s: float = Field(default=60.0, gt=0)
     log_json: bool = False
+    # what several gateways share (docs/shared.md); unset: everything stays in this process
+    redis_url: str | None = Field(
+        default=None,
+        description="redis://… shared by every gateway: account caps, budget stops, job "
+        "wake-ups and (unless cache_url says otherwise) the result cache",
+    )
+    redis_prefix: str = Field(
+        default="coldbrew", min_length=1, description="prefix of every key coldbrew sets in Redis"
+    )
+    shared_dir: Path | None = Field(
+        default=None,
+        description="where deploy artifacts and uploaded files live, one directory every "
+        "gateway mounts (default: the home)",
+    )
+    slot_lease_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="a running job's hold on its account's concurrency cap, renewed while it "
+        "runs: a dead gateway's slots are free again this long after it stopped renewing",
+    )
+    webhook_claim_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="a gateway's claim on a webhook it delivers: another gateway retries it "
+        "this long after the one that owed it stopped (a crash)",
+    )
+    webhook_poll_s: float = Field(
+        default=1.0, gt=0, description="how often a gateway looks for webhooks due to it"
+    )
     # keys and secrets (docs/architecture.md, "Encryption at rest")
     key_cache_ttl_s: float = Field(
         default=5.0, gt=0, le=3600, description="a revoked or expired key stops working within this"
@@ -198,6 +229,27 @@ class Settings(BaseSettings):
                 ) from None
         return self
 
+    @field_validator("shared_dir")
+    @classmethod
+    def _absolute_shared(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @property
+    def shared_cache_url(self) -> str | None:
+        """Where the result cache lives: `cache_url`, else the shared Redis, else in-process."""
+        return self.cache_url or self.redis_url
+
+    @property
+    def shared_root(self) -> Path:
+        """Artifacts and uploaded files: `shared_dir` when several gateways share one, else
+        the home."""
+        return self.shared_dir or self.home
+
+    @property
+    def files_dir(self) -> Path:
+        """Uploaded files (`POST /v1/files`, Replicate's file API)."""
+        return self.shared_root / "files"
+
     @property
     def secrets_key_file(self) -> Path:
         """Where the key that seals secrets at rest lives."""
@@ -209,7 +261,7 @@ class Settings(BaseSettings):
 
     @property
     def artifacts_dir(self) -> Path:
-        return self.home / "artifacts"
+        return self.shared_root / "artifacts"
 
     def artifact_dir(self, account: str, sha: str) -> Path:
         """Where an account's unpacked upload with content hash `sha` lives."""

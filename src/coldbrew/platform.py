@@ -33,6 +33,7 @@ from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
+from coldbrew.store.shared import Shared, make_shared
 from coldbrew.store.sqlite import SQLiteStore
 
 DEFAULT_ACCOUNT = "default"
@@ -84,6 +85,7 @@ class Platform:
     sealer: Sealer
     secrets: EndpointSecrets
     versions: VersionControl
+    shared: Shared
     runpod: RunPodBackend | None = None
     sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
@@ -121,8 +123,14 @@ class Platform:
             )
         # RunPod handler files run as workers
         runpod = RunPodBackend(backend, settings, clock, sandbox, environments)
-        scheduler = Scheduler(store, runpod, clock, settings, endpoint_env=secrets.env)
-        webhooks = WebhookSender(store, clock, settings)
+        shared = make_shared(settings, clock)
+        scheduler = Scheduler(
+            store, runpod, clock, settings, endpoint_env=secrets.env, slots=shared.slots
+        )
+        # a stored job made final here wakes whoever waits for it on any gateway
+        scheduler.add_final_listener(shared.announce_final)
+        shared.signals.on_final(scheduler.wake)
+        webhooks = WebhookSender(store, clock, settings, shared.gateway_id)
         scheduler.add_final_listener(webhooks.submit)
         versions = VersionControl(
             store, clock, webhooks.send_event, on_change=scheduler.refresh_endpoints
@@ -132,8 +140,8 @@ class Platform:
         metrics = Metrics(scheduler, versions.number)
         scheduler.add_final_listener(metrics.observe)
         deployer = Deployer(store, clock, settings, sandbox, environments)
-        budgets = BudgetKeeper(store, clock, settings, webhooks)
-        cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
+        budgets = BudgetKeeper(store, clock, settings, webhooks, shared.stops)
+        cache = make_cache(settings.shared_cache_url, clock, settings.cache_max_mb << 20)
         return cls(
             settings,
             store,
@@ -147,6 +155,7 @@ class Platform:
             sealer,
             secrets,
             versions,
+            shared,
             runpod,
             sandbox,
         )
@@ -155,6 +164,7 @@ class Platform:
         """Start serving; on an empty home, create the default account and return its admin key."""
         if self.sandbox is not None:
             self.sandbox.log_layers()
+        await self.shared.start()  # subscribed before anything can be published
         admin_key = await self._bootstrap()
         await self.deployer.collect_environments()  # those left by endpoints deleted before
         await self.secrets.load()
@@ -201,6 +211,7 @@ class Platform:
                     await task
         await self.scheduler.stop()
         await self.webhooks.close()
+        await self.shared.close()
         await self.cache.close()
         await self.store.close()
         if self.sandbox is not None:

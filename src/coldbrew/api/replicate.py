@@ -107,7 +107,7 @@ class Replicate:
         self.jobs = jobs
         self.keys = keys
         self.platform = platform
-        self.files = FileStore(platform.settings.home / "files", platform.sealer)
+        self.files = FileStore(platform.settings.files_dir, platform.sealer)
         self.hooks = PredictionHooks(jobs, platform.webhooks, platform.clock, self.describe)
 
     # -- names

@@ -1,5 +1,11 @@
 """Replicate's prediction webhooks: `start`, `output` (each streamed item), `logs` (throttled)
-and `completed`, each event posted after the one before it was delivered, `completed` last."""
+and `completed`, each event posted after the one before it was delivered, `completed` last.
+
+`completed` is the job's own webhook, kept with the job (its URL, and the body format with the
+base URL in the store's webhook hooks), so whichever gateway ends the job delivers it, durably,
+as RunPod's webhooks are; `start`, `output` and `logs` come from the gateway that accepted the
+prediction while it follows the job, and `completed` waits for them there.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from coldbrew.errors import InvalidRequest
 from coldbrew.integrations.webhooks import WebhookSender
 from coldbrew.store.models import Job, Principal
 
+FORMAT = "replicate"  # the webhook body format of a prediction's `completed` event
 LOGS_EVERY_S = 0.5  # `logs` webhooks are throttled to this, as Replicate's are
 
 #: A job as a prediction body: (job, base URL, partial output or None).
@@ -75,7 +82,9 @@ class PredictionHooks:
         self.describe = describe
         self._hooks: dict[str, Hook] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._gates: dict[str, asyncio.Future[None]] = {}
         jobs.scheduler.add_final_listener(self._on_final)
+        sender.formats[FORMAT] = self._completed_body
 
     def on_accept(self, hook: Hook) -> OnAccept:
         """The job service's callback for a prediction with `hook`: registered (and `start`
@@ -83,6 +92,13 @@ class PredictionHooks:
 
         async def accepted(job: Job) -> None:
             self._hooks[job.id] = hook
+            if "completed" in hook.events:  # the job's own, durable webhook
+                job.webhook_url = hook.url
+                await self.jobs.store.save_webhook_hook(
+                    job.id, {"format": FORMAT, "base": hook.base}
+                )
+                gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._gates[job.id] = self.sender.gates[job.id] = gate
             self._event(hook, job, "start", await self.describe(job, hook.base, None))
             if "output" in hook.events:
                 hook.followers.append(self._spawn(self._follow_output(job, hook)))
@@ -141,9 +157,20 @@ class PredictionHooks:
             self._spawn(self._completed(job, hook))
 
     async def _completed(self, job: Job, hook: Hook) -> None:
-        if hook.followers:  # their last `output` and `logs` events go first
-            await asyncio.wait(hook.followers)
-        self._event(hook, job, "completed", await self.describe(job, hook.base, None))
+        """Open the gate of the job's `completed` webhook once the events before it ended."""
+        try:
+            if hook.followers:  # their last `output` and `logs` events go first
+                await asyncio.wait(hook.followers)
+            if hook.last is not None:
+                await asyncio.wait([hook.last])
+        finally:
+            gate = self._gates.pop(job.id, None)
+            if gate is not None and not gate.done():
+                gate.set_result(None)
+
+    async def _completed_body(self, job: Job, hook: dict[str, Any]) -> dict[str, Any]:
+        """The `completed` webhook's body: the prediction (the sender calls this)."""
+        return await self.describe(job, str(hook.get("base", "")), None)
 
     async def close(self) -> None:
         """Stop every follower and undelivered event (the server is stopping)."""

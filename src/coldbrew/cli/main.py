@@ -63,6 +63,19 @@ def main() -> None:
     help="isolation of tenant code (default standard: what the kernel allows; strict: refuse "
     "to start without every layer; off: none, with a warning)",
 )
+@click.option(
+    "--redis-url",
+    default=None,
+    help="redis://… that several gateways share: account caps, budget stops, wake-ups and the "
+    "result cache (default: none, all in this process)",
+)
+@click.option(
+    "--shared-dir",
+    type=Path,
+    default=None,
+    help="directory every gateway mounts for deploy artifacts and uploaded files (default: "
+    "the home)",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -71,6 +84,8 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     sandbox: str | None,
+    redis_url: str | None,
+    shared_dir: Path | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -85,6 +100,8 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             sandbox=sandbox,
+            redis_url=redis_url,
+            shared_dir=shared_dir,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)

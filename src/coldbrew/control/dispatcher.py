@@ -4,6 +4,10 @@ A job just queued goes straight to a free slot (`dispatch_now`); sync-lane jobs 
 from memory (`pump`); each tick hands the store's queue round-robin across accounts
 (`dispatch`). Every path respects the per-account concurrency cap, and a batched version's
 short batch waits at most `max_wait_ms` for more jobs when the endpoint is busy.
+
+The cap is counted twice: `running` (this gateway's jobs, a free check first) and the account
+slots (`coldbrew.store.shared.slots`: in this process, or in Redis across every gateway), one slot
+taken before each claim and given back when the job leaves its worker.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import fairshare
 from coldbrew.control.backlog import Backlog
+from coldbrew.control.batching import BatchWindow
 from coldbrew.control.fleet import Fleet
 from coldbrew.control.jobbook import JobBook, move
 from coldbrew.control.streams import Streams
@@ -27,6 +32,7 @@ from coldbrew.errors import InvalidInput, StorageUnavailable, job_error
 from coldbrew.metering.report import job_cost_usd
 from coldbrew.spec import DeploymentSpec
 from coldbrew.store.models import Job, JobStatus, QueueStat, UsageKind
+from coldbrew.store.shared.slots import AccountSlots, LocalSlots
 
 log = logging.getLogger("coldbrew.scheduler")
 
@@ -46,6 +52,7 @@ class Dispatcher:
         settings: Settings,
         wake: Callable[[], None],
         lost: LostJob,
+        slots: AccountSlots | None = None,
     ) -> None:
         self.book = book
         self.backlog: Backlog = book.backlog
@@ -58,9 +65,10 @@ class Dispatcher:
         self.cap = settings.account_concurrency_cap
         self._wake = wake
         self._lost = lost  # a job the storage could not give back; recorded when it is back
-        self.running: Counter[str] = Counter()  # running jobs per account
-        self._batch_full: dict[int, bool] = {}  # version -> was its last batch full
-        self._batch_hold: dict[int, float] = {}  # version -> until when a short batch waits
+        self.running: Counter[str] = Counter()  # running jobs per account, on this gateway
+        self.slots: AccountSlots = slots or LocalSlots()  # running jobs per account, everywhere
+        self._full: set[str] = set()  # accounts refused a slot in this tick's dispatch
+        self.window = BatchWindow(clock, wake)  # how long a short batch waits for more jobs
         self._rotation = 0
 
     # the fast paths
@@ -77,18 +85,22 @@ class Dispatcher:
         ):
             return self.backlog.queued_in_store(job)
         spec = cached[1]
-        if spec.batch is not None and self._batch_full.get(job.version_id):
+        if spec.batch is not None and self.window.full.get(job.version_id):
             return self.backlog.queued_in_store(job)  # busy: let the window gather a batch
         worker = self.fleet.free_worker(job.version_id, whole=spec.batch is not None)
         if worker is None:
             return self.backlog.queued_in_store(job)
+        slots = await self.slots.take(job.account, self.cap)
+        if not slots:
+            return self.backlog.queued_in_store(job)
         claimed = await self.store.claim_job(job.id, worker.id, self.clock.time())
         if claimed is None or not await self._still_free(worker, [claimed], spec.batch is not None):
+            self.slots.give_back(job.account, slots)
             return self.backlog.queued_in_store(job)
         if spec.batch is not None:
-            await self.assign_batch(worker, [claimed], spec.batch.max_size)
+            await self.assign_batch(worker, [claimed], spec.batch.max_size, slots)
         else:
-            await self.assign(worker, claimed)
+            await self.assign(worker, claimed, slots[0])
         return True
 
     async def pump(self, vid: int) -> None:
@@ -104,17 +116,26 @@ class Dispatcher:
             if room <= 0 or worker is None:
                 return
             if spec.batch is None:
+                slots = await self.slots.take(version.account, self.cap)
+                if not slots or not queue or not worker.free_slots:
+                    self.slots.give_back(version.account, slots)
+                    return
                 job = queue.popleft()
                 self.book.start(job, worker.id)
-                await self.assign(worker, job)
+                await self.assign(worker, job, slots[0])
                 continue
             size = min(spec.batch.max_size, room)
-            if self._held(vid, spec, len(queue), size):
+            if self.window.held(vid, spec, len(queue), size):
                 return
-            jobs = [queue.popleft() for _ in range(min(size, len(queue)))]
+            slots = await self.slots.take(version.account, self.cap, min(size, len(queue)))
+            if not slots or not queue or worker.state is not WorkerState.IDLE:
+                self.slots.give_back(version.account, slots)
+                return
+            jobs = [queue.popleft() for _ in range(min(len(slots), len(queue)))]
+            self.slots.give_back(version.account, slots[len(jobs) :])
             for job in jobs:
                 self.book.start(job, worker.id)
-            await self.assign_batch(worker, jobs, spec.batch.max_size)
+            await self.assign_batch(worker, jobs, spec.batch.max_size, slots)
 
     async def on_done(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
         """A worker finished a job: record its end and cost, free the slot, fill it."""
@@ -124,7 +145,7 @@ class Dispatcher:
         frame = self.streams.storable_done(frame)
         worker.served = True
         job = inflight.job
-        self.running[job.account] -= 1
+        self.ended(inflight)
         now = self.clock.time()
         # a job in a batch pays its share of the batch's time: the batch the gateway sent, not
         # the worker's `share`, which tenant code could inflate to cut its bill
@@ -173,11 +194,12 @@ class Dispatcher:
         # account's job queued meanwhile waited for the next tick to be placed at all. A slot
         # freed meanwhile wakes the next tick (`on_done`), which scales before it dispatches.
         slots = self._free_at_start(queued)
+        self._full.clear()
         progress = True
         while progress:
             progress = False
             for account, vids in order:
-                if self.running[account] >= self.cap:
+                if self.running[account] >= self.cap or account in self._full:
                     continue
                 for turn, vid in enumerate(vids):
                     if slots[vid] <= 0:
@@ -222,15 +244,27 @@ class Dispatcher:
         worker = self.fleet.free_worker(vid)
         if worker is None:
             return 0
+        slots = await self._take(version.account, 1)
+        if not slots:
+            return 0
         job = await self.store.claim(vid, worker.id, self.clock.time())
         if job is None:
+            self.slots.give_back(version.account, slots)
             queued[vid] = 0
             return 0
         if not await self._still_free(worker, [job], whole=False):
+            self.slots.give_back(version.account, slots)
             return 0
         queued[vid] -= 1
-        await self.assign(worker, job)
+        await self.assign(worker, job, slots[0])
         return 1
+
+    async def _take(self, account: str, count: int) -> list[str]:
+        """Account slots for a claim; none, and the account waits for the next tick."""
+        slots = await self.slots.take(account, self.cap, count)
+        if not slots:
+            self._full.add(account)
+        return slots
 
     async def _dispatch_batch(
         self, vid: int, account: str, spec: DeploymentSpec, queued: int
@@ -241,52 +275,46 @@ class Dispatcher:
         if worker is None:
             return 0
         size = min(spec.batch.max_size, self.cap - self.running[account])
-        if self._held(vid, spec, queued, size):
+        if size <= 0 or self.window.held(vid, spec, queued, size):
             return 0
-        jobs = await self.store.claim_many(vid, worker.id, self.clock.time(), size)
+        slots = await self._take(account, min(size, max(1, queued)))
+        if not slots:
+            return 0
+        jobs = await self.store.claim_many(vid, worker.id, self.clock.time(), len(slots))
+        self.slots.give_back(account, slots[len(jobs) :])
         if not jobs or not await self._still_free(worker, jobs, whole=True):
+            self.slots.give_back(account, slots[: len(jobs)])
             return 0
-        await self.assign_batch(worker, jobs, spec.batch.max_size)
+        await self.assign_batch(worker, jobs, spec.batch.max_size, slots)
         return len(jobs)
 
-    def _held(self, vid: int, spec: DeploymentSpec, queued: int, size: int) -> bool:
-        """Whether a short batch waits for more jobs: only when the last batch was full (a busy
-        endpoint), for at most `max_wait_ms`; a lone job on a quiet endpoint goes at once."""
-        assert spec.batch is not None
-        now = self.clock.monotonic()
-        if queued < size and self._batch_full.get(vid) and spec.batch.max_wait_ms > 0:
-            until = self._batch_hold.get(vid)
-            if until is None:
-                until = self._batch_hold[vid] = now + spec.batch.max_wait_ms / 1000
-                self.clock.call_later(until - now, self._wake)
-            if now < until:
-                return True
-        self._batch_hold.pop(vid, None)
-        return False
-
     # handing over
-    async def assign(self, worker: ManagedWorker, job: Job) -> None:
-        """Send one running job to `worker`."""
-        await self._track(worker, job)
+    async def assign(self, worker: ManagedWorker, job: Job, slot: str = "") -> None:
+        """Send one running job to `worker` (holding account slot `slot`)."""
+        await self._track(worker, job, slot=slot)
         try:
             await self.fleet.send(worker, {"t": "job", "id": job.id, "input": job.input})
         except Exception as exc:  # the input cannot be encoded: that job fails, nothing else
             await self._unsendable(worker, [job], exc)
 
-    async def assign_batch(self, worker: ManagedWorker, jobs: list[Job], max_size: int) -> None:
-        """Send running jobs to `worker` as one batch (and remember whether it was full)."""
-        self._batch_full[worker.version.id] = len(jobs) >= max_size
-        for job in jobs:
-            await self._track(worker, job, share=len(jobs))
+    async def assign_batch(
+        self, worker: ManagedWorker, jobs: list[Job], max_size: int, slots: list[str] | None = None
+    ) -> None:
+        """Send running jobs to `worker` as one batch (and remember whether it was full);
+        `slots[i]` is the account slot of `jobs[i]`."""
+        self.window.sent(worker.version.id, len(jobs), max_size)
+        for i, job in enumerate(jobs):
+            slot = slots[i] if slots is not None and i < len(slots) else ""
+            await self._track(worker, job, share=len(jobs), slot=slot)
         frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
         try:
             await self.fleet.send(worker, frame)
         except Exception as exc:  # an input cannot be encoded: the batch fails, nothing else
             await self._unsendable(worker, jobs, exc)
 
-    async def _track(self, worker: ManagedWorker, job: Job, share: int = 1) -> None:
+    async def _track(self, worker: ManagedWorker, job: Job, share: int = 1, slot: str = "") -> None:
         """Record a claimed job as running on `worker` (and whether it waited for its start)."""
-        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s, share)
+        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s, share, slot)
         self.fleet.frames.assigned(worker.id, job.id)
         self.running[job.account] += 1
         if worker.state is WorkerState.IDLE:
@@ -331,9 +359,10 @@ class Dispatcher:
             hint="send plain JSON, nested less than 254 levels deep",
         )
         for job in jobs:
-            if worker.jobs.pop(job.id, None) is None:
+            inflight = worker.jobs.pop(job.id, None)
+            if inflight is None:
                 continue
-            self.running[job.account] -= 1
+            self.ended(inflight)
             final = await self.book.end_safely(
                 job, JobStatus.FAILED, self.clock.time(), error=error
             )
@@ -342,13 +371,21 @@ class Dispatcher:
         self.fleet.mark_idle_if_free(worker)
         self._wake()
 
+    def ended(self, inflight: InFlight) -> None:
+        """A job left its worker (done, failed, timed out, cancelled, lost): its account runs
+        one job fewer, here and across gateways."""
+        account = inflight.job.account
+        self.running[account] -= 1
+        if inflight.slot:
+            self.slots.give_back(account, [inflight.slot])
+
     def release(self, job_id: str, kill_reason: str) -> None:
         """Forget a running job the gateway ended; replace its worker if it ran nothing else."""
         for worker in self.fleet.workers.values():
             inflight = worker.jobs.pop(job_id, None)
             if inflight is None:
                 continue
-            self.running[inflight.job.account] -= 1
+            self.ended(inflight)
             if worker.spec.concurrency == 1 and worker.handle is not None:
                 worker.state = WorkerState.DRAINING
                 worker.stop_reason = kill_reason

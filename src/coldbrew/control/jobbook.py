@@ -78,6 +78,7 @@ class JobBook:
         self.writeback: list[Job] = []  # final in-memory jobs, written with the next flush
         self._waiters: dict[str, list[asyncio.Future[Job]]] = {}
         self._listeners: list[FinalListener] = []
+        self._waking: set[asyncio.Future[None]] = set()  # `wake`'s reads
 
     # waiting and announcing
     def watch(self, job_id: str) -> asyncio.Future[Job]:
@@ -104,6 +105,25 @@ class JobBook:
                 future.set_result(job)
         for listener in self._listeners:
             listener(job)
+
+    def wake(self, job_id: str) -> None:
+        """A stored job was made final somewhere (maybe another gateway): read it back for
+        whoever waits for it here. Listeners are not told: the gateway that ended it told its
+        own (webhooks, metrics), once."""
+        if job_id in self._waiters:
+            task = asyncio.ensure_future(self._wake(job_id))
+            self._waking.add(task)
+            task.add_done_callback(self._waking.discard)
+
+    async def _wake(self, job_id: str) -> None:
+        try:
+            job = await self.store.get_job(job_id)
+        except StorageUnavailable:
+            return  # the waiter's own bound ends its wait
+        if job is not None and job.status.final:
+            for future in self._waiters.pop(job_id, ()):
+                if not future.done():
+                    future.set_result(job)
 
     # the sync lane
     def take_sync(self, job: Job) -> asyncio.Future[Job]:

@@ -79,7 +79,7 @@ class Recovery:
             except Exception:
                 log.exception("could not fail the queued jobs of %s", worker.version.endpoint)
         for inflight in reversed(list(worker.jobs.values())):  # retries keep their order
-            self.dispatcher.running[inflight.job.account] -= 1
+            self.dispatcher.ended(inflight)
             await self.lose_safely(inflight.job, reason)
         worker.jobs.clear()
         self._wake()

@@ -32,6 +32,7 @@ class InFlight:
     job: Job
     deadline: float
     share: int = 1
+    slot: str = ""  # its account slot (`AccountSlots`), given back when it leaves the worker
 
 
 @dataclass

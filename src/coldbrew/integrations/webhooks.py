@@ -4,17 +4,25 @@ Signatures follow the Standard Webhooks scheme (as Replicate's do): headers `web
 `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`,
 keyed with the account's secret (`whsec_<base64>`, from `GET /v1/account`). Receivers can check
 it with `coldbrew.verify_webhook`.
+
+A job's webhook is an outbox row: the job, final, with `webhook_state = pending`. The gateway that
+ends the job claims it at once and delivers it; every gateway also looks for due ones every
+`webhook_poll_s`. A claim lasts `webhook_claim_s` past each attempt's retry time and is renewed by
+its holder, so if that gateway dies the next one claims the webhook when the claim lapses and
+carries on from the attempts recorded. Delivery is at least once: receivers dedupe on
+`webhook-id`, which stays the same across attempts and gateways.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import logging
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import httpx
@@ -70,33 +78,91 @@ class WebhookStore(History, Catalog, Protocol):
     """What the sender needs: the delivery log (history) and each account's secret (catalog)."""
 
 
+#: A job's webhook body in another format than RunPod's status (Replicate's prediction), by
+#: name; a gateway's edge registers it (`WebhookSender.formats`).
+Format = Callable[[Job, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+_CLAIM_BATCH = 100  # pending webhooks claimed per look
+
+
 class WebhookSender:
     """Delivers each final job's status to its webhook, retrying with exponential backoff."""
 
-    def __init__(self, store: WebhookStore, clock: Clock, settings: Settings) -> None:
+    def __init__(
+        self, store: WebhookStore, clock: Clock, settings: Settings, owner: str = "local"
+    ) -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
+        self.owner = owner  # this gateway's name on its claims
         self._client = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
         self.egress = EgressPolicy.from_settings(settings)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._active: set[str] = set()  # jobs whose webhook this gateway is delivering
+        self._poller: asyncio.Task[None] | None = None
+        self.formats: dict[str, Format] = {}
+        #: per job, what its delivery waits for first (this gateway's earlier events of it)
+        self.gates: dict[str, asyncio.Future[None]] = {}
 
     def submit(self, job: Job) -> None:
         """Start delivering `job` if it has a webhook (called for every final job)."""
-        if job.webhook_url:
-            task = asyncio.create_task(self._deliver(job, first_attempt=1))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        if job.webhook_url and job.durable and job.id not in self._active:
+            self._start(job.id, None)
+
+    def _start(self, job_id: str, claimed: Job | None) -> None:
+        self._active.add(job_id)
+        task = asyncio.create_task(self._run(job_id, claimed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, job_id: str, claimed: Job | None) -> None:
+        try:
+            if claimed is None:
+                claimed = await self._claim(job_id, self.settings.webhook_timeout_s)
+            if claimed is not None:
+                await self._deliver(claimed)
+        except Exception:
+            log.exception("webhook of job %s: delivery stopped; a gateway retries it", job_id)
+        finally:
+            self._active.discard(job_id)
+
+    async def _claim(self, job_id: str, for_s: float) -> Job | None:
+        """Hold the job's webhook for `for_s` and then `webhook_claim_s`; None when another
+        gateway holds it (or it is no longer pending)."""
+        now = self.clock.time()
+        until = now + for_s + self.settings.webhook_claim_s
+        found = await self.store.claim_webhooks(self.owner, now, until, 1, job_id=job_id)
+        return found[0] if found else None
 
     async def resume(self) -> None:
-        """After a restart: deliver every webhook that was still pending."""
-        for job in await self.store.pending_webhooks():
-            done = len(await self.store.deliveries(job.id))
-            task = asyncio.create_task(self._deliver(job, first_attempt=done + 1))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        """Start looking for webhooks due to this gateway: pending ones left by a restart, or by
+        a gateway that died (its claims lapsed); the first look is now."""
+        await self.poll()
+        self._poller = asyncio.create_task(self._poll_forever())
+
+    async def poll(self) -> int:
+        """Claim the pending webhooks nobody holds and deliver them; how many were claimed."""
+        now = self.clock.time()
+        until = now + self.settings.webhook_timeout_s + self.settings.webhook_claim_s
+        jobs = await self.store.claim_webhooks(self.owner, now, until, _CLAIM_BATCH)
+        for job in jobs:
+            if job.id not in self._active:
+                self._start(job.id, job)
+        return len(jobs)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await self.clock.sleep(self.settings.webhook_poll_s)
+            try:
+                await self.poll()
+            except Exception as exc:  # the storage is down: the next look tries again
+                log.warning("could not look for pending webhooks: %s", exc)
 
     async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -159,10 +225,24 @@ class WebhookSender:
             return response.status_code, f"receiver answered HTTP {response.status_code}"
         return response.status_code, None
 
-    async def _deliver(self, job: Job, first_attempt: int) -> None:
+    async def _body(self, job: Job) -> bytes:
+        """RunPod's status of the job, or the body of the format its hook asked for."""
+        hook = await self.store.webhook_hook(job.id)
+        form = self.formats.get(str(hook.get("format"))) if hook else None
+        gate = self.gates.pop(job.id, None)
+        if gate is not None:  # this gateway's earlier events of the job go first
+            with contextlib.suppress(Exception):
+                await gate
+        payload = status_json(job) if form is None or hook is None else await form(job, hook)
+        return orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+
+    async def _deliver(self, job: Job) -> None:
+        """Attempt the claimed webhook from the first attempt not yet recorded; before each
+        retry the claim is renewed past its wait, and lost claims stop this gateway's attempts."""
         account = await self.store.get_account(job.account)
         assert account is not None and job.webhook_url is not None
-        body = orjson.dumps(status_json(job), option=orjson.OPT_SERIALIZE_NUMPY)
+        first_attempt = len(await self.store.deliveries(job.id)) + 1
+        body = await self._body(job)
         # one id per run of the job: a retried job's result is a new message to receivers
         msg_id = f"msg_{job.id}_{int((job.finished_at or 0) * 1000)}"
         attempts = self.settings.webhook_max_attempts
@@ -172,8 +252,11 @@ class WebhookSender:
             )
             return
         for attempt in range(first_attempt, attempts + 1):
-            if attempt > 1:
-                await self.clock.sleep(self.settings.webhook_backoff_s * 2 ** (attempt - 2))
+            if attempt > first_attempt:
+                wait_s = self.settings.webhook_backoff_s * 2 ** (attempt - 2)
+                if await self._claim(job.id, wait_s + self.settings.webhook_timeout_s) is None:
+                    return  # another gateway holds it now
+                await self.clock.sleep(wait_s)
             code, error = await self._post(job.webhook_url, account.webhook_secret, msg_id, body)
             ok = error is None
             refused = error is not None and error.startswith(REFUSED)  # retrying cannot help

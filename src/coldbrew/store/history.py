@@ -58,6 +58,25 @@ class History(Protocol):
     async def pending_webhooks(self) -> list[Job]:
         """Final jobs whose webhook is still to be delivered."""
 
+    @abstractmethod
+    async def claim_webhooks(
+        self, owner: str, now: float, until: float, limit: int, job_id: str | None = None
+    ) -> list[Job]:
+        """Claim pending webhooks for `owner` until `until`: those nobody holds or whose claim
+        lapsed (before `now`), and those `owner` already holds (a renewal), oldest final first,
+        at most `limit`; with `job_id`, only that job. Two gateways never hold one at once
+        (PostgreSQL: `FOR UPDATE SKIP LOCKED`; SQLite: one conditional update), so the gateway
+        that owed a retry can die and another delivers it once the claim lapses."""
+
+    @abstractmethod
+    async def save_webhook_hook(self, job_id: str, hook: dict[str, Any]) -> None:
+        """Keep how the job's webhook is to be sent (a body format and its settings: Replicate's
+        prediction hooks) with the job, so whichever gateway delivers it sends the same."""
+
+    @abstractmethod
+    async def webhook_hook(self, job_id: str) -> dict[str, Any] | None:
+        """What `save_webhook_hook` kept for the job, or None (RunPod's status body)."""
+
     # traffic, for prewarming
     @abstractmethod
     async def record_arrivals(self, counts: list[tuple[int, int, int, int]]) -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from coldbrew.store.history import History
 from coldbrew.store.models import Job, JobStatus, JobTiming, WebhookState
-from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, ddl
+from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, add_columns, ddl
 from coldbrew.store.sqlite_job_rows import JOB_COLUMNS
 from coldbrew.store.sqlite_job_rows import job as _job
 
@@ -35,7 +37,32 @@ PART = Part(
                 ),
             ),
         ),
+        Migration(
+            "webhook deliveries as an outbox: a gateway claims a pending webhook for a while "
+            "(claimed_by, claimed_until), so another delivers it if that gateway dies",
+            (
+                add_columns(
+                    "jobs", {"webhook_claimed_by": "TEXT", "webhook_claimed_until": "REAL"}
+                ),
+                ddl(
+                    "CREATE INDEX IF NOT EXISTS jobs_webhooks_pending ON jobs(finished_at) "
+                    "WHERE webhook_state = 'pending'",
+                    "CREATE TABLE IF NOT EXISTS webhook_hooks (job_id TEXT PRIMARY KEY, "
+                    "hook BLOB NOT NULL)",
+                    # a job's hook goes with it (expiry, purge), whoever deletes it
+                    "CREATE TRIGGER IF NOT EXISTS webhook_hooks_gone AFTER DELETE ON jobs "
+                    "BEGIN DELETE FROM webhook_hooks WHERE job_id = old.id; END",
+                ),
+            ),
+        ),
     ),
+)
+
+_CLAIM = (
+    "UPDATE jobs SET webhook_claimed_by=?, webhook_claimed_until=? WHERE id IN ("
+    "SELECT id FROM jobs WHERE webhook_state='pending' AND (webhook_claimed_until IS NULL "
+    "OR webhook_claimed_until < ? OR webhook_claimed_by = ?){only} ORDER BY finished_at, id LIMIT ?"
+    f") RETURNING {JOB_COLUMNS}"
 )
 
 
@@ -97,9 +124,11 @@ class SQLiteHistory(SQLiteDatabase, History):
                 "(job_id, attempt, at, status_code, error) VALUES (?, ?, ?, ?, ?)",
                 (job_id, attempt, at, status_code, error),
             )
-            if state is not None:
+            if state is not None:  # delivered or given up: nobody holds it any more
                 self._db.execute(
-                    "UPDATE jobs SET webhook_state=? WHERE id=?", (state.value, job_id)
+                    "UPDATE jobs SET webhook_state=?, webhook_claimed_by=NULL, "
+                    "webhook_claimed_until=NULL WHERE id=?",
+                    (state.value, job_id),
                 )
 
     async def deliveries(self, job_id: str) -> list[dict[str, Any]]:
@@ -113,6 +142,27 @@ class SQLiteHistory(SQLiteDatabase, History):
     async def pending_webhooks(self) -> list[Job]:
         rows = self._all(f"SELECT {JOB_COLUMNS} FROM jobs WHERE webhook_state='pending'")
         return [_job(r) for r in rows]
+
+    async def claim_webhooks(
+        self, owner: str, now: float, until: float, limit: int, job_id: str | None = None
+    ) -> list[Job]:
+        params: list[Any] = [owner, until, now, owner]
+        only = ""
+        if job_id is not None:
+            only, params = " AND id = ?", [*params, job_id]
+        with self._transaction():
+            rows = self._all(_CLAIM.format(only=only), [*params, limit])
+        return sorted((_job(r) for r in rows), key=lambda j: (j.finished_at or 0.0, j.id))
+
+    async def save_webhook_hook(self, job_id: str, hook: dict[str, Any]) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO webhook_hooks (job_id, hook) VALUES (?, ?)",
+            (job_id, orjson.dumps(hook)),
+        )
+
+    async def webhook_hook(self, job_id: str) -> dict[str, Any] | None:
+        row = self._one("SELECT hook FROM webhook_hooks WHERE job_id=?", [job_id])
+        return None if row is None else dict(orjson.loads(row[0]))
 
     # traffic
     async def record_arrivals(self, counts: list[tuple[int, int, int, int]]) -> None:

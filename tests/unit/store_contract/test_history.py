@@ -85,3 +85,43 @@ def test_job_timings_are_final_jobs_since_a_time_per_account_and_endpoint(
     assert store.job_timings(201.5, "acme") == []  # finished at 201
     assert store.job_timings(0.0, "acme", endpoint_id=theirs.endpoint_id) == []
     assert len(store.job_timings(0.0, "acme", endpoint_id=version.endpoint_id)) == 1
+
+
+def test_pending_webhooks_are_claimed_by_one_gateway_until_the_claim_lapses(
+    store: Any, version: Version
+) -> None:
+    """The outbox: a gateway's claim keeps the others off until it lapses; its holder renews
+    it; a delivered webhook is nobody's."""
+    finished_job(store, version, "j1", JobStatus.COMPLETED, webhook_url="https://example.test/h")
+    finished_job(store, version, "j2", JobStatus.FAILED, webhook_url="https://example.test/h")
+    finished_job(store, version, "plain", JobStatus.COMPLETED)  # no webhook: never claimed
+
+    mine = store.claim_webhooks("gw-a", 300.0, 330.0, 10)
+    assert [j.id for j in mine] == ["j1", "j2"]
+    assert mine[0].webhook_url == "https://example.test/h"
+    assert store.claim_webhooks("gw-b", 310.0, 340.0, 10) == []  # held by gw-a
+    assert store.claim_webhooks("gw-b", 310.0, 340.0, 10, job_id="j1") == []
+    renewed = store.claim_webhooks("gw-a", 320.0, 360.0, 10, job_id="j1")  # its holder renews
+    assert [j.id for j in renewed] == ["j1"]
+
+    taken = store.claim_webhooks("gw-b", 345.0, 375.0, 10)  # j2's claim lapsed at 330
+    assert [j.id for j in taken] == ["j2"]
+    assert store.claim_webhooks("gw-a", 346.0, 380.0, 10, job_id="j2") == []  # gw-b's now
+
+    store.record_delivery("j1", 1, 350.0, 204, None, WebhookState.DELIVERED)
+    assert store.claim_webhooks("gw-c", 1000.0, 1030.0, 10, job_id="j1") == []
+    assert [j.id for j in store.claim_webhooks("gw-c", 1000.0, 1030.0, 10)] == ["j2"]
+
+
+def test_a_claim_takes_at_most_the_limit_oldest_first(store: Any, version: Version) -> None:
+    for n in range(3):
+        finished_job(store, version, f"j{n}", JobStatus.COMPLETED, webhook_url="https://h.test/")
+    assert [j.id for j in store.claim_webhooks("gw-a", 300.0, 330.0, 2)] == ["j0", "j1"]
+    assert [j.id for j in store.claim_webhooks("gw-b", 300.0, 330.0, 2)] == ["j2"]
+
+
+def test_a_webhook_hook_is_kept_with_its_job(store: Any, version: Version) -> None:
+    new_job(store, version, "j1", webhook_url="https://example.test/h")
+    assert store.webhook_hook("j1") is None
+    store.save_webhook_hook("j1", {"format": "replicate", "base": "http://gw:8000"})
+    assert store.webhook_hook("j1") == {"format": "replicate", "base": "http://gw:8000"}
