@@ -202,7 +202,7 @@ class Dispatcher:
                 if self.running[account] >= self.cap or account in self._full:
                     continue
                 for turn, vid in enumerate(vids):
-                    if slots[vid] <= 0:
+                    if slots[vid] <= 0 or account in self._full:
                         continue
                     if queued[vid] > 0 and await self._dispatch_one(vid, queued):
                         slots[vid] -= 1
