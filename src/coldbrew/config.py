@@ -88,6 +88,11 @@ class Settings(BaseSettings):
     cache_url: str | None = Field(
         default=None, description="redis://… for a shared result cache (default: redis_url)"
     )
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:5432/db to keep jobs, accounts and usage in "
+        "PostgreSQL, shared by several gateways (needs coldbrew[cluster]); unset: SQLite in home",
+    )
     cache_max_mb: int = Field(default=256, ge=0, description="result cache size in this process")
     fast_start: bool = Field(default=True, description="fork workers from per-version templates")
     fork_ready_timeout_s: float = Field(default=10.0, gt=0)
@@ -178,6 +183,17 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         """Relative homes are taken from the directory coldbrew started in, once."""
         return value.expanduser().resolve()
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            scheme = value.split("://", 1)[0] if "://" in value else value[:20]
+            raise ValueError(
+                f"database_url must be a PostgreSQL URL, not {scheme!r}: give "
+                "postgresql://USER[:PASSWORD]@HOST:5432/DATABASE, or leave it unset for SQLite"
+            )
+        return value
 
     @field_validator("hardware_slots")
     @classmethod

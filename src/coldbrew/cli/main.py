@@ -64,6 +64,12 @@ def main() -> None:
     "to start without every layer; off: none, with a warning)",
 )
 @click.option(
+    "--database-url",
+    default=None,
+    help="postgresql://USER@HOST:5432/DB: keep jobs in PostgreSQL, shared by several gateways "
+    "(default: SQLite in the home; env COLDBREW_DATABASE_URL)",
+)
+@click.option(
     "--redis-url",
     default=None,
     help="redis://… that several gateways share: account caps, budget stops, wake-ups and the "
@@ -84,6 +90,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     sandbox: str | None,
+    database_url: str | None,
     redis_url: str | None,
     shared_dir: Path | None,
 ) -> None:
@@ -100,6 +107,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             sandbox=sandbox,
+            database_url=database_url,
             redis_url=redis_url,
             shared_dir=shared_dir,
         )
