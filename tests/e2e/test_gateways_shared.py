@@ -27,7 +27,7 @@ from tests.conftest import FIXTURES
 from tests.e2e.conftest import Server, free_port
 from tests.helpers import status_is, wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 PG = ("-h", "127.0.0.1", "-U", "postgres")
 CAP = 4
 
@@ -144,9 +144,15 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
 ) -> None:
     one, two = gateways
     key = one.key  # the first gateway made the account; keys live in the shared database
-    clients = [_client(one, key), _client(two, key)]
+    with _client(one, key) as first, _client(two, key) as second:
+        _share_the_cap_and_stops([first, second])
+        _survive_the_owners_death(gateways, {one.port: first, two.port: second}, receiver, database)
 
-    # the account cap of 4 holds across both gateways: 16 jobs, 8 workers could take them
+
+def _share_the_cap_and_stops(clients: list[httpx.Client]) -> None:
+    """The account cap of 4 holds across both gateways (16 jobs; 8 workers could take them,
+    and do when each gateway counts only its own), and a hard stop set on one gateway answers
+    402 on both, long before a budget check."""
     ids = [
         clients[n % 2]
         .post("/v2/slow/run", json={"input": {"sleep_s": 1.5, "tag": str(n)}})
@@ -169,7 +175,6 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
     assert most <= CAP
     assert most >= 2  # they did overlap: the cap, not a queue of one, bounded them
 
-    # a hard stop set on one gateway answers 402 on both, long before a budget check
     clients[0].post(
         "/v1/budgets", json={"monthlyUsd": 0.000001, "hardStop": True}
     ).raise_for_status()
@@ -192,9 +197,21 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
         what="the raised budget on the other gateway",
     )
 
-    # a webhook retry survives kill -9 of the gateway that owed it
+
+def _survive_the_owners_death(
+    gateways: list[Server],
+    clients: dict[int, httpx.Client],
+    receiver: tuple[str, type[_Receiver]],
+    database: str,
+) -> None:
+    """A webhook retry survives kill -9 of the gateway that owed it."""
+    one, two = gateways
     url, handler = receiver
-    job = clients[0].post("/v2/slow/run", json={"input": {"sleep_s": 0.2}, "webhook": url}).json()
+    job = (
+        clients[one.port]
+        .post("/v2/slow/run", json={"input": {"sleep_s": 0.2}, "webhook": url})
+        .json()
+    )
     wait_until(
         lambda: len(handler.posts),
         lambda n: n >= 1,
@@ -219,7 +236,7 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
     assert len({msg_id for msg_id, _ in handler.posts}) == 1  # one message, three attempts
     assert handler.posts[-1][1]["id"] == job["id"]
     hook = wait_until(
-        lambda: _client(survivor, key).get(f"/v1/jobs/{job['id']}").json()["webhook"],
+        lambda: clients[survivor.port].get(f"/v1/jobs/{job['id']}").json()["webhook"],
         lambda found: found["state"] == "delivered",
         timeout_s=30,
         what="the webhook recorded as delivered",
