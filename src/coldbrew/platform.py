@@ -109,7 +109,9 @@ class Platform:
         secure_home(settings.home)
         store = await open_store(settings, _sealer(settings))
         try:
-            return cls.create(settings, clock, backend, store=store)
+            platform = cls.create(settings, clock, backend, store=store)
+            await platform.shared.ping()  # a Redis that does not answer fails here too
+            return platform
         except BaseException:
             await store.close()
             raise

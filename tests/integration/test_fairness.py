@@ -68,9 +68,9 @@ def record(scheduler: Scheduler) -> list[tuple[str, str, str]]:
     )
     dispatch_now = scheduler.dispatch_now
 
-    async def on_assign(worker: Any, job: Job) -> None:
+    async def on_assign(worker: Any, job: Job, slot: str = "") -> None:
         events.append(("assign", job.account, job.id))
-        await assign(worker, job)
+        await assign(worker, job, slot)
 
     def on_drain(worker: Any, reason: str) -> bool:
         events.append(("stop", worker.version.account, reason))

@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
+from pathlib import Path
 
 import pytest
 
 from coldbrew.clock import SystemClock
-from coldbrew.store.shared import Stop
+from coldbrew.config import Settings
+from coldbrew.errors import StorageUnavailable
+from coldbrew.store.shared import Stop, make_shared
 from coldbrew.store.shared.redis_shared import RedisLink, RedisSignals, RedisSlots, RedisStops
 
 pytestmark = pytest.mark.anyio
@@ -114,3 +117,11 @@ async def test_every_gateway_hears_a_job_made_final(prefix: str) -> None:
     assert heard == ["job-1"]
     await one.close()
     await two.close()
+
+
+async def test_a_gateway_whose_redis_does_not_answer_says_the_fix(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, redis_url="redis://127.0.0.1:1/0")
+    shared = make_shared(settings, SystemClock(), "gw-1")
+    with pytest.raises(StorageUnavailable) as caught:
+        await shared.ping()
+    assert "redis_url" in caught.value.message and "--redis-url" in (caught.value.hint or "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from coldbrew.clock import Clock
@@ -40,6 +41,10 @@ def new_gateway_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+async def _nothing() -> None:
+    return None
+
+
 @dataclass
 class Shared:
     """The shared state of one gateway: where its account slots, budget stops and wake-ups live."""
@@ -48,6 +53,7 @@ class Shared:
     slots: AccountSlots
     stops: StopBoard
     signals: FinalSignals
+    ping: Callable[[], Awaitable[None]] = _nothing  # raises when the shared store is down
 
     def announce_final(self, job: Job) -> None:
         """A final-state listener: a stored job ended here; wake its waiters on every gateway
@@ -78,4 +84,5 @@ def make_shared(settings: Settings, clock: Clock, gateway_id: str | None = None)
         RedisSlots(link, clock, gateway_id, settings.slot_lease_s),
         RedisStops(link, clock),
         RedisSignals(link, clock),
+        link.ping,
     )

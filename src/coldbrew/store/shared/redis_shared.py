@@ -22,6 +22,7 @@ import redis.asyncio
 from redis.exceptions import RedisError
 
 from coldbrew.clock import Clock
+from coldbrew.errors import StorageUnavailable
 from coldbrew.store.shared.stops import Stop
 
 log = logging.getLogger("coldbrew.shared")
@@ -65,6 +66,18 @@ class RedisLink:
         self.redis: redis.asyncio.Redis = redis.asyncio.Redis.from_url(url)
         self.prefix = prefix
         self._users = 0
+
+    async def ping(self) -> None:
+        """Raise `StorageUnavailable` saying the fix when Redis does not answer (at start-up:
+        a gateway that cannot share its caps and stops must not serve)."""
+        try:
+            await self.redis.ping()
+        except (RedisError, OSError) as exc:
+            raise StorageUnavailable(
+                f"Redis does not answer at redis_url: {exc}",
+                hint="start Redis, or fix --redis-url (COLDBREW_REDIS_URL); one gateway alone "
+                "needs none: leave it unset",
+            ) from None
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
