@@ -3,7 +3,9 @@ balancer: an account's cap holds across both, a budget stop found on one answers
 and a webhook retry survives `kill -9` of the gateway that owed it.
 
 Both gateways dispatch every endpoint here; with endpoint ownership (one owner per endpoint)
-the same assertions hold, since the cap, the stops and the outbox are shared either way.
+the same assertions hold, since the cap, the stops and the outbox are shared either way: the
+cap is tested on two endpoints of one account, sent through both gateways, so it needs the
+shared slots whether one gateway runs both endpoints' workers or each gateway runs one.
 """
 
 from __future__ import annotations
@@ -150,23 +152,24 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
 
 
 def _share_the_cap_and_stops(clients: list[httpx.Client]) -> None:
-    """The account cap of 4 holds across both gateways (16 jobs; 8 workers could take them,
-    and do when each gateway counts only its own), and a hard stop set on one gateway answers
-    402 on both, long before a budget check."""
-    ids = [
-        clients[n % 2]
-        .post("/v2/slow/run", json={"input": {"sleep_s": 1.5, "tag": str(n)}})
-        .json()["id"]
+    """The account cap of 4 holds across both gateways (16 jobs on two endpoints of 4 workers
+    each: 8 could run at once, and do when each gateway counts only its own), and a hard stop
+    set on one gateway answers 402 on both, long before a budget check."""
+    jobs = [  # each endpoint through each gateway: one owner per endpoint or not, the same
+        (endpoint, clients[n % 2].post(f"/v2/{endpoint}/run", json={"input": {"sleep_s": 1.5}}))
         for n in range(16)
+        for endpoint in [("slow", "slow2")[n // 2 % 2]]
     ]
     done = [
         wait_until(
-            lambda job_id=job_id: clients[1].get(f"/v2/slow/status/{job_id}").json(),
+            lambda e=endpoint, r=response: (
+                clients[1].get(f"/v2/{e}/status/{r.json()['id']}").json()
+            ),
             status_is("COMPLETED"),
             timeout_s=180,
-            what=f"job {job_id}",
+            what=f"job {response.json()}",
         )
-        for job_id in ids
+        for endpoint, response in jobs
     ]
     outputs = [d["output"] for d in done]
     most = _most_at_once(outputs)
