@@ -16,6 +16,7 @@ from coldbrew.store.state import Namespace, StateStore
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 QUOTA = 2000
+VALUE_MAX = 1600
 ACME = Namespace("acme", "chat")
 
 
@@ -46,10 +47,9 @@ def state(request: pytest.FixtureRequest) -> Iterator[Sync]:
     loop = asyncio.new_event_loop()
     store: StateStore
     if request.param == "sqlite":
-        store = SQLiteState(":memory:", QUOTA)
+        store = SQLiteState(":memory:", QUOTA, VALUE_MAX)
     else:
         _redis_or_skip()
-        from coldbrew.store.redis_state import RedisState
 
         prefix = f"cbtest:{uuid.uuid4().hex}:"
         store = loop.run_until_complete(_make_redis(prefix))
@@ -63,7 +63,7 @@ def state(request: pytest.FixtureRequest) -> Iterator[Sync]:
 async def _make_redis(prefix: str) -> StateStore:
     from coldbrew.store.redis_state import RedisState
 
-    return RedisState(REDIS_URL, QUOTA, prefix=prefix)
+    return RedisState(REDIS_URL, QUOTA, VALUE_MAX, prefix=prefix)
 
 
 async def _drop_prefix(prefix: str) -> None:
@@ -144,6 +144,16 @@ def test_quota_refuses_and_frees(state: Sync) -> None:
     state.set(ACME, "after", "v" * 150, 10.0)  # the expired entry's bytes no longer count
 
 
+def test_a_value_past_the_limit_changes_nothing(state: Sync) -> None:
+    state.append(ACME, "h", ["x" * 700], 1.0)
+    state.append(ACME, "h", ["y" * 700], 1.0)
+    with pytest.raises(PayloadTooLarge, match="more than 1600"):
+        state.append(ACME, "h", ["z" * 700], 1.0)
+    kept = state.get(ACME, "h", 1.0)
+    assert (len(kept.value), kept.version) == (2, 2)
+    assert state.append(ACME, "h", ["z" * 700], 1.0, max_items=2).value[-1] == "z" * 700
+
+
 def test_entries_list_in_key_order_with_prefix_and_paging(state: Sync) -> None:
     for key in ["session:b", "session:a", "other", "session:c"]:
         state.set(ACME, key, key, 1.0)
@@ -153,7 +163,8 @@ def test_entries_list_in_key_order_with_prefix_and_paging(state: Sync) -> None:
     assert [e.key for e in rest] == ["session:c"]
     assert state.clear(ACME, 1.0) == 4
     assert state.entries(ACME, 1.0) == []
-    state.set(ACME, "k", "x" * 1900, 2.0)  # clearing gave the quota back
+    state.set(ACME, "k", "x" * 1500, 2.0)
+    state.set(ACME, "j", "x" * 400, 2.0)  # clearing gave the quota back
 
 
 def test_concurrent_appends_all_land(state: Sync) -> None:

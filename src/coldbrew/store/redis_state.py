@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from coldbrew.errors import Conflict, PayloadTooLarge
-from coldbrew.store.state import Entry, Namespace, StateStore
+from coldbrew.store.state import Entry, Namespace, StateStore, check_size
 
 _SWEEP = """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1] .. 'exp', '-inf', ARGV[1])
@@ -40,12 +40,15 @@ Change = Callable[[Entry | None], Any]
 class RedisState(StateStore):
     """`StateStore` on Redis; `prefix` keeps tests (and deployments) apart."""
 
-    def __init__(self, url: str, quota_bytes: int, prefix: str = "coldbrew:state:") -> None:
+    def __init__(
+        self, url: str, quota_bytes: int, value_max_bytes: int, prefix: str = "coldbrew:state:"
+    ) -> None:
         import redis.asyncio as redis
 
-        self._redis = redis.from_url(url)
+        self._redis: Any = redis.from_url(url)  # replies are bytes (no decode_responses)
         self._watch_error: type[Exception] = redis.WatchError
         self.quota_bytes = quota_bytes
+        self.value_max_bytes = value_max_bytes
         self.prefix = prefix
         self._sweep = self._redis.register_script(_SWEEP)
         self._namespaces = prefix + "namespaces"
@@ -214,6 +217,7 @@ class RedisState(StateStore):
         old_size = int(await pipe.hget(base + "sizes", key) or 0)
         used = int(await pipe.get(base + "bytes") or 0)
         text = orjson.dumps(change(current))
+        check_size(key, len(text), self.value_max_bytes)
         if used - old_size + len(text) > self.quota_bytes:
             raise PayloadTooLarge(
                 f"endpoint would hold {used - old_size + len(text)} bytes of state, more than "

@@ -17,7 +17,7 @@ import orjson
 from coldbrew.errors import Conflict, PayloadTooLarge
 from coldbrew.store.guard import on_store_thread
 from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, ddl
-from coldbrew.store.state import Entry, Namespace, StateStore
+from coldbrew.store.state import Entry, Namespace, StateStore, check_size
 
 PART = Part(
     "state",
@@ -61,9 +61,10 @@ def _entry(row: sqlite3.Row) -> Entry:
 class SQLiteState(SQLiteDatabase, StateStore):
     """`StateStore` on its own SQLite file (`:memory:` in unit tests)."""
 
-    def __init__(self, path: Path | str, quota_bytes: int) -> None:
+    def __init__(self, path: Path | str, quota_bytes: int, value_max_bytes: int) -> None:
         self._open_database(path, (PART,))
         self.quota_bytes = quota_bytes
+        self.value_max_bytes = value_max_bytes
 
     async def get(self, ns: Namespace, key: str, now: float) -> Entry | None:
         row = self._one(
@@ -195,6 +196,7 @@ class SQLiteState(SQLiteDatabase, StateStore):
         expires_at: float | None,
     ) -> Entry:
         text = orjson.dumps(value)
+        check_size(key, len(text), self.value_max_bytes)
         self._drop(ns, key)  # an expired row still counts until it is dropped
         used = self._usage(ns)
         if used + len(text) > self.quota_bytes:

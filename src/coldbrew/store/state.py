@@ -20,8 +20,20 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from coldbrew.errors import PayloadTooLarge
+
 #: Longest key, in characters.
 KEY_MAX_CHARS = 256
+
+
+def check_size(key: str, size: int, limit: int) -> None:
+    """Refuse a value of more than `limit` bytes of JSON (before anything is written)."""
+    if size > limit:
+        raise PayloadTooLarge(
+            f"state key {key!r} would hold {size} bytes, more than {limit}",
+            hint="keep large data elsewhere and store a reference, use append's max_items, "
+            "or raise COLDBREW_STATE_VALUE_MAX_KB",
+        )
 
 
 @dataclass(frozen=True)
