@@ -96,6 +96,12 @@ class Settings(BaseSettings):
     state_value_max_kb: int = Field(default=1024, ge=1, description="largest state value")
     fast_start: bool = Field(default=True, description="fork workers from per-version templates")
     fork_ready_timeout_s: float = Field(default=10.0, gt=0)
+    template_load_wait_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="a deploy, and a cold start, wait this long for a loading template, so "
+        "the first request forks instead of importing the model again (0: do not wait)",
+    )
     worker_stop_grace_s: float = Field(default=5.0, ge=0)
     tick_interval_s: float = Field(default=0.1, gt=0)
     sandbox: Literal["strict", "standard", "off"] = Field(

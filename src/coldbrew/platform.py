@@ -8,9 +8,11 @@ import hashlib
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from coldbrew.backends.base import Backend
+from coldbrew.backends.base import Backend, ColdPath
 from coldbrew.backends.envs import Environments
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.runpod import RunPodBackend
@@ -55,6 +57,13 @@ def new_sandbox(settings: Settings) -> Sandbox:
         open_files=settings.sandbox_open_files,
         gateway=(_loopback(settings.host), settings.port),
     )
+
+
+_READY_LINES = {
+    ColdPath.FORK: "ready: its template is loaded, cold starts fork",
+    ColdPath.LOADING: "its template is still loading; the first requests wait for it",
+    ColdPath.SPAWN: "cold starts spawn a new process (no template)",
+}
 
 
 def open_state(settings: Settings) -> StateStore:
@@ -132,6 +141,7 @@ class Platform:
                     clock,
                     settings.template_backoff_s,
                     settings.template_backoff_max_s,
+                    settings.template_load_wait_s,
                 )
                 if settings.fast_start
                 else spawn
@@ -238,6 +248,38 @@ class Platform:
         await self.store.close()
         if self.sandbox is not None:
             self.sandbox.close()
+
+    async def deploy(
+        self,
+        account: str,
+        sha: str,
+        directory: str | None,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        report: Callable[[str], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Deploy an uploaded artifact, then wait for the new versions' templates to load (up
+        to `template_load_wait_s`), so the first request after a deploy pays a fork, not an
+        import. Each result says how its next cold start will go (`coldStart`)."""
+        results = await self.deployer.deploy(
+            account, sha, directory, name=name, replace=replace, report=report
+        )
+        await self.scheduler.refresh_endpoints()
+        live = self.scheduler.fleet.current  # a version deployed behind a split may not be
+        ids = [r["versionId"] for r in results if r["versionId"] in live]
+        started = self.clock.monotonic()
+        paths = await self.scheduler.fleet.templates_ready(ids, self.settings.template_load_wait_s)
+        waited_s = self.clock.monotonic() - started
+        by_id = dict(zip(ids, paths, strict=True))
+        for r in results:
+            path = by_id.get(r.pop("versionId"))
+            if path is None:
+                continue
+            r["coldStart"] = path.value
+            if report is not None and r["created"]:  # an unchanged version's was ready before
+                report(f"{r['name']} v{r['version']}: {_READY_LINES[path]} ({waited_s:.1f} s)")
+        return results
 
     async def create_key(
         self, account: str, admin: bool, expires_at: float | None = None

@@ -104,10 +104,9 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             raise InvalidRequest("'replace' must be true or false")
         if NDJSON in request.headers.get("accept", ""):
             return deploy_stream(platform, principal.account, sha, directory, name, replace)
-        endpoints = await platform.deployer.deploy(
+        endpoints = await platform.deploy(
             principal.account, sha, directory, name=name, replace=replace
         )
-        await platform.scheduler.refresh_endpoints()
         return json_response({"endpoints": endpoints})
 
     @routes.get("/endpoints", summary="Your endpoints with versions, workers and queues")

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coldbrew.backends.base import Backend, WorkerLaunch
+from coldbrew.backends.base import Backend, ColdPath, WorkerLaunch
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control.frames import FrameGuard
@@ -100,6 +100,14 @@ class Fleet:
             version, spec = await self.version(vid)
             launches.append(self.launch_spec(version, spec, "template"))
         await self.backend.prepare(launches)
+
+    async def templates_ready(self, version_ids: list[int], timeout_s: float) -> list[ColdPath]:
+        """Wait up to `timeout_s` for the versions' templates; how each will cold start."""
+        launches = []
+        for vid in version_ids:
+            version, spec = await self.version(vid)
+            launches.append(self.launch_spec(version, spec, "template"))
+        return await self.backend.ready(launches, timeout_s)
 
     # reads
     def free_worker(self, version_id: int, whole: bool = False) -> ManagedWorker | None:
