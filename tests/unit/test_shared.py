@@ -152,6 +152,8 @@ def test_without_redis_everything_stays_in_the_process(tmp_path: Path) -> None:
     both = Settings(home=tmp_path, redis_url="redis://x:1/0", cache_url="redis://y:1/0")
     assert both.shared_cache_url == "redis://y:1/0"
     assert Settings(home=tmp_path).shared_cache_url is None
+    assert Settings(home=tmp_path, redis_url="redis://x:1/0").shared_state_url == "redis://x:1/0"
+    assert Settings(home=tmp_path).shared_state_url is None  # state.db in the home
 
 
 def test_shared_dir_holds_artifacts_and_files(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from coldbrew.api import (
     manage,
     replicate,
     runpod_worker,
+    state,
     versions,
 )
 from coldbrew.api.auth import KeyCache
@@ -118,6 +119,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(accounts.router(platform, keys))
     app.include_router(dashboard.router(platform, keys, jobs))
     app.include_router(versions.router(platform, keys, jobs))
+    app.include_router(state.router(platform, keys, jobs))
     replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))
