@@ -115,10 +115,11 @@ def gateways(tmp_path: Path, database: str, redis_prefix: str) -> Iterator[list[
         "COLDBREW_SANDBOX": "off",
     }
     servers = [Server(home=tmp_path / f"gw{n}", port=free_port()) for n in (1, 2)]
+    slots = ['{"cpu": 4}', '{"cpu": 4, "L4": 1}']  # only the second runs the `l4` endpoint
     try:
-        for srv in servers:  # one after the other: the second finds the first's deploy
-            srv.home.mkdir()
-            srv.start(FIXTURES / "shared_gateways", **env)
+        for srv, hardware in zip(servers, slots, strict=True):  # the second finds the first's
+            srv.home.mkdir()  # deploy in the database
+            srv.start(FIXTURES / "shared_gateways", COLDBREW_HARDWARE_SLOTS=hardware, **env)
         yield servers
     finally:
         for srv in servers:
@@ -147,8 +148,29 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
     one, two = gateways
     key = one.key  # the first gateway made the account; keys live in the shared database
     with _client(one, key) as first, _client(two, key) as second:
+        _wake_the_waiter_elsewhere(first)
         _share_the_cap_and_stops([first, second])
         _survive_the_owners_death(gateways, {one.port: first, two.port: second}, receiver, database)
+
+
+def _wake_the_waiter_elsewhere(first: httpx.Client) -> None:
+    """A /runsync on the first gateway for a job only the second can run (an L4 slot) answers
+    when the second gateway ends it, not when its 30 s wait runs out."""
+    warm = first.post("/v2/l4/run", json={"input": {}}).json()["id"]  # its cold start
+    wait_until(
+        lambda: first.get(f"/v2/l4/status/{warm}").json(),
+        status_is("COMPLETED"),
+        timeout_s=120,
+        what="the l4 endpoint's first job",
+    )
+    took = []
+    for n in range(3):
+        started = time.monotonic()
+        body = first.post("/v2/l4/runsync?wait=30000", json={"input": {"tag": str(n)}}).json()
+        took.append(time.monotonic() - started)
+        assert body["status"] == "COMPLETED", body
+    print(f"\n  runsync woken from the other gateway: {', '.join(f'{t:.2f}' for t in took)} s")
+    assert max(took) < 10  # woken by the other gateway, far from the 30 s bound
 
 
 def _share_the_cap_and_stops(clients: list[httpx.Client]) -> None:
