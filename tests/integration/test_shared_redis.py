@@ -68,6 +68,17 @@ async def test_two_gateways_share_an_accounts_cap(prefix: str) -> None:
     await two.close()
 
 
+async def test_concurrent_takes_on_two_gateways_grant_exactly_the_cap(prefix: str) -> None:
+    clock = SystemClock()
+    gateways = [
+        RedisSlots(RedisLink(REDIS_URL, prefix), clock, f"gw-{n}", lease_s=30.0) for n in (1, 2)
+    ]
+    granted = await asyncio.gather(*(gateways[n % 2].take("acme", 4, 1 + n % 3) for n in range(40)))
+    assert sum(len(g) for g in granted) == 4
+    for gateway in gateways:
+        await gateway.close()
+
+
 async def test_a_dead_gateways_slots_lapse_and_a_live_ones_are_renewed(prefix: str) -> None:
     clock = SystemClock()
     dead = RedisSlots(RedisLink(REDIS_URL, prefix), clock, "gw-dead", lease_s=0.3)

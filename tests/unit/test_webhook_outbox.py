@@ -111,3 +111,30 @@ def test_one_gateway_delivers_each_webhook_once(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(scenario())
+
+
+def test_a_gateway_that_stops_lets_its_webhooks_go_at_once(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        clock = FakeClock()
+        store = SQLiteStore(tmp_path / "shared.db")
+        settings = Settings(home=tmp_path)
+        seen: list[tuple[str, int]] = []
+        stopping = WebhookSender(store, clock, settings, owner="gw-a")
+        frozen = _Frozen(clock)
+        stopping.clock = frozen
+        other = WebhookSender(store, clock, settings, owner="gw-b")
+        _scripted(stopping, [500], seen)
+        _scripted(other, [204], seen)
+        job = await _final_job(store, clock)
+        stopping.submit(job)
+        await asyncio.wait_for(frozen.sleeping.wait(), 30)
+        assert await other.poll() == 0
+        await stopping.close()  # SIGTERM, not kill -9: its claim ends now
+        clock.advance(0.001)
+        assert await other.poll() == 1
+        await asyncio.gather(*other._tasks)
+        assert seen == [("gw-a", 500), ("gw-b", 204)]
+        await other.close()
+        await store.close()
+
+    asyncio.run(scenario())

@@ -159,13 +159,20 @@ class WebhookSender:
                 log.warning("could not look for pending webhooks: %s", exc)
 
     async def close(self) -> None:
+        """Stop delivering; the webhooks this gateway held are let go at once (their claims end
+        now), so the next look by any gateway, or this one restarted, carries on with them."""
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        held = list(self._active)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        now = self.clock.time()
+        for job_id in held:
+            with contextlib.suppress(Exception):  # a claim not let go lapses by itself
+                await self.store.claim_webhooks(self.owner, now, now, 1, job_id=job_id)
         await self._client.aclose()
 
     def send_event(
