@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 
-from workloads import MLP, Embeddings, Noop  # noqa: E402
+from workloads import MLP, Embeddings, Noop
 
 BATCHED = ("mlp_batched", "embeddings_batched")
 
