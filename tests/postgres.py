@@ -64,13 +64,15 @@ async def drop_schema(url: str, name: str) -> None:
     await _admin(f'DROP SCHEMA IF EXISTS "{name}" CASCADE', url)
 
 
-#: empty every table of the schema but `schema_versions` (those with foreign keys first) and
-#: start its sequences over; DELETE, not TRUNCATE: new files per table cost more than the rows
+#: empty every table of the schema but `schema_versions` (those with foreign keys first, the
+#: queue counters that deleting jobs writes to last) and start its sequences over; DELETE, not
+#: TRUNCATE: new files per table cost more than the rows
 _RESET = """DO $$ DECLARE r record; BEGIN
   FOR r IN SELECT t.tablename FROM pg_tables t WHERE t.schemaname = current_schema()
       AND t.tablename <> 'schema_versions'
       ORDER BY EXISTS (SELECT 1 FROM pg_constraint c WHERE c.contype = 'f'
-        AND c.conrelid = format('%I', t.tablename)::regclass) DESC LOOP
+        AND c.conrelid = format('%I', t.tablename)::regclass) DESC,
+        t.tablename = 'queue_counts' LOOP
     EXECUTE format('DELETE FROM %I', r.tablename);
   END LOOP;
   FOR r IN SELECT sequencename FROM pg_sequences WHERE schemaname = current_schema() LOOP

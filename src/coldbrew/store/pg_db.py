@@ -108,7 +108,9 @@ def storage_fault(exc: BaseException) -> str | None:
         state = str(getattr(exc, "sqlstate", "") or "")
         reason = _FAULT_STATES.get(state) or _FAULT_STATES.get(state[:2])
         return None if reason is None else f"{reason} ({exc})"
-    if isinstance(exc, (OSError, TimeoutError, asyncpg.InterfaceError)):
+    if isinstance(
+        exc, (OSError, TimeoutError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    ):
         return f"PostgreSQL cannot be reached ({type(exc).__name__}: {exc})"
     return None
 
@@ -138,7 +140,7 @@ def with_faults(cls: C) -> C:
     seen: set[str] = set()
     for klass in cls.__mro__:
         for name, member in vars(klass).items():
-            if name in seen or name.startswith("__") or not inspect.iscoroutinefunction(member):
+            if name in seen or name.startswith("_") or not inspect.iscoroutinefunction(member):
                 continue
             seen.add(name)
             if not getattr(member, "__isabstractmethod__", False) and name != "close":
@@ -167,7 +169,9 @@ class PostgresDatabase:
         )
         async with self._pool.acquire() as conn:
             await migrate(conn, parts)
-            await conn.execute(_PROBE)
+            async with conn.transaction():  # IF NOT EXISTS alone races another gateway's start
+                await conn.execute(_LOCK)
+                await conn.execute(_PROBE)
 
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -458,3 +458,22 @@ def test_requeue_with_another_worker_id_leaves_the_job_running(
     assert store.get_job("j1").status is JobStatus.IN_PROGRESS
     assert store.requeue("j1", worker_id="w1") is True
     assert store.get_job("j1").status is JobStatus.IN_QUEUE
+
+
+def test_queue_stats_stay_exact_over_many_transitions(store: Any, version: Version) -> None:
+    v2 = deploy(store, artifact_sha="sha-2")
+    store.save_jobs(
+        [queued(version, f"a{i:03}", created_at=100.0 + i) for i in range(200)]
+        + [queued(v2, f"b{i:03}", created_at=50.0 + i) for i in range(100)]
+    )
+    assert store.queue_stats()[version.id] == QueueStat(queued=200, oldest_created_at=100.0)
+    taken = store.claim_many(version.id, "w1", 400.0, 150)
+    for job in taken[:5]:
+        store.requeue(job.id, worker_id="w1")
+    store.fail_queued(v2.id, {"message": "no"}, 401.0)  # v2's queue is gone
+    store.purge_expired(10_000.0)
+
+    for _ in range(2):  # the second read after the first folded what piled up
+        assert store.queue_stats() == {
+            version.id: QueueStat(queued=55, oldest_created_at=100.0),
+        }
