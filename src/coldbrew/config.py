@@ -197,17 +197,6 @@ class Settings(BaseSettings):
         """Relative homes are taken from the directory coldbrew started in, once."""
         return value.expanduser().resolve()
 
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("postgresql://", "postgres://")):
-            scheme = value.split("://", 1)[0] if "://" in value else value[:20]
-            raise ValueError(
-                f"database_url must be a PostgreSQL URL, not {scheme!r}: give "
-                "postgresql://USER[:PASSWORD]@HOST:5432/DATABASE, or leave it unset for SQLite"
-            )
-        return value
-
     @field_validator("state_url")
     @classmethod
     def _state_on_redis(cls, value: str | None) -> str | None:
