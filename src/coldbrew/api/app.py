@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coldbrew.api import (
     accounts,
+    cluster,
     credentials,
     dashboard,
     invoke,
@@ -106,6 +107,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.settings,
         platform.clock,
         platform.versions,
+        platform.cluster,
     )
     runpod = invoke.RunPod(jobs, keys, platform.settings)
     # before /v2/{endpoint}/...: its routes win
@@ -123,6 +125,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))
+    app.include_router(cluster.router(platform, keys, jobs))
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:

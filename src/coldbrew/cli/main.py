@@ -70,6 +70,12 @@ def main() -> None:
     help="postgresql://USER@HOST:5432/DB: keep jobs in PostgreSQL, shared by several gateways "
     "(default: SQLite in the home; env COLDBREW_DATABASE_URL)",
 )
+@click.option("--gateway-id", default=None, help="this gateway's id (default: new per start)")
+@click.option(
+    "--advertise-url",
+    default=None,
+    help="where the other gateways reach this one (default http://HOST:PORT)",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -79,6 +85,8 @@ def serve(
     tls_key: Path | None,
     sandbox: str | None,
     database_url: str | None,
+    gateway_id: str | None,
+    advertise_url: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -94,6 +102,8 @@ def serve(
             tls_key=tls_key,
             sandbox=sandbox,
             database_url=database_url,
+            gateway_id=gateway_id,
+            advertise_url=advertise_url,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
