@@ -192,7 +192,7 @@ class Platform:
         deployer = Deployer(store, clock, settings, sandbox, environments)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
-        cluster = Cluster(settings, clock, store, settings.database_url)
+        cluster = Cluster(settings, clock, store, settings.database_url, sealer)
         cluster.attach(scheduler)  # before the scheduler starts: it owns nothing yet
         state = StateService(open_state(settings), clock, settings.state_value_max_kb << 10)
         scheduler.fleet.on_state = lambda account, endpoint, request: state.call(

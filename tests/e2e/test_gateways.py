@@ -132,6 +132,8 @@ def _steps(a: Server, b: Server, ca: httpx.Client, cb: httpx.Client, url: str) -
         body = client.post("/v2/other/runsync", json={"input": {"value": 7}}).json()
         assert body["status"] == "COMPLETED" and body["output"] == {"value": 7}, body
     assert _cluster(a, key)["forwarded"] + _cluster(b, key)["forwarded"] >= 1
+    forged = ca.post("/v1/cluster/jobs", json={"job": {}, "wait_s": 1})  # skipping admission
+    assert forged.status_code == 403, forged.text
     owner_of_other = ca if ids["other"] in _cluster(a, key)["owned"] else cb
     for label, client in (
         ("owner", owner_of_other),

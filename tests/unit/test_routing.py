@@ -11,7 +11,11 @@ from pathlib import Path
 import pytest
 from tests.unit.test_job_service import ME, World, run
 
+from coldbrew.clock import FakeClock
+from coldbrew.cluster.node import HOP_TOKEN_TTL_S, Cluster
+from coldbrew.config import Settings
 from coldbrew.control.routing import Router, job_from_wire, job_to_wire
+from coldbrew.crypto import Sealer
 from coldbrew.errors import Forbidden
 from coldbrew.store.models import Job, JobStatus, WebhookState
 
@@ -136,6 +140,22 @@ def test_a_running_job_is_cancelled_where_its_worker_runs(tmp_path: Path, reacha
         assert stored.status is expected
 
     run(scenario())
+
+
+def test_only_a_gateway_holding_the_key_can_forward_a_job(tmp_path: Path) -> None:
+    clock = FakeClock()
+    settings = Settings(home=tmp_path)
+    key = Sealer.generate()
+    here = Cluster(settings, clock, None, None, key)  # type: ignore[arg-type]
+    stranger = Cluster(settings, clock, None, None, Sealer.generate())  # type: ignore[arg-type]
+    body = b'{"job": {}, "wait_s": 5}'
+    token = here.hop_token(body)
+    assert here.hop_ok(body, token)
+    assert not here.hop_ok(body + b" ", token)  # another body
+    assert not here.hop_ok(body, stranger.hop_token(body))  # another key
+    assert not here.hop_ok(body, None) and not here.hop_ok(body, "not a token")
+    clock.advance(HOP_TOKEN_TTL_S + 1)
+    assert not here.hop_ok(body, token)  # stale
 
 
 def test_a_job_crosses_between_gateways_unchanged() -> None:

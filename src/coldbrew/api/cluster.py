@@ -3,7 +3,9 @@ gateway owns (`GET /v1/cluster`, for operators and tests).
 
 A forwarded job comes with the caller's own `Authorization` header, checked here as on any
 request, and must be the caller's account's; the gateway that forwarded it has already admitted
-it (input, budget, queue limit), so this one only runs it, and never forwards it again.
+it (input, budget, queue limit), so this one only runs it, and never forwards it again. So that
+no client skips admission by posting a job here itself, the hop carries a token sealed with the
+cluster's shared secrets key over the body's hash and the time (`Cluster.hop_token`).
 """
 
 from __future__ import annotations
@@ -16,8 +18,13 @@ from starlette.background import BackgroundTask
 from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
-from coldbrew.control.routing import FORWARDED_HEADER, job_from_wire, job_to_wire
-from coldbrew.errors import InvalidRequest
+from coldbrew.control.routing import (
+    FORWARDED_HEADER,
+    HOP_TOKEN_HEADER,
+    job_from_wire,
+    job_to_wire,
+)
+from coldbrew.errors import Forbidden, InvalidRequest
 from coldbrew.platform import Platform
 from coldbrew.store.models import Job
 
@@ -52,11 +59,18 @@ async def relay_stream(platform: Platform, job: Job, request: Request) -> Respon
 def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:
     routes = APIRouter(prefix="/v1/cluster", tags=["cluster"])
 
-    @routes.post("/jobs", summary="Run a waiting job forwarded by another gateway (internal)")
+    @routes.post("/jobs", include_in_schema=False)  # between gateways only
     async def forwarded(request: Request) -> Response:
         principal = await keys.resolve(request)
+        raw = await request.body()
+        cluster = platform.cluster
+        if cluster is None or not cluster.hop_ok(raw, request.headers.get(HOP_TOKEN_HEADER)):
+            raise Forbidden(
+                "only another gateway of this cluster may forward a job here",
+                hint="send the request to /v2/{endpoint}/runsync instead",
+            )
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(raw)
             job = job_from_wire(body["job"])
             wait_s = float(body["wait_s"])
         except (KeyError, TypeError, ValueError, orjson.JSONDecodeError) as exc:
@@ -64,9 +78,7 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:
         done = await jobs.run_forwarded(principal.account, job, wait_s)
         return json_response({"job": job_to_wire(done)})
 
-    @routes.post(
-        "/cancel/{job_id}", summary="Cancel a job a worker of this gateway runs (internal)"
-    )
+    @routes.post("/cancel/{job_id}", include_in_schema=False)  # between gateways only
     async def cancel_here(job_id: str, request: Request) -> Response:
         principal = await keys.resolve(request)
         return json_response({"job": job_to_wire(await jobs.cancel_here(principal, job_id))})

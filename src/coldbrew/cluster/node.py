@@ -8,11 +8,13 @@ one gateway owns every endpoint: the same code runs, nothing is forwarded and no
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import httpx
+import orjson
 
 from coldbrew.clock import Clock
 from coldbrew.cluster.leases import LocalLeases, gateway_of
@@ -21,11 +23,14 @@ from coldbrew.config import Settings
 from coldbrew.control.routing import (
     CALLER_AUTHORIZATION,
     FORWARDED_HEADER,
+    HOP_TOKEN_HEADER,
     Router,
     job_from_wire,
     job_to_wire,
 )
 from coldbrew.control.scheduler import Scheduler
+from coldbrew.crypto import Sealer
+from coldbrew.errors import SecretUnreadable
 from coldbrew.store.catalog import Catalog
 from coldbrew.store.models import Job
 
@@ -40,15 +45,24 @@ FORWARD_PATH = "/v1/cluster/jobs"
 CANCEL_PATH = "/v1/cluster/cancel"
 #: Beyond the job's own wait, how long the hop may take (connect, write, answer).
 FORWARD_SLACK_S = 10.0
+#: A hop token is good this long after it was made (machines' clocks may differ by this much).
+HOP_TOKEN_TTL_S = 60.0
+_HOP_CONTEXT = "gateway hop"
 
 
 class Cluster(Router):
     """Ownership by lease, forwarding to owners, and catalog news, for one gateway."""
 
     def __init__(
-        self, settings: Settings, clock: Clock, catalog: Catalog, database_url: str | None
+        self,
+        settings: Settings,
+        clock: Clock,
+        catalog: Catalog,
+        database_url: str | None,
+        sealer: Sealer,
     ) -> None:
         self.settings = settings
+        self.sealer = sealer  # the cluster's shared secrets key: signs the hop between gateways
         self.clock = clock
         self.database_url = database_url
         self.gateway_id = settings.gateway_id
@@ -76,12 +90,16 @@ class Cluster(Router):
         auth = CALLER_AUTHORIZATION.get()
         if url is None or auth is None or self._client is None:
             return None
+        body = orjson.dumps({"job": job_to_wire(job), "wait_s": wait_s})
+        headers = {
+            "authorization": auth,
+            "content-type": "application/json",
+            FORWARDED_HEADER: self.gateway_id,
+            HOP_TOKEN_HEADER: self.hop_token(body),
+        }
         try:
             response = await self._client.post(
-                url + FORWARD_PATH,
-                json={"job": job_to_wire(job), "wait_s": wait_s},
-                headers={"authorization": auth, FORWARDED_HEADER: self.gateway_id},
-                timeout=wait_s + FORWARD_SLACK_S,
+                url + FORWARD_PATH, content=body, headers=headers, timeout=wait_s + FORWARD_SLACK_S
             )
         except httpx.HTTPError as exc:
             log.warning("job %s: owner %s unreachable (%s); queued here", job.id, url, exc)
@@ -93,6 +111,23 @@ class Cluster(Router):
             return None
         self.forwarded += 1
         return job_from_wire(response.json()["job"])
+
+    def hop_token(self, body: bytes) -> str:
+        """Proof that a gateway of this cluster (one holding its secrets key) sent `body`
+        now: the body's hash and the time, sealed with the key."""
+        digest = hashlib.sha256(body).hexdigest()
+        return self.sealer.seal(f"{digest} {self.clock.time()}", _HOP_CONTEXT)
+
+    def hop_ok(self, body: bytes, token: str | None) -> bool:
+        """Whether `token` is a fresh `hop_token` for exactly this `body`."""
+        if not token:
+            return False
+        try:
+            digest, made_at = self.sealer.open(token, _HOP_CONTEXT).split()
+        except (SecretUnreadable, ValueError):
+            return False
+        fresh = abs(self.clock.time() - float(made_at)) <= HOP_TOKEN_TTL_S
+        return fresh and digest == hashlib.sha256(body).hexdigest()
 
     async def cancel_elsewhere(self, job: Job) -> Job | None:
         gateway = gateway_of(job.worker_id)

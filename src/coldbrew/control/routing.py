@@ -24,6 +24,9 @@ CALLER_AUTHORIZATION: ContextVar[str | None] = ContextVar("coldbrew_caller_auth"
 
 #: The header that marks a forwarded request: the receiving gateway runs it itself (one hop).
 FORWARDED_HEADER = "x-coldbrew-forwarded"
+#: The header that proves a forwarded job comes from a gateway of the cluster (it was admitted
+#: there: input, budget, queue limit), not from a client that would skip admission.
+HOP_TOKEN_HEADER = "x-coldbrew-hop"
 
 
 class Router(Protocol):
