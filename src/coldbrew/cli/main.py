@@ -70,6 +70,9 @@ def main() -> None:
     help="postgresql://USER@HOST:5432/DB: keep jobs in PostgreSQL, shared by several gateways "
     "(default: SQLite in the home; env COLDBREW_DATABASE_URL)",
 )
+@click.option(
+    "--ray-address", default=None, help="run workers on this Ray cluster (host:port; docs/ray.md)"
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -79,6 +82,7 @@ def serve(
     tls_key: Path | None,
     sandbox: str | None,
     database_url: str | None,
+    ray_address: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -94,6 +98,7 @@ def serve(
             tls_key=tls_key,
             sandbox=sandbox,
             database_url=database_url,
+            ray_address=ray_address,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
