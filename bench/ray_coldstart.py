@@ -132,9 +132,8 @@ def main() -> None:
         cluster.shutdown()
     for name, summary in results.items():
         if summary.get("n"):
-            print(
-                f"{name:16} n={summary['n']:<3} p50 {summary['p50_ms']:6.1f} ms  p90 {summary['p90_ms']:6.1f} ms"
-            )
+            p50, p90 = summary["p50_ms"], summary["p90_ms"]
+            print(f"{name:16} n={summary['n']:<3} p50 {p50:6.1f} ms  p90 {p90:6.1f} ms")
     print(json.dumps(results))
     sys.stdout.flush()
 

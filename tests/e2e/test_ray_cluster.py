@@ -98,6 +98,9 @@ def gateway(cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> It
             COLDBREW_HARDWARE_SLOTS='{"cpu": 2, "L4": 2}',
             COLDBREW_RAY_GPUS_PER_WORKER='{"L4": 0}',
             COLDBREW_RAY_CALL_TIMEOUT_S="5",
+            # the sandbox would end a lost node's workers by itself (it asks for PDEATHSIG too):
+            # off, the node-loss test shows that `runtime/lifeline.py` does
+            COLDBREW_SANDBOX="off",
             RAY_USAGE_STATS_ENABLED="0",
             # Ray maps a loopback address to the first interface's ("this machine" to others);
             # off: a one-machine cluster stays on 127.0.0.1
@@ -154,19 +157,20 @@ def _descendants(root: int) -> set[int]:
 
 
 def _on_node(cluster: RayCluster, node_id: str) -> set[int]:
-    """The cluster's processes that coldbrew started on one node: its agent (a Ray worker
-    process running NodeAgent), templates and workers (COLDBREW_NODE_ID in their environment)."""
+    """The processes coldbrew started on one node: templates and workers (the node's id in
+    their environment), and the agent (a Ray worker process running NodeAgent) above them."""
     pids = set()
     for pid in _descendants(cluster.process.pid):
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            above = Path(f"/proc/{parent}/cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
             continue
-        if f"COLDBREW_NODE_ID={node_id}".encode() in environ.split(b"\0") or (
-            b"NodeAgent" in cmdline and node_id.encode() in environ
-        ):
+        if f"COLDBREW_NODE_ID={node_id}".encode() in environ:
             pids.add(pid)
+            if b"NodeAgent" in above:
+                pids.add(parent)
     return pids
 
 
@@ -224,6 +228,7 @@ def test_losing_a_node_requeues_its_jobs_and_leaves_nothing(
         _run(http, "on-l4")
         started = _on_node(cluster, node)
         assert len(started) >= 3, "an agent, a template and a worker on the L4 node"
+        assert any(b"NodeAgent" in Path(f"/proc/{pid}/cmdline").read_bytes() for pid in started)
         job_id = http.post("/v2/on-l4/run", json={"input": {"sleep_s": 30}}).json()["id"]
         _wait_for(
             "the job to start", lambda: _status(http, "on-l4", job_id)["status"] == "IN_PROGRESS"

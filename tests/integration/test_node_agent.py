@@ -45,9 +45,11 @@ async def sockets() -> AsyncIterator[WorkerSocket]:
         await listener.close()
 
 
-@pytest.fixture
-async def agent(tmp_path: Path) -> AsyncIterator[NodeAgent]:
-    node = NodeAgent(AgentConfig(home=tmp_path), "node-a", ["0", "1"])
+@pytest.fixture(params=["off", "standard"])
+async def agent(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[NodeAgent]:
+    """An agent whose templates run unsandboxed, and one whose run in the sandbox (a worker
+    in its own network namespace still talks over the connection the agent opened for it)."""
+    node = NodeAgent(AgentConfig(home=tmp_path, sandbox=request.param), "node-a", ["0", "1"])
     await node.prepare([_launch(tmp_path, "template")])
 
     async def usable() -> list[object]:

@@ -99,6 +99,12 @@ class RayWorker(LocalWorker):
         self._writer = writer
         self._box = None
 
+    async def recv(self) -> dict[str, Any] | None:
+        try:
+            return await super().recv()
+        except OSError:  # TCP_USER_TIMEOUT or keepalive gave up: its node is gone
+            return None
+
     def kill(self) -> None:
         with contextlib.suppress(Exception):  # the agent may be gone with its node
             self._agent.actor.kill_worker.remote(self._worker_id)
@@ -109,9 +115,8 @@ class RayWorker(LocalWorker):
             code: int = await self._backend.call(
                 self._agent.actor.wait_worker.remote(self._worker_id)
             )
-        except ClusterUnavailable:
-            self._backend.lost(self._agent)
-            code = -signal.SIGKILL  # its node is gone, and the worker with it
+        except ClusterUnavailable:  # its node is gone, and the worker with it (or it is slow:
+            code = -signal.SIGKILL  # the connection is closed either way)
         self._writer.close()
         self._backend.release(self._group)
         return code
@@ -143,22 +148,46 @@ class RayBackend:
         await self._connect()
         group, node_id = await self._place(launch)
         try:
-            agent = await self._agent(node_id, await asyncio.to_thread(self._resources, node_id))
-            await self._ship(agent, launch.artifact_dir)
+            agent = await self._agent(node_id)
             token, connected = self.sockets.expect(launch.worker_id)
             try:
-                pid: int = await self.call(
-                    agent.actor.start_worker.remote(
-                        launch, self.sockets.address, token, self._gpus(launch.hardware)
-                    )
-                )
-                reader, writer = await asyncio.wait_for(connected, self.options.call_timeout_s)
+                pid = await self._start_on(agent, launch, token)
+                reader, writer = await self._connection(agent, launch.worker_id, connected)
             finally:
                 self.sockets.forget(launch.worker_id)
         except BaseException:
             self.release(group)
             raise
         return RayWorker(self, agent, launch.worker_id, pid, group, reader, writer)
+
+    async def _start_on(self, agent: _Agent, launch: WorkerLaunch, token: str) -> int:
+        """Have the agent start the worker; its pid. An agent that does not answer is lost."""
+        try:
+            await self._ship(agent, launch.artifact_dir)
+            pid: int = await self.call(
+                agent.actor.start_worker.remote(
+                    launch, self.sockets.address, token, self._gpus(launch.hardware)
+                )
+            )
+        except ClusterUnavailable:
+            self.lost(agent)  # the next worker on that node gets a new agent
+            raise
+        return pid
+
+    async def _connection(
+        self,
+        agent: _Agent,
+        worker_id: str,
+        connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        try:
+            return await asyncio.wait_for(connected, self.options.call_timeout_s)
+        except TimeoutError:  # started, but never reached us: of no use to anyone
+            agent.actor.kill_worker.remote(worker_id)
+            raise ClusterUnavailable(
+                f"a worker on node {agent.node_id[:12]} did not connect to "
+                f"{self.sockets.address} (is `advertise_host` reachable from there?)"
+            ) from None
 
     async def close(self) -> None:
         for agent in list(self._agents.values()):
@@ -182,9 +211,12 @@ class RayBackend:
             raise
 
     def lost(self, agent: _Agent) -> None:
-        """Forget an agent that stopped answering: its next worker gets a new one."""
+        """Forget an agent that stopped answering (ending it, should it still run: what it
+        started dies with it); the node's next worker gets a new one."""
         if self._agents.get(agent.node_id) is agent:
             del self._agents[agent.node_id]
+        with contextlib.suppress(Exception):
+            self._ray.kill(agent.actor)
 
     def release(self, group: Any) -> None:
         """Give a worker's slot back to Ray."""
@@ -225,13 +257,15 @@ class RayBackend:
         return dict(self._live_nodes()).get(node_id, {})
 
     # agents
-    async def _agent(self, node_id: str, resources: dict[str, float]) -> _Agent:
+    async def _agent(self, node_id: str, resources: dict[str, float] | None = None) -> _Agent:
         """The node's agent, created (and given its templates) on first use."""
         agent = self._agents.get(node_id)
         if agent is not None:
             return agent
         task = self._creating.get(node_id)
         if task is None:
+            if resources is None:
+                resources = await asyncio.to_thread(self._resources, node_id)
             task = asyncio.get_running_loop().create_task(self._create_agent(node_id, resources))
             self._creating[node_id] = task
             task.add_done_callback(lambda _: self._creating.pop(node_id, None))
