@@ -272,15 +272,14 @@ class RayBackend:
         return await asyncio.shield(task)
 
     async def _create_agent(self, node_id: str, resources: dict[str, float]) -> _Agent:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
+        pinned = self._ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
         gpu_ids = [str(i) for i in range(int(resources.get("GPU", 0)))]
         actor = (
             self._ray.remote(NodeAgent)
             .options(
                 num_cpus=0,
                 max_concurrency=1000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+                scheduling_strategy=pinned(node_id, soft=False),
             )
             .remote(self.agent_config, node_id, gpu_ids)
         )
@@ -318,6 +317,7 @@ class RayBackend:
             os.environ.setdefault(name, value)
         import ray
         import ray.util
+        import ray.util.scheduling_strategies
 
         if not ray.is_initialized():
             ray.init(
