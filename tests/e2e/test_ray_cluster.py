@@ -185,7 +185,9 @@ def test_each_class_lands_on_its_node(cluster: RayCluster, gateway: Server) -> N
     assert on_cpu["cuda"] is None  # no GPUs held: none made visible
 
 
-def test_a_cold_start_forks_through_the_node_agent(cluster: RayCluster, gateway: Server) -> None:
+def test_a_cold_start_forks_through_the_node_agent(
+    cluster: RayCluster, gateway: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`on-cpu` lets its worker go 0.3 s after its last job, so each request is a cold start:
     a placement group, a call to the node's agent, a fork from its template."""
     totals, forks = [], []
@@ -199,11 +201,12 @@ def test_a_cold_start_forks_through_the_node_agent(cluster: RayCluster, gateway:
                 totals.append(detail["totalMs"])
                 forks.append(detail["forkMs"])
     assert len(totals) >= 6, "the agent's template should serve every cold start after the first"
-    totals.sort()
-    print(
-        f"\nRay agent fork cold start over {len(totals)}: p50 {statistics.median(totals):.1f} ms"
-        f" (fork {statistics.median(forks):.1f} ms), max {totals[-1]:.1f} ms"
-    )
+    p50, fork_p50 = statistics.median(totals), statistics.median(forks)
+    with capsys.disabled():  # reported, not asserted (the goal: <= 20 ms p50 on a quiet machine)
+        print(
+            f"\nRay agent fork cold start over {len(totals)}: p50 {p50:.1f} ms"
+            f" (fork {fork_p50:.1f} ms), max {max(totals):.1f} ms"
+        )
 
 
 def test_killing_a_worker_requeues_its_job(cluster: RayCluster, gateway: Server) -> None:
@@ -223,7 +226,7 @@ def test_killing_a_worker_requeues_its_job(cluster: RayCluster, gateway: Server)
 
 
 def test_losing_a_node_requeues_its_jobs_and_leaves_nothing(
-    cluster: RayCluster, gateway: Server
+    cluster: RayCluster, gateway: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     node = cluster.nodes["L4"]
     with gateway.http() as http:
@@ -246,7 +249,8 @@ def test_losing_a_node_requeues_its_jobs_and_leaves_nothing(
         _wait_for("the node's agent, template and worker to go", lambda: not started & _alive(), 30)
         # a CPU job still runs: the gateway lost only that node
         assert _run(http, "on-cpu")["output"]["node"] == cluster.nodes["cpu"]
-    print(f"\nnode lost -> job back in the queue in {requeued_s:.1f} s")
+    with capsys.disabled():
+        print(f"\nnode lost -> job back in the queue in {requeued_s:.1f} s")
 
 
 def _alive() -> set[int]:

@@ -206,6 +206,9 @@ class RayBackend:
         except TimeoutError:
             raise ClusterUnavailable("a Ray call timed out (a lost node?)") from None
         except Exception as exc:
+            raised = getattr(getattr(self._ray, "exceptions", None), "RayTaskError", ())
+            if isinstance(exc, raised):  # the agent answered with an error: it still runs
+                raise RuntimeError(f"the node agent: {exc}") from exc
             if type(exc).__module__.startswith("ray"):  # RayActorError and its kin
                 raise ClusterUnavailable(f"Ray: {exc}") from exc
             raise
