@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from coldbrew.backends.base import WorkerLaunch
-from coldbrew.backends.ray import RayBackend, RayOptions, RayWorker
+from coldbrew.backends.base import ColdPath, WorkerLaunch
+from coldbrew.backends.ray import RayBackend, RayOptions
 from coldbrew.backends.ray_agent import AgentConfig
+from coldbrew.backends.ray_worker import RayWorker
 from coldbrew.backends.worker_socket import WorkerSocket
 from coldbrew.errors import ClusterUnavailable
 from tests.conftest import FIXTURES
@@ -139,7 +140,9 @@ async def test_each_class_runs_on_a_node_that_has_it(
     tmp_path: Path, backend: tuple[RayBackend, FakeRay]
 ) -> None:
     ray, fake = backend
-    await ray.prepare([_launch(tmp_path, "template", "cpu"), _launch(tmp_path, "t2", "L4")])
+    launches = [_launch(tmp_path, "template", "cpu"), _launch(tmp_path, "t2", "L4")]
+    await ray.prepare(launches)
+    assert await ray.ready(launches, 60) == [ColdPath.FORK, ColdPath.FORK]  # templates loaded
     assert [options["num_cpus"] for options, _ in fake.actors] == [0, 0]
     pins = {options["scheduling_strategy"] for options, _ in fake.actors}
     assert pins == {("cpu-node", False), ("l4-node", False)}  # one agent per node, pinned

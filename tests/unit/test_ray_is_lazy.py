@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coldbrew.backends.ray import bundle
+from coldbrew.backends.ray_worker import bundle
 
 _PROBE = """
 import sys

@@ -20,16 +20,15 @@ import dataclasses
 import io
 import logging
 import os
-import signal
 import tarfile
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
-from coldbrew.backends.local import LocalWorker
+from coldbrew.backends.base import ColdPath, WorkerHandle, WorkerLaunch
 from coldbrew.backends.ray_agent import AgentConfig, NodeAgent
+from coldbrew.backends.ray_worker import NodeView, RayWorker, bundle
 from coldbrew.backends.worker_socket import WorkerSocket
 from coldbrew.config import Settings
 from coldbrew.errors import ClusterUnavailable
@@ -54,74 +53,6 @@ class RayOptions:
     agent_start_timeout_s: float = 120.0
 
 
-def bundle(hardware: str, gpus: int) -> dict[str, float]:
-    """The Ray resources one worker of a hardware class holds."""
-    if hardware == "cpu":
-        return {"CPU": 1.0}
-    resources = {hardware: 1.0}
-    if gpus:
-        resources["GPU"] = float(gpus)
-    return resources
-
-
-class _Agent:
-    """The gateway's view of one node's agent."""
-
-    def __init__(self, actor: Any, node_id: str, resources: dict[str, float]) -> None:
-        self.actor = actor
-        self.node_id = node_id
-        self.resources = resources
-        self.artifacts: set[str] = set()
-        self.prepared: list[WorkerLaunch] | None = None
-
-
-class RayWorker(LocalWorker):
-    """A worker on a Ray node: frames over its TCP connection, kill and wait through its agent."""
-
-    def __init__(
-        self,
-        backend: RayBackend,
-        agent: _Agent,
-        worker_id: str,
-        pid: int,
-        group: Any,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-    ) -> None:
-        self.pid: int | None = pid
-        self.node_id = agent.node_id
-        self.exit_reason: str | None = None
-        self._backend = backend
-        self._agent = agent
-        self._worker_id = worker_id
-        self._group = group
-        self._reader = reader
-        self._writer = writer
-        self._box = None
-
-    async def recv(self) -> dict[str, Any] | None:
-        try:
-            return await super().recv()
-        except OSError:  # TCP_USER_TIMEOUT or keepalive gave up: its node is gone
-            return None
-
-    def kill(self) -> None:
-        with contextlib.suppress(Exception):  # the agent may be gone with its node
-            self._agent.actor.kill_worker.remote(self._worker_id)
-        self._writer.close()  # the worker sees its connection end and exits too
-
-    async def wait(self) -> int:
-        try:
-            code: int = await self._backend.call(
-                self._agent.actor.wait_worker.remote(self._worker_id)
-            )
-        except ClusterUnavailable:  # its node is gone, and the worker with it (or it is slow:
-            code = -signal.SIGKILL  # the connection is closed either way)
-        self._writer.close()
-        self._backend.release(self._group)
-        return code
-
-
 class RayBackend:
     """Starts each worker on the Ray node where its placement group landed."""
 
@@ -130,8 +61,8 @@ class RayBackend:
         self.agent_config = agent
         self.sockets = sockets
         self._ray: Any = None
-        self._agents: dict[str, _Agent] = {}
-        self._creating: dict[str, asyncio.Task[_Agent]] = {}
+        self._agents: dict[str, NodeView] = {}
+        self._creating: dict[str, asyncio.Task[NodeView]] = {}
         self._launches: list[WorkerLaunch] = []
 
     # the Backend interface
@@ -158,9 +89,11 @@ class RayBackend:
         except BaseException:
             self.release(group)
             raise
-        return RayWorker(self, agent, launch.worker_id, pid, group, reader, writer)
+        return RayWorker(
+            agent, launch.worker_id, pid, group, reader, writer, self.call, self.release
+        )
 
-    async def _start_on(self, agent: _Agent, launch: WorkerLaunch, token: str) -> int:
+    async def _start_on(self, agent: NodeView, launch: WorkerLaunch, token: str) -> int:
         """Have the agent start the worker; its pid. An agent that does not answer is lost."""
         try:
             await self._ship(agent, launch.artifact_dir)
@@ -176,7 +109,7 @@ class RayBackend:
 
     async def _connection(
         self,
-        agent: _Agent,
+        agent: NodeView,
         worker_id: str,
         connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]],
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -188,6 +121,41 @@ class RayBackend:
                 f"a worker on node {agent.node_id[:12]} did not connect to "
                 f"{self.sockets.address} (is `advertise_host` reachable from there?)"
             ) from None
+
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        """Wait up to `timeout_s` for the agents' templates; a launch forks when a node that
+        fits it has its template loaded (else loading, else spawn: no node fits it yet)."""
+        agents = list(self._agents.values())
+        answers = await asyncio.gather(
+            *(self._cold_paths(agent, launches, timeout_s) for agent in agents)
+        )
+        order = [ColdPath.FORK, ColdPath.LOADING, ColdPath.SPAWN]
+        paths = []
+        for n, launch in enumerate(launches):
+            found = [
+                answer[n]
+                for agent, answer in zip(agents, answers, strict=True)
+                if answer is not None and self._fits(launch, agent.resources)
+            ]
+            paths.append(min(found, key=order.index, default=ColdPath.SPAWN))
+        return paths
+
+    async def _cold_paths(
+        self, agent: NodeView, launches: list[WorkerLaunch], timeout_s: float
+    ) -> list[ColdPath] | None:
+        fitting = [launch for launch in launches if self._fits(launch, agent.resources)]
+        try:
+            answer: list[ColdPath] = await self.call(
+                agent.actor.cold_paths.remote(fitting, timeout_s),
+                timeout_s + self.options.call_timeout_s,
+            )
+        except ClusterUnavailable:
+            return None
+        paths = iter(answer)
+        return [
+            next(paths) if self._fits(launch, agent.resources) else ColdPath.SPAWN
+            for launch in launches
+        ]
 
     async def close(self) -> None:
         for agent in list(self._agents.values()):
@@ -213,7 +181,7 @@ class RayBackend:
                 raise ClusterUnavailable(f"Ray: {exc}") from exc
             raise
 
-    def lost(self, agent: _Agent) -> None:
+    def lost(self, agent: NodeView) -> None:
         """Forget an agent that stopped answering (ending it, should it still run: what it
         started dies with it); the node's next worker gets a new one."""
         if self._agents.get(agent.node_id) is agent:
@@ -260,7 +228,7 @@ class RayBackend:
         return dict(self._live_nodes()).get(node_id, {})
 
     # agents
-    async def _agent(self, node_id: str, resources: dict[str, float] | None = None) -> _Agent:
+    async def _agent(self, node_id: str, resources: dict[str, float] | None = None) -> NodeView:
         """The node's agent, created (and given its templates) on first use."""
         agent = self._agents.get(node_id)
         if agent is not None:
@@ -274,7 +242,7 @@ class RayBackend:
             task.add_done_callback(lambda _: self._creating.pop(node_id, None))
         return await asyncio.shield(task)
 
-    async def _create_agent(self, node_id: str, resources: dict[str, float]) -> _Agent:
+    async def _create_agent(self, node_id: str, resources: dict[str, float]) -> NodeView:
         pinned = self._ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy
         gpu_ids = [str(i) for i in range(int(resources.get("GPU", 0)))]
         actor = (
@@ -286,14 +254,14 @@ class RayBackend:
             )
             .remote(self.agent_config, node_id, gpu_ids)
         )
-        agent = _Agent(actor, node_id, resources)
+        agent = NodeView(actor, node_id, resources)
         await self.call(actor.ready.remote(), self.options.agent_start_timeout_s)
         self._agents[node_id] = agent
         log.info("node agent ready on %s", node_id[:12])
         await self._prepare(agent)
         return agent
 
-    async def _prepare(self, agent: _Agent) -> None:
+    async def _prepare(self, agent: NodeView) -> None:
         launches = [launch for launch in self._launches if self._fits(launch, agent.resources)]
         if agent.prepared == launches:
             return
@@ -302,7 +270,7 @@ class RayBackend:
         await self.call(agent.actor.prepare.remote(launches))
         agent.prepared = launches
 
-    async def _ship(self, agent: _Agent, artifact_dir: Path) -> None:
+    async def _ship(self, agent: NodeView, artifact_dir: Path) -> None:
         """Send a version's code to a node that lacks it (a node with a shared or copied home
         already has it)."""
         path = str(artifact_dir)
@@ -363,6 +331,7 @@ def ray_backend(settings: Settings) -> RayBackend:
         fork_ready_timeout_s=settings.fork_ready_timeout_s,
         template_backoff_s=settings.template_backoff_s,
         template_backoff_max_s=settings.template_backoff_max_s,
+        template_load_wait_s=settings.template_load_wait_s,
     )
     options = RayOptions(
         address=settings.ray_address or "auto",

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from coldbrew.backends.base import WorkerLaunch
-from coldbrew.backends.forked import TemplateKey
+from coldbrew.backends.base import ColdPath, WorkerLaunch
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.backends.worker_socket import hello, keep_alive
@@ -53,6 +52,7 @@ class AgentConfig:
     fork_ready_timeout_s: float = 10.0
     template_backoff_s: float = 1.0
     template_backoff_max_s: float = 60.0
+    template_load_wait_s: float = 120.0
     connect_timeout_s: float = 10.0
 
 
@@ -106,9 +106,9 @@ class NodeTemplates(TemplateBackend):
     ) -> _Child:
         """Fork (else spawn) the launch's worker on `channel` (the caller's to close), with
         `extra` added to its environment (its GPUs) beside the endpoint's secrets."""
-        template = self._templates.get(TemplateKey.of(launch))
+        template = await self._loaded(launch)  # looked up before `extra` changes its key
         launch = dataclasses.replace(launch, env={**launch.env, **extra})
-        if template is not None and template.usable:
+        if template is not None:
             try:
                 forked, creating = self._request_fork(template, launch, channel)
                 pid = await self._forked_pid(template, launch, forked, creating)
@@ -150,6 +150,7 @@ class NodeAgent:
             spawn,
             backoff_s=config.template_backoff_s,
             backoff_max_s=config.template_backoff_max_s,
+            load_wait_s=config.template_load_wait_s,
         )
         self._children: dict[str, _Child] = {}
         self._exits: dict[str, asyncio.Future[int]] = {}
@@ -174,6 +175,10 @@ class NodeAgent:
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Keep templates for exactly these launches (those this node's classes can run)."""
         await self.templates.prepare(launches)
+
+    async def cold_paths(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        """Wait up to `timeout_s` for the launches' templates; how each next cold start goes."""
+        return await self.templates.ready(launches, timeout_s)
 
     async def start_worker(
         self, launch: WorkerLaunch, address: tuple[str, int], token: str, gpus: int
