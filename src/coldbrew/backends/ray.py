@@ -70,10 +70,26 @@ class RayBackend:
         """Keep templates on every live node whose resources fit a launch's class."""
         await self._connect()
         self._launches = list(launches)
-        for node_id, resources in await asyncio.to_thread(self._live_nodes):
-            if any(self._fits(launch, resources) for launch in launches):
-                with contextlib.suppress(ClusterUnavailable):
-                    await self._prepare(await self._agent(node_id, resources))
+        nodes = dict(await asyncio.to_thread(self._live_nodes))
+        wanted = {
+            node_id
+            for node_id, resources in nodes.items()
+            if any(self._fits(launch, resources) for launch in launches)
+        }
+        # every node at once (an agent takes a second or so to start); agents with nothing
+        # left to run retire their templates
+        await asyncio.gather(
+            *(self._prepare_node(node_id, nodes[node_id]) for node_id in wanted),
+            *(
+                self._prepare_node(n, a.resources)
+                for n, a in self._agents.items()
+                if n not in wanted
+            ),
+        )
+
+    async def _prepare_node(self, node_id: str, resources: dict[str, float]) -> None:
+        with contextlib.suppress(ClusterUnavailable):
+            await self._prepare(await self._agent(node_id, resources))
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         await self._connect()
@@ -255,7 +271,12 @@ class RayBackend:
             .remote(self.agent_config, node_id, gpu_ids)
         )
         agent = NodeView(actor, node_id, resources)
-        await self.call(actor.ready.remote(), self.options.agent_start_timeout_s)
+        try:
+            await self.call(actor.ready.remote(), self.options.agent_start_timeout_s)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self._ray.kill(actor)  # never to be used: no half-started agent stays behind
+            raise
         self._agents[node_id] = agent
         log.info("node agent ready on %s", node_id[:12])
         await self._prepare(agent)
