@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from coldbrew.backends.base import WorkerLaunch
+from coldbrew.backends.ray import pack_artifact
 from coldbrew.backends.ray_agent import AgentConfig, NodeAgent
 from coldbrew.backends.worker_socket import WorkerSocket, hello
 from coldbrew.runtime import protocol
@@ -136,3 +137,12 @@ async def test_a_process_asked_to_die_dies_with_its_parent(tmp_path: Path) -> No
         return state == "Z"
 
     await wait_for(gone, bool, 10)
+
+
+async def test_a_node_without_the_code_gets_it_from_the_gateway(tmp_path: Path) -> None:
+    node = NodeAgent(AgentConfig(home=tmp_path), "node-b", [])
+    target = tmp_path / "elsewhere" / "artifacts" / "abc123"
+    assert not await node.has_artifact(str(target))
+    await node.put_artifact(str(target), pack_artifact(FIXTURES / "toys"))
+    assert await node.has_artifact(str(target))
+    assert (target / "app.py").read_bytes() == (FIXTURES / "toys" / "app.py").read_bytes()

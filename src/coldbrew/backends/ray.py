@@ -298,7 +298,7 @@ class RayBackend:
         if path in agent.artifacts:
             return
         if not await self.call(agent.actor.has_artifact.remote(path)):
-            data = await asyncio.to_thread(_tar, artifact_dir)
+            data = await asyncio.to_thread(pack_artifact, artifact_dir)
             await self.call(agent.actor.put_artifact.remote(path, data))
         agent.artifacts.add(path)
 
@@ -330,7 +330,8 @@ class RayBackend:
         )
 
 
-def _tar(directory: Path) -> bytes:
+def pack_artifact(directory: Path) -> bytes:
+    """A version's code as an uncompressed tar, for a node that lacks it (`put_artifact`)."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
         tar.add(directory, arcname=".")
