@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import sys
@@ -109,6 +110,7 @@ def main() -> None:
             asyncio.run(_tries(TemplateBackend(10.0), home, args.tries, args.warmup))
         )
     }
+    ray_dir = tempfile.mkdtemp(prefix="cbray-", dir="/tmp")  # short: Ray's socket paths
     cluster = Cluster(
         initialize_head=True,
         connect=False,
@@ -117,7 +119,7 @@ def main() -> None:
             "gcs_server_port": _free_port(),
             "include_dashboard": False,
             "num_cpus": 0,
-            "temp_dir": tempfile.mkdtemp(prefix="cbray-", dir="/tmp"),
+            "temp_dir": ray_dir,
         },
     )
     try:
@@ -130,6 +132,8 @@ def main() -> None:
 
         ray.shutdown()
         cluster.shutdown()
+        shutil.rmtree(ray_dir, ignore_errors=True)
+        shutil.rmtree(home, ignore_errors=True)
     for name, summary in results.items():
         if summary.get("n"):
             p50, p90 = summary["p50_ms"], summary["p90_ms"]
