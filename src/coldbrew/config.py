@@ -172,6 +172,26 @@ class Settings(BaseSettings):
     webhook_allow_loopback: bool | None = Field(
         default=None, description="webhooks to loopback; unset: only when `host` is loopback"
     )
+    # Workers on a Ray cluster (docs/ray.md): set `ray_address` and the gateway places every
+    # worker through Ray, forked by a node agent, its frames on the worker socket below.
+    ray_address: str | None = Field(
+        default=None, description="a Ray cluster's address (host:port): run workers there"
+    )
+    advertise_host: str | None = Field(
+        default=None,
+        description="the address workers on other machines dial (default: `host`, or this "
+        "machine's Ray address when `host` is 0.0.0.0)",
+    )
+    worker_port: int = Field(default=0, ge=0, le=65535, description="worker socket; 0: any")
+    ray_gpus_per_worker: dict[str, int] = Field(
+        default_factory=dict, description="GPUs one worker of a class holds (default: 1, cpu 0)"
+    )
+    ray_call_timeout_s: float = Field(
+        default=10.0, gt=0, description="bound on each call to a node agent (a dead one hangs)"
+    )
+    ray_placement_timeout_s: float = Field(
+        default=300.0, gt=0, description="how long a worker waits for Ray (or its autoscaler)"
+    )
 
     @classmethod
     def settings_customise_sources(

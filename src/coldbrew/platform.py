@@ -159,6 +159,10 @@ class Platform:
             store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         environments = Environments(settings.home / "envs")
+        if backend is None and settings.ray_address:
+            from coldbrew.backends.ray import ray_backend  # imports ray only once it connects
+
+            backend = ray_backend(settings)
         if backend is None:
             spawn = LocalBackend(
                 {OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))},

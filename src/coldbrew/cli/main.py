@@ -76,6 +76,9 @@ def main() -> None:
     default=None,
     help="where the other gateways reach this one (default http://HOST:PORT)",
 )
+@click.option(
+    "--ray-address", default=None, help="run workers on this Ray cluster (host:port; docs/ray.md)"
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -87,6 +90,7 @@ def serve(
     database_url: str | None,
     gateway_id: str | None,
     advertise_url: str | None,
+    ray_address: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -104,6 +108,7 @@ def serve(
             database_url=database_url,
             gateway_id=gateway_id,
             advertise_url=advertise_url,
+            ray_address=ray_address,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
