@@ -5,12 +5,13 @@ A trigger is a durable source → endpoint (or pipeline) → optional sink. The 
 system (a Redis stream, a JetStream consumer, a PostgreSQL table) and nothing of jobs.
 
 The runner's loop, which every source must survive (AWS Lambda's event source mappings are the
-model): `fetch` a window of messages → submit one job per message (or one batch job per window
-for a batching endpoint) with the message's `key` as the job's idempotency key → `ack` only once
-the job is durably accepted. A crash between submit and ack redelivers the message, and the key
-makes the second submit return the first job, so a redelivery never makes a second job. A
-message whose job fails `max_attempts` times goes to `dead_letter` with the error record, and is
-then acked.
+model): `fetch` a window of messages → submit one job per message, the whole window at once (a
+batching endpoint's dispatcher then runs them as batches) with the message's `key` in the job's
+idempotency key → record the message as in flight in the store → `ack` it. A crash anywhere
+before the ack redelivers the message, and the key makes the second submit return the first job,
+so a redelivery never makes a second job. From the ack on, the runner's in-flight row is the
+message's durable copy: a job that fails is submitted again (a new key per attempt) up to
+`max_attempts`, then the message goes to `dead_letter` with the error record, long after its ack.
 
 A kind registers itself in `SOURCES` / `SINKS` with a pydantic config model (validated once, at
 `coldbrew triggers create`, so a typo is a 400 and not a dead runner) and a factory.
@@ -108,11 +109,13 @@ class Source(Protocol):
         """Forget `messages` for good; called only once their jobs are durably accepted."""
 
     async def dead_letter(self, message: Message, error: dict[str, Any]) -> None:
-        """Park a message that failed every attempt, with the last error record.
+        """Park a message whose jobs failed every attempt, with the last error record.
 
-        Where the system has a dead-letter place (a `<stream>.dead` stream, a DLX), put it
-        there; the runner also records it in its own table, so a source may do nothing. The
-        runner calls `ack` for the message after this returns: do not ack it here.
+        The message was acked when its first job was accepted, so `message` is the runner's
+        copy (key, body, received_at; `handle` is None). Where the system has a dead-letter
+        place (a `<stream>:dead` stream, a DLQ subject or exchange), publish it there; the
+        runner also keeps it in its own table (`GET /v1/triggers/{id}/dead-letters`), so a
+        source with no such place does nothing.
         """
 
     async def lag(self) -> int | None:
