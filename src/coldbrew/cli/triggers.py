@@ -17,16 +17,19 @@ _SINK_NAME = {"postgres": "table", "redis": "stream", "webhook": "url", "nats": 
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, Any]:
-    """`k=v` pairs; a value that reads as JSON (a number, true, an object) is taken as such."""
+    """`k=v` pairs. Values stay text (the server reads "100" or "true" for a number or flag
+    field), except a JSON object or list (`input={"a": 1}`)."""
     out: dict[str, Any] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"{item!r} is not key=value", param_hint=flag)
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
+        out[key] = value
+        if value[:1] in ("{", "["):
+            try:
+                out[key] = json.loads(value)
+            except ValueError:
+                raise click.BadParameter(f"{key}: {value!r} is not JSON", param_hint=flag) from None
     return out
 
 

@@ -7,7 +7,8 @@ store on ack) is the durability; NOTIFY is only the wake-up. Rows are read in (t
 and only rows of transactions older than every transaction still running
 (`coldbrew_txid < pg_snapshot_xmin(pg_current_snapshot())`): a plain `id > last_id` cursor
 skips a row whose transaction took a smaller id but committed later, this one cannot. The
-row's id is the message key; the row (as JSON, without the txid column) is the job input.
+row's id is the message key; the row as JSON, without the txid column and without NULL
+columns (so the model's defaults apply to them), is the job input.
 
 Sink. `INSERT … ON CONFLICT (trigger_id, message_key) DO UPDATE` into a table it creates if
 missing, so a write repeated after a crash leaves one row per message.
@@ -118,7 +119,7 @@ class PostgresSource(Source):
         c = self.config
         txid, last_id = self._read
         rows = await self.conn.fetch(
-            f'SELECT coldbrew_txid::text AS t, "{c.id_column}"::text AS k, row_to_json(r)::text '
+            f'SELECT coldbrew_txid::text AS t, "{c.id_column}"::text AS k, json_strip_nulls(row_to_json(r))::text '
             f"AS j FROM {_quote(c.table)} r WHERE coldbrew_txid < "
             "pg_snapshot_xmin(pg_current_snapshot()) AND (coldbrew_txid > $1::text::xid8 OR "
             f'(coldbrew_txid = $1::text::xid8 AND "{c.id_column}"::text > $2)) '

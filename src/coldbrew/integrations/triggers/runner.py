@@ -384,6 +384,13 @@ class TriggerRunner:
         """Messages the job service refused (bad input): no job, straight to the dead letters."""
         now = self.clock.time()
         letters = [DeadLetter(self.trigger.id, m.key, m.body, e, 0, now) for m, e in dead]
+        records = [
+            SinkRecord(
+                self.trigger.id, d.message_key, "", JobStatus.FAILED.value, None, d.error, now
+            )
+            for d in letters
+        ]
+        await self._write_sink(records)  # one record per message, even without a job
         for letter in letters:
             await self._source_dead_letter(letter)
         outcome = Outcome(failed=len(letters), dead=letters, last_error=letters[-1].error, at=now)
