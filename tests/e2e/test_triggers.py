@@ -80,6 +80,7 @@ def test_n_messages_make_n_jobs_and_n_results_across_a_kill_9(
             what="a quarter of the results",
         )
         server.stop(signal.SIGKILL)  # mid-stream: jobs queued, running, acked, unacked
+        assert len(_sink_rows(pg)) < n, "the kill came after the last result: not mid-stream"
         server.start()
         rows = wait_until(
             lambda: _sink_rows(pg), lambda r: len(r) >= n, timeout_s=180, what="every result"
