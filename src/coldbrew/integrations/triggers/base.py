@@ -168,7 +168,8 @@ class Kind(Generic[C, T]):
             return self.config.model_validate(dict(raw))
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or self.name}: {e['msg']}"
+                f"{'.'.join(str(p) for p in e['loc']) or self.name}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
                 for e in exc.errors()
             )
             raise InvalidRequest(
