@@ -39,14 +39,16 @@ async def deploy_local(platform: Platform, directory: Path) -> list[str]:
     data, sha = package(directory)
     if not platform.deployer.has_artifact(DEFAULT_ACCOUNT, sha):
         await platform.deployer.store_artifact(DEFAULT_ACCOUNT, sha, _one_chunk(data))
-    results = await platform.deployer.deploy(DEFAULT_ACCOUNT, sha, directory.resolve().name)
-    await platform.scheduler.refresh_endpoints()
+    progress: list[str] = []
+    results = await platform.deploy(
+        DEFAULT_ACCOUNT, sha, directory.resolve().name, report=progress.append
+    )
     lines = []
     for r in results:
         state = "new version" if r["created"] else "unchanged"
         lines.append(f"  deployed {r['name']} v{r['version']} ({state}) from {directory}")
         lines.extend(f"    note: {note}" for note in r.get("notes", []))
-    return lines
+    return lines + [f"    {line}" for line in progress]
 
 
 def banner(settings: Settings, url: str, endpoints: list[str], failed: list[Path]) -> str:
