@@ -74,8 +74,10 @@ def _body(raw: bytes) -> dict[str, Any]:
 
 def _request(body: dict[str, Any]) -> TriggerRequest:
     """A create request from the JSON body (`source: {kind, ...}`, `sink: {kind, ...}`)."""
-    source = dict(body.get("source") or {})
-    sink = dict(body["sink"]) if body.get("sink") else None
+    raw_source, raw_sink = body.get("source") or {}, body.get("sink")
+    if not isinstance(raw_source, dict) or not (raw_sink is None or isinstance(raw_sink, dict)):
+        raise InvalidRequest("source and sink must be JSON objects with a kind")
+    source, sink = dict(raw_source), None if not raw_sink else dict(raw_sink)
     target = body.get("endpoint") or body.get("pipeline")
     if not isinstance(target, str) or not source.get("kind") or not body.get("name"):
         raise InvalidRequest(
