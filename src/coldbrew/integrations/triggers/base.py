@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coldbrew.clock import Clock
 from coldbrew.errors import InvalidRequest
+from coldbrew.integrations.egress import EgressPolicy
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class TriggerContext:
     consumer: str
     clock: Clock
     cursor: CursorStore
+    egress: EgressPolicy | None = None  # where a tenant-chosen URL may go (the webhook sink)
 
 
 @runtime_checkable
