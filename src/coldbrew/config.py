@@ -86,6 +86,11 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="how often canaries are judged against their split's rule"
     )
     cache_url: str | None = Field(default=None, description="redis://… for a shared result cache")
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:5432/db to keep jobs, accounts and usage in "
+        "PostgreSQL, shared by several gateways (needs coldbrew[cluster]); unset: SQLite in home",
+    )
     cache_max_mb: int = Field(default=256, ge=0, description="result cache size in this process")
     state_url: str | None = Field(
         default=None,
@@ -167,6 +172,17 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError(
                 f"state_url must be a redis:// URL (or unset for state.db), not {value!r}"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            scheme = value.split("://", 1)[0] if "://" in value else value[:20]
+            raise ValueError(
+                f"database_url must be a PostgreSQL URL, not {scheme!r}: give "
+                "postgresql://USER[:PASSWORD]@HOST:5432/DATABASE, or leave it unset for SQLite"
             )
         return value
 

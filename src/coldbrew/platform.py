@@ -36,6 +36,7 @@ from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
+from coldbrew.store.factory import open_store
 from coldbrew.store.sqlite import SQLiteStore
 from coldbrew.store.state import Namespace, StateStore
 
@@ -83,6 +84,12 @@ def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
 
 
+def _sealer(settings: Settings) -> Sealer:
+    """The key sealing secrets at rest (gateways sharing a database share the key file)."""
+    sealed_in = settings.db_path if settings.database_url is None else None
+    return Sealer.from_file(settings.secrets_key_file, sealed_in=sealed_in)
+
+
 def new_api_key() -> str:
     return "cb_" + secrets.token_urlsafe(32)
 
@@ -118,14 +125,36 @@ class Platform:
     _state_task: asyncio.Task[None] | None = None
 
     @classmethod
-    def create(
+    async def open(
         cls, settings: Settings, clock: Clock | None = None, backend: Backend | None = None
     ) -> Platform:
+        """`create` on the store the settings ask for (`database_url`: PostgreSQL), opened
+        first: an unreachable database fails here, before anything starts."""
+        secure_home(settings.home)
+        store = await open_store(settings, _sealer(settings))
+        try:
+            return cls.create(settings, clock, backend, store=store)
+        except BaseException:
+            await store.close()
+            raise
+
+    @classmethod
+    def create(
+        cls,
+        settings: Settings,
+        clock: Clock | None = None,
+        backend: Backend | None = None,
+        *,
+        store: Store | None = None,
+    ) -> Platform:
+        """Everything of one process, on `store` (default: the SQLite store in the home; a
+        PostgreSQL one is opened by `open`)."""
         clock = clock or SystemClock()
         secure_home(settings.home)  # umask 077: what this process creates is 0600/0700
         sandbox = new_sandbox(settings)
-        sealer = Sealer.from_file(settings.secrets_key_file, sealed_in=settings.db_path)
-        store = SQLiteStore(settings.db_path, sealer)
+        sealer = _sealer(settings)
+        if store is None:
+            store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         environments = Environments(settings.home / "envs")
         if backend is None:

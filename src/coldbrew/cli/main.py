@@ -65,6 +65,12 @@ def main() -> None:
     help="isolation of tenant code (default standard: what the kernel allows; strict: refuse "
     "to start without every layer; off: none, with a warning)",
 )
+@click.option(
+    "--database-url",
+    default=None,
+    help="postgresql://USER@HOST:5432/DB: keep jobs in PostgreSQL, shared by several gateways "
+    "(default: SQLite in the home; env COLDBREW_DATABASE_URL)",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -73,6 +79,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     sandbox: str | None,
+    database_url: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -87,6 +94,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             sandbox=sandbox,
+            database_url=database_url,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)

@@ -95,9 +95,9 @@ def _on_signals(server: uvicorn.Server) -> None:
 
 async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
     try:
-        platform = Platform.create(settings)
+        platform = await Platform.open(settings)
     except ColdbrewError as exc:  # a secrets key that does not open the database; --sandbox
-        # strict on a machine that cannot give every protection
+        # strict on a machine that cannot give every protection; an unreachable database
         click.echo(f"error: {exc.message}\n  hint: {exc.hint}", err=True)
         return 2
     app = create_app(platform, manage_lifecycle=False)
