@@ -31,6 +31,9 @@ from coldbrew.integrations.triggers.submit import (
 from coldbrew.store.models import Job, JobStatus
 from coldbrew.store.triggers import DeadLetter, InFlight, Outcome, TriggerDef, TriggerStore
 
+# the names that lived here before `submit.py` stay importable from here
+__all__ = ["OnAccept", "RunnerTiming", "Submitter", "TriggerRunner", "idempotency_key"]
+
 log = logging.getLogger("coldbrew.triggers")
 
 _THROUGHPUT_WINDOW_S = 60.0
