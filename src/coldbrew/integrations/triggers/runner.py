@@ -22,6 +22,7 @@ from coldbrew.clock import Clock
 from coldbrew.errors import ColdbrewError
 from coldbrew.integrations.triggers.base import Message, Sink, SinkRecord, Source
 from coldbrew.integrations.triggers.submit import (
+    OnAccept,
     Submitter,
     as_payload,
     idempotency_key,
