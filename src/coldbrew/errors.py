@@ -20,7 +20,8 @@ ColdbrewError                  500  internal_error
     ├── HandlerError          500  handler_error        a RunPod handler answered with an error
     ├── NotStorable           500  not_storable         the job's result cannot be stored
     ├── SecretUnreadable      500  secret_unreadable    a sealed secret does not open
-    └── StorageUnavailable    503  storage_unavailable  the database cannot take writes
+    ├── StorageUnavailable    503  storage_unavailable  the database cannot take writes
+    └── ClusterUnavailable    503  cluster_unavailable  a Ray call (a node's agent) timed out
 
 The third column is `error_type`: one spelling for one error, wherever it appears. An HTTP error
 body is `{"error": {"type": error_type, "message", "hint", ...}}`; a job that fails carries an
@@ -198,3 +199,11 @@ def job_error(cls: type[ColdbrewError], message: str, **fields: Any) -> dict[str
     so a job's error and an HTTP error of the same kind are spelled alike.
     """
     return {"type": cls.error_type, "message": message, **fields}
+
+
+class ClusterUnavailable(ServerError):
+    """The Ray cluster, or the agent of one of its nodes, did not answer in time (a lost node):
+    the worker is not started, or counted as gone."""
+
+    status_code = 503
+    error_type = "cluster_unavailable"

@@ -119,7 +119,12 @@ def gateways(tmp_path: Path, database: str, redis_prefix: str) -> Iterator[list[
     try:
         for srv, hardware in zip(servers, slots, strict=True):  # the second finds the first's
             srv.home.mkdir()  # deploy in the database
-            srv.start(FIXTURES / "shared_gateways", COLDBREW_HARDWARE_SLOTS=hardware, **env)
+            srv.start(
+                FIXTURES / "shared_gateways",
+                COLDBREW_HARDWARE_SLOTS=hardware,
+                COLDBREW_GATEWAY_ID=srv.home.name,  # gw1, gw2: what their claims carry
+                **env,
+            )
         yield servers
     finally:
         for srv in servers:
@@ -271,7 +276,7 @@ def _survive_the_owners_death(
 
 
 def _claimed_by(database: str, job_id: str, servers: list[Server]) -> Server:
-    """The gateway holding the job's webhook claim (its pid is in the claim's owner)."""
+    """The gateway holding the job's webhook claim (its id is the claim's owner)."""
     owner = subprocess.run(
         [
             "psql",
@@ -285,7 +290,6 @@ def _claimed_by(database: str, job_id: str, servers: list[Server]) -> Server:
         check=True,
     ).stdout.strip()
     for srv in servers:
-        assert srv.process is not None
-        if f":{srv.process.pid}:" in owner:
+        if owner == srv.home.name:
             return srv
     raise AssertionError(f"no gateway holds the claim {owner!r}")

@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from coldbrew.api import (
     accounts,
+    cluster,
     credentials,
     dashboard,
     invoke,
@@ -21,6 +22,7 @@ from coldbrew.api import (
     replicate,
     runpod_worker,
     state,
+    triggers,
     versions,
 )
 from coldbrew.api.auth import KeyCache
@@ -84,9 +86,11 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             app.state.admin_key = await platform.start()
+            await trigger_manager.start()  # after the scheduler: runners submit at once
         try:
             yield
         finally:
+            await trigger_manager.stop()
             await replicator.hooks.close()
             if manage_lifecycle:
                 await platform.stop()
@@ -106,6 +110,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.settings,
         platform.clock,
         platform.versions,
+        platform.cluster,
     )
     runpod = invoke.RunPod(jobs, keys, platform.settings)
     # before /v2/{endpoint}/...: its routes win
@@ -120,9 +125,13 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(dashboard.router(platform, keys, jobs))
     app.include_router(versions.router(platform, keys, jobs))
     app.include_router(state.router(platform, keys, jobs))
+    trigger_manager = triggers.new_manager(platform, jobs)
+    app.state.triggers = trigger_manager
+    app.include_router(triggers.router(platform, keys, trigger_manager))
     replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))
+    app.include_router(cluster.router(platform, keys, jobs))
 
     @app.exception_handler(ColdbrewError)
     async def coldbrew_error(request: Request, exc: ColdbrewError) -> Response:

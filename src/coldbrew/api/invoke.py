@@ -16,6 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from coldbrew.api.auth import KeyCache
+from coldbrew.api.cluster import relay_stream
 from coldbrew.api.limits import check_depth
 from coldbrew.api.responses import json_response
 from coldbrew.config import Settings
@@ -162,6 +163,20 @@ async def _sse(jobs: JobService, job: Job) -> AsyncIterator[bytes]:
         )
 
 
+async def _stream(jobs: JobService, job: Job, request: Request) -> Response:
+    """New chunks of a streaming job since the last poll, or server-sent events."""
+    if "text/event-stream" in request.headers.get("accept", ""):
+        return StreamingResponse(
+            _sse(jobs, job),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache"},
+        )
+    job, chunks = await jobs.poll_stream(job, STREAM_POLL_WAIT_S)
+    return json_response(
+        {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
+    )
+
+
 def router(runpod: RunPod, platform: Platform) -> APIRouter:
     """The /v2 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
@@ -188,16 +203,8 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
     @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
     async def stream(endpoint: str, job_id: str, request: Request) -> Response:
         job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
-        if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(
-                _sse(jobs, job),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache"},
-            )
-        job, chunks = await jobs.poll_stream(job, STREAM_POLL_WAIT_S)
-        return json_response(
-            {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
-        )
+        relayed = await relay_stream(platform, job, request)  # its owner has the chunks
+        return relayed or await _stream(jobs, job, request)
 
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:

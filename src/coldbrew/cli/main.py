@@ -13,6 +13,7 @@ from coldbrew.cli.credentials import keys, secrets
 from coldbrew.cli.money import advise, budgets, usage
 from coldbrew.cli.output import print_table
 from coldbrew.cli.state import state
+from coldbrew.cli.triggers import triggers
 from coldbrew.cli.versions import rollback, traffic, versions
 from coldbrew.config import load_settings
 from coldbrew.sdk.client import APIError, Client
@@ -83,6 +84,15 @@ def main() -> None:
     help="directory every gateway mounts for deploy artifacts and uploaded files (default: "
     "the home)",
 )
+@click.option("--gateway-id", default=None, help="this gateway's id (default: new per start)")
+@click.option(
+    "--advertise-url",
+    default=None,
+    help="where the other gateways reach this one (default http://HOST:PORT)",
+)
+@click.option(
+    "--ray-address", default=None, help="run workers on this Ray cluster (host:port; docs/ray.md)"
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -94,6 +104,9 @@ def serve(
     database_url: str | None,
     redis_url: str | None,
     shared_dir: Path | None,
+    gateway_id: str | None,
+    advertise_url: str | None,
+    ray_address: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -111,6 +124,9 @@ def serve(
             database_url=database_url,
             redis_url=redis_url,
             shared_dir=shared_dir,
+            gateway_id=gateway_id,
+            advertise_url=advertise_url,
+            ray_address=ray_address,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
@@ -298,5 +314,6 @@ main.add_command(versions)
 main.add_command(traffic)
 main.add_command(rollback)
 main.add_command(state)
+main.add_command(triggers)
 for _command in (usage, budgets, advise):
     main.add_command(_command)
