@@ -115,13 +115,11 @@ def gateways(tmp_path: Path, database: str, redis_prefix: str) -> Iterator[list[
         "COLDBREW_SANDBOX": "off",
     }
     servers = [Server(home=tmp_path / f"gw{n}", port=free_port()) for n in (1, 2)]
-    slots = ['{"cpu": 4}', '{"cpu": 4, "L4": 1}']  # only the second runs the `l4` endpoint
     try:
-        for srv, hardware in zip(servers, slots, strict=True):  # the second finds the first's
-            srv.home.mkdir()  # deploy in the database
+        for srv in servers:  # one after the other: the second finds the first's deploy
+            srv.home.mkdir()
             srv.start(
                 FIXTURES / "shared_gateways",
-                COLDBREW_HARDWARE_SLOTS=hardware,
                 COLDBREW_GATEWAY_ID=srv.home.name,  # gw1, gw2: what their claims carry
                 **env,
             )
@@ -153,39 +151,42 @@ def test_two_gateways_share_cap_budget_stops_and_webhooks(
     one, two = gateways
     key = one.key  # the first gateway made the account; keys live in the shared database
     with _client(one, key) as first, _client(two, key) as second:
-        _wake_the_waiter_elsewhere(first)
-        _share_the_cap_and_stops([first, second])
+        _share_the_cap_and_stops([first, second], _one_endpoint_each([first, second], database))
         _survive_the_owners_death(gateways, {one.port: first, two.port: second}, receiver, database)
 
 
-def _wake_the_waiter_elsewhere(first: httpx.Client) -> None:
-    """A /runsync on the first gateway for a job only the second can run (an L4 slot) answers
-    when the second gateway ends it, not when its 30 s wait runs out."""
-    warm = first.post("/v2/l4/run", json={"input": {}}).json()["id"]  # its cold start
-    wait_until(
-        lambda: first.get(f"/v2/l4/status/{warm}").json(),
-        status_is("COMPLETED"),
-        timeout_s=120,
-        what="the l4 endpoint's first job",
+def _one_endpoint_each(clients: list[httpx.Client], database: str) -> list[str]:
+    """Two endpoints that run on different gateways: with endpoint ownership, one owned by each
+    (found in `GET /v1/cluster`); without, any two (both gateways run every endpoint)."""
+    rows = _psql(database, "SELECT id, name FROM endpoints").splitlines()
+    names = {int(i): name for i, name in (row.split("|") for row in rows)}
+
+    def owned() -> list[list[str]]:
+        found = [c.get("/v1/cluster").json() for c in clients]
+        return [sorted(names[i] for i in f.get("owned", names)) for f in found]
+
+    each = wait_until(
+        owned,
+        lambda o: (
+            sorted(n for names_ in o for n in names_) == sorted(names.values())
+            or all(mine == sorted(names.values()) for mine in o)
+        ),
+        timeout_s=30,
+        what="every endpoint owned",
     )
-    took = []
-    for n in range(3):
-        started = time.monotonic()
-        body = first.post("/v2/l4/runsync?wait=30000", json={"input": {"tag": str(n)}}).json()
-        took.append(time.monotonic() - started)
-        assert body["status"] == "COMPLETED", body
-    print(f"\n  runsync woken from the other gateway: {', '.join(f'{t:.2f}' for t in took)} s")
-    assert max(took) < 10  # woken by the other gateway, far from the 30 s bound
+    assert each[0] and each[1], f"one gateway owns every endpoint: {each}"
+    return [each[0][0], each[1][0]]
 
 
-def _share_the_cap_and_stops(clients: list[httpx.Client]) -> None:
+def _share_the_cap_and_stops(clients: list[httpx.Client], endpoints: list[str]) -> None:
     """The account cap of 4 holds across both gateways (16 jobs on two endpoints of 4 workers
-    each: 8 could run at once, and do when each gateway counts only its own), and a hard stop
+    each, run by different gateways: 8 could run at once, and do when each gateway counts only
+    its own), and a hard stop
     set on one gateway answers 402 on both, long before a budget check."""
     jobs = [  # each endpoint through each gateway: one owner per endpoint or not, the same
         (endpoint, clients[n % 2].post(f"/v2/{endpoint}/run", json={"input": {"sleep_s": 1.5}}))
         for n in range(16)
-        for endpoint in [("slow", "slow2")[n // 2 % 2]]
+        for endpoint in [endpoints[n // 2 % 2]]
     ]
     done = [
         wait_until(
@@ -275,20 +276,16 @@ def _survive_the_owners_death(
     assert [d["statusCode"] for d in hook["deliveries"]] == [503, 503, 200]
 
 
+def _psql(database: str, query: str) -> str:
+    done = subprocess.run(
+        ["psql", database, "-tA", "-c", query], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
 def _claimed_by(database: str, job_id: str, servers: list[Server]) -> Server:
     """The gateway holding the job's webhook claim (its id is the claim's owner)."""
-    owner = subprocess.run(
-        [
-            "psql",
-            database,
-            "-tA",
-            "-c",
-            f"SELECT webhook_claimed_by FROM jobs WHERE id = '{job_id}'",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
+    owner = _psql(database, f"SELECT webhook_claimed_by FROM jobs WHERE id = '{job_id}'")
     for srv in servers:
         if owner == srv.home.name:
             return srv
