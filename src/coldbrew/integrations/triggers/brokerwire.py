@@ -1,0 +1,86 @@
+"""What the message-broker kinds (NATS, RabbitMQ, MQTT, Kafka) share: how a dead letter carries
+its error, how a result is encoded for a sink, and the errors that tell a user which client
+package or broker object is missing.
+
+Dead letters keep the original payload byte for byte and put the error beside it (NATS headers,
+AMQP headers, MQTT 5 user properties, Kafka headers), so an operator can republish one to the
+source subject unchanged once the cause is fixed. The full error record is JSON in one field;
+its type and message also get fields of their own for brokers' UIs that show headers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+from typing import Any
+
+import orjson
+
+from coldbrew.errors import InvalidRequest, ServerError
+from coldbrew.integrations.triggers.base import SinkRecord
+
+# A traceback can be long; brokers cap header sizes (NATS's max_payload covers headers too,
+# RabbitMQ's frame_max). 4 KiB keeps the error readable and far from every cap.
+MAX_ERROR_BYTES = 4096
+EXTRA = "coldbrew[triggers]"
+
+
+def error_fields(trigger_id: str, key: str, error: dict[str, Any]) -> dict[str, str]:
+    """The header/property fields a dead letter carries: who, which message, and why."""
+    record = orjson.dumps(error, default=str)
+    if len(record) > MAX_ERROR_BYTES:
+        trimmed = {k: v for k, v in error.items() if k != "traceback"}
+        trimmed["traceback"] = str(error.get("traceback", ""))[-MAX_ERROR_BYTES // 2 :]
+        record = orjson.dumps(trimmed, default=str)[:MAX_ERROR_BYTES]
+    return {
+        "coldbrew-trigger": trigger_id,
+        "coldbrew-message-key": key,
+        "coldbrew-error-type": str(error.get("type", "error")),
+        "coldbrew-error-message": str(error.get("message", ""))[:512],
+        "coldbrew-error": record.decode(errors="replace"),
+    }
+
+
+def record_json(record: SinkRecord) -> bytes:
+    """A sink record as the JSON document a broker sink publishes (one per message)."""
+    return orjson.dumps(dataclasses.asdict(record), default=str)
+
+
+def record_id(record: SinkRecord) -> str:
+    """The id a sink gives a published result, so a reader (or the broker) can drop repeats:
+    the runner may write a record twice after a crash, never with another id."""
+    return f"{record.trigger_id}:{record.message_key}"
+
+
+def require_client(kind: str, module: str, package: str) -> None:
+    """Fail config validation (a 400 at `coldbrew triggers create`) when `kind`'s client library
+    is not installed, instead of a runner that dies at its first `open`."""
+    if importlib.util.find_spec(module) is None:
+        raise ValueError(
+            f"the {kind} trigger kind needs the {package!r} package, which is not installed: "
+            f"pip install '{EXTRA}'"
+        )
+
+
+def missing_object(kind: str, what: str, name: str, fix: str) -> InvalidRequest:
+    """A broker object the config names does not exist (and the config did not ask to create
+    it): the user fixes the config or the broker, so it is a client error."""
+    return InvalidRequest(f"{kind}: {what} {name!r} does not exist", hint=fix)
+
+
+def unreachable(kind: str, url: str, exc: BaseException) -> ServerError:
+    """The broker did not answer: the runner retries `open`, the message says where it looked."""
+    return ServerError(
+        f"{kind}: cannot reach the broker at {url}: {type(exc).__name__}: {exc}",
+        hint=f"check that the broker runs and that the trigger's url ({url}) is right",
+    )
+
+
+def redact(url: str) -> str:
+    """`url` without its password, for errors and logs."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else f"{scheme}://{user}@{host}"
