@@ -6,8 +6,9 @@ power loss can drop the last few. Every call runs on the store's own thread (`st
 never on the event loop: a lock held elsewhere or a stalled disk must not freeze the gateway.
 
 Each part lives in its own module (`sqlite_catalog`, `sqlite_credentials`, `sqlite_queue`,
-`sqlite_history`, `sqlite_ledger`) with its tables' migrations; the connection, the thread and
-the migration runner they share are `sqlite_db`. This class only puts them together.
+`sqlite_history`, `sqlite_ledger`, `sqlite_triggers`) with its tables' migrations; the
+connection, the thread and the migration runner they share are `sqlite_db`. This class only
+puts them together.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from coldbrew.store import (
     sqlite_history,
     sqlite_ledger,
     sqlite_queue,
+    sqlite_triggers,
 )
 from coldbrew.store.base import Store
 from coldbrew.store.guard import on_store_thread
@@ -30,6 +32,7 @@ from coldbrew.store.sqlite_db import Part
 from coldbrew.store.sqlite_history import SQLiteHistory
 from coldbrew.store.sqlite_ledger import SQLiteLedger
 from coldbrew.store.sqlite_queue import SQLiteQueue
+from coldbrew.store.sqlite_triggers import SQLiteTriggers
 
 #: Every part's migrations, in the order they run: a part's tables may refer to an earlier
 #: part's (api keys to accounts; the history reads jobs).
@@ -39,12 +42,19 @@ PARTS: tuple[Part, ...] = (
     sqlite_queue.PART,
     sqlite_history.PART,
     sqlite_ledger.PART,
+    sqlite_triggers.PART,
 )
 
 
 @on_store_thread
 class SQLiteStore(
-    SQLiteCatalog, SQLiteCredentials, SQLiteQueue, SQLiteHistory, SQLiteLedger, Store
+    SQLiteCatalog,
+    SQLiteCredentials,
+    SQLiteQueue,
+    SQLiteHistory,
+    SQLiteLedger,
+    SQLiteTriggers,
+    Store,
 ):
     """`Store` on one SQLite database file (or `:memory:` for unit tests), used from one thread.
 
