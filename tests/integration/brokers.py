@@ -47,13 +47,22 @@ def context(trigger_id: str = "trg-test") -> TriggerContext:
 
 
 async def drain(
-    source: Source, expected: int, *, batch: int = 10, timeout_s: float = 20.0
+    source: Source, expected: int, *, batch: int = 10, ack: bool = False, timeout_s: float = 20.0
 ) -> list[Message]:
     """Fetch until `expected` messages came (a bound, not a timing assertion), then one more
-    short fetch that must find nothing: more than `expected` is a duplicate and fails."""
+    short fetch: the caller's count check catches anything past `expected` (a duplicate).
+
+    `ack` acks each batch as it comes, as the runner does; brokers that cap unacked deliveries
+    (RabbitMQ's prefetch, MQTT's receive maximum) send nothing more until then.
+    """
     got: list[Message] = []
     async with asyncio.timeout(timeout_s):
         while len(got) < expected:
-            got += await source.fetch(batch, 0.5)
-    got += await source.fetch(batch, 0.3)
-    return got
+            window = await source.fetch(batch, 0.5)
+            if ack:
+                await source.ack(window)
+            got += window
+    tail = await source.fetch(batch, 0.3)
+    if ack:
+        await source.ack(tail)
+    return got + tail

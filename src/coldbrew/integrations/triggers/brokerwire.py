@@ -2,10 +2,12 @@
 its error, how a result is encoded for a sink, and the errors that tell a user which client
 package or broker object is missing.
 
-Dead letters keep the original payload byte for byte and put the error beside it (NATS headers,
-AMQP headers, MQTT 5 user properties, Kafka headers), so an operator can republish one to the
-source subject unchanged once the cause is fixed. The full error record is JSON in one field;
-its type and message also get fields of their own for brokers' UIs that show headers.
+A dead letter is published long after its message was acked (the runner retried its job first),
+from the runner's copy: the payload is the message's JSON input as the job got it (bytes that
+were not JSON arrive as `{"data": <base64>}`), and the error sits beside it (NATS headers, AMQP
+headers, MQTT 5 user properties, Kafka headers), so an operator can republish the payload to the
+source once the cause is fixed. The full error record is JSON in one field; its type and message
+also get fields of their own for brokers' UIs that show headers.
 """
 
 from __future__ import annotations
@@ -17,12 +19,17 @@ from typing import Any
 import orjson
 
 from coldbrew.errors import InvalidRequest, ServerError
-from coldbrew.integrations.triggers.base import SinkRecord
+from coldbrew.integrations.triggers.base import Message, SinkRecord
 
 # A traceback can be long; brokers cap header sizes (NATS's max_payload covers headers too,
 # RabbitMQ's frame_max). 4 KiB keeps the error readable and far from every cap.
 MAX_ERROR_BYTES = 4096
 EXTRA = "coldbrew[triggers]"
+
+
+def dead_letter_payload(message: Message) -> bytes:
+    """What a dead letter carries: the message's input, as JSON."""
+    return orjson.dumps(message.body)
 
 
 def error_fields(trigger_id: str, key: str, error: dict[str, Any]) -> dict[str, str]:

@@ -196,12 +196,11 @@ class KafkaSource:
     async def dead_letter(self, message: Message, error: dict[str, Any]) -> None:
         if self._producer is None or self.config.dead_letter_topic is None:
             return  # the runner's own dead-letter table has it
-        record = message.handle
         fields = brokerwire.error_fields(self.ctx.trigger_id, message.key, error)
         await self._producer.send_and_wait(
             self.config.dead_letter_topic,
-            value=record.value,
-            key=record.key,
+            value=brokerwire.dead_letter_payload(message),
+            key=message.key.encode(),
             headers=[(k, v.encode()) for k, v in fields.items()],
         )
 

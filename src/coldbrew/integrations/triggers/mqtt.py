@@ -20,8 +20,10 @@ it is the publisher's `message-id` user property when set (`<topic>|id:<value>`)
 of the payload (`<topic>|sha256:<hex>`): a redelivery keeps both, and two publishes of the same
 payload to one topic are one message to coldbrew unless the publisher sets `message-id`.
 
-Dead letters are published (QoS 1, PUBACK awaited) to `dead_letter_topic`, payload unchanged,
-the error in user properties. aiomqtt (over paho-mqtt 2) is imported in `open()` only.
+Dead letters (long after the ack, from the runner's copy) are published (QoS 1, PUBACK awaited)
+to `dead_letter_topic`: the message's JSON input, the error in user properties.
+
+aiomqtt (over paho-mqtt 2) is imported in `open()` only.
 """
 
 from __future__ import annotations
@@ -251,17 +253,17 @@ class MqttSource:
                 paho.ack(m.mid, m.qos)
 
     async def dead_letter(self, message: Message, error: dict[str, Any]) -> None:
+        """Publish the message's input (QoS 1, PUBACK awaited) with the error in user
+        properties; `message-id` = the key, so a reader can drop a repeated dead letter."""
         topic = self.config.dead_letter_topic
         if topic is None:
             return  # the runner's own dead-letter table has it
-        assert self._client is not None
-        m: aiomqtt.Message = message.handle
+        assert self._client is not None, "open() first"
         fields = brokerwire.error_fields(self.ctx.trigger_id, message.key, error)
-        fields["coldbrew-source-topic"] = m.topic.value
+        fields["coldbrew-source-topic"] = self.config.topic
         fields[self.config.id_property] = message.key
-        await self._client.publish(
-            topic, bytes(m.payload), qos=1, properties=publish_properties(fields)
-        )
+        payload = brokerwire.dead_letter_payload(message)
+        await self._client.publish(topic, payload, qos=1, properties=publish_properties(fields))
 
     async def lag(self) -> int | None:
         return None  # MQTT does not tell a subscriber how much its session has queued

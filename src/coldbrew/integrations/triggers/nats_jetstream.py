@@ -5,8 +5,9 @@ the consumer's state on the server, so a message fetched and never acked is rede
 `ack_wait_s` passes (after a crash) or at once (after `close`, which naks what it still holds).
 The message key is the publisher's `Nats-Msg-Id` header when it set one (JetStream already
 de-duplicates on it), else `<stream>:<stream sequence>`, which never changes for a stored
-message. Dead letters are published, payload unchanged and the error in headers, to
-`dead_letter_subject`, which a JetStream stream must store (`create` makes `<stream>_DEAD`).
+message. Dead letters (long after the ack, from the runner's copy: the JSON input, the error in
+headers) are published to `dead_letter_subject`, which a JetStream stream must store (`create`
+makes `<stream>_DEAD`); the PubAck is awaited.
 
 Sink: each result is one JSON message on `subject`. With `jetstream` (the default) the write
 waits for the stream's PubAck and sets `Nats-Msg-Id` to `<trigger>:<message key>`, so a record
@@ -259,17 +260,16 @@ class NatsSource:
         await self._nc.flush()
 
     async def dead_letter(self, message: Message, error: dict[str, Any]) -> None:
-        """Publish the original payload with the error in headers, and wait for the stream's
-        PubAck; `Nats-Msg-Id` = the key, so a repeated dead-letter is stored once."""
+        """Publish the message's input with the error in headers and wait for the stream's
+        PubAck; `Nats-Msg-Id` = the key, so a repeated dead letter is stored once."""
         subject = self.config.dead_letter_subject
         if subject is None:
             return  # the runner's own dead-letter table has it
-        assert self._js is not None
-        msg: Msg = message.handle
+        assert self._js is not None, "open() first"
         headers = brokerwire.error_fields(self.ctx.trigger_id, message.key, error)
-        headers["coldbrew-source-subject"] = msg.subject
+        headers["coldbrew-source-subject"] = self.config.subject
         headers[MSG_ID] = message.key
-        await self._js.publish(subject, msg.data, headers=headers)
+        await self._js.publish(subject, brokerwire.dead_letter_payload(message), headers=headers)
 
     async def lag(self) -> int | None:
         if self._js is None:

@@ -12,11 +12,12 @@ also keeps; the delivery tag is not used, it changes on every delivery. The cost
 two publishes of the same body to the same routing key are one message to coldbrew (one job).
 Publishers that send repeated identical bodies should set `message_id`.
 
-Dead letters: with `dead_letter_queue`, the original body and properties are republished there
-(publisher confirms: the broker has it before the runner acks the original) with the error in
-headers. With `dead_letter_via_dlx`, the message is rejected instead, and the queue's own
-dead-letter exchange (the `x-dead-letter-exchange` argument or a policy) routes it; RabbitMQ
-adds only its `x-death` header, so the error lives in the runner's dead-letter table.
+Dead letters (published long after the message was acked, from the runner's copy) go to
+`dead_letter_queue` through the default exchange, or to `dead_letter_exchange` with
+`dead_letter_routing_key` (default: the source queue's name, as RabbitMQ's own dead-lettering
+keeps it), with publisher confirms and the error in headers. A queue's `x-dead-letter-exchange`
+cannot be used for them: it only routes messages rejected while still unacked, and these were
+acked when their first job was accepted.
 
 aio-pika is imported in `open()` only.
 """
@@ -66,17 +67,15 @@ class RabbitSourceConfig(KindConfig):
         default_factory=dict, description="x-arguments when create declares the queue"
     )
     dead_letter_queue: str | None = Field(default=None, min_length=1, max_length=255)
-    dead_letter_via_dlx: bool = Field(
-        default=False,
-        description="reject dead letters: the queue's dead-letter exchange routes them",
-    )
+    dead_letter_exchange: str | None = Field(default=None, min_length=1, max_length=255)
+    dead_letter_routing_key: str | None = Field(default=None, max_length=255)
     connect_timeout_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> RabbitSourceConfig:
         brokerwire.require_client("rabbitmq", "aio_pika", "aio-pika")
-        if self.dead_letter_queue is not None and self.dead_letter_via_dlx:
-            raise ValueError("choose one of dead_letter_queue and dead_letter_via_dlx")
+        if self.dead_letter_queue is not None and self.dead_letter_exchange is not None:
+            raise ValueError("choose one of dead_letter_queue and dead_letter_exchange")
         if self.dead_letter_queue == self.queue:
             raise ValueError("dead_letter_queue must differ from queue (it would read them again)")
         return self
@@ -158,7 +157,6 @@ class RabbitSource:
         self._inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
         self._prefetch = 0
         self._consumer_tag: str | None = None
-        self._rejected: set[int] = set()  # delivery tags settled by dead_letter (DLX mode)
 
     async def open(self) -> None:
         cfg = self.config
@@ -211,39 +209,32 @@ class RabbitSource:
     async def ack(self, messages: Sequence[Message]) -> None:
         for message in messages:
             delivery: AbstractIncomingMessage = message.handle
-            tag = delivery.delivery_tag
-            if tag is not None and tag in self._rejected:
-                self._rejected.discard(tag)  # already settled by a reject: a second ack
-                continue  # would close the channel (PRECONDITION_FAILED unknown tag)
             await delivery.ack()
 
     async def dead_letter(self, message: Message, error: dict[str, Any]) -> None:
+        """Publish the message's input with the error in headers; returns once the broker
+        confirmed it. The AMQP message_id is the key, so a reader can drop a repeat."""
         import aio_pika
 
         cfg = self.config
-        delivery: AbstractIncomingMessage = message.handle
-        if cfg.dead_letter_via_dlx:
-            await delivery.reject(requeue=False)
-            if delivery.delivery_tag is not None:
-                self._rejected.add(delivery.delivery_tag)
-            return
-        if cfg.dead_letter_queue is None:
+        if cfg.dead_letter_queue is None and cfg.dead_letter_exchange is None:
             return  # the runner's own dead-letter table has it
-        assert self._channel is not None
-        headers: dict[str, Any] = dict(delivery.headers or {})
-        headers.update(brokerwire.error_fields(self.ctx.trigger_id, message.key, error))
+        assert self._channel is not None, "open() first"
+        headers: dict[str, Any] = brokerwire.error_fields(self.ctx.trigger_id, message.key, error)
         headers["coldbrew-source-queue"] = cfg.queue
         dead = aio_pika.Message(
-            delivery.body,
+            brokerwire.dead_letter_payload(message),
             headers=headers,
-            content_type=delivery.content_type,
-            content_encoding=delivery.content_encoding,
-            message_id=delivery.message_id,
-            correlation_id=delivery.correlation_id,
-            timestamp=delivery.timestamp,
+            content_type="application/json",
+            message_id=message.key,
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
-        await self._channel.default_exchange.publish(dead, routing_key=cfg.dead_letter_queue)
+        if cfg.dead_letter_queue is not None:
+            await self._channel.default_exchange.publish(dead, routing_key=cfg.dead_letter_queue)
+            return
+        assert cfg.dead_letter_exchange is not None
+        exchange = await self._channel.get_exchange(cfg.dead_letter_exchange, ensure=False)
+        await exchange.publish(dead, routing_key=cfg.dead_letter_routing_key or cfg.queue)
 
     async def lag(self) -> int | None:
         if self._queue is None or self._channel is None or self._channel.is_closed:
@@ -261,7 +252,6 @@ class RabbitSource:
         )
         self._consumer_tag, self._prefetch = None, 0
         self._inbox = asyncio.Queue()
-        self._rejected.clear()
         if connection is not None:
             try:
                 await connection.close()
@@ -328,7 +318,7 @@ register_source(
         config=RabbitSourceConfig,
         build=RabbitSource,
         summary="a durable queue with manual acks: url, queue, create, queue_arguments, "
-        "dead_letter_queue or dead_letter_via_dlx",
+        "dead_letter_queue or dead_letter_exchange (+ dead_letter_routing_key)",
     )
 )
 register_sink(
