@@ -54,7 +54,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 NEVER_EXPIRE = 0xFFFFFFFF  # MQTT 5: a session expiry of 2^32-1 means the session never expires
-_TOPIC = r"^[^\s#+]*(?:[#+][^\s#+]*)*$"
 
 
 class MqttSourceConfig(KindConfig):
@@ -64,7 +63,7 @@ class MqttSourceConfig(KindConfig):
     port: int = Field(default=1883, ge=1, le=65535)
     username: str | None = None
     password: str | None = None
-    topic: str = Field(min_length=1, pattern=_TOPIC, description="topic filter (+ and # allowed)")
+    topic: str = Field(min_length=1, description="topic filter (+ and # allowed)")
     client_id: str = Field(
         min_length=1, max_length=128, description="fixed: the broker keeps the session under it"
     )
@@ -83,6 +82,7 @@ class MqttSourceConfig(KindConfig):
     @model_validator(mode="after")
     def _check(self) -> MqttSourceConfig:
         brokerwire.require_client("mqtt", "aiomqtt", "aiomqtt")
+        check_filter(self.topic)
         if self.dead_letter_topic is not None and topic_matches(self.topic, self.dead_letter_topic):
             raise ValueError(
                 f"dead_letter_topic {self.dead_letter_topic!r} matches topic {self.topic!r}: "
@@ -106,6 +106,18 @@ class MqttSinkConfig(KindConfig):
     def _check(self) -> MqttSinkConfig:
         brokerwire.require_client("mqtt", "aiomqtt", "aiomqtt")
         return self
+
+
+def check_filter(topic_filter: str) -> None:
+    """MQTT's filter rules: `+` is a whole level, `#` a whole level and the last one."""
+    levels = topic_filter.split("/")
+    for i, level in enumerate(levels):
+        if ("+" in level or "#" in level) and len(level) > 1:
+            raise ValueError(
+                f"topic {topic_filter!r}: a wildcard must be a whole level ({level!r})"
+            )
+        if level == "#" and i != len(levels) - 1:
+            raise ValueError(f"topic {topic_filter!r}: '#' must be the last level")
 
 
 def topic_matches(topic_filter: str, topic: str) -> bool:
