@@ -20,6 +20,7 @@ from coldbrew.api import (
     manage,
     replicate,
     runpod_worker,
+    triggers,
     versions,
 )
 from coldbrew.api.auth import KeyCache
@@ -83,9 +84,11 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             app.state.admin_key = await platform.start()
+            await trigger_manager.start()  # after the scheduler: runners submit at once
         try:
             yield
         finally:
+            await trigger_manager.stop()
             await replicator.hooks.close()
             if manage_lifecycle:
                 await platform.stop()
@@ -118,6 +121,9 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(accounts.router(platform, keys))
     app.include_router(dashboard.router(platform, keys, jobs))
     app.include_router(versions.router(platform, keys, jobs))
+    trigger_manager = triggers.new_manager(platform, jobs)
+    app.state.triggers = trigger_manager
+    app.include_router(triggers.router(platform, keys, trigger_manager))
     replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))

@@ -12,6 +12,7 @@ import click
 from coldbrew.cli.credentials import keys, secrets
 from coldbrew.cli.money import advise, budgets, usage
 from coldbrew.cli.output import print_table
+from coldbrew.cli.triggers import triggers
 from coldbrew.cli.versions import rollback, traffic, versions
 from coldbrew.config import load_settings
 from coldbrew.sdk.client import APIError, Client
@@ -271,5 +272,6 @@ main.add_command(secrets)
 main.add_command(versions)
 main.add_command(traffic)
 main.add_command(rollback)
+main.add_command(triggers)
 for _command in (usage, budgets, advise):
     main.add_command(_command)

@@ -200,6 +200,27 @@ class Client:
         )
         return result
 
+    # triggers
+    def create_trigger(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Create a trigger (`POST /v1/triggers`); the body is documented in docs/triggers.md."""
+        result: dict[str, Any] = self._call("POST", "/v1/triggers", json=body)
+        return result
+
+    def triggers(self) -> list[dict[str, Any]]:
+        """Every trigger with its stats: lag, throughput, failures, last error."""
+        result: list[dict[str, Any]] = self._call("GET", "/v1/triggers")["triggers"]
+        return result
+
+    def trigger(self, id_or_name: str, action: str | None = None) -> dict[str, Any]:
+        """One trigger; with `action` "pause", "resume" or "delete", do that first."""
+        if action == "delete":
+            result: dict[str, Any] = self._call("DELETE", f"/v1/triggers/{id_or_name}")
+        elif action is not None:
+            result = self._call("POST", f"/v1/triggers/{id_or_name}/{action}")
+        else:
+            result = self._call("GET", f"/v1/triggers/{id_or_name}")
+        return result
+
     def rollback(self, name: str, to: int | None = None) -> dict[str, Any]:
         """Make version `to` (default: the one before the current) current: `{from, version}`."""
         result: dict[str, Any] = self._call(

@@ -80,7 +80,7 @@ class DeadLetter:
     at: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class Outcome:
     """Counter changes and in-flight rows to drop, written in one transaction."""
 
