@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -184,6 +185,14 @@ async def _connect(client: aiomqtt.Client, host: str, port: int) -> None:
         raise brokerwire.unreachable("mqtt", f"mqtt://{host}:{port}", exc) from exc
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """A message's handle: which connection got it, for its PUBACK."""
+
+    connection: int
+    message: aiomqtt.Message
+
+
 class MqttSource:
     """One persistent-session QoS 1 subscriber; see the module docstring for the guarantees."""
 
@@ -191,6 +200,8 @@ class MqttSource:
         self.config = config
         self.ctx = ctx
         self._client: aiomqtt.Client | None = None
+        self._connection = 0  # counts connects: a PUBACK goes only on the one that delivered
+        self._broken = False
 
     async def open(self) -> None:
         from paho.mqtt.packettypes import PacketTypes
@@ -213,7 +224,8 @@ class MqttSource:
         # Set before connecting, so not even a message re-sent at connect is acked on receipt.
         client._client.manual_ack_set(True)
         await _connect(client, cfg.host, cfg.port)
-        self._client = client
+        self._client, self._broken = client, False
+        self._connection += 1
         try:
             await client.subscribe(cfg.topic, qos=1)
         except BaseException:
@@ -221,11 +233,15 @@ class MqttSource:
             raise
 
     async def fetch(self, max_messages: int, wait_s: float) -> list[Message]:
-        """Waits (through the clock) for the first delivery, then takes what else has arrived."""
+        """Waits (through the clock) for the first delivery, then takes what else has arrived.
+        After a lost connection it reconnects first: the session resends what was in flight."""
         import aiomqtt
 
+        if self._client is None or self._broken:
+            await self.close()
+            await self.open()
         client = self._client
-        assert client is not None, "open() first"
+        assert client is not None
         messages = client.messages
         got: list[aiomqtt.Message] = []
         try:
@@ -237,9 +253,10 @@ class MqttSource:
             while len(got) < max_messages and len(messages) > 0:
                 got.append(await anext(messages))
         except aiomqtt.MqttError as exc:
+            self._broken = True  # what `got` holds comes again on the next connection
             raise ServerError(
                 f"mqtt: lost the connection to {self.config.host}:{self.config.port}: {exc}",
-                hint="the runner reopens the source; in-flight messages come again on reconnect",
+                hint="the next fetch reconnects; in-flight messages come again then",
             ) from exc
         now = self.ctx.clock.time()
         return [
@@ -249,19 +266,25 @@ class MqttSource:
                 ),
                 body=decode_body(bytes(m.payload)),
                 received_at=now,
-                handle=m,
+                handle=_Delivery(self._connection, m),
             )
             for m in got
         ]
 
     async def ack(self, messages: Sequence[Message]) -> None:
         """PUBACK each message now: the broker forgets it. A PUBACK lost with the connection
-        means a redelivery, which the message key turns into no new job."""
+        means a redelivery, which the message key turns into no new job.
+
+        A message that came on an earlier connection gets no PUBACK here: the broker resent it
+        on reconnect, maybe under the same packet id as a newer message, so acking the old
+        handle could ack the wrong one; its resent copy is acked when it comes.
+        """
         assert self._client is not None
         paho = self._client._client
         for message in messages:
-            m: aiomqtt.Message = message.handle
-            if m.qos > 0:
+            delivery: _Delivery = message.handle
+            m = delivery.message
+            if delivery.connection == self._connection and m.qos > 0:
                 paho.ack(m.mid, m.qos)
 
     async def dead_letter(self, message: Message, error: dict[str, Any]) -> None:

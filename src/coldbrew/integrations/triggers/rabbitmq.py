@@ -169,9 +169,18 @@ class RabbitSource:
             await self.close()
             raise
 
+    async def _reconnect(self) -> None:
+        """The channel closed under us (the broker restarted, the connection dropped): open a
+        new one. The broker requeued every unacked delivery of the old one; they come again
+        (the runner skips those it already accepted, by key, and acks them)."""
+        log.warning("rabbitmq: the channel to queue %s closed; reconnecting", self.config.queue)
+        await self.close()
+        await self.open()
+
     async def _consume(self, prefetch: int) -> None:
-        """Start (or resize) the consumer: the prefetch is set before the first delivery, so the
-        broker never pushes more than one unacked batch to this runner."""
+        """Start (or grow) the consumer: the prefetch is set before the first delivery, so the
+        broker never pushes this runner more than its largest batch unacked. It only grows: a
+        smaller window (the runner near its in-flight cap) takes part of what has arrived."""
         assert self._channel is not None and self._queue is not None, "open() first"
         await self._channel.set_qos(prefetch_count=prefetch)
         self._prefetch = prefetch
@@ -181,11 +190,8 @@ class RabbitSource:
     async def fetch(self, max_messages: int, wait_s: float) -> list[Message]:
         """Waits (through the clock) for the first delivery, then takes what else has arrived."""
         if self._channel is None or self._channel.is_closed:
-            raise ServerError(
-                "rabbitmq: the channel is closed (the broker went away or refused an operation)",
-                hint="the runner reopens the source; the broker log says why it closed",
-            )
-        if max_messages != self._prefetch:
+            await self._reconnect()
+        if max_messages > self._prefetch:
             await self._consume(max_messages)
         deliveries: list[AbstractIncomingMessage] = []
         if self._inbox.empty():
@@ -207,6 +213,13 @@ class RabbitSource:
         ]
 
     async def ack(self, messages: Sequence[Message]) -> None:
+        """Ack each delivery (AMQP acks have no reply; a lost one is a redelivery). Deliveries
+        of a channel that closed since cannot be acked: the broker has requeued them."""
+        if self._channel is None or self._channel.is_closed:
+            raise ServerError(
+                "rabbitmq: the channel closed before the ack; the broker requeued the messages",
+                hint="nothing to do: they come again and the runner skips those it has",
+            )
         for message in messages:
             delivery: AbstractIncomingMessage = message.handle
             await delivery.ack()
