@@ -100,6 +100,7 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         return 2
     app = create_app(platform, manage_lifecycle=False)
     admin_key = await platform.start()
+    await app.state.triggers.start()  # after the scheduler: runners submit at once
     if admin_key:
         click.echo(
             f"created account '{DEFAULT_ACCOUNT}' with admin key {admin_key}\n"
@@ -152,6 +153,7 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         return 1
     finally:
         click.echo("stopping workers …")
+        await app.state.triggers.stop()
         await platform.stop()
     return 0
 

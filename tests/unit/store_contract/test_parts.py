@@ -1,4 +1,4 @@
-"""The parts themselves: `Store` is exactly the union of the five protocols, no method belongs
+"""The parts themselves: `Store` is exactly the union of the six protocols, no method belongs
 to two, and each SQLite module implements its own protocol and nothing more, with the same
 signatures (so a second database can take over one part without touching another)."""
 
@@ -8,13 +8,22 @@ import inspect
 
 import pytest
 
-from coldbrew.store.base import Catalog, CredentialStore, History, JobQueue, Ledger, Store
+from coldbrew.store.base import (
+    Catalog,
+    CredentialStore,
+    History,
+    JobQueue,
+    Ledger,
+    Store,
+    TriggerStore,
+)
 from coldbrew.store.sqlite import SQLiteStore
 from coldbrew.store.sqlite_catalog import SQLiteCatalog
 from coldbrew.store.sqlite_credentials import SQLiteCredentials
 from coldbrew.store.sqlite_history import SQLiteHistory
 from coldbrew.store.sqlite_ledger import SQLiteLedger
 from coldbrew.store.sqlite_queue import SQLiteQueue
+from coldbrew.store.sqlite_triggers import SQLiteTriggers
 
 PARTS: list[tuple[type, type]] = [
     (Catalog, SQLiteCatalog),
@@ -22,6 +31,7 @@ PARTS: list[tuple[type, type]] = [
     (JobQueue, SQLiteQueue),
     (History, SQLiteHistory),
     (Ledger, SQLiteLedger),
+    (TriggerStore, SQLiteTriggers),
 ]
 
 
@@ -36,8 +46,9 @@ def test_store_is_the_union_of_disjoint_parts() -> None:
         assert not methods(protocol) & seen, protocol.__name__
         seen |= methods(protocol)
     assert seen | {"probe", "close"} == set(Store.__abstractmethods__)
-    # the 57 methods `Store` had before the split, less probe and close, and 5 for issue 15
-    assert len(seen) == 60
+    # the 57 methods `Store` had before the split, less probe and close, 5 for issue 15, and
+    # 14 for triggers (issue 16)
+    assert len(seen) == 74
 
 
 @pytest.mark.parametrize(("protocol", "part"), PARTS, ids=lambda c: c.__name__)

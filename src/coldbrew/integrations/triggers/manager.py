@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from coldbrew.store.triggers import TriggerDef, TriggerState, TriggerStore
 
 kinds.load()  # registers the built-in source and sink kinds
 
+log = logging.getLogger("coldbrew.triggers")
 TARGET_KINDS = ("endpoint", "pipeline")
 _LAG_TIMEOUT_S = 1.0
 
@@ -206,6 +208,7 @@ class TriggerManager:
         )
         self.runners[trigger.id] = runner
         task = asyncio.create_task(runner.run(), name=f"trigger {trigger.name}")
+        task.add_done_callback(_report_exit)
         self._tasks[trigger.id] = task
 
     async def _stop(self, trigger_id: str) -> None:
@@ -215,6 +218,12 @@ class TriggerManager:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+
+
+def _report_exit(task: asyncio.Task[None]) -> None:
+    """A runner ends only when stopped; anything else is a bug to see in the log."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped: %r", task.get_name(), task.exception(), exc_info=task.exception())
 
 
 def _check_limits(r: TriggerRequest) -> None:

@@ -119,9 +119,10 @@ class PostgresSource(Source):
         c = self.config
         txid, last_id = self._read
         rows = await self.conn.fetch(
-            f'SELECT coldbrew_txid::text AS t, "{c.id_column}"::text AS k, json_strip_nulls(row_to_json(r))::text '
-            f"AS j FROM {_quote(c.table)} r WHERE coldbrew_txid < "
-            "pg_snapshot_xmin(pg_current_snapshot()) AND (coldbrew_txid > $1::text::xid8 OR "
+            f'SELECT coldbrew_txid::text AS t, "{c.id_column}"::text AS k, '
+            f"json_strip_nulls(row_to_json(r))::text AS j FROM {_quote(c.table)} r "
+            "WHERE coldbrew_txid < pg_snapshot_xmin(pg_current_snapshot()) "
+            "AND (coldbrew_txid > $1::text::xid8 OR "
             f'(coldbrew_txid = $1::text::xid8 AND "{c.id_column}"::text > $2)) '
             f'ORDER BY coldbrew_txid, "{c.id_column}"::text LIMIT $3',
             str(txid),
