@@ -84,6 +84,8 @@ class OffsetBook:
         self._committed: dict[Partition, int] = {}
 
     def fetched(self, partition: Partition, offset: int) -> None:
+        # the first offset seen is where the group stood: nothing is due until past it
+        self._committed.setdefault(partition, offset)
         self._open.setdefault(partition, set()).add(offset)
         self._next[partition] = max(self._next.get(partition, 0), offset + 1)
 
@@ -96,7 +98,7 @@ class OffsetBook:
         for partition, nxt in self._next.items():
             pending = self._open.get(partition)
             position = min(pending) if pending else nxt
-            if position > self._committed.get(partition, -1):
+            if position > self._committed[partition]:
                 out[partition] = position
         return out
 
