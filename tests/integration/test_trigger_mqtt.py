@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from coldbrew.errors import InvalidRequest
+from coldbrew.errors import InvalidRequest, ServerError
 from coldbrew.integrations.triggers.base import Message, SinkRecord, sink_kind, source_kind
 from coldbrew.integrations.triggers.mqtt import (
     MqttSink,
@@ -190,3 +190,31 @@ def test_config_mistakes_are_400s_that_name_the_field() -> None:
         kind.validate({"topic": "a/#", "client_id": "c", "dead_letter_topic": "a/dead"})
     with pytest.raises(InvalidRequest, match="topic"):
         kind.validate({"topic": "a/#/b", "client_id": "c"})
+
+
+async def test_a_dropped_connection_is_reopened_and_in_flight_messages_come_again(
+    broker: Broker,
+) -> None:
+    raw = broker.config()
+    source = _source(raw)
+    await source.open()
+    try:
+        for i in range(3):
+            await broker.publish(_in(raw), orjson.dumps({"i": i}), f"d{i}")
+        first = await drain(source, 3)
+        assert source._client is not None
+        source._client._client.disconnect()  # the connection drops, 3 messages unacked
+        with pytest.raises(ServerError, match="lost the connection"):
+            await source.fetch(10, 2.0)
+        again = await drain(source, 3)  # reconnects; the session resends the three
+        assert sorted(m.key for m in again) == sorted(m.key for m in first)
+        await source.ack(first)  # stale handles: no PUBACK (their packet ids may be reused)
+        await source.ack(again)
+    finally:
+        await source.close()
+    source = _source(raw)
+    await source.open()
+    try:
+        assert await source.fetch(10, 0.5) == []  # the resent copies' PUBACKs settled them
+    finally:
+        await source.close()

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from coldbrew.errors import InvalidRequest
+from coldbrew.errors import InvalidRequest, ServerError
 from coldbrew.integrations.triggers.base import Message, SinkRecord, sink_kind, source_kind
 from coldbrew.integrations.triggers.rabbitmq import RabbitSink, RabbitSource
 from tests.integration.brokers import context, drain, require_broker, unique
@@ -195,3 +195,22 @@ def test_config_mistakes_are_400s_that_name_the_field() -> None:
         kind.validate({"queue": "a", "dead_letter_queue": "a"})
     with pytest.raises(InvalidRequest, match="url"):
         kind.validate({"queue": "a", "url": "http://x"})
+
+
+async def test_a_dropped_connection_is_reopened_by_the_next_fetch(broker: Broker) -> None:
+    raw = _config(broker)
+    source = _source(raw)
+    await source.open()
+    try:
+        for i in range(3):
+            await broker.publish(raw["queue"], orjson.dumps({"i": i}), message_id=f"d{i}")
+        first = await drain(source, 3)
+        assert source._connection is not None
+        await source._connection.close()  # the connection drops with 3 deliveries unacked
+        with pytest.raises(ServerError, match="requeued"):
+            await source.ack(first)
+        again = await drain(source, 3, ack=True)  # reconnects; the broker requeued all three
+        assert sorted(m.key for m in again) == ["id:d0", "id:d1", "id:d2"]
+        assert all(m.handle.redelivered for m in again)
+    finally:
+        await source.close()
