@@ -135,6 +135,8 @@ def one(kind: str, n: int) -> dict[str, Any]:
     out = OUTS[kind](feeder)
     with tempfile.TemporaryDirectory() as tmp:
         process, url = serve(Path(tmp) / "home", ROOT / "examples" / "echo")
+        log: list[str] = []  # read on: a full pipe would stall the server's logging
+        threading.Thread(target=lambda: log.extend(process.stdout or ()), daemon=True).start()
         try:
             key = (Path(tmp) / "home" / "admin.key").read_text().strip()
             created = httpx.post(
@@ -147,11 +149,15 @@ def one(kind: str, n: int) -> dict[str, Any]:
             created.raise_for_status()
             time.sleep(1.0)  # the runner opens the source (an MQTT session starts then)
             feeder.publish([{"i": -1}])  # warm-up: the worker starts
-            wait_for(lambda: out.count() >= 1, 120, "the warm-up result")
+            try:
+                wait_for(lambda: out.count() >= 1, 120, f"{kind}: the warm-up result")
+            except SystemExit:
+                print("".join(log[-40:]), file=sys.stderr)
+                raise
             start = time.perf_counter()
             feeder.publish([{"i": i} for i in range(n)])
             published = time.perf_counter() - start
-            wait_for(lambda: out.count() >= n + 1, 600, f"{n} results")
+            wait_for(lambda: out.count() >= n + 1, 600, f"{kind}: {n} results")
             seconds = time.perf_counter() - start
         finally:
             process.send_signal(signal.SIGTERM)

@@ -59,6 +59,7 @@ class NatsSourceConfig(KindConfig):
         default=False,
         description="create the stream, the consumer and the dead-letter stream when missing",
     )
+    # the next two shape a consumer that `create` makes; an existing consumer keeps its own
     ack_wait_s: float = Field(default=30.0, gt=0, description="unacked → redelivered after this")
     max_ack_pending: int = Field(default=1000, ge=1)
     dead_letter_subject: str | None = Field(default=None, pattern=_SUBJECT)
