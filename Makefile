@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PORT   ?= 8000
 HOST   ?= 127.0.0.1
-EXAMPLES := examples/echo examples/digits examples/mlp examples/embeddings
+EXAMPLES := examples/echo examples/digits examples/mlp examples/embeddings examples/chat
 
 .PHONY: run test lint bench clean weights
 

@@ -26,6 +26,11 @@ process tree with the model loaded and, for coldbrew, again once its worker has 
 The load generator is wrk (Debian's package), on loopback only; without wrk a small Python client
 is used (smoke mode only: its own overhead would blur the comparison). The table shows medians
 over rounds; the last line printed is one JSON object with every figure.
+
+In every round each workload is also run with no server at all (`bench/ceiling.py`: the same
+model code in a tight in-process loop, batches of 32 where the workload batches): the model's
+compute ceiling on these cores. Each system's c32 requests/s is printed as a fraction of it
+(`--no-ceiling` skips it).
 """
 
 from __future__ import annotations
@@ -445,6 +450,16 @@ def one(
         system.stop()
 
 
+def ceiling(kind: str, weights: Path, seconds: float) -> dict[str, Any]:
+    """The workload's model alone, in a fresh process (`bench/ceiling.py`)."""
+    command = [sys.executable, str(ROOT / "bench" / "ceiling.py"), "--kind", kind]
+    command += ["--weights", str(weights), "--seconds", str(seconds)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    log(f"ceiling {kind}: {result['rps']} req/s (one call {result['call_p50_ms']} ms)")
+    return result
+
+
 def median(values: list[float]) -> float | None:
     return round(statistics.median(values), 3) if values else None
 
@@ -484,6 +499,13 @@ def ratios(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
             "c32_rps_vs_litserve": ratio(cb.get("c32_rps"), lit.get("c32_rps")),
             "c32_rps_vs_ray_serve": ratio(cb.get("c32_rps"), ray.get("c32_rps")),
         }
+        top = systems.get("ceiling", {}).get("c32_rps")
+        if top and kind != "noop":  # noop's ceiling is a dictionary copy: no useful fraction
+            out[kind]["c32_rps_of_ceiling"] = {
+                name: ratio(row.get("c32_rps"), top)
+                for name, row in systems.items()
+                if name != "ceiling"
+            }
         if "baseline" in systems:
             base = systems["baseline"]
             out[kind]["c1_p50_vs_baseline"] = ratio(cb.get("c1_p50_ms"), base.get("c1_p50_ms"))
@@ -516,6 +538,10 @@ def table(summary: dict[str, dict[str, Any]], rel: dict[str, Any]) -> str:
                 f"{r.get('c32_rps_vs_litserve')}x LitServe, "
                 f"{r.get('c32_rps_vs_ray_serve')}x Ray Serve"
             )
+        of = r.get("c32_rps_of_ceiling")
+        if of:
+            shares = ", ".join(f"{name} {share:.0%}" for name, share in of.items() if share)
+            lines.append(f"{'':<20}c32 req/s as a share of the ceiling: {shares}")
         if r.get("c32_rps_vs_baseline") is not None:
             lines.append(
                 f"{'':<20}coldbrew against baseline: c1 p50 {r.get('c1_p50_vs_baseline')}x, "
@@ -535,6 +561,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="coldbrew, noop, 1 short round")
     parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the in-process ceiling")
+    parser.add_argument("--ceiling-s", type=float, default=5.0, help="seconds per ceiling run")
     parser.add_argument(
         "--baseline",
         default="",
@@ -546,6 +574,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.smoke:
         args.rounds, args.systems, args.only = 1, "coldbrew", args.only or "noop"
         args.c32_s, args.c1_min_requests, args.warmup_s = 2.0, 200, 0.5
+        args.ceiling_s = 0.5
     return args
 
 
@@ -563,6 +592,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         raise SystemExit("wrk is needed for the full benchmark: apt-get install -y wrk")
     weights = make_weights(100, workdir / "weights-100mb.st")
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {k: {s: [] for s in systems} for k in kinds}
+    ceilings: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
     for round_no in range(args.rounds):
         order = systems[round_no % len(systems) :] + systems[: round_no % len(systems)]
         for kind in kinds:
@@ -575,7 +605,16 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     result = {"error": f"{type(exc).__name__}: {exc}"[:1500]}
                 runs[kind][name].append(result)
             check_outputs(answers)
+            if not args.no_ceiling:
+                ceilings[kind].append(ceiling(kind, weights, args.ceiling_s))
     summary = {k: {s: aggregate(runs[k][s]) for s in systems} for k in kinds}
+    for kind, found in ceilings.items():
+        if found:
+            summary[kind]["ceiling"] = {
+                "rounds": len(found),
+                "c32_rps": median([c["rps"] for c in found]),
+                "call_p50_ms": median([c["call_p50_ms"] for c in found]),
+            }
     return {
         "smoke": args.smoke,
         "rounds": args.rounds,
@@ -584,6 +623,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "summary": summary,
         "ratios": ratios(summary),
         "runs": runs,
+        "ceilings": ceilings,
         "peers_venv": str(PEERS_VENV) if set(systems) & {"litserve", "ray_serve"} else None,
     }
 

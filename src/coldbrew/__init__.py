@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from coldbrew.errors import ColdbrewError
 from coldbrew.names import Batch
+from coldbrew.sdk import state
 from coldbrew.sdk.app import App
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ __all__ = [
     "MapProgress",
     "Scaler",
     "load_safetensors",
+    "state",
     "verify_webhook",
 ]
 __version__ = "0.1.0"

@@ -86,9 +86,27 @@ class Settings(BaseSettings):
         default=2.0, gt=0, description="how often canaries are judged against their split's rule"
     )
     cache_url: str | None = Field(default=None, description="redis://… for a shared result cache")
+    database_url: str | None = Field(
+        default=None,
+        description="postgresql://user@host:5432/db to keep jobs, accounts and usage in "
+        "PostgreSQL, shared by several gateways (needs coldbrew[cluster]); unset: SQLite in home",
+    )
     cache_max_mb: int = Field(default=256, ge=0, description="result cache size in this process")
+    state_url: str | None = Field(
+        default=None,
+        description="redis://… to keep `coldbrew.state` in Redis (several gateways); "
+        "default: state.db in the home",
+    )
+    state_quota_mb: int = Field(default=100, ge=1, description="state bytes per endpoint")
+    state_value_max_kb: int = Field(default=1024, ge=1, description="largest state value")
     fast_start: bool = Field(default=True, description="fork workers from per-version templates")
     fork_ready_timeout_s: float = Field(default=10.0, gt=0)
+    template_load_wait_s: float = Field(
+        default=120.0,
+        ge=0,
+        description="a deploy, and a cold start, wait this long for a loading template, so "
+        "the first request forks instead of importing the model again (0: do not wait)",
+    )
     worker_stop_grace_s: float = Field(default=5.0, ge=0)
     tick_interval_s: float = Field(default=0.1, gt=0)
     sandbox: Literal["strict", "standard", "off"] = Field(
@@ -147,6 +165,26 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         """Relative homes are taken from the directory coldbrew started in, once."""
         return value.expanduser().resolve()
+
+    @field_validator("state_url")
+    @classmethod
+    def _state_on_redis(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(
+                f"state_url must be a redis:// URL (or unset for state.db), not {value!r}"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            scheme = value.split("://", 1)[0] if "://" in value else value[:20]
+            raise ValueError(
+                f"database_url must be a PostgreSQL URL, not {scheme!r}: give "
+                "postgresql://USER[:PASSWORD]@HOST:5432/DATABASE, or leave it unset for SQLite"
+            )
+        return value
 
     @field_validator("hardware_slots")
     @classmethod

@@ -8,9 +8,11 @@ import hashlib
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from coldbrew.backends.base import Backend
+from coldbrew.backends.base import Backend, ColdPath
 from coldbrew.backends.envs import Environments
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.runpod import RunPodBackend
@@ -21,6 +23,7 @@ from coldbrew.control.cache import ResultCache, make_cache
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.control.secrets import EndpointSecrets
+from coldbrew.control.state import StateService
 from coldbrew.control.versions import VersionControl
 from coldbrew.crypto import Sealer
 from coldbrew.home import secure_home
@@ -33,9 +36,12 @@ from coldbrew.runtime.sandbox.host import Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.store.base import Store
 from coldbrew.store.credentials import ApiKey
+from coldbrew.store.factory import open_store
 from coldbrew.store.sqlite import SQLiteStore
+from coldbrew.store.state import Namespace, StateStore
 
 DEFAULT_ACCOUNT = "default"
+STATE_PURGE_EVERY_S = 60.0  # expired state entries stop counting toward the quota this often
 #: Characters of a key after "cb_" kept in the clear, so `coldbrew keys list` can show which key
 #: is which (4 of 43 random characters: 24 of 256 bits, not enough to guess the rest).
 KEY_PREFIX_CHARS = 4
@@ -54,9 +60,34 @@ def new_sandbox(settings: Settings) -> Sandbox:
     )
 
 
+_READY_LINES = {
+    ColdPath.FORK: "ready: its template is loaded, cold starts fork",
+    ColdPath.LOADING: "its template is still loading; the first requests wait for it",
+    ColdPath.SPAWN: "cold starts spawn a new process (no template)",
+}
+
+
+def open_state(settings: Settings) -> StateStore:
+    """`coldbrew.state`'s store: Redis when `state_url` names one, else state.db in the home."""
+    quota, value_max = settings.state_quota_mb << 20, settings.state_value_max_kb << 10
+    if settings.state_url:
+        from coldbrew.store.redis_state import RedisState
+
+        return RedisState(settings.state_url, quota, value_max)
+    from coldbrew.store.sqlite_state import SQLiteState
+
+    return SQLiteState(settings.home / "state.db", quota, value_max)
+
+
 def _loopback(host: str) -> str:
     """The address the gateway answers on from this machine."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+def _sealer(settings: Settings) -> Sealer:
+    """The key sealing secrets at rest (gateways sharing a database share the key file)."""
+    sealed_in = settings.db_path if settings.database_url is None else None
+    return Sealer.from_file(settings.secrets_key_file, sealed_in=sealed_in)
 
 
 def new_api_key() -> str:
@@ -84,22 +115,46 @@ class Platform:
     sealer: Sealer
     secrets: EndpointSecrets
     versions: VersionControl
+    state: StateService
     runpod: RunPodBackend | None = None
     sandbox: Sandbox | None = None
     _budget_task: asyncio.Task[None] | None = None
     samples: WorkerSampler | None = None  # workers by state over time, for the dashboard
     _sample_task: asyncio.Task[None] | None = None
     _canary_task: asyncio.Task[None] | None = None
+    _state_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, clock: Clock | None = None, backend: Backend | None = None
+    ) -> Platform:
+        """`create` on the store the settings ask for (`database_url`: PostgreSQL), opened
+        first: an unreachable database fails here, before anything starts."""
+        secure_home(settings.home)
+        store = await open_store(settings, _sealer(settings))
+        try:
+            return cls.create(settings, clock, backend, store=store)
+        except BaseException:
+            await store.close()
+            raise
 
     @classmethod
     def create(
-        cls, settings: Settings, clock: Clock | None = None, backend: Backend | None = None
+        cls,
+        settings: Settings,
+        clock: Clock | None = None,
+        backend: Backend | None = None,
+        *,
+        store: Store | None = None,
     ) -> Platform:
+        """Everything of one process, on `store` (default: the SQLite store in the home; a
+        PostgreSQL one is opened by `open`)."""
         clock = clock or SystemClock()
         secure_home(settings.home)  # umask 077: what this process creates is 0600/0700
         sandbox = new_sandbox(settings)
-        sealer = Sealer.from_file(settings.secrets_key_file, sealed_in=settings.db_path)
-        store = SQLiteStore(settings.db_path, sealer)
+        sealer = _sealer(settings)
+        if store is None:
+            store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         environments = Environments(settings.home / "envs")
         if backend is None:
@@ -115,6 +170,7 @@ class Platform:
                     clock,
                     settings.template_backoff_s,
                     settings.template_backoff_max_s,
+                    settings.template_load_wait_s,
                 )
                 if settings.fast_start
                 else spawn
@@ -134,6 +190,10 @@ class Platform:
         deployer = Deployer(store, clock, settings, sandbox, environments)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
+        state = StateService(open_state(settings), clock, settings.state_value_max_kb << 10)
+        scheduler.fleet.on_state = lambda account, endpoint, request: state.call(
+            Namespace(account, endpoint), request
+        )
         return cls(
             settings,
             store,
@@ -147,6 +207,7 @@ class Platform:
             sealer,
             secrets,
             versions,
+            state,
             runpod,
             sandbox,
         )
@@ -171,6 +232,7 @@ class Platform:
         await self.budgets.check()
         self._budget_task = asyncio.create_task(self._watch_budgets())
         self._canary_task = asyncio.create_task(self._watch_canaries())
+        self._state_task = asyncio.create_task(self._purge_state())
         return admin_key
 
     async def _watch_canaries(self) -> None:
@@ -183,6 +245,15 @@ class Platform:
             except Exception:
                 logging.getLogger("coldbrew.versions").exception("canary check failed")
 
+    async def _purge_state(self) -> None:
+        """Drop expired `coldbrew.state` entries now and then (reads skip them at once)."""
+        while True:
+            await self.clock.sleep(STATE_PURGE_EVERY_S)
+            try:
+                await self.state.purge_expired()
+            except Exception:
+                logging.getLogger("coldbrew.state").exception("state purge failed")
+
     async def _watch_budgets(self) -> None:
         """Recompute budget spend every `budget_check_s`: alerts and hard stops follow usage."""
         while True:
@@ -194,7 +265,7 @@ class Platform:
                 logging.getLogger("coldbrew.budgets").exception("budget check failed")
 
     async def stop(self) -> None:
-        for task in (self._budget_task, self._sample_task, self._canary_task):
+        for task in (self._budget_task, self._sample_task, self._canary_task, self._state_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -202,9 +273,42 @@ class Platform:
         await self.scheduler.stop()
         await self.webhooks.close()
         await self.cache.close()
+        await self.state.store.close()
         await self.store.close()
         if self.sandbox is not None:
             self.sandbox.close()
+
+    async def deploy(
+        self,
+        account: str,
+        sha: str,
+        directory: str | None,
+        *,
+        name: str | None = None,
+        replace: bool = False,
+        report: Callable[[str], None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Deploy an uploaded artifact, then wait for the new versions' templates to load (up
+        to `template_load_wait_s`), so the first request after a deploy pays a fork, not an
+        import. Each result says how its next cold start will go (`coldStart`)."""
+        results = await self.deployer.deploy(
+            account, sha, directory, name=name, replace=replace, report=report
+        )
+        await self.scheduler.refresh_endpoints()
+        live = self.scheduler.fleet.current  # a version deployed behind a split may not be
+        ids = [r["versionId"] for r in results if r["versionId"] in live]
+        started = self.clock.monotonic()
+        paths = await self.scheduler.fleet.templates_ready(ids, self.settings.template_load_wait_s)
+        waited_s = self.clock.monotonic() - started
+        by_id = dict(zip(ids, paths, strict=True))
+        for r in results:
+            path = by_id.get(r.pop("versionId"))
+            if path is None:
+                continue
+            r["coldStart"] = path.value
+            if report is not None and r["created"]:  # an unchanged version's was ready before
+                report(f"{r['name']} v{r['version']}: {_READY_LINES[path]} ({waited_s:.1f} s)")
+        return results
 
     async def create_key(
         self, account: str, admin: bool, expires_at: float | None = None

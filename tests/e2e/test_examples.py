@@ -87,7 +87,7 @@ def mlp_weights() -> None:
 
 @pytest.mark.slow
 def test_every_example_answers_and_the_printed_curl_line_works(server: Server) -> None:
-    names = ["echo", "digits", "mlp", "embeddings"]
+    names = ["echo", "digits", "mlp", "embeddings", "chat"]
     banner = server.start(*(EXAMPLES / n for n in names))
     curl = next(line.strip() for line in banner.splitlines() if line.strip().startswith("curl"))
     printed = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=120)
@@ -112,6 +112,13 @@ def test_every_example_answers_and_the_printed_curl_line_works(server: Server) -
         cat, kitten, tax = embedded["embeddings"]  # type: ignore[misc]
         dot = lambda a, b: sum(x * y for x, y in zip(a, b, strict=True))  # noqa: E731
         assert dot(cat, kitten) > dot(cat, tax)
+
+        run("chat", {"session_id": "tour", "message": "my name is Ada"})
+        assert run("chat", {"session_id": "tour", "message": "what is my name?"}) == {
+            "reply": "Your name is Ada.",
+            "turn": 2,
+            "session_id": "tour",
+        }
 
         short = http.post("/v2/digits/runsync", json={"input": {"pixels": [1, 2]}})
         assert short.status_code == 400 and "64" in short.json()["error"]["message"]

@@ -17,6 +17,7 @@ import pytest
 
 from tests.conftest import EXAMPLES, FIXTURES
 from tests.e2e.conftest import Server
+from tests.e2e.test_durability import webhook_receiver
 from tests.e2e.triggers_helpers import FEEDERS, PgDatabase, jobs_per_input
 from tests.helpers import wait_until
 
@@ -167,8 +168,21 @@ def test_a_batched_endpoint_gets_batches(server: Server, pg: PgDatabase) -> None
 
 
 def test_an_s3_upload_event_runs_the_endpoint_on_that_key(server: Server) -> None:
+    with webhook_receiver() as (hook_url, received):
+        _s3_round_trip(server, hook_url, received)
+
+
+def _s3_round_trip(server: Server, hook_url: str, received: list[Any]) -> None:
     server.start(EXAMPLES / "echo")
-    trigger = _create(server, {"name": "uploads", "source": {"kind": "s3"}, "endpoint": "echo"})
+    trigger = _create(
+        server,
+        {
+            "name": "uploads",
+            "source": {"kind": "s3"},
+            "endpoint": "echo",
+            "sink": {"kind": "webhook", "url": hook_url},
+        },
+    )
     url = trigger["eventsUrl"]
     event = {
         "Records": [
@@ -197,8 +211,10 @@ def test_an_s3_upload_event_runs_the_endpoint_on_that_key(server: Server) -> Non
             what="the job",
         )
     assert stats["received"] == 1
-    jobs = jobs_per_input(server.home, "echo", "key")
-    assert jobs == {urllib.parse.unquote_plus("cats/a+b%C3%A9.jpg"): 1}
+    key = urllib.parse.unquote_plus("cats/a+b%C3%A9.jpg")
+    assert jobs_per_input(server.home, "echo", "key") == {key: 1}
+    (result,) = wait_until(lambda: [orjson.loads(b)["results"] for _, b in received], what="hook")
+    assert [(r["status"], r["output"]["key"]) for r in result] == [("COMPLETED", key)]
 
 
 def test_triggers_cli_create_list_pause_resume_delete(server: Server, pg: PgDatabase) -> None:

@@ -90,10 +90,11 @@ async def test_two_models_with_conflicting_versions_of_a_package_answer_side_by_
         assert not first["output"]["env_writable"]  # the sandbox grants it read-only
         # a code-only change keeps the environment, without resolving again
         (old / "app.py").write_text((old / "app.py").read_text() + "\n# v2\n")
-        *progress, last = _lines(await _deploy(cb, old, streamed=True))
+        *progress, ready, last = _lines(await _deploy(cb, old, streamed=True))
         assert [p["progress"].split(":")[0] for p in progress] == [
             f"environment {first['output']['prefix'].rsplit('/', 1)[1]}"
         ]
+        assert ready["progress"].startswith("old-six v2: ready: its template is loaded")
         assert last["endpoints"][0]["version"] == 2
         assert (await cb.runsync("old-six", {}))["output"]["six"] == "1.16.0"
 

@@ -99,3 +99,45 @@ async def test_a_killed_template_is_recreated_and_cold_starts_fork_again(tmp_pat
         result = await cb.runsync("toy", {"value": 1})
         assert result["status"] == "COMPLETED" and result["coldStart"] is True
         assert result["coldStartDetail"]["forked"] is True
+
+
+async def test_a_deploy_waits_for_its_template_so_the_first_request_forks(tmp_path: Path) -> None:
+    from coldbrew.cli.serve import deploy_local
+
+    async with running(tmp_path) as cb:
+        lines = await deploy_local(cb.platform, FIXTURES / "slow_setup")
+        assert any("deployed slow v1 (new version)" in line for line in lines), lines
+        ready = [line for line in lines if "ready: its template is loaded" in line]
+        assert ready and ready[0].strip().startswith("slow v1:"), lines
+        result = await cb.runsync("slow", {"value": 1})
+        assert result["status"] == "COMPLETED"
+        detail = result["coldStartDetail"]
+        assert detail["forked"] is True, detail  # a fork, not a second import and setup()
+        assert detail["totalMs"] < 1000  # setup() takes 1 s: it ran in the template, not here
+
+
+async def test_a_cold_start_while_the_template_loads_waits_for_it(tmp_path: Path) -> None:
+    """Without the deploy's wait, a request that arrives during setup() still forks."""
+    async with running(tmp_path, template_load_wait_s=0) as cb:
+        deployed = await cb.http.post(
+            "/v1/deployments",
+            json={
+                "artifact": await _upload(cb, FIXTURES / "slow_setup"),
+                "directory": "slow_setup",
+            },
+        )
+        assert deployed.status_code == 200, deployed.text
+        assert deployed.json()["endpoints"][0]["coldStart"] == "loading"  # 0 s: did not wait
+        cb.platform.scheduler.backend.inner.load_wait_s = 30.0  # a cold start may wait for it
+        result = await cb.runsync("slow", {"value": 2})
+        assert result["status"] == "COMPLETED"
+        assert result["coldStartDetail"]["forked"] is True
+
+
+async def _upload(cb: object, directory: Path) -> str:
+    from coldbrew.sdk.package import package
+
+    data, sha = package(directory)
+    put = await cb.http.put(f"/v1/artifacts/{sha}", content=data)  # type: ignore[attr-defined]
+    assert put.status_code in (200, 201), put.text
+    return sha

@@ -8,7 +8,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.base import ColdPath, WorkerHandle, WorkerLaunch
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.scheduler import Scheduler
@@ -73,6 +73,9 @@ class FakeBackend:
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         return None
 
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        return [ColdPath.SPAWN for _ in launches]
+
     async def close(self) -> None:
         return None
 
@@ -126,6 +129,9 @@ class BrokenBackend:
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         return None
+
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        return [ColdPath.SPAWN for _ in launches]
 
     async def close(self) -> None:
         return None

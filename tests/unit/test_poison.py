@@ -169,7 +169,7 @@ def test_a_worker_exit_frees_its_slot_while_usage_cannot_be_written(tmp_path: Pa
         old = handle_worker(w)
         real_add, real_requeue = w.store.add_usage, w.store.requeue
 
-        async def full(*args: Any) -> Any:
+        async def full(*args: Any, **kwargs: Any) -> Any:
             raise StorageUnavailable.because("the disk is full")
 
         w.store.add_usage = full  # type: ignore[method-assign]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.base import ColdPath, WorkerHandle, WorkerLaunch
 from coldbrew.clock import FakeClock
 from coldbrew.config import Settings
 from coldbrew.control.scheduler import Scheduler
@@ -98,6 +98,9 @@ class RecordingBackend:
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         self.launches.extend(launches)
+
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        return [ColdPath.SPAWN for _ in launches]
 
     async def close(self) -> None:
         return None

@@ -20,6 +20,7 @@ from coldbrew.api import (
     manage,
     replicate,
     runpod_worker,
+    state,
     triggers,
     versions,
 )
@@ -121,6 +122,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(accounts.router(platform, keys))
     app.include_router(dashboard.router(platform, keys, jobs))
     app.include_router(versions.router(platform, keys, jobs))
+    app.include_router(state.router(platform, keys, jobs))
     trigger_manager = triggers.new_manager(platform, jobs)
     app.state.triggers = trigger_manager
     app.include_router(triggers.router(platform, keys, trigger_manager))

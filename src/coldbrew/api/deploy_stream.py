@@ -37,7 +37,7 @@ def deploy_stream(
 
     async def run() -> None:
         try:
-            endpoints = await platform.deployer.deploy(
+            endpoints = await platform.deploy(
                 account,
                 sha,
                 directory,
@@ -45,7 +45,6 @@ def deploy_stream(
                 replace=replace,
                 report=lambda line: send({"progress": line}),
             )
-            await platform.scheduler.refresh_endpoints()
             send({"endpoints": endpoints})
         except ColdbrewError as exc:
             send({**exc.to_json(), "status": exc.status_code})

@@ -20,6 +20,7 @@ from coldbrew.metering.report import GROUPINGS, usage_csv, usage_report
 from coldbrew.platform import Platform
 from coldbrew.spec import DeploymentSpec
 from coldbrew.store.models import Endpoint, Principal, UsageKind
+from coldbrew.store.state import Namespace
 from coldbrew.wire import iso, status_json
 
 MAX_LOOKUP_IDS = 1000
@@ -103,10 +104,9 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
             raise InvalidRequest("'replace' must be true or false")
         if NDJSON in request.headers.get("accept", ""):
             return deploy_stream(platform, principal.account, sha, directory, name, replace)
-        endpoints = await platform.deployer.deploy(
+        endpoints = await platform.deploy(
             principal.account, sha, directory, name=name, replace=replace
         )
-        await platform.scheduler.refresh_endpoints()
         return json_response({"endpoints": endpoints})
 
     @routes.get("/endpoints", summary="Your endpoints with versions, workers and queues")
@@ -168,6 +168,7 @@ def router(platform: Platform, keys: KeyCache, jobs: JobService) -> APIRouter:  
         principal = await keys.resolve(request)
         await platform.scheduler.delete_endpoint(principal.account, name)
         await platform.deployer.collect_environments()  # its environments, if no one else's
+        await platform.state.clear(Namespace(principal.account, name))  # a new one starts empty
         return json_response({"deleted": name})
 
     @routes.post("/budgets", summary="Set a monthly budget on your account or an endpoint")

@@ -17,10 +17,11 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from coldbrew.api.auth import KeyCache
+from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
 from coldbrew.errors import InvalidRequest, NotFound, Unauthorized
+from coldbrew.integrations.egress import EgressPolicy
 from coldbrew.integrations.triggers.manager import TriggerManager, TriggerRequest
 from coldbrew.integrations.triggers.push import s3_messages, sign, verify
 from coldbrew.integrations.triggers.runner import OnAccept
@@ -28,6 +29,12 @@ from coldbrew.platform import Platform
 from coldbrew.store.models import Job, Principal
 from coldbrew.store.triggers import TriggerDef, TriggerState
 from coldbrew.wire import iso
+
+#: Kinds any key may use: they connect nowhere the creator chooses (cron, pushed events) or
+#: only where webhooks may go (the webhook sink, through the egress policy). Every other kind
+#: (Redis, PostgreSQL, brokers) connects to a server named in its config: an admin key's call.
+TENANT_SOURCES = frozenset({"cron", "s3"})
+TENANT_SINKS = frozenset({None, "webhook"})
 
 
 class JobSubmitter:
@@ -57,7 +64,13 @@ class JobSubmitter:
 def new_manager(platform: Platform, jobs: JobService) -> TriggerManager:
     """The gateway's trigger manager, told of every final job."""
     consumer = f"coldbrew-{socket.gethostname()}-{platform.settings.port}"  # stable per gateway
-    manager = TriggerManager(platform.store, JobSubmitter(jobs), platform.clock, consumer)
+    manager = TriggerManager(
+        platform.store,
+        JobSubmitter(jobs),
+        platform.clock,
+        consumer,
+        egress=EgressPolicy.from_settings(platform.settings),
+    )
     platform.scheduler.add_final_listener(manager.on_final)
     return manager
 
@@ -74,8 +87,10 @@ def _body(raw: bytes) -> dict[str, Any]:
 
 def _request(body: dict[str, Any]) -> TriggerRequest:
     """A create request from the JSON body (`source: {kind, ...}`, `sink: {kind, ...}`)."""
-    source = dict(body.get("source") or {})
-    sink = dict(body["sink"]) if body.get("sink") else None
+    raw_source, raw_sink = body.get("source") or {}, body.get("sink")
+    if not isinstance(raw_source, dict) or not (raw_sink is None or isinstance(raw_sink, dict)):
+        raise InvalidRequest("source and sink must be JSON objects with a kind")
+    source, sink = dict(raw_source), None if not raw_sink else dict(raw_sink)
     target = body.get("endpoint") or body.get("pipeline")
     if not isinstance(target, str) or not source.get("kind") or not body.get("name"):
         raise InvalidRequest(
@@ -142,7 +157,10 @@ def router(platform: Platform, keys: KeyCache, manager: TriggerManager) -> APIRo
     @routes.post("", summary="Create a trigger: source → endpoint → optional sink")
     async def create(request: Request) -> Response:
         principal = await keys.resolve(request)
-        trigger = await manager.create(principal.account, _request(_body(await request.body())))
+        wanted = _request(_body(await request.body()))
+        if wanted.source_kind not in TENANT_SOURCES or wanted.sink_kind not in TENANT_SINKS:
+            require_admin(principal)  # it connects to a server the creator names
+        trigger = await manager.create(principal.account, wanted)
         return json_response(await _full(trigger, request), 201)
 
     @routes.get("", summary="Triggers with their lag, throughput, failures and last error")

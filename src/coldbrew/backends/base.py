@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -46,6 +47,14 @@ class WorkerHandle(Protocol):
         """Wait for the worker to exit; its exit status (negative: killed by that signal)."""
 
 
+class ColdPath(StrEnum):
+    """How a version's next worker will start, as a deploy reports it."""
+
+    FORK = "fork"  # its template is loaded: a fork, milliseconds
+    LOADING = "loading"  # its template is still importing or running setup()
+    SPAWN = "spawn"  # no template (fast start off, a handler file, or it failed): a new process
+
+
 class Backend(Protocol):
     """Starts workers. The scheduler decides how many and where; the backend only runs them."""
 
@@ -53,6 +62,10 @@ class Backend(Protocol):
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Get ready to start workers for exactly these versions (templates); may do nothing."""
+
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        """Wait up to `timeout_s` for what `prepare` started; how each launch's next cold
+        start will go."""
 
     async def close(self) -> None:
         """Release what `prepare` holds."""

@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.base import ColdPath, WorkerHandle, WorkerLaunch
 from coldbrew.backends.envs import SERVER, Environments, Interpreter
 from coldbrew.names import SKIP_VALIDATION_ENV
 from coldbrew.runtime import protocol
@@ -164,6 +164,9 @@ class LocalBackend:
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Spawned workers need no preparation."""
+
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        return [ColdPath.SPAWN for _ in launches]
 
     async def close(self) -> None:
         """Nothing is held between workers."""

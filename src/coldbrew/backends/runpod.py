@@ -24,7 +24,7 @@ import signal
 import sys
 from typing import Any
 
-from coldbrew.backends.base import Backend, WorkerHandle, WorkerLaunch
+from coldbrew.backends.base import Backend, ColdPath, WorkerHandle, WorkerLaunch
 from coldbrew.backends.envs import SERVER, Environments, Interpreter
 from coldbrew.backends.local import box_spec, worker_env
 from coldbrew.backends.runpod_handler import HandlerWorker, error_record
@@ -190,6 +190,12 @@ class RunPodBackend:
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         await self.inner.prepare([launch for launch in launches if not is_handler_launch(launch)])
+
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        """Handler files are spawned; the rest are the wrapped backend's."""
+        forkable = [launch for launch in launches if not is_handler_launch(launch)]
+        paths = iter(await self.inner.ready(forkable, timeout_s))
+        return [ColdPath.SPAWN if is_handler_launch(la) else next(paths) for la in launches]
 
     async def close(self) -> None:
         for worker in list(self.workers.values()):

@@ -24,11 +24,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any
 
-from coldbrew.backends.base import WorkerHandle, WorkerLaunch
+from coldbrew.backends.base import ColdPath, WorkerHandle, WorkerLaunch
 from coldbrew.backends.fork_boxes import ForkBoxes, SpareBox
+from coldbrew.backends.forked import ForkedWorker
 from coldbrew.backends.local import (
     LocalBackend,
-    LocalWorker,
     box_spec,
     spawn_runtime,
     worker_env,
@@ -93,47 +93,12 @@ class _Template:
         )
 
 
-class ForkedWorker(LocalWorker):
-    """A worker forked by a template: its exit status comes from the template's report."""
-
-    def __init__(
-        self,
-        pid: int,
-        exited: asyncio.Future[int],
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        box: Box | None = None,
-        placing: asyncio.Future[None] | None = None,
-    ) -> None:
-        self.pid: int | None = pid
-        self._placing = placing
-        self._fork_pid = pid
-        self._exited = exited
-        self._reader = reader
-        self._writer = writer
-        self._box = box
-        self.exit_reason: str | None = None
-        self._first: list[dict[str, Any]] = []
-
-    async def recv(self) -> dict[str, Any] | None:
-        if self._first:
-            return self._first.pop()
-        return await super().recv()
-
-    def kill(self) -> None:
-        if not self._exited.done():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self._fork_pid, signal.SIGKILL)
-        if self._box is not None:
-            self._box.kill_all()
-
-    async def wait(self) -> int:
-        code = await asyncio.shield(self._exited)
-        self._writer.close()
-        if self._placing is not None:  # the move into its cgroup ends before the group goes
-            await asyncio.shield(self._placing)
-        self._close_box()
-        return code
+def _cold_path(template: _Template | None) -> ColdPath:
+    if template is None or template.broken:
+        return ColdPath.SPAWN
+    if not template.ready.done():
+        return ColdPath.LOADING
+    return ColdPath.FORK if template.usable else ColdPath.SPAWN
 
 
 class TemplateBackend:
@@ -146,8 +111,10 @@ class TemplateBackend:
         clock: Clock | None = None,
         backoff_s: float = 1.0,
         backoff_max_s: float = 60.0,
+        load_wait_s: float = 120.0,
     ) -> None:
         self.fork_ready_timeout_s = fork_ready_timeout_s
+        self.load_wait_s = load_wait_s  # a start waits this long for a loading template
         self.spawn = spawn or LocalBackend()
         self.clock = clock or SystemClock()
         self.backoff_s = backoff_s
@@ -177,8 +144,21 @@ class TemplateBackend:
                 if key not in self._templates and key not in self._failed:
                     await self._start_template(key, launch)
 
+    async def ready(self, launches: list[WorkerLaunch], timeout_s: float) -> list[ColdPath]:
+        """Wait (together, up to `timeout_s`) for the launches' templates to load."""
+        templates = [self._templates.get(TemplateKey.of(launch)) for launch in launches]
+        loading = {t.ready for t in templates if t is not None and not t.ready.done()}
+        if loading:
+            await asyncio.wait([asyncio.shield(f) for f in loading], timeout=timeout_s)
+        return [_cold_path(t) for t in templates]
+
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
         template = self._templates.get(TemplateKey.of(launch))
+        if template is not None and not template.ready.done() and not template.broken:
+            # still loading: it started before this worker would, so waiting for it is never
+            # slower than spawning a process that imports everything again
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(template.ready), self.load_wait_s)
         if template is None or not template.usable:
             return await self.spawn.start(launch)
         try:

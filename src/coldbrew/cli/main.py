@@ -12,6 +12,7 @@ import click
 from coldbrew.cli.credentials import keys, secrets
 from coldbrew.cli.money import advise, budgets, usage
 from coldbrew.cli.output import print_table
+from coldbrew.cli.state import state
 from coldbrew.cli.triggers import triggers
 from coldbrew.cli.versions import rollback, traffic, versions
 from coldbrew.config import load_settings
@@ -64,6 +65,12 @@ def main() -> None:
     help="isolation of tenant code (default standard: what the kernel allows; strict: refuse "
     "to start without every layer; off: none, with a warning)",
 )
+@click.option(
+    "--database-url",
+    default=None,
+    help="postgresql://USER@HOST:5432/DB: keep jobs in PostgreSQL, shared by several gateways "
+    "(default: SQLite in the home; env COLDBREW_DATABASE_URL)",
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -72,6 +79,7 @@ def serve(
     tls_cert: Path | None,
     tls_key: Path | None,
     sandbox: str | None,
+    database_url: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -86,6 +94,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
             sandbox=sandbox,
+            database_url=database_url,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
@@ -272,6 +281,7 @@ main.add_command(secrets)
 main.add_command(versions)
 main.add_command(traffic)
 main.add_command(rollback)
+main.add_command(state)
 main.add_command(triggers)
 for _command in (usage, budgets, advise):
     main.add_command(_command)

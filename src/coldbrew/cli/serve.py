@@ -39,14 +39,16 @@ async def deploy_local(platform: Platform, directory: Path) -> list[str]:
     data, sha = package(directory)
     if not platform.deployer.has_artifact(DEFAULT_ACCOUNT, sha):
         await platform.deployer.store_artifact(DEFAULT_ACCOUNT, sha, _one_chunk(data))
-    results = await platform.deployer.deploy(DEFAULT_ACCOUNT, sha, directory.resolve().name)
-    await platform.scheduler.refresh_endpoints()
+    progress: list[str] = []
+    results = await platform.deploy(
+        DEFAULT_ACCOUNT, sha, directory.resolve().name, report=progress.append
+    )
     lines = []
     for r in results:
         state = "new version" if r["created"] else "unchanged"
         lines.append(f"  deployed {r['name']} v{r['version']} ({state}) from {directory}")
         lines.extend(f"    note: {note}" for note in r.get("notes", []))
-    return lines
+    return lines + [f"    {line}" for line in progress]
 
 
 def banner(settings: Settings, url: str, endpoints: list[str], failed: list[Path]) -> str:
@@ -93,9 +95,9 @@ def _on_signals(server: uvicorn.Server) -> None:
 
 async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
     try:
-        platform = Platform.create(settings)
+        platform = await Platform.open(settings)
     except ColdbrewError as exc:  # a secrets key that does not open the database; --sandbox
-        # strict on a machine that cannot give every protection
+        # strict on a machine that cannot give every protection; an unreachable database
         click.echo(f"error: {exc.message}\n  hint: {exc.hint}", err=True)
         return 2
     app = create_app(platform, manage_lifecycle=False)

@@ -177,6 +177,7 @@ class Deployer:
                 {
                     "name": model["name"],
                     "version": version.number,
+                    "versionId": version.id,  # for the caller's wait on its template; not shown
                     "created": created,
                     "spec": model["spec"],
                     "source": source,

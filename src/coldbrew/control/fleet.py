@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coldbrew.backends.base import Backend, WorkerLaunch
+from coldbrew.backends.base import Backend, ColdPath, WorkerLaunch
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control.frames import FrameGuard
@@ -23,6 +23,10 @@ from coldbrew.metering.meter import WorkerMeter
 from coldbrew.spec import DeploymentSpec
 from coldbrew.store.base import Store
 from coldbrew.store.models import UsageKind, Version
+
+#: (account, endpoint, request) -> the reply's fields
+StateCall = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
+_STATE_CALLS_MAX = 64  # a worker's state requests in flight at once
 
 log = logging.getLogger("coldbrew.scheduler")
 
@@ -64,6 +68,7 @@ class Fleet:
         self.frames = FrameGuard()
         self.limits_frame: dict[str, Any] = {}  # sent to each worker as it becomes ready
         self._tasks: set[asyncio.Task[None]] = set()
+        self._state_tasks: set[asyncio.Task[None]] = set()
         # what the workers' frames and exits are handed to (wired by the scheduler)
         self.wake: Callable[[], None] = _ignore
         self.on_log: Callable[[dict[str, Any]], None] = _ignore
@@ -72,6 +77,9 @@ class Fleet:
         # a worker just became ready: its version's next queued job goes to it at once
         self.on_serving: Callable[[ManagedWorker], Awaitable[None]] = _ignore_async
         self.on_exit: Callable[[ManagedWorker, int], Awaitable[None]] = _ignore_async
+        #: answers a worker's `coldbrew.state` request: (account, endpoint, request) -> reply
+        self.on_state: StateCall | None = None
+        self._state_calls: dict[str, int] = {}  # requests in flight, by worker
 
     # versions
     async def version(self, version_id: int) -> tuple[Version, DeploymentSpec]:
@@ -92,6 +100,14 @@ class Fleet:
             version, spec = await self.version(vid)
             launches.append(self.launch_spec(version, spec, "template"))
         await self.backend.prepare(launches)
+
+    async def templates_ready(self, version_ids: list[int], timeout_s: float) -> list[ColdPath]:
+        """Wait up to `timeout_s` for the versions' templates; how each will cold start."""
+        launches = []
+        for vid in version_ids:
+            version, spec = await self.version(vid)
+            launches.append(self.launch_spec(version, spec, "template"))
+        return await self.backend.ready(launches, timeout_s)
 
     # reads
     def free_worker(self, version_id: int, whole: bool = False) -> ManagedWorker | None:
@@ -232,6 +248,37 @@ class Fleet:
             self.wake()  # after: a tick meanwhile would queue its store reads ahead of that job
         elif kind == "setup_failed":
             worker.setup_error = frame["error"]
+        elif kind == "state":
+            self._state_call(worker, frame)
+
+    def _state_call(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
+        """Answer a state request off the frame loop: a slow store must not hold up the
+        worker's other frames. A worker with `_STATE_CALLS_MAX` requests in flight is refused
+        more, so tenant code cannot pile up tasks in the gateway."""
+        busy = self._state_calls.get(worker.id, 0)
+        self._state_calls[worker.id] = busy + 1
+        task = asyncio.create_task(self._answer_state(worker, frame, busy >= _STATE_CALLS_MAX))
+        self._state_tasks.add(task)
+        task.add_done_callback(self._state_tasks.discard)
+
+    async def _answer_state(
+        self, worker: ManagedWorker, frame: dict[str, Any], refuse: bool
+    ) -> None:
+        try:
+            if refuse or self.on_state is None:
+                why = "too many state calls at once" if refuse else "state is not available"
+                reply: dict[str, Any] = {"error": {"type": "conflict", "message": why}}
+            else:
+                version = worker.version
+                reply = await self.on_state(version.account, version.endpoint, frame)
+            if worker.handle is not None and worker.state is not WorkerState.STOPPED:
+                await self.send(worker, {"t": "state_reply", "rid": frame["rid"], **reply})
+        finally:
+            left = self._state_calls.get(worker.id, 1) - 1
+            if left > 0:
+                self._state_calls[worker.id] = left
+            else:
+                self._state_calls.pop(worker.id, None)
 
     def on_ready(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
         """The worker finished setup: record its cold start and take it into service."""

@@ -66,6 +66,14 @@ def frame_problem(frame: Any, running: Container[str]) -> str | None:  # noqa: C
         times = [frame.get("import_s"), frame.get("setup_s"), frame.get("fork_s", 0.0)]
         if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
             return "a ready frame without its timings"
+    elif kind == "state":
+        rid = frame.get("rid")
+        if (
+            not isinstance(rid, int)
+            or isinstance(rid, bool)
+            or not isinstance(frame.get("op"), str)
+        ):
+            return "a state frame without a request id and operation"
     elif kind == "setup_failed" and not _is_error_record(frame.get("error")):
         return "a setup_failed frame without an error record"
     return None  # other types are the scheduler's to ignore or handle

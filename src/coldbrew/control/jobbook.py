@@ -208,8 +208,14 @@ class JobBook:
             if job.status.final:
                 return None
             return self.end_unsaved(job, status, now, output=output, error=error, cost_usd=cost_usd)
-        return await self.store.finish(
-            job.id, status, now, output=output, error=error, cost_usd=cost_usd
+        return await self.store.finish(  # only while its worker still holds it (fail-over)
+            job.id,
+            status,
+            now,
+            output=output,
+            error=error,
+            cost_usd=cost_usd,
+            worker_id=job.worker_id,
         )
 
     async def end_safely(

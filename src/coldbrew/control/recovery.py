@@ -92,7 +92,11 @@ class Recovery:
             log.warning("job %s: %s; retrying (attempt %d)", job.id, reason, job.attempts + 1)
             self._wake()
             return
-        if job.durable and job.attempts < job.max_attempts and await self.store.requeue(job.id):
+        if (
+            job.durable
+            and job.attempts < job.max_attempts
+            and await self.store.requeue(job.id, worker_id=job.worker_id)
+        ):
             self.streams.restart(job.id)
             self.book.backlog.flag(job.version_id)
             log.warning(

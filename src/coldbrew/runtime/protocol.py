@@ -10,9 +10,11 @@ when a frame actually carries arrays.
 
 Frames are dicts with a type tag `t`:
 - gateway → worker: `job` {id, input}, `batch` {ids, inputs}, `stop`, `limits`
-  {log_max_bytes, log_lines_per_s} (once, after `ready`: the caps of its print capture)
+  {log_max_bytes, log_lines_per_s} (once, after `ready`: the caps of its print capture),
+  `state_reply` {rid, entry | deleted | keys | error}
 - worker → gateway: `ready` {import_s, setup_s}, `setup_failed` {error}, `log` {id, ts, stream,
-  line}, `chunk` {id, output}, `done` {id, output} or {id, error}
+  line}, `chunk` {id, output}, `done` {id, output} or {id, error}, `state` {rid, op, key, ...}
+  (a `coldbrew.state` call; `runtime/calls.py`)
 
 Errors cross the boundary as records {type, message, traceback}, never pickled exceptions.
 """

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from coldbrew.errors import ColdbrewError, PayloadTooLarge
 from coldbrew.runtime import protocol
+from coldbrew.runtime.calls import Calls
 from coldbrew.runtime.loader import load_class
 from coldbrew.runtime.sandbox.enter import enter_from_env, limit_message
+from coldbrew.sdk import state
 
 if TYPE_CHECKING:
     import asyncio
@@ -223,10 +225,12 @@ class Worker:
             _JobLogStream(sys.stderr, "stderr", channel, self.local, self.logcap),
         ]
         sys.stdout, sys.stderr = self.streams
+        self.calls = Calls(channel.recv, channel.send)
+        state.connect(lambda request: self.calls.request({"t": "state", **request}))
 
     def serve(self) -> None:
         """Run jobs until `stop` or until the gateway goes away."""
-        while (frame := self.channel.recv()) is not None:
+        while (frame := self.calls.next_frame()) is not None:
             if frame["t"] == "stop":
                 break
             if frame["t"] == "limits":

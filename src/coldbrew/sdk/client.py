@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import httpx
 from pydantic.alias_generators import to_camel
@@ -192,6 +193,19 @@ class Client:
 
     def delete(self, name: str) -> None:
         self._call("DELETE", f"/v1/endpoints/{name}")
+
+    def state(self, name: str, key: str | None = None, **params: Any) -> dict[str, Any]:
+        """`name`'s state: one entry (with `key`), else a page of entries (`prefix`, `after`,
+        `limit`, `values`)."""
+        path = f"/v1/endpoints/{name}/state" + (f"/{quote(key, safe='')}" if key else "")
+        result: dict[str, Any] = self._call("GET", path, params=params)
+        return result
+
+    def delete_state(self, name: str, key: str | None = None) -> dict[str, Any]:
+        """Delete one state entry of `name`, or (no `key`) all of them."""
+        path = f"/v1/endpoints/{name}/state" + (f"/{quote(key, safe='')}" if key else "")
+        result: dict[str, Any] = self._call("DELETE", path)
+        return result
 
     def versions(self, name: str, window: str = "1h") -> dict[str, Any]:
         """Every version of `name`: status, traffic share, workers, stats over `window`."""

@@ -86,14 +86,19 @@ class JobQueue(Protocol):
         error: dict[str, Any] | None = None,
         cost_usd: float = 0.0,
         from_statuses: Iterable[JobStatus] = (JobStatus.IN_PROGRESS,),
+        worker_id: str | None = None,
     ) -> Job | None:
         """Make the job final if it is still in one of `from_statuses`; returns it, or None.
 
-        A final job with a webhook becomes pending delivery (see `History`)."""
+        With `worker_id`, only while the job is still claimed by that worker: after a
+        fail-over (its gateway lost, the job requeued and claimed again) a stale owner's
+        result must not land. A final job with a webhook becomes pending delivery (see
+        `History`)."""
 
     @abstractmethod
-    async def requeue(self, job_id: str) -> bool:
-        """Put an IN_PROGRESS job back in the queue (its worker died); False if it was not."""
+    async def requeue(self, job_id: str, *, worker_id: str | None = None) -> bool:
+        """Put an IN_PROGRESS job back in the queue (its worker died); False if it was not
+        (or, with `worker_id`, if another worker holds it now)."""
 
     @abstractmethod
     async def retry(self, job_id: str, account: str, now: float, ttl_s: float) -> Job | None:

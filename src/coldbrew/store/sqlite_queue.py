@@ -107,6 +107,7 @@ QUEUE_STATS = (
     "WHERE status = 'IN_QUEUE' AND version_id = q.version_id) "
     "FROM queue_counts q WHERE q.queued > 0"
 )
+_OWNED = "(? IS NULL OR worker_id = ?)"  # owner-matched when a worker id is given
 _IDS_PER_QUERY = 500  # well under SQLite's limit on bound parameters
 _PENDING_IF_HOOKED = "webhook_state=CASE WHEN webhook_url IS NULL THEN NULL ELSE 'pending' END"
 _BY_KEY = (
@@ -259,12 +260,13 @@ class SQLiteQueue(SQLiteDatabase, JobQueue):
         error: dict[str, Any] | None = None,
         cost_usd: float = 0.0,
         from_statuses: Iterable[JobStatus] = (JobStatus.IN_PROGRESS,),
+        worker_id: str | None = None,
     ) -> Job | None:
         allowed = [s.value for s in from_statuses]
         row = self._one(
             f"UPDATE jobs SET status=?, output=?, error=?, finished_at=?, cost_usd=?, "
             f"{_PENDING_IF_HOOKED} WHERE id=? AND status IN ({', '.join('?' * len(allowed))}) "
-            f"RETURNING {JOB_COLUMNS}",
+            f"AND {_OWNED} RETURNING {JOB_COLUMNS}",
             [
                 status.value,
                 output_json(output),
@@ -273,14 +275,17 @@ class SQLiteQueue(SQLiteDatabase, JobQueue):
                 cost_usd,
                 job_id,
                 *allowed,
+                worker_id,
+                worker_id,
             ],
         )
         return _job(row) if row else None
 
-    async def requeue(self, job_id: str) -> bool:
+    async def requeue(self, job_id: str, *, worker_id: str | None = None) -> bool:
         cursor = self._db.execute(
-            "UPDATE jobs SET status='IN_QUEUE', worker_id=NULL WHERE id=? AND status='IN_PROGRESS'",
-            (job_id,),
+            "UPDATE jobs SET status='IN_QUEUE', worker_id=NULL WHERE id=? AND status='IN_PROGRESS' "
+            f"AND {_OWNED}",
+            (job_id, worker_id, worker_id),
         )
         return cursor.rowcount == 1
 

@@ -15,16 +15,21 @@ HOUR = 3600.0
 
 
 class SyncStore:
-    """The store's coroutine methods as plain calls, each run to completion by `asyncio.run`."""
+    """The store's coroutine methods as plain calls, each run to completion on `runner`'s
+    loop (one loop per test: a connection pool cannot move between loops), or without one by
+    `asyncio.run`."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, runner: asyncio.Runner | None = None) -> None:
         self._store = store
+        self._runner = runner
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         method = getattr(self._store, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
-            return asyncio.run(method(*args, **kwargs))
+            if self._runner is None:
+                return asyncio.run(method(*args, **kwargs))
+            return self._runner.run(method(*args, **kwargs))
 
         return call
 

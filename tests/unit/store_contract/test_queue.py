@@ -423,3 +423,57 @@ def test_a_purged_job_frees_its_key(store: Any, version: Version) -> None:
     fresh = store.create_job_once(queued(version, "new", expires_at=5000.0), "key-1")
     assert fresh.id == "new"
     assert store.get_job("new") is not None
+
+
+def test_finish_with_a_worker_id_lands_only_for_the_jobs_owner(
+    store: Any, version: Version
+) -> None:
+    new_job(store, version, "j1")
+    store.claim(version.id, "w1", 200.0)
+    assert store.requeue("j1", worker_id="w1") is True  # w1's gateway failed over
+    store.claim(version.id, "w2", 210.0)
+
+    assert store.finish("j1", JobStatus.COMPLETED, 220.0, output=1, worker_id="w1") is None
+    assert store.requeue("j1", worker_id="w1") is False  # the stale owner cannot take it back
+    job = store.get_job("j1")
+    assert (job.status, job.worker_id, job.output) == (JobStatus.IN_PROGRESS, "w2", None)
+
+    done = store.finish("j1", JobStatus.COMPLETED, 221.0, output=2, worker_id="w2")
+    assert (done.status, done.output, done.worker_id) == (JobStatus.COMPLETED, 2, "w2")
+
+
+def test_finish_without_a_worker_id_is_not_owner_matched(store: Any, version: Version) -> None:
+    new_job(store, version, "j1")
+    store.claim(version.id, "w1", 200.0)
+    cancelled = store.finish("j1", JobStatus.CANCELLED, 201.0)  # a cancel: whoever runs it
+    assert cancelled.status is JobStatus.CANCELLED
+
+
+def test_requeue_with_another_worker_id_leaves_the_job_running(
+    store: Any, version: Version
+) -> None:
+    new_job(store, version, "j1")
+    store.claim(version.id, "w1", 200.0)
+    assert store.requeue("j1", worker_id="w9") is False
+    assert store.get_job("j1").status is JobStatus.IN_PROGRESS
+    assert store.requeue("j1", worker_id="w1") is True
+    assert store.get_job("j1").status is JobStatus.IN_QUEUE
+
+
+def test_queue_stats_stay_exact_over_many_transitions(store: Any, version: Version) -> None:
+    v2 = deploy(store, artifact_sha="sha-2")
+    store.save_jobs(
+        [queued(version, f"a{i:03}", created_at=100.0 + i) for i in range(200)]
+        + [queued(v2, f"b{i:03}", created_at=50.0 + i) for i in range(100)]
+    )
+    assert store.queue_stats()[version.id] == QueueStat(queued=200, oldest_created_at=100.0)
+    taken = store.claim_many(version.id, "w1", 400.0, 150)
+    for job in taken[:5]:
+        store.requeue(job.id, worker_id="w1")
+    store.fail_queued(v2.id, {"message": "no"}, 401.0)  # v2's queue is gone
+    store.purge_expired(10_000.0)
+
+    for _ in range(2):  # the second read after the first folded what piled up
+        assert store.queue_stats() == {
+            version.id: QueueStat(queued=55, oldest_created_at=100.0),
+        }

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coldbrew.clock import Clock
 from coldbrew.errors import InvalidRequest
+from coldbrew.integrations.egress import EgressPolicy
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class TriggerContext:
     consumer: str
     clock: Clock
     cursor: CursorStore
+    egress: EgressPolicy | None = None  # where a tenant-chosen URL may go (the webhook sink)
 
 
 @runtime_checkable
@@ -168,7 +170,8 @@ class Kind(Generic[C, T]):
             return self.config.model_validate(dict(raw))
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or self.name}: {e['msg']}"
+                f"{'.'.join(str(p) for p in e['loc']) or self.name}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
                 for e in exc.errors()
             )
             raise InvalidRequest(

@@ -19,6 +19,7 @@ from typing import Any
 
 from coldbrew.clock import Clock
 from coldbrew.errors import Conflict, InvalidRequest, NotFound
+from coldbrew.integrations.egress import EgressPolicy
 from coldbrew.integrations.triggers import kinds
 from coldbrew.integrations.triggers.base import Message, TriggerContext, sink_kind, source_kind
 from coldbrew.integrations.triggers.push import PushSource
@@ -74,7 +75,9 @@ class TriggerManager:
         clock: Clock,
         consumer: str,
         timing: RunnerTiming | None = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
+        self.egress = egress
         self.store = store
         self.submitter = submitter
         self.clock = clock
@@ -197,7 +200,11 @@ class TriggerManager:
     # -- runners
     def _start(self, trigger: TriggerDef) -> None:
         ctx = TriggerContext(
-            trigger.id, self.consumer, self.clock, _StoreCursor(self.store, trigger.id)
+            trigger.id,
+            self.consumer,
+            self.clock,
+            _StoreCursor(self.store, trigger.id),
+            self.egress,
         )
         source = source_kind(trigger.source_kind).create(trigger.source, ctx)
         sink = None

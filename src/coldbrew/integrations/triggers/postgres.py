@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
 import orjson
 from pydantic import field_validator
 
@@ -38,10 +38,15 @@ from coldbrew.integrations.triggers.base import (
     register_source,
 )
 
+if TYPE_CHECKING:
+    import asyncpg
+
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$")
 
 
 def _ident(value: str) -> str:
+    if importlib.util.find_spec("asyncpg") is None:  # imported on open, never at start-up
+        raise ValueError("the postgres kinds need asyncpg: pip install 'coldbrew[cluster]'")
     if not _IDENT.match(value):
         raise ValueError(f"{value!r} is not a plain SQL name (letters, digits, _; schema.table)")
     return value
@@ -76,6 +81,8 @@ class PostgresSource(Source):
         self._read: tuple[int, str] = (0, "")  # of the last row fetched
 
     async def open(self) -> None:
+        import asyncpg
+
         c = self.config
         self.conn = await asyncpg.connect(c.dsn)
         table, fn = _quote(c.table), f"{self.channel}_notify"
@@ -195,6 +202,8 @@ class PostgresSink(Sink):
         self.pool: asyncpg.Pool | None = None
 
     async def open(self) -> None:
+        import asyncpg
+
         self.pool = await asyncpg.create_pool(self.config.dsn, min_size=1, max_size=2)
         await self.pool.execute(
             f"CREATE TABLE IF NOT EXISTS {_quote(self.config.table)} (trigger_id text NOT NULL, "

@@ -21,6 +21,8 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from coldbrew.clock import Clock
 from coldbrew.errors import InvalidRequest
 from coldbrew.integrations.triggers.base import (
@@ -50,21 +52,22 @@ def s3_messages(body: Any, now: float, prefix: str = "", suffix: str = "") -> li
     `Message`. Object keys arrive URL-encoded (`+` for a space) and are decoded here.
     """
     if isinstance(body, dict) and body.get("Type") == "Notification":
-        import orjson
-
-        body = orjson.loads(body.get("Message") or "{}")
+        try:
+            body = orjson.loads(str(body.get("Message") or "{}"))
+        except orjson.JSONDecodeError:
+            raise InvalidRequest("the SNS notification's Message is not JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("Records", []), list):
         raise InvalidRequest("not an S3 event notification", hint='expected {"Records": [...]}')
     messages = []
     for record in body.get("Records", []):
-        event = str(record.get("eventName", ""))
+        event = str(record.get("eventName", "")) if isinstance(record, dict) else ""
         if not event.removeprefix("s3:").startswith("ObjectCreated:"):
             continue
-        s3 = record.get("s3") or {}
-        bucket = (s3.get("bucket") or {}).get("name")
-        obj = s3.get("object") or {}
+        s3 = _object(record.get("s3"))
+        bucket = _object(s3.get("bucket")).get("name")
+        obj = _object(s3.get("object"))
         key = urllib.parse.unquote_plus(str(obj.get("key", "")))
-        if not bucket or not key:
+        if not isinstance(bucket, str) or not bucket or not key:
             raise InvalidRequest("an S3 record lacks s3.bucket.name or s3.object.key")
         if not (key.startswith(prefix) and key.endswith(suffix)):
             continue
@@ -72,6 +75,14 @@ def s3_messages(body: Any, now: float, prefix: str = "", suffix: str = "") -> li
         item = {"bucket": bucket, "key": key, "size": obj.get("size"), "eventName": event}
         messages.append(Message(f"{bucket}/{key}#{tag}", item, now))
     return messages
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidRequest("not an S3 event notification: a record field is not an object")
+    return value
 
 
 class S3Config(KindConfig):

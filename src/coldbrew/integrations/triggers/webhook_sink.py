@@ -2,7 +2,9 @@
 
 The body is `{"trigger": id, "results": [{key, job, status, output, error, finishedAt}]}`; a
 non-2xx answer or no answer raises, and the runner retries the whole batch (so a receiver
-de-duplicates on `key`). Only http(s) URLs are taken.
+de-duplicates on `key`). Only http(s) URLs are taken, and only to the addresses webhooks may
+reach (`integrations/egress.py`: no metadata or link-local address; loopback and private ranges
+as the operator allows), checked on every request.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import httpx
 from pydantic import field_validator
 
+from coldbrew.integrations.egress import EgressPolicy
 from coldbrew.integrations.triggers.base import (
     Kind,
     KindConfig,
@@ -41,6 +44,7 @@ class WebhookSink(Sink):
     def __init__(self, config: WebhookSinkConfig, ctx: TriggerContext) -> None:
         self.config = config
         self.trigger_id = ctx.trigger_id
+        self.egress = ctx.egress or EgressPolicy()
         self.client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
@@ -59,8 +63,12 @@ class WebhookSink(Sink):
             }
             for r in records
         ]
+        target = await self.egress.target(self.config.url)  # EgressRefused: the runner retries
         response = await self.client.post(
-            self.config.url, json={"trigger": self.trigger_id, "results": results}
+            target.url,
+            json={"trigger": self.trigger_id, "results": results},
+            headers=target.headers,
+            extensions=target.extensions,
         )
         response.raise_for_status()
 

@@ -1,0 +1,87 @@
+"""The model's own compute ceiling: `bench/peers/workloads.py` in a tight in-process loop.
+
+    python bench/ceiling.py --kind mlp_batched --weights W.st [--seconds 5] [--batch 32]
+
+What the hardware gives the model's code with no server at all: setup once, then `predict`
+(or `predict_batch` with `--batch` inputs, for the batched workloads) called back to back in
+one process, with the threads the serving systems' workers get by default (BLAS as installed;
+MiniLM one torch thread, as `Embeddings.setup` sets). `bench/throughput.py` runs it in the same
+run as the systems and prints each system's requests/s as a fraction of it. Prints one JSON
+object: requests/s, and the per-call latency p50/p99 in ms (a call is one batch when batched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
+
+from workloads import MLP, Embeddings, Noop
+
+BATCHED = ("mlp_batched", "embeddings_batched")
+
+
+def model(kind: str, weights: str) -> Any:
+    if kind.startswith("mlp"):
+        return MLP(weights)
+    if kind.startswith("embeddings"):
+        return Embeddings()
+    return Noop()
+
+
+def call(kind: str, instance: Any, n: int, batch: int) -> Any:
+    if kind == "noop":
+        return instance.predict({"message": "hello", "n": n})
+    if kind == "mlp":
+        return instance.predict(n)
+    if kind == "mlp_batched":
+        return instance.predict_batch(list(range(n, n + batch)))
+    sentences = [f"request {i} asks for one sentence embedding" for i in range(n, n + batch)]
+    return instance.predict_batch(sentences)
+
+
+def measure(kind: str, weights: str, seconds: float, batch: int) -> dict[str, Any]:
+    instance = model(kind, weights)
+    instance.setup()
+    per_call = batch if kind in BATCHED else 1
+    for n in range(3):  # warm-up: first-touch page faults, lazy initialisation
+        call(kind, instance, n, batch)
+    samples: list[float] = []
+    n = 0
+    started = time.perf_counter()
+    while time.perf_counter() - started < seconds:
+        t0 = time.perf_counter()
+        call(kind, instance, n, batch)
+        samples.append(time.perf_counter() - t0)
+        n += per_call
+    elapsed = time.perf_counter() - started
+    samples.sort()
+    return {
+        "kind": kind,
+        "rps": round(len(samples) * per_call / elapsed, 1),
+        "call_p50_ms": round(statistics.median(samples) * 1000, 3),
+        "call_p99_ms": round(samples[min(len(samples) - 1, int(len(samples) * 0.99))] * 1000, 3),
+        "calls": len(samples),
+        "batch": per_call,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kind", required=True, choices=["noop", "mlp", *BATCHED])
+    parser.add_argument("--weights", default="")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--batch", type=int, default=32)
+    args = parser.parse_args(argv)
+    print(json.dumps(measure(args.kind, args.weights, args.seconds, args.batch)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
