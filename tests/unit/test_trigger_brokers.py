@@ -220,6 +220,13 @@ def test_dead_letter_fields_carry_the_error_within_a_header_s_size() -> None:
     assert orjson.loads(brokerwire.dead_letter_payload(message)) == {"data": "AAE="}
 
 
+def test_amqp_ids_fit_a_short_string() -> None:
+    assert brokerwire.short_id("id:m-1") == "id:m-1"
+    long_key = "id:" + "x" * 255  # a publisher's 255-byte message_id, prefixed
+    short = brokerwire.short_id(long_key)
+    assert len(short) <= 255 and short == brokerwire.short_id(long_key)
+
+
 def test_errors_never_show_a_broker_password() -> None:
     assert brokerwire.redact("amqp://guest:s3cret@host:5672/") == "amqp://guest:***@host:5672/"
     assert brokerwire.redact("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"

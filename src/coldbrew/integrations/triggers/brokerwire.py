@@ -13,6 +13,7 @@ also get fields of their own for brokers' UIs that show headers.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 from typing import Any
 
@@ -57,6 +58,14 @@ def record_id(record: SinkRecord) -> str:
     """The id a sink gives a published result, so a reader (or the broker) can drop repeats:
     the runner may write a record twice after a crash, never with another id."""
     return f"{record.trigger_id}:{record.message_key}"
+
+
+def short_id(text: str, limit: int = 255) -> str:
+    """`text`, or its SHA-256 when it is longer than `limit` bytes (AMQP's message_id is a
+    short string: 255 bytes at most, and a key like `id:<255-byte id>` would not fit)."""
+    if len(text.encode()) <= limit:
+        return text
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def require_client(kind: str, module: str, package: str) -> None:

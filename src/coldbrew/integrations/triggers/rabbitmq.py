@@ -239,7 +239,7 @@ class RabbitSource:
             brokerwire.dead_letter_payload(message),
             headers=headers,
             content_type="application/json",
-            message_id=message.key,
+            message_id=brokerwire.short_id(message.key),
             delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         )
         if cfg.dead_letter_queue is not None:
@@ -307,7 +307,7 @@ class RabbitSink:
                     aio_pika.Message(
                         brokerwire.record_json(r),
                         content_type="application/json",
-                        message_id=brokerwire.record_id(r),
+                        message_id=brokerwire.short_id(brokerwire.record_id(r)),
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                     ),
                     routing_key=cfg.routing_key,
