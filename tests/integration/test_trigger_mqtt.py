@@ -218,3 +218,26 @@ async def test_a_dropped_connection_is_reopened_and_in_flight_messages_come_agai
         assert await source.fetch(10, 0.5) == []  # the resent copies' PUBACKs settled them
     finally:
         await source.close()
+
+
+async def test_the_sink_reconnects_after_a_dropped_connection(broker: Broker) -> None:
+    topic = unique("cbsink") + "/out"
+    async with aiomqtt.Client(
+        "127.0.0.1", identifier=unique("cb-sinkreader"), protocol=aiomqtt.ProtocolVersion.V5
+    ) as reader:
+        await reader.subscribe(topic, qos=1)
+        sink = sink_kind("mqtt").create({"topic": topic}, context())
+        assert isinstance(sink, MqttSink)
+        await sink.open()
+        record = SinkRecord("trg-test", "k", "job-1", "COMPLETED", {"y": 1}, None, 1.0)
+        try:
+            assert sink._client is not None
+            sink._client._client.disconnect()  # dropped: the runner only ever retries write
+            with pytest.raises(aiomqtt.MqttError):
+                await sink.write([record])  # the drop shows here...
+            await sink.write([record])  # ...and the retry reconnects
+        finally:
+            await sink.close()
+        async with asyncio.timeout(5):
+            got = await anext(reader.messages)
+    assert orjson.loads(got.payload)["job_id"] == "job-1"

@@ -214,3 +214,21 @@ async def test_a_dropped_connection_is_reopened_by_the_next_fetch(broker: Broker
         assert all(m.handle.redelivered for m in again)
     finally:
         await source.close()
+
+
+async def test_the_sink_reconnects_after_a_dropped_connection(broker: Broker) -> None:
+    queue = broker.queue("cbsink")
+    sink = sink_kind("rabbitmq").create(
+        {"url": URL, "routing_key": queue, "create": True}, context()
+    )
+    assert isinstance(sink, RabbitSink)
+    await sink.open()
+    record = SinkRecord("trg-test", "k", "job-1", "COMPLETED", {"y": 1}, None, 1.0)
+    try:
+        assert sink._connection is not None
+        await sink._connection.close()  # dropped: the runner only ever retries write
+        await sink.write([record])
+    finally:
+        await sink.close()
+    (got,) = await broker.get_all(queue, 1)
+    assert orjson.loads(got.body)["job_id"] == "job-1"

@@ -320,6 +320,7 @@ class MqttSink:
         self.config = config
         self.ctx = ctx
         self._client: aiomqtt.Client | None = None
+        self._broken = False
 
     async def open(self) -> None:
         cfg = self.config
@@ -332,17 +333,26 @@ class MqttSink:
             timeout_s=cfg.connect_timeout_s,
         )
         await _connect(client, cfg.host, cfg.port)
-        self._client = client
+        self._client, self._broken = client, False
 
     async def write(self, records: Sequence[SinkRecord]) -> None:
         """One QoS 1 publish per record, each awaited (PUBACK): the records are with the broker
         when this returns. The `message-id` property lets a reader drop a repeated write."""
-        assert self._client is not None, "open() first"
-        for record in records:
-            props = publish_properties({"message-id": brokerwire.record_id(record)})
-            await self._client.publish(
-                self.config.topic, brokerwire.record_json(record), qos=1, properties=props
-            )
+        import aiomqtt
+
+        if self._client is None or self._broken:  # the runner retries write, never reopens
+            await self.close()
+            await self.open()
+        assert self._client is not None
+        try:
+            for record in records:
+                props = publish_properties({"message-id": brokerwire.record_id(record)})
+                await self._client.publish(
+                    self.config.topic, brokerwire.record_json(record), qos=1, properties=props
+                )
+        except aiomqtt.MqttError:
+            self._broken = True
+            raise
 
     async def close(self) -> None:
         client, self._client = self._client, None

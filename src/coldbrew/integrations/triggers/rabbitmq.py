@@ -294,7 +294,10 @@ class RabbitSink:
     async def write(self, records: Sequence[SinkRecord]) -> None:
         import aio_pika
 
-        assert self._channel is not None, "open() first"
+        if self._channel is None or self._channel.is_closed:  # the runner retries, never reopens
+            await self.close()
+            await self.open()
+        assert self._channel is not None
         cfg = self.config
         exchange = (
             await self._channel.get_exchange(cfg.exchange, ensure=False)
