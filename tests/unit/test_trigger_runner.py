@@ -13,7 +13,8 @@ import pytest
 from coldbrew.clock import FakeClock
 from coldbrew.errors import InvalidInput, QueueFull
 from coldbrew.integrations.triggers.base import Message, SinkRecord
-from coldbrew.integrations.triggers.runner import OnAccept, TriggerRunner, idempotency_key
+from coldbrew.integrations.triggers.runner import TriggerRunner
+from coldbrew.integrations.triggers.submit import OnAccept, idempotency_key
 from coldbrew.store.models import Job, JobStatus
 from coldbrew.store.sqlite import SQLiteStore
 from coldbrew.store.triggers import TriggerDef, TriggerState

@@ -24,7 +24,7 @@ from coldbrew.errors import InvalidRequest, NotFound, Unauthorized
 from coldbrew.integrations.egress import EgressPolicy
 from coldbrew.integrations.triggers.manager import TriggerManager, TriggerRequest
 from coldbrew.integrations.triggers.push import s3_messages, sign, verify
-from coldbrew.integrations.triggers.runner import OnAccept
+from coldbrew.integrations.triggers.submit import OnAccept
 from coldbrew.platform import Platform
 from coldbrew.store.models import Job, Principal
 from coldbrew.store.triggers import TriggerDef, TriggerState

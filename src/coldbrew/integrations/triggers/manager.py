@@ -23,7 +23,8 @@ from coldbrew.integrations.egress import EgressPolicy
 from coldbrew.integrations.triggers import kinds
 from coldbrew.integrations.triggers.base import Message, TriggerContext, sink_kind, source_kind
 from coldbrew.integrations.triggers.push import PushSource
-from coldbrew.integrations.triggers.runner import RunnerTiming, Submitter, TriggerRunner
+from coldbrew.integrations.triggers.runner import RunnerTiming, TriggerRunner
+from coldbrew.integrations.triggers.submit import Submitter
 from coldbrew.store.models import Job
 from coldbrew.store.triggers import TriggerDef, TriggerState, TriggerStore
 

@@ -12,38 +12,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from coldbrew.clock import Clock
-from coldbrew.errors import ClientError, ColdbrewError, NotFound
+from coldbrew.errors import ColdbrewError
 from coldbrew.integrations.triggers.base import Message, Sink, SinkRecord, Source
+from coldbrew.integrations.triggers.submit import (
+    OnAccept,
+    Submitter,
+    as_payload,
+    idempotency_key,
+    lost_job,
+    transient,
+)
 from coldbrew.store.models import Job, JobStatus
 from coldbrew.store.triggers import DeadLetter, InFlight, Outcome, TriggerDef, TriggerStore
 
+# the names that lived here before `submit.py` stay importable from here
+__all__ = ["OnAccept", "RunnerTiming", "Submitter", "TriggerRunner", "idempotency_key"]
+
 log = logging.getLogger("coldbrew.triggers")
 
-OnAccept = Callable[[Job], Awaitable[None]]
-_MAX_KEY = 200  # the job service takes 255; the rest is the prefix
 _THROUGHPUT_WINDOW_S = 60.0
 _LOOKUP_CHUNK = 500
-
-
-class Submitter(Protocol):
-    """How a runner makes and reads jobs: the job service, seen from below (wired in the api)."""
-
-    async def submit(
-        self, trigger: TriggerDef, payload: dict[str, Any], key: str, on_accept: OnAccept
-    ) -> Job:
-        """Start the job for one message attempt under idempotency `key` (a repeat gets the
-        first job back); `on_accept` sees a new job before it is queued."""
-
-    async def lookup(self, account: str, job_ids: list[str]) -> list[Job]:
-        """The jobs that still exist, as they stand."""
 
 
 @dataclass(frozen=True)
@@ -54,33 +49,6 @@ class RunnerTiming:
     backoff_s: float = 0.5
     backoff_max_s: float = 30.0
     sweep_s: float = 5.0  # look up in-flight jobs whose end no listener reported
-
-
-def idempotency_key(trigger_id: str, message_key: str, attempt: int) -> str:
-    """The job key of one attempt at one message: stable across redeliveries and restarts."""
-    key = message_key
-    if len(key) > _MAX_KEY or not (key.isascii() and key.isprintable()):
-        key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-    return f"trigger:{trigger_id}:{attempt}:{key}"
-
-
-def as_payload(body: Any) -> dict[str, Any]:
-    """A message body as job input: an object as it is, anything else under "data"."""
-    return body if isinstance(body, dict) else {"data": body}
-
-
-def _transient(exc: ColdbrewError) -> bool:
-    """Errors that a later submit may not meet (full queue, budget, storage, endpoint not yet
-    deployed): keep the message unacked and try again. Other client errors are the message's."""
-    return (
-        not isinstance(exc, ClientError)
-        or isinstance(exc, NotFound)
-        or exc.status_code
-        in (
-            402,
-            429,
-        )
-    )
 
 
 class TriggerRunner:
@@ -213,7 +181,7 @@ class TriggerRunner:
         for message, result in zip(fresh, results, strict=True):
             if isinstance(result, InFlight):
                 rows.append(result)
-            elif isinstance(result, ColdbrewError) and not _transient(result):
+            elif isinstance(result, ColdbrewError) and not transient(result):
                 dead.append((message, result.to_json()["error"]))  # the message itself is bad
             elif isinstance(result, BaseException):
                 held.append(message)
@@ -288,7 +256,7 @@ class TriggerRunner:
             for row in chunk:
                 job = found.get(row.job_id)
                 if job is None:
-                    job = _lost(row, self.trigger, self.clock.time())
+                    job = lost_job(row, self.trigger, self.clock.time())
                 if job.status.final:
                     ended.append(job)
         if ended:
@@ -403,22 +371,3 @@ class TriggerRunner:
             await self.store.record_error(
                 self.trigger.id, {"type": kind, "message": str(exc)}, self.clock.time()
             )
-
-
-def _lost(row: InFlight, trigger: TriggerDef, now: float) -> Job:
-    """A stand-in for a job that no longer exists (purged): it counts as a failed attempt."""
-    return Job(
-        id=row.job_id,
-        account=trigger.account,
-        endpoint_id=0,
-        endpoint=trigger.target,
-        version_id=0,
-        status=JobStatus.FAILED,
-        input={},
-        created_at=now,
-        expires_at=now,
-        timeout_s=0.0,
-        max_attempts=1,
-        error={"type": "job_lost", "message": f"job {row.job_id} no longer exists"},
-        finished_at=now,
-    )
