@@ -18,6 +18,7 @@ from coldbrew.api import (
     invoke,
     kserve,
     manage,
+    pipelines,
     replicate,
     runpod_worker,
     state,
@@ -29,6 +30,7 @@ from coldbrew.api.fastlane import FastLane
 from coldbrew.api.limits import BodyLimits
 from coldbrew.api.responses import error_body, error_response, json_response
 from coldbrew.control.jobs import JobService
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.metrics import CONTENT_TYPE
 from coldbrew.platform import Platform
@@ -84,10 +86,12 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
             app.state.admin_key = await platform.start()
+            await driver.resume()  # runs a restart interrupted go on from their stored stages
         try:
             yield
         finally:
             await replicator.hooks.close()
+            await driver.stop()
             if manage_lifecycle:
                 await platform.stop()
 
@@ -107,7 +111,9 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.clock,
         platform.versions,
     )
-    runpod = invoke.RunPod(jobs, keys, platform.settings)
+    driver = Pipelines(platform.store, jobs, platform.clock)
+    app.state.pipelines = driver
+    runpod = invoke.RunPod(jobs, keys, platform.settings, driver)
     # before /v2/{endpoint}/...: its routes win
     app.include_router(kserve.router(jobs, keys, platform.settings))
     app.include_router(invoke.router(runpod, platform))
@@ -120,6 +126,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(dashboard.router(platform, keys, jobs))
     app.include_router(versions.router(platform, keys, jobs))
     app.include_router(state.router(platform, keys, jobs))
+    app.include_router(pipelines.router(driver, keys))
     replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))

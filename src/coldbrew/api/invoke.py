@@ -17,13 +17,16 @@ from fastapi.responses import Response, StreamingResponse
 
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.limits import check_depth
+from coldbrew.api.pipelines import accepted_json, run_json
 from coldbrew.api.responses import json_response
 from coldbrew.config import Settings
 from coldbrew.control.jobs import JobService, Policy
+from coldbrew.control.pipelines import Pipelines, RunView
 from coldbrew.control.traffic import PIN_HEADER, parse_pin
-from coldbrew.errors import InvalidRequest
+from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.platform import Platform
-from coldbrew.store.models import Job, JobStatus
+from coldbrew.store.models import Job, JobStatus, Principal
+from coldbrew.store.pipelines import PipelineRun
 from coldbrew.wire import status_json
 
 MAX_WAIT_MS = 300_000
@@ -34,10 +37,29 @@ class RunPod:
     """`/run` and `/runsync`: RunPod's request in, the job service's job out as RunPod JSON.
     The FastLane middleware calls these two methods directly."""
 
-    def __init__(self, jobs: JobService, keys: KeyCache, settings: Settings) -> None:
+    def __init__(
+        self,
+        jobs: JobService,
+        keys: KeyCache,
+        settings: Settings,
+        pipelines: Pipelines | None = None,
+    ) -> None:
         self.jobs = jobs
         self.keys = keys
         self.settings = settings
+        self.pipelines = pipelines
+
+    async def _pipeline(
+        self, principal: Principal, name: str, payload: dict[str, Any], wait_s: float | None
+    ) -> PipelineRun | None:
+        """A run of the pipeline `name` (asked for only when no endpoint has that name: the
+        endpoint path stays as fast as it was), or None when there is no such pipeline."""
+        if self.pipelines is None:
+            return None
+        found = await self.pipelines.find(principal, name)
+        if found is None:
+            return None
+        return await self.pipelines.submit(principal, found, payload, wait_s)
 
     def _request(
         self, http: Request, body: bytes
@@ -66,16 +88,22 @@ class RunPod:
         key = request.headers.get("idempotency-key")
         name, pin = parse_pin(name, request.headers.get(PIN_HEADER))
         payload, policy, webhook, use_cache = self._request(request, await request.body())
-        job, replayed = await self.jobs.submit(
-            principal,
-            name,
-            payload,
-            policy=policy,
-            webhook=webhook,
-            idempotency_key=key,
-            use_cache=use_cache,
-            pin=pin,
-        )
+        try:
+            job, replayed = await self.jobs.submit(
+                principal,
+                name,
+                payload,
+                policy=policy,
+                webhook=webhook,
+                idempotency_key=key,
+                use_cache=use_cache,
+                pin=pin,
+            )
+        except NotFound:
+            run = await self._pipeline(principal, name, payload, None)
+            if run is None:
+                raise
+            return json_response(accepted_json(run))
         response = json_response({"id": job.id, "status": job.status.value})
         if replayed:
             response.headers["idempotent-replayed"] = "true"
@@ -87,16 +115,22 @@ class RunPod:
         wait_ms = _wait_ms(request, self.settings.runsync_wait_ms)
         name, pin = parse_pin(name, request.headers.get(PIN_HEADER))
         payload, policy, webhook, use_cache = self._request(request, await request.body())
-        job, _ = await self.jobs.submit(
-            principal,
-            name,
-            payload,
-            policy=policy,
-            webhook=webhook,
-            wait_s=wait_ms / 1000,
-            use_cache=use_cache,
-            pin=pin,
-        )
+        try:
+            job, _ = await self.jobs.submit(
+                principal,
+                name,
+                payload,
+                policy=policy,
+                webhook=webhook,
+                wait_s=wait_ms / 1000,
+                use_cache=use_cache,
+                pin=pin,
+            )
+        except NotFound:
+            run = await self._pipeline(principal, name, payload, wait_ms / 1000)
+            if run is None or self.pipelines is None:
+                raise
+            return json_response(run_json(await self.pipelines.view(principal, name, run.id)))
         return json_response(status_json(job))
 
 
@@ -117,6 +151,17 @@ async def health_json(jobs: JobService, endpoint_id: int) -> dict[str, Any]:
             "initializing": workers["starting"],
         },
     }
+
+
+async def _run_of(pipelines: Pipelines, principal: Principal, name: str, run_id: str) -> RunView:
+    """The pipeline run `run_id` of `name`, for a /v2 route whose id is no job: NotFound when it
+    is no run either (then the message names both)."""
+    try:
+        return await pipelines.view(principal, name, run_id)
+    except NotFound:
+        raise NotFound(
+            f"no job or pipeline run {run_id!r} on {name!r}", hint="check the id returned by /run"
+        ) from None
 
 
 def _wait_ms(request: Request, default: int) -> int:
@@ -165,7 +210,7 @@ async def _sse(jobs: JobService, job: Job) -> AsyncIterator[bytes]:
 def router(runpod: RunPod, platform: Platform) -> APIRouter:
     """The /v2 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
-    jobs, keys = runpod.jobs, runpod.keys
+    jobs, keys, pipelines = runpod.jobs, runpod.keys, runpod.pipelines
 
     @routes.post("/run", summary="Queue a job; poll /status/{id} or get a webhook")
     async def run(endpoint: str, request: Request) -> Response:
@@ -177,7 +222,13 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.get("/status/{job_id}", summary="A job's status, output and cost")
     async def status(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
+        principal = await keys.resolve(request)
+        try:
+            job = await jobs.get(principal, job_id, _plain(endpoint))
+        except NotFound:
+            if pipelines is None:
+                raise
+            return json_response(run_json(await _run_of(pipelines, principal, endpoint, job_id)))
         body = status_json(job)
         if job.status is JobStatus.IN_PROGRESS and platform.runpod is not None:
             progress = platform.runpod.progress(job.id)  # a RunPod handler's progress_update
@@ -187,7 +238,17 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
     async def stream(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
+        principal = await keys.resolve(request)
+        try:
+            job = await jobs.get(principal, job_id, _plain(endpoint))
+        except NotFound:
+            if pipelines is None:
+                raise
+            await _run_of(pipelines, principal, endpoint, job_id)  # 404 unless it is a run
+            run, chunks = await pipelines.stream(principal, endpoint, job_id, STREAM_POLL_WAIT_S)
+            return json_response(
+                {"id": run.id, "status": run.status.value, "stream": [{"output": c} for c in chunks]}
+            )
         if "text/event-stream" in request.headers.get("accept", ""):
             return StreamingResponse(
                 _sse(jobs, job),
@@ -201,12 +262,26 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.cancel(await keys.resolve(request), job_id, _plain(endpoint))
+        principal = await keys.resolve(request)
+        try:
+            job = await jobs.cancel(principal, job_id, _plain(endpoint))
+        except NotFound:
+            if pipelines is None:
+                raise
+            await _run_of(pipelines, principal, endpoint, job_id)  # 404 unless it is a run
+            return json_response(run_json(await pipelines.cancel(principal, endpoint, job_id)))
         return json_response(status_json(job))
 
     @routes.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again")
     async def retry(endpoint: str, job_id: str, request: Request) -> Response:
-        retried = await jobs.retry(await keys.resolve(request), _plain(endpoint), job_id)
+        principal = await keys.resolve(request)
+        try:
+            retried = await jobs.retry(principal, _plain(endpoint), job_id)
+        except NotFound:
+            if pipelines is None:
+                raise
+            await _run_of(pipelines, principal, endpoint, job_id)  # 404 unless it is a run
+            return json_response(accepted_json(await pipelines.retry(principal, endpoint, job_id)))
         return json_response({"id": retried.id, "status": retried.status.value})
 
     @routes.get("/health", summary="Job counts and workers of the endpoint")

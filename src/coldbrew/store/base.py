@@ -7,6 +7,7 @@
 | `JobQueue`        | `queue.py`       | jobs: create/claim/finish/requeue/retry/purge, counts |
 | `History`         | `history.py`     | timings, logs, webhook deliveries, traffic            |
 | `Ledger`          | `ledger.py`      | usage, budgets, budget alerts                         |
+| `PipelineStore`   | `pipelines.py`   | pipeline definitions, runs, stage results             |
 
 Each consumer is typed on the part it uses (the deployer on `Catalog`, the budget guard on
 `Ledger`, ...), so a second database (PostgreSQL) can implement the parts one at a time and the
@@ -24,12 +25,21 @@ from coldbrew.store.catalog import Catalog
 from coldbrew.store.credentials import CredentialStore
 from coldbrew.store.history import History
 from coldbrew.store.ledger import Ledger
+from coldbrew.store.pipelines import PipelineStore
 from coldbrew.store.queue import JobQueue
 
-__all__ = ["Catalog", "CredentialStore", "History", "JobQueue", "Ledger", "Store"]
+__all__ = [
+    "Catalog",
+    "CredentialStore",
+    "History",
+    "JobQueue",
+    "Ledger",
+    "PipelineStore",
+    "Store",
+]
 
 
-class Store(Catalog, CredentialStore, JobQueue, History, Ledger, Protocol):
+class Store(Catalog, CredentialStore, JobQueue, History, Ledger, PipelineStore, Protocol):
     """Durable state shared by the gateway, the scheduler and metering: every part, one database."""
 
     fault: str | None = None  # why the storage cannot take writes now (disk full, locked, ...)

@@ -6,7 +6,7 @@ power loss can drop the last few. Every call runs on the store's own thread (`st
 never on the event loop: a lock held elsewhere or a stalled disk must not freeze the gateway.
 
 Each part lives in its own module (`sqlite_catalog`, `sqlite_credentials`, `sqlite_queue`,
-`sqlite_history`, `sqlite_ledger`) with its tables' migrations; the connection, the thread and
+`sqlite_history`, `sqlite_ledger`, `sqlite_pipelines`) with its tables' migrations; the connection, the thread and
 the migration runner they share are `sqlite_db`. This class only puts them together.
 """
 
@@ -20,6 +20,7 @@ from coldbrew.store import (
     sqlite_credentials,
     sqlite_history,
     sqlite_ledger,
+    sqlite_pipelines,
     sqlite_queue,
 )
 from coldbrew.store.base import Store
@@ -29,6 +30,7 @@ from coldbrew.store.sqlite_credentials import SQLiteCredentials
 from coldbrew.store.sqlite_db import Part
 from coldbrew.store.sqlite_history import SQLiteHistory
 from coldbrew.store.sqlite_ledger import SQLiteLedger
+from coldbrew.store.sqlite_pipelines import SQLitePipelines
 from coldbrew.store.sqlite_queue import SQLiteQueue
 
 #: Every part's migrations, in the order they run: a part's tables may refer to an earlier
@@ -39,12 +41,19 @@ PARTS: tuple[Part, ...] = (
     sqlite_queue.PART,
     sqlite_history.PART,
     sqlite_ledger.PART,
+    sqlite_pipelines.PART,
 )
 
 
 @on_store_thread
 class SQLiteStore(
-    SQLiteCatalog, SQLiteCredentials, SQLiteQueue, SQLiteHistory, SQLiteLedger, Store
+    SQLiteCatalog,
+    SQLiteCredentials,
+    SQLiteQueue,
+    SQLiteHistory,
+    SQLiteLedger,
+    SQLitePipelines,
+    Store,
 ):
     """`Store` on one SQLite database file (or `:memory:` for unit tests), used from one thread.
 

@@ -1,4 +1,4 @@
-"""The parts themselves: `Store` is exactly the union of the five protocols, no method belongs
+"""The parts themselves: `Store` is exactly the union of the six protocols, no method belongs
 to two, and each SQLite and PostgreSQL module implements its own protocol and nothing more,
 with the same signatures (so a second database can take over one part without touching
 another)."""
@@ -9,11 +9,20 @@ import inspect
 
 import pytest
 
-from coldbrew.store.base import Catalog, CredentialStore, History, JobQueue, Ledger, Store
+from coldbrew.store.base import (
+    Catalog,
+    CredentialStore,
+    History,
+    JobQueue,
+    Ledger,
+    PipelineStore,
+    Store,
+)
 from coldbrew.store.pg_catalog import PostgresCatalog
 from coldbrew.store.pg_credentials import PostgresCredentials
 from coldbrew.store.pg_history import PostgresHistory
 from coldbrew.store.pg_ledger import PostgresLedger
+from coldbrew.store.pg_pipelines import PostgresPipelines
 from coldbrew.store.pg_queue import PostgresQueue
 from coldbrew.store.postgres import PostgresStore
 from coldbrew.store.sqlite import SQLiteStore
@@ -21,6 +30,7 @@ from coldbrew.store.sqlite_catalog import SQLiteCatalog
 from coldbrew.store.sqlite_credentials import SQLiteCredentials
 from coldbrew.store.sqlite_history import SQLiteHistory
 from coldbrew.store.sqlite_ledger import SQLiteLedger
+from coldbrew.store.sqlite_pipelines import SQLitePipelines
 from coldbrew.store.sqlite_queue import SQLiteQueue
 
 PARTS: list[tuple[type, type]] = [
@@ -29,11 +39,13 @@ PARTS: list[tuple[type, type]] = [
     (JobQueue, SQLiteQueue),
     (History, SQLiteHistory),
     (Ledger, SQLiteLedger),
+    (PipelineStore, SQLitePipelines),
     (Catalog, PostgresCatalog),
     (CredentialStore, PostgresCredentials),
     (JobQueue, PostgresQueue),
     (History, PostgresHistory),
     (Ledger, PostgresLedger),
+    (PipelineStore, PostgresPipelines),
 ]
 
 
@@ -44,12 +56,13 @@ def methods(cls: type) -> set[str]:
 
 def test_store_is_the_union_of_disjoint_parts() -> None:
     seen: set[str] = set()
-    for protocol, _ in PARTS[:5]:
+    for protocol, _ in PARTS[:6]:
         assert not methods(protocol) & seen, protocol.__name__
         seen |= methods(protocol)
     assert seen | {"probe", "close"} == set(Store.__abstractmethods__)
-    # the 57 methods `Store` had before the split, less probe and close, and 5 for issue 15
-    assert len(seen) == 60
+    # the 57 methods `Store` had before the split, less probe and close, 5 for issue 15 and
+    # 10 for pipelines (issue 16)
+    assert len(seen) == 70
 
 
 @pytest.mark.parametrize(("protocol", "part"), PARTS, ids=lambda c: c.__name__)

@@ -1,0 +1,346 @@
+"""The pipeline driver: defines pipelines, starts runs, and advances each run as its stage jobs
+finish, so a pipeline is called like an endpoint (one id for the whole run).
+
+Every stage is an ordinary job on its own endpoint, submitted through the job service (so it
+scales, is billed and runs on that endpoint's hardware class), with an idempotency key made of
+the run id, the run's attempt and the stage key: submitting it again after a crash gets the same
+job back. A stage's job id is stored as soon as the job exists and its result once the job is
+final (`store/pipelines.py`); evaluating a run again (`control/pipeflow.py`) answers finished
+stages from the store. So a restarted server resumes every unfinished run without running a
+finished stage again, and `/retry` of a failed run starts a new attempt that re-runs only the
+stages that did not complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from coldbrew.clock import Clock
+from coldbrew.control.jobs import JobService
+from coldbrew.control.pipeflow import Evaluator, RunFailed
+from coldbrew.errors import ColdbrewError, Conflict, InvalidPipeline, NotFound, StageFailed
+from coldbrew.errors import job_error
+from coldbrew.graph import Graph, Step, parse
+from coldbrew.store.base import Store
+from coldbrew.store.models import Job, JobStatus, Principal
+from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
+
+log = logging.getLogger("coldbrew.pipelines")
+
+
+@dataclass
+class RunView:
+    """A run as a status read shows it: the run, its stages, and the stages' jobs as they are now
+    (a stage still running is read live from the job service)."""
+
+    run: PipelineRun
+    stages: list[StageRecord]
+
+
+class Pipelines:
+    """Pipeline definitions and runs for every protocol; one per gateway process."""
+
+    def __init__(self, store: Store, jobs: JobService, clock: Clock) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.clock = clock
+        self._waiting: dict[str, list[asyncio.Future[Job]]] = {}  # stage job id → waiters
+        self._ended: dict[str, list[asyncio.Future[None]]] = {}  # run id → runsync waiters
+        self._tasks: dict[str, asyncio.Task[None]] = {}  # run id → its evaluation
+        jobs.scheduler.add_final_listener(self._job_final)
+
+    # -- definitions
+    async def define(self, principal: Principal, definition: Any) -> tuple[PipelineDef, bool]:
+        """Check and store a definition (create or replace); (it, whether it changed)."""
+        endpoints = {e.name for e in await self.store.list_endpoints(principal.account)}
+        graph = parse(definition, endpoints.__contains__)
+        if graph.name in endpoints:
+            raise InvalidPipeline(
+                f"name: an endpoint is already named {graph.name!r}",
+                hint="/v2/NAME calls either; give the pipeline another name",
+            )
+        return await self.store.put_pipeline(
+            principal.account, graph.name, definition, self.clock.time()
+        )
+
+    async def get(self, principal: Principal, name: str) -> PipelineDef:
+        found = await self.store.get_pipeline(principal.account, name)
+        if found is None:
+            raise NotFound(
+                f"no pipeline {name!r} in account {principal.account!r}",
+                hint="`coldbrew pipelines list` shows yours; POST /v1/pipelines creates one",
+            )
+        return found
+
+    async def find(self, principal: Principal, name: str) -> PipelineDef | None:
+        """The pipeline `name`, or None (then /v2/NAME is no pipeline)."""
+        return await self.store.get_pipeline(principal.account, name)
+
+    async def delete(self, principal: Principal, name: str) -> None:
+        if not await self.store.delete_pipeline(principal.account, name):
+            raise NotFound(f"no pipeline {name!r}", hint="`coldbrew pipelines list`")
+
+    # -- runs
+    async def submit(
+        self, principal: Principal, found: PipelineDef, payload: dict[str, Any], wait_s: float | None
+    ) -> PipelineRun:
+        """Start a run; with `wait_s`, wait up to that long for it to end."""
+        run = PipelineRun(
+            id=str(uuid.uuid4()),
+            account=principal.account,
+            pipeline=found.name,
+            definition=found.definition,
+            input=payload,
+            status=JobStatus.IN_PROGRESS,
+            created_at=self.clock.time(),
+        )
+        await self.store.create_run(run)
+        ended = self._watch_end(run.id) if wait_s is not None else None
+        self._start(run)
+        if ended is None or wait_s is None:
+            return run
+        with contextlib.suppress(TimeoutError):
+            await self.clock.wait_for(asyncio.shield(ended), wait_s)
+        return await self.store.get_run(run.id) or run
+
+    async def view(self, principal: Principal, name: str, run_id: str) -> RunView:
+        """The run with its stages, stage jobs still running read as they are now."""
+        run = await self.store.get_run(run_id, principal.account)
+        if run is None or run.pipeline != name:
+            raise NotFound(f"no run {run_id!r} of pipeline {name!r}", hint="check the id /run gave")
+        stages = await self.store.stages(run.id)
+        live = []
+        for stage in stages:
+            if not stage.status.final and stage.job_id:
+                job = await self.jobs.find(run.account, stage.job_id)
+                if job is not None:
+                    stage = _with_job(stage, job)
+            live.append(stage)
+        return RunView(run, live)
+
+    async def cancel(self, principal: Principal, name: str, run_id: str) -> RunView:
+        """Cancel a run that has not ended, and every stage job of it still queued or running."""
+        view = await self.view(principal, name, run_id)
+        if view.run.status.final:
+            return view
+        task = self._tasks.pop(run_id, None)
+        if task is not None:
+            task.cancel()
+        for stage in view.stages:
+            if not stage.status.final and stage.job_id:
+                with contextlib.suppress(ColdbrewError):
+                    await self.jobs.cancel(principal, stage.job_id)
+        await self.store.set_run(run_id, JobStatus.CANCELLED, finished_at=self.clock.time())
+        self._announce_end(run_id)
+        return await self.view(principal, name, run_id)
+
+    async def retry(self, principal: Principal, name: str, run_id: str) -> PipelineRun:
+        """Resume a FAILED run from the stages that did not complete (a new attempt)."""
+        view = await self.view(principal, name, run_id)
+        run = view.run
+        if run.status is not JobStatus.FAILED:
+            raise Conflict(
+                f"run {run_id} is {run.status.value}; only a FAILED run can be retried",
+                hint="start a new run with /run instead",
+            )
+        attempt = run.attempt + 1
+        await self.store.set_run(run_id, JobStatus.IN_PROGRESS, attempt=attempt)
+        run = replace(run, status=JobStatus.IN_PROGRESS, attempt=attempt, error=None)
+        self._start(run)
+        return run
+
+    async def stream(
+        self, principal: Principal, name: str, run_id: str, wait_s: float
+    ) -> tuple[PipelineRun, list[Any]]:
+        """New chunks of the stage whose output is the run's (the last one), once it runs."""
+        view = await self.view(principal, name, run_id)
+        finals = parse(view.run.definition).final_tasks
+        last = [s for s in view.stages if s.step in finals and s.job_id]
+        if not last:
+            if not view.run.status.final:
+                await self.clock.sleep(min(wait_s, 0.25))  # nothing to stream yet
+            return view.run, []
+        job = await self.jobs.find(view.run.account, last[-1].job_id)
+        if job is None:
+            return view.run, []
+        _, chunks = await self.jobs.poll_stream(job, wait_s)
+        return await self.store.get_run(run_id) or view.run, chunks
+
+    # -- the driver
+    async def resume(self) -> int:
+        """Start evaluating every run the store holds unfinished (after a restart)."""
+        runs = await self.store.unfinished_runs()
+        for run in runs:
+            self._start(run)
+        if runs:
+            log.info("resuming %d unfinished pipeline runs", len(runs))
+        return len(runs)
+
+    async def stop(self) -> None:
+        """Stop evaluating (runs stay unfinished in the store, resumed by the next start)."""
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _start(self, run: PipelineRun) -> None:
+        task = asyncio.get_running_loop().create_task(self._drive(run))
+        self._tasks[run.id] = task
+        task.add_done_callback(lambda _: self._tasks.pop(run.id, None))
+
+    async def _drive(self, run: PipelineRun) -> None:
+        """Evaluate the run to its end and store how it ended."""
+        try:
+            graph = parse(run.definition)
+            stages = {s.key: s for s in await self.store.stages(run.id)}
+            output = await Evaluator(graph, run.id, _Stages(self, run, graph, stages)).evaluate(
+                run.input
+            )
+            status, error = JobStatus.COMPLETED, None
+        except asyncio.CancelledError:
+            raise
+        except RunFailed as exc:
+            status, output, error = JobStatus.FAILED, None, exc.error
+        except Exception as exc:
+            log.exception("pipeline run %s failed", run.id)
+            status, output = JobStatus.FAILED, None
+            error = job_error(StageFailed, f"the pipeline driver failed: {exc}")
+        await self.store.set_run(
+            run.id, status, output=output, error=error, finished_at=self.clock.time()
+        )
+        self._announce_end(run.id)
+
+    def _watch_end(self, run_id: str) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ended.setdefault(run_id, []).append(future)
+        return future
+
+    def _announce_end(self, run_id: str) -> None:
+        for future in self._ended.pop(run_id, ()):
+            if not future.done():
+                future.set_result(None)
+
+    def _job_final(self, job: Job) -> None:
+        """The scheduler's final listener: wake the run waiting for this stage job."""
+        for future in self._waiting.pop(job.id, ()):
+            if not future.done():
+                future.set_result(job)
+
+    async def final_job(self, account: str, job_id: str) -> Job | None:
+        """The stage job once it is final (None when it is gone from the store)."""
+        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(job_id, []).append(future)
+        try:
+            job = await self.jobs.find(account, job_id)  # after registering: no end is missed
+            if job is None or job.status.final:
+                return job
+            return await future
+        finally:
+            waiters = self._waiting.get(job_id, [])
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                self._waiting.pop(job_id, None)
+
+
+class _Stages:
+    """The stage function of one run's evaluation: a stored result, else the stage's job."""
+
+    def __init__(
+        self, driver: Pipelines, run: PipelineRun, graph: Graph, stages: dict[str, StageRecord]
+    ) -> None:
+        self.driver = driver
+        self.run = run
+        self.graph = graph
+        self.stages = stages
+
+    async def __call__(self, key: str, step: Step, payload: dict[str, Any]) -> Any:
+        stage = self.stages.get(key)
+        if stage is not None and stage.status is JobStatus.COMPLETED:
+            return stage.output  # finished before a restart or in an earlier attempt
+        if stage is None or stage.attempt != self.run.attempt:
+            stage = await self._submit(key, step, payload)
+        job = await self.driver.final_job(self.run.account, stage.job_id)
+        if job is None:
+            raise RunFailed(key, _failure(stage, "its job is gone (purged)"))
+        stage = _with_job(stage, job)
+        self.stages[key] = stage
+        await self.driver.store.put_stage(stage)
+        if job.status is not JobStatus.COMPLETED:
+            message = (job.error or {}).get("message") or job.status.value
+            raise RunFailed(key, _failure(stage, message, job.error))
+        return job.output
+
+    async def _submit(self, key: str, step: Step, payload: dict[str, Any]) -> StageRecord:
+        """Submit the stage's job (once per attempt: the idempotency key replays it)."""
+        assert step.endpoint is not None
+        run = self.run
+        now = self.driver.clock.time()
+        try:
+            submitted = await self.driver.jobs.submit(
+                Principal(run.account, admin=False),
+                step.endpoint,
+                payload,
+                idempotency_key=f"pipeline:{run.id}:{run.attempt}:{key}",
+            )
+        except ColdbrewError as exc:
+            stage = StageRecord(
+                run.id, key, step.name, step.endpoint, "", run.attempt, JobStatus.FAILED, now
+            )
+            stage.error = {"type": exc.error_type, "message": exc.message, "hint": exc.hint}
+            stage.finished_at = now
+            self.stages[key] = stage
+            await self.driver.store.put_stage(stage)
+            raise RunFailed(key, _failure(stage, exc.message, stage.error)) from None
+        stage = StageRecord(
+            run.id, key, step.name, step.endpoint, submitted.job.id, run.attempt,
+            submitted.job.status, now,
+        )  # fmt: skip
+        self.stages[key] = stage
+        await self.driver.store.put_stage(stage)
+        return stage
+
+
+def _with_job(stage: StageRecord, job: Job) -> StageRecord:
+    """The stage as its job stands now."""
+    return replace(
+        stage,
+        status=job.status,
+        output=job.output if job.status is JobStatus.COMPLETED else None,
+        error=job.error,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        cold_start=job.cold_start,
+        cost_usd=job.cost_usd,
+    )
+
+
+def _failure(
+    stage: StageRecord, message: str, cause: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The run's error record for a stage that did not complete: which stage, which job, why."""
+    where = f"stage {stage.key!r} (endpoint {stage.endpoint!r}"
+    where += f", job {stage.job_id})" if stage.job_id else ")"
+    return job_error(
+        StageFailed,
+        f"{where} failed: {message}",
+        hint="fix the cause, then POST /v2/PIPELINE/retry/RUN_ID resumes from this stage",
+        stage=stage.key,
+        endpoint=stage.endpoint,
+        jobId=stage.job_id or None,
+        cause=cause,
+    )
+
+
+def total_cost_usd(stages: Iterable[StageRecord]) -> float:
+    """A run's cost: the sum of its stages' (each billed on its own endpoint's hardware)."""
+    return sum(s.cost_usd for s in stages)

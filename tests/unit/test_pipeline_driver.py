@@ -1,0 +1,238 @@
+"""The pipeline driver over a fake job runner, a FakeClock and the real SQLite store: one id for a
+run, per-stage cost summing to the run's, a failed stage failing the run by name, `/retry`
+re-running only what did not complete, and a new driver on the same store (a restarted server)
+resuming a run without submitting a finished stage again."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from coldbrew.clock import FakeClock
+from coldbrew.control.jobs import Submitted
+from coldbrew.control.pipelines import Pipelines, total_cost_usd
+from coldbrew.errors import Conflict, InvalidPipeline, NotFound
+from coldbrew.store.models import Job, JobStatus, Principal
+from coldbrew.store.sqlite import SQLiteStore
+
+ME = Principal("acme", admin=False)
+FOUR = {
+    "name": "moods",
+    "steps": [
+        {"name": "see", "endpoint": "digits"},
+        {"name": "feel", "endpoint": "emotion", "input": {"label": "$.label"}},
+        {"name": "suggest", "endpoint": "recommend"},
+        {"name": "tell", "endpoint": "notify", "input": {"item": "$.item", "who": "$input.who"}},
+    ],
+}
+Handler = Callable[[dict[str, Any]], Any]
+
+
+class FakeJobs:
+    """The job service as the driver uses it: `submit` queues, `run_all` answers every queued
+    job with its endpoint's handler (raising fails it), each job costing `cost_usd`."""
+
+    def __init__(self, clock: FakeClock, handlers: dict[str, Handler]) -> None:
+        self.scheduler = self  # add_final_listener lives on the scheduler
+        self.clock = clock
+        self.handlers = handlers
+        self.jobs: dict[str, Job] = {}
+        self.keys: dict[str, str] = {}
+        self.submitted: Counter[str] = Counter()
+        self.listeners: list[Callable[[Job], None]] = []
+
+    def add_final_listener(self, listener: Callable[[Job], None]) -> None:
+        self.listeners.append(listener)
+
+    async def submit(
+        self, principal: Principal, endpoint: str, payload: dict[str, Any], **kw: Any
+    ) -> Submitted:
+        key = kw["idempotency_key"]
+        if key in self.keys:
+            return Submitted(self.jobs[self.keys[key]], True)
+        if endpoint not in self.handlers:
+            raise NotFound(f"no endpoint {endpoint!r}")
+        now = self.clock.time()
+        job = Job(
+            str(uuid.uuid4()), principal.account, 1, endpoint, 1, JobStatus.IN_QUEUE, payload,
+            now, now + 3600, 60.0, 1,
+        )  # fmt: skip
+        self.jobs[job.id], self.keys[key] = job, job.id
+        self.submitted[endpoint] += 1
+        return Submitted(job, False)
+
+    async def find(self, account: str, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    async def cancel(self, principal: Principal, job_id: str) -> Job:
+        job = self.jobs[job_id]
+        job.status = JobStatus.CANCELLED
+        return job
+
+    async def run_all(self, seconds: float = 1.0) -> int:
+        """Run every queued job (each takes `seconds`); how many ran."""
+        await settle()
+        queued = [j for j in self.jobs.values() if j.status is JobStatus.IN_QUEUE]
+        for job in queued:
+            job.started_at = self.clock.time()
+            self.clock.advance(seconds)
+            job.finished_at, job.cost_usd = self.clock.time(), 0.001 * seconds
+            try:
+                job.output, job.status = self.handlers[job.endpoint](job.input), JobStatus.COMPLETED
+            except Exception as exc:
+                job.error, job.status = {"type": "ValueError", "message": str(exc)}, JobStatus.FAILED
+            for listener in self.listeners:
+                listener(job)
+        await settle()
+        return len(queued)
+
+
+async def settle() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+    await asyncio.sleep(0.01)  # the store's thread answers
+
+
+def handlers(fail_emotion: list[bool] | None = None) -> dict[str, Handler]:
+    def emotion(p: dict[str, Any]) -> dict[str, Any]:
+        if fail_emotion and fail_emotion.pop(0):
+            raise ValueError("emotion model not ready")
+        return {"mood": "happy" if p["label"] % 2 else "calm"}
+
+    return {
+        "digits": lambda p: {"label": 7},
+        "emotion": emotion,
+        "recommend": lambda p: {"item": f"a {p['mood']} song"},
+        "notify": lambda p: {"text": f"{p['who']}: try {p['item']}"},
+    }
+
+
+async def world(jobs_handlers: dict[str, Handler]) -> tuple[SQLiteStore, FakeJobs, Pipelines]:
+    clock = FakeClock()
+    store = SQLiteStore(":memory:")
+    await store.create_account("acme", "whsec", clock.time())
+    for name in jobs_handlers:
+        await store.add_version("acme", name, "sha", "app", "M", {}, {}, clock.time())
+    jobs = FakeJobs(clock, jobs_handlers)
+    return store, jobs, Pipelines(store, jobs, clock)  # type: ignore[arg-type]
+
+
+async def _until_done(jobs: FakeJobs, driver: Pipelines, run_id: str) -> Any:
+    for _ in range(10):
+        await jobs.run_all()
+        view = await driver.view(ME, "moods", run_id)
+        if view.run.status.final:
+            return view
+    raise AssertionError("the run did not end")
+
+
+def test_a_four_stage_run_has_one_id_and_costs_the_sum_of_its_stages() -> None:
+    async def main() -> None:
+        store, jobs, driver = await world(handlers())
+        found, _ = await driver.define(ME, FOUR)
+        run = await driver.submit(ME, found, {"who": "ana"}, None)
+        view = await _until_done(jobs, driver, run.id)
+        assert view.run.status is JobStatus.COMPLETED
+        assert view.run.output == {"text": "ana: try a happy song"}
+        assert [s.key for s in view.stages] == ["see", "feel", "suggest", "tell"]
+        assert all(s.status is JobStatus.COMPLETED for s in view.stages)
+        assert len({s.job_id for s in view.stages}) == 4
+        assert total_cost_usd(view.stages) == pytest.approx(0.004)
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_failed_stage_fails_the_run_and_retry_reruns_only_from_it() -> None:
+    async def main() -> None:
+        store, jobs, driver = await world(handlers(fail_emotion=[True]))
+        found, _ = await driver.define(ME, FOUR)
+        run = await driver.submit(ME, found, {"who": "ana"}, None)
+        view = await _until_done(jobs, driver, run.id)
+        assert view.run.status is JobStatus.FAILED
+        assert view.run.error is not None
+        assert view.run.error["stage"] == "feel"
+        assert "stage 'feel' (endpoint 'emotion'" in view.run.error["message"]
+        assert "emotion model not ready" in view.run.error["message"]
+        with pytest.raises(Conflict):
+            await driver.retry(ME, "moods", (await driver.submit(ME, found, {}, None)).id)
+
+        retried = await driver.retry(ME, "moods", run.id)
+        assert retried.attempt == 2
+        view = await _until_done(jobs, driver, run.id)
+        assert view.run.status is JobStatus.COMPLETED
+        assert jobs.submitted["digits"] == 2  # once per run: the retry did not re-run it
+        assert jobs.submitted["emotion"] == 3  # failed, its retry, and the second run's
+        assert [s.attempt for s in view.stages] == [1, 2, 2, 2]
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_new_driver_on_the_same_store_resumes_without_rerunning_finished_stages() -> None:
+    async def main() -> None:
+        store, jobs, first = await world(handlers())
+        found, _ = await first.define(ME, FOUR)
+        run = await first.submit(ME, found, {"who": "ana"}, None)
+        assert await jobs.run_all() == 1  # see
+        await settle()  # feel is submitted
+        await first.stop()  # the server dies; the queued feel job is durable
+        stages = await store.stages(run.id)
+        assert [(s.key, s.status) for s in stages] == [
+            ("see", JobStatus.COMPLETED),
+            ("feel", JobStatus.IN_QUEUE),
+        ]
+
+        second = Pipelines(store, jobs, jobs.clock)  # type: ignore[arg-type]
+        assert await second.resume() == 1
+        view = await _until_done(jobs, second, run.id)
+        assert view.run.status is JobStatus.COMPLETED
+        assert jobs.submitted == Counter(digits=1, emotion=1, recommend=1, notify=1)
+        assert stages[1].job_id == view.stages[1].job_id  # the same feel job, not a new one
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_runsync_waits_for_the_run_and_cancel_stops_its_stage_jobs() -> None:
+    async def main() -> None:
+        store, jobs, driver = await world(handlers())
+        found, _ = await driver.define(ME, FOUR)
+        waiting = asyncio.ensure_future(driver.submit(ME, found, {"who": "bo"}, 30.0))
+        for _ in range(5):
+            await jobs.run_all()
+        run = await waiting
+        assert (run.status, run.output) == (JobStatus.COMPLETED, {"text": "bo: try a happy song"})
+
+        other = await driver.submit(ME, found, {"who": "cy"}, None)
+        await settle()
+        cancelled = await driver.cancel(ME, "moods", other.id)
+        assert cancelled.run.status is JobStatus.CANCELLED
+        assert cancelled.stages[0].status is JobStatus.CANCELLED
+        assert await jobs.run_all() == 0
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_define_checks_endpoints_and_names_and_reads_are_per_account() -> None:
+    async def main() -> None:
+        store, _, driver = await world(handlers())
+        with pytest.raises(InvalidPipeline, match="no endpoint 'nope'"):
+            await driver.define(ME, {"name": "x", "steps": [{"name": "a", "endpoint": "nope"}]})
+        with pytest.raises(InvalidPipeline, match="an endpoint is already named 'digits'"):
+            await driver.define(ME, {"name": "digits", "steps": ["emotion"]})
+        _, changed = await driver.define(ME, FOUR)
+        assert changed
+        with pytest.raises(NotFound):
+            await driver.get(Principal("beta", admin=False), "moods")
+        await driver.delete(ME, "moods")
+        assert await driver.find(ME, "moods") is None
+        await store.close()
+
+    asyncio.run(main())
