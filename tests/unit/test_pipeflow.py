@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from coldbrew.control.graph import Step, parse
 from coldbrew.control.pipeflow import Evaluator, RunFailed
-from coldbrew.graph import Step, parse
 
 
 class FakeStages:
@@ -76,7 +76,11 @@ def test_a_switch_routes_on_a_field_of_the_previous_output(label: Any, endpoint:
 
 def test_a_switch_without_a_matching_case_or_default_fails_naming_the_value() -> None:
     with pytest.raises(RunFailed, match="'bird', which no case matches") as caught:
-        _run([{"name": "route", "switch": "$.label", "cases": {"cat": "meow"}}], {"label": "bird"}, FakeStages())
+        _run(
+            [{"name": "route", "switch": "$.label", "cases": {"cat": "meow"}}],
+            {"label": "bird"},
+            FakeStages(),
+        )
     assert caught.value.stage == "route"
 
 
@@ -100,7 +104,9 @@ def test_an_ensemble_finishes_every_branch_before_reporting_a_failure() -> None:
 
 
 def test_a_split_is_reproducible_per_run_and_spreads_runs_by_weight() -> None:
-    steps = [{"name": "ab", "split": [{"weight": 1, "step": "left"}, {"weight": 1, "step": "right"}]}]
+    steps = [
+        {"name": "ab", "split": [{"weight": 1, "step": "left"}, {"weight": 1, "step": "right"}]}
+    ]
     chosen = {}
     for i in range(40):
         first, again = FakeStages(), FakeStages()
@@ -115,7 +121,13 @@ def test_a_split_is_reproducible_per_run_and_spreads_runs_by_weight() -> None:
 def test_a_map_runs_its_step_per_element_and_collects_a_list() -> None:
     stages = FakeStages()
     out = _run(
-        [{"name": "each", "map": "$.items", "step": {"name": "one", "endpoint": "up", "input": {"v": "$"}}}],
+        [
+            {
+                "name": "each",
+                "map": "$.items",
+                "step": {"name": "one", "endpoint": "up", "input": {"v": "$"}},
+            }
+        ],
         {"items": [3, 1, 2]},
         stages,
     )
@@ -133,7 +145,11 @@ def test_a_map_over_objects_passes_each_as_the_input() -> None:
     ("steps", "payload", "message"),
     [
         ([{"name": "m", "map": "$.items", "step": "up"}], {"items": 3}, "is a int, not a list"),
-        ([{"name": "m", "map": "$.nope", "step": "up"}], {"items": []}, "no 'nope' in \\['items'\\]"),
+        (
+            [{"name": "m", "map": "$.nope", "step": "up"}],
+            {"items": []},
+            "no 'nope' in \\['items'\\]",
+        ),
         (
             [{"name": "m", "map": "$.items", "step": "up"}],
             {"items": [1]},

@@ -85,7 +85,10 @@ class FakeJobs:
             try:
                 job.output, job.status = self.handlers[job.endpoint](job.input), JobStatus.COMPLETED
             except Exception as exc:
-                job.error, job.status = {"type": "ValueError", "message": str(exc)}, JobStatus.FAILED
+                job.error, job.status = (
+                    {"type": "ValueError", "message": str(exc)},
+                    JobStatus.FAILED,
+                )
             for listener in self.listeners:
                 listener(job)
         await settle()

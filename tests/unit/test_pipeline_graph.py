@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from coldbrew.control.graph import StepKind, parse, parse_path, split_pick
 from coldbrew.errors import InvalidPipeline
-from coldbrew.graph import StepKind, parse, parse_path, split_pick
 
 ENDPOINTS = {"digits", "emotion", "recommend", "notify"}
 
@@ -23,12 +23,21 @@ def test_every_kind_of_step_parses_with_names_and_shorthands() -> None:
             {"name": "see", "endpoint": "digits", "input": {"pixels": "$input.pixels"}},
             {"name": "feel", "switch": "$.label", "cases": {"7": "emotion"}, "default": "notify"},
             {"name": "both", "ensemble": ["recommend", {"name": "alt", "endpoint": "notify"}]},
-            {"name": "ab", "split": [{"weight": 3, "step": "notify"}, {"weight": 1, "step": "digits"}]},
+            {
+                "name": "ab",
+                "split": [{"weight": 3, "step": "notify"}, {"weight": 1, "step": "digits"}],
+            },
             {"name": "each", "map": "$steps.both.recommend.items", "step": "notify"},
         ]
     )
     kinds = [s.kind for s in graph.root.children]
-    assert kinds == [StepKind.TASK, StepKind.SWITCH, StepKind.ENSEMBLE, StepKind.SPLIT, StepKind.MAP]
+    assert kinds == [
+        StepKind.TASK,
+        StepKind.SWITCH,
+        StepKind.ENSEMBLE,
+        StepKind.SPLIT,
+        StepKind.MAP,
+    ]
     feel = graph.root.children[1]
     assert [(case, s.name, s.endpoint) for case, s in feel.cases] == [("7", "feel.7", "emotion")]
     assert feel.default is not None and feel.default.name == "feel.default"
@@ -42,7 +51,9 @@ def test_every_kind_of_step_parses_with_names_and_shorthands() -> None:
 @pytest.mark.parametrize(
     ("steps", "message"),
     [
-        pytest.param([{"name": "a", "endpoint": "nope"}], "no endpoint 'nope'", id="unknown-endpoint"),
+        pytest.param(
+            [{"name": "a", "endpoint": "nope"}], "no endpoint 'nope'", id="unknown-endpoint"
+        ),
         pytest.param(
             [
                 {"name": "a", "endpoint": "digits", "input": {"x": "$steps.b.label"}},

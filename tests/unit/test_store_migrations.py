@@ -50,7 +50,14 @@ def versions_in(path: Path) -> dict[str, int]:
 def test_a_new_database_records_every_part_at_its_latest_version(tmp_path: Path) -> None:
     asyncio.run(SQLiteStore(tmp_path / "store.db").close())
     assert versions_in(tmp_path / "store.db") == {p.name: p.version for p in PARTS}
-    assert [p.name for p in PARTS] == ["catalog", "credentials", "queue", "history", "ledger"]
+    assert [p.name for p in PARTS] == [
+        "catalog",
+        "credentials",
+        "queue",
+        "history",
+        "ledger",
+        "pipelines",
+    ]
 
 
 def test_a_database_from_before_the_numbering_opens_with_its_data(tmp_path: Path) -> None:

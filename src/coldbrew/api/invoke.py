@@ -8,6 +8,7 @@ path or `X-Coldbrew-Version: N`) and writes RunPod's status JSON; the job servic
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,7 +22,7 @@ from coldbrew.api.pipelines import accepted_json, run_json
 from coldbrew.api.responses import json_response
 from coldbrew.config import Settings
 from coldbrew.control.jobs import JobService, Policy
-from coldbrew.control.pipelines import Pipelines, RunView
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.control.traffic import PIN_HEADER, parse_pin
 from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.platform import Platform
@@ -153,17 +154,6 @@ async def health_json(jobs: JobService, endpoint_id: int) -> dict[str, Any]:
     }
 
 
-async def _run_of(pipelines: Pipelines, principal: Principal, name: str, run_id: str) -> RunView:
-    """The pipeline run `run_id` of `name`, for a /v2 route whose id is no job: NotFound when it
-    is no run either (then the message names both)."""
-    try:
-        return await pipelines.view(principal, name, run_id)
-    except NotFound:
-        raise NotFound(
-            f"no job or pipeline run {run_id!r} on {name!r}", hint="check the id returned by /run"
-        ) from None
-
-
 def _wait_ms(request: Request, default: int) -> int:
     raw = request.query_params.get("wait")
     try:
@@ -207,10 +197,86 @@ async def _sse(jobs: JobService, job: Job) -> AsyncIterator[bytes]:
         )
 
 
+class _JobCalls:
+    """/status, /stream, /cancel and /retry of a job, or, when the id is no job of an endpoint
+    of that name, of a pipeline run (`/v2/{pipeline}/...`)."""
+
+    def __init__(self, runpod: RunPod, platform: Platform) -> None:
+        self.jobs, self.keys, self.pipelines = runpod.jobs, runpod.keys, runpod.pipelines
+        self.platform = platform
+
+    async def _run_of(self, principal: Principal, name: str, run_id: str) -> Pipelines:
+        """The driver, once `run_id` is a run of the pipeline `name`; NotFound naming both."""
+        if self.pipelines is not None:
+            with contextlib.suppress(NotFound):
+                await self.pipelines.view(principal, name, run_id)
+                return self.pipelines
+        raise NotFound(
+            f"no job or pipeline run {run_id!r} on {name!r}", hint="check the id returned by /run"
+        )
+
+    async def status(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            job = await self.jobs.get(principal, job_id, _plain(endpoint))
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            return json_response(run_json(await driver.view(principal, endpoint, job_id)))
+        body = status_json(job)
+        runpod = self.platform.runpod
+        if job.status is JobStatus.IN_PROGRESS and runpod is not None:
+            progress = runpod.progress(job.id)  # a RunPod handler's progress_update
+            if progress is not None:
+                body["output"] = progress
+        return json_response(body)
+
+    async def stream(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            job = await self.jobs.get(principal, job_id, _plain(endpoint))
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            run, chunks = await driver.stream(principal, endpoint, job_id, STREAM_POLL_WAIT_S)
+            return _chunks_json(run.id, run.status, chunks)
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                _sse(self.jobs, job),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+        job, chunks = await self.jobs.poll_stream(job, STREAM_POLL_WAIT_S)
+        return _chunks_json(job.id, job.status, chunks)
+
+    async def cancel(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            job = await self.jobs.cancel(principal, job_id, _plain(endpoint))
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            return json_response(run_json(await driver.cancel(principal, endpoint, job_id)))
+        return json_response(status_json(job))
+
+    async def retry(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            retried = await self.jobs.retry(principal, _plain(endpoint), job_id)
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            return json_response(accepted_json(await driver.retry(principal, endpoint, job_id)))
+        return json_response({"id": retried.id, "status": retried.status.value})
+
+
+def _chunks_json(job_id: str, status: JobStatus, chunks: list[Any]) -> Response:
+    return json_response(
+        {"id": job_id, "status": status.value, "stream": [{"output": c} for c in chunks]}
+    )
+
+
 def router(runpod: RunPod, platform: Platform) -> APIRouter:
     """The /v2 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
-    jobs, keys, pipelines = runpod.jobs, runpod.keys, runpod.pipelines
+    jobs, keys = runpod.jobs, runpod.keys
+    calls = _JobCalls(runpod, platform)
 
     @routes.post("/run", summary="Queue a job; poll /status/{id} or get a webhook")
     async def run(endpoint: str, request: Request) -> Response:
@@ -222,67 +288,19 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.get("/status/{job_id}", summary="A job's status, output and cost")
     async def status(endpoint: str, job_id: str, request: Request) -> Response:
-        principal = await keys.resolve(request)
-        try:
-            job = await jobs.get(principal, job_id, _plain(endpoint))
-        except NotFound:
-            if pipelines is None:
-                raise
-            return json_response(run_json(await _run_of(pipelines, principal, endpoint, job_id)))
-        body = status_json(job)
-        if job.status is JobStatus.IN_PROGRESS and platform.runpod is not None:
-            progress = platform.runpod.progress(job.id)  # a RunPod handler's progress_update
-            if progress is not None:
-                body["output"] = progress
-        return json_response(body)
+        return await calls.status(endpoint, job_id, request)
 
     @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
     async def stream(endpoint: str, job_id: str, request: Request) -> Response:
-        principal = await keys.resolve(request)
-        try:
-            job = await jobs.get(principal, job_id, _plain(endpoint))
-        except NotFound:
-            if pipelines is None:
-                raise
-            await _run_of(pipelines, principal, endpoint, job_id)  # 404 unless it is a run
-            run, chunks = await pipelines.stream(principal, endpoint, job_id, STREAM_POLL_WAIT_S)
-            return json_response(
-                {"id": run.id, "status": run.status.value, "stream": [{"output": c} for c in chunks]}
-            )
-        if "text/event-stream" in request.headers.get("accept", ""):
-            return StreamingResponse(
-                _sse(jobs, job),
-                media_type="text/event-stream",
-                headers={"cache-control": "no-cache"},
-            )
-        job, chunks = await jobs.poll_stream(job, STREAM_POLL_WAIT_S)
-        return json_response(
-            {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
-        )
+        return await calls.stream(endpoint, job_id, request)
 
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
-        principal = await keys.resolve(request)
-        try:
-            job = await jobs.cancel(principal, job_id, _plain(endpoint))
-        except NotFound:
-            if pipelines is None:
-                raise
-            await _run_of(pipelines, principal, endpoint, job_id)  # 404 unless it is a run
-            return json_response(run_json(await pipelines.cancel(principal, endpoint, job_id)))
-        return json_response(status_json(job))
+        return await calls.cancel(endpoint, job_id, request)
 
     @routes.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again")
     async def retry(endpoint: str, job_id: str, request: Request) -> Response:
-        principal = await keys.resolve(request)
-        try:
-            retried = await jobs.retry(principal, _plain(endpoint), job_id)
-        except NotFound:
-            if pipelines is None:
-                raise
-            await _run_of(pipelines, principal, endpoint, job_id)  # 404 unless it is a run
-            return json_response(accepted_json(await pipelines.retry(principal, endpoint, job_id)))
-        return json_response({"id": retried.id, "status": retried.status.value})
+        return await calls.retry(endpoint, job_id, request)
 
     @routes.get("/health", summary="Job counts and workers of the endpoint")
     async def health(endpoint: str, request: Request) -> Response:

@@ -12,9 +12,9 @@ from fastapi.responses import Response
 
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.responses import json_response
+from coldbrew.control.graph import parse
 from coldbrew.control.pipelines import Pipelines, RunView, total_cost_usd
 from coldbrew.errors import InvalidRequest
-from coldbrew.graph import parse
 from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
 from coldbrew.wire import iso
 

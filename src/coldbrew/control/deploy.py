@@ -20,6 +20,7 @@ from coldbrew.backends.envs import SERVER, Environments, Interpreter, Report
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import naming
+from coldbrew.control.graph import parse as parse_graph
 from coldbrew.control.requirements import (
     COG_FILE,
     check_resolved_torch,
@@ -28,7 +29,6 @@ from coldbrew.control.requirements import (
 )
 from coldbrew.control.unpack import UnpackLimits, unpack
 from coldbrew.errors import InvalidRequest, NotFound, SpecError
-from coldbrew.graph import parse as parse_graph
 from coldbrew.runtime.adapters.settings import DIRECTORY_NAME_ENV
 from coldbrew.runtime.sandbox.host import BoxSpec, Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode

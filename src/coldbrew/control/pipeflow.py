@@ -1,4 +1,4 @@
-"""Evaluates a pipeline graph (`coldbrew/graph.py`) over one run's input, calling a stage
+"""Evaluates a pipeline graph (`control/graph.py`) over one run's input, calling a stage
 function for every task. It keeps no state of its own: whoever supplies the stage function
 decides what "run a stage" means (submit a job and wait, answer from a stored result, a fake in
 tests), so evaluating again after a restart or a retry walks the same path and only the stages
@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from coldbrew.control.graph import Graph, Path, Step, StepKind, parse_path, split_pick
 from coldbrew.errors import StageFailed, job_error
-from coldbrew.graph import Graph, Path, Step, StepKind, parse_path, split_pick
 
 #: Runs one task: (stage key, its step, the payload) → the job's output. The key is unique in
 #: the run (`see`, `each[2]/one`) and the same on every evaluation of the run.
@@ -55,13 +55,11 @@ def resolve(path: Path, prev: Any, context_input: Any, steps: dict[str, Any]) ->
             raise _Missing(f"{path.text}: step {path.step!r} has no output yet")
         value = steps[path.step]
     for segment in path.segments:
-        if isinstance(segment, int) and isinstance(value, list) and segment < len(value):
-            value = value[segment]
-        elif isinstance(segment, str) and isinstance(value, dict) and segment in value:
-            value = value[segment]
-        else:
+        in_list = isinstance(segment, int) and isinstance(value, list) and segment < len(value)
+        if not (in_list or (isinstance(value, dict) and segment in value)):
             shown = sorted(value)[:10] if isinstance(value, dict) else type(value).__name__
             raise _Missing(f"{path.text}: no {segment!r} in {shown}")
+        value = value[segment]
     return value
 
 
@@ -82,7 +80,9 @@ class Evaluator:
         try:
             out = await self._kind(step, ctx, prev, prefix, key)
         except _Missing as exc:
-            raise RunFailed(key, _error(key, f"step {key!r}: {exc}", "fix the field path")) from None
+            raise RunFailed(
+                key, _error(key, f"step {key!r}: {exc}", "fix the field path")
+            ) from None
         ctx.steps[step.name] = out
         return out
 

@@ -22,11 +22,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from coldbrew.clock import Clock
+from coldbrew.control.graph import Graph, Step, parse
 from coldbrew.control.jobs import JobService
 from coldbrew.control.pipeflow import Evaluator, RunFailed
-from coldbrew.errors import ColdbrewError, Conflict, InvalidPipeline, NotFound, StageFailed
-from coldbrew.errors import job_error
-from coldbrew.graph import Graph, Step, parse
+from coldbrew.errors import (
+    ColdbrewError,
+    Conflict,
+    InvalidPipeline,
+    NotFound,
+    StageFailed,
+    job_error,
+)
 from coldbrew.store.base import Store
 from coldbrew.store.models import Job, JobStatus, Principal
 from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
@@ -88,7 +94,11 @@ class Pipelines:
 
     # -- runs
     async def submit(
-        self, principal: Principal, found: PipelineDef, payload: dict[str, Any], wait_s: float | None
+        self,
+        principal: Principal,
+        found: PipelineDef,
+        payload: dict[str, Any],
+        wait_s: float | None,
     ) -> PipelineRun:
         """Start a run; with `wait_s`, wait up to that long for it to end."""
         run = PipelineRun(

@@ -1,7 +1,8 @@
 """Inspect a model directory in a throwaway process: `python -m coldbrew.runtime.inspect DIR`.
 
 Prints one JSON object: `{"models": [...], "pipelines": [...]}` with each endpoint's module,
-class, spec and input schema and each declared pipeline's definition, or `{"error": {...}}`. Runs out of the server process because it imports user code.
+class, spec and input schema and each declared pipeline's definition, or `{"error": {...}}`.
+Runs out of the server process because it imports user code.
 """
 
 from __future__ import annotations

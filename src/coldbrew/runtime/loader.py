@@ -10,8 +10,8 @@ import importlib
 import re
 import sys
 from pathlib import Path
-from typing import Any
 from types import ModuleType
+from typing import Any
 
 from coldbrew.errors import SpecError
 from coldbrew.sdk.app import App, ModelDef

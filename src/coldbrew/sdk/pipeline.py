@@ -1,6 +1,6 @@
 """`app.pipeline(...)`: a pipeline declared in Python next to the models it chains, deployed
 with them (`coldbrew deploy DIR`). The builder only writes the JSON definition that
-`POST /v1/pipelines` takes (`coldbrew/graph.py` documents it); the server checks it again against
+`POST /v1/pipelines` takes (`control/graph.py` documents it); the server checks it again against
 the account's endpoints when the directory is deployed.
 
 ```python

@@ -6,8 +6,9 @@ power loss can drop the last few. Every call runs on the store's own thread (`st
 never on the event loop: a lock held elsewhere or a stalled disk must not freeze the gateway.
 
 Each part lives in its own module (`sqlite_catalog`, `sqlite_credentials`, `sqlite_queue`,
-`sqlite_history`, `sqlite_ledger`, `sqlite_pipelines`) with its tables' migrations; the connection, the thread and
-the migration runner they share are `sqlite_db`. This class only puts them together.
+`sqlite_history`, `sqlite_ledger`, `sqlite_pipelines`) with its tables' migrations; the
+connection, the thread and the migration runner they share are `sqlite_db`. This class only
+puts them together.
 """
 
 from __future__ import annotations

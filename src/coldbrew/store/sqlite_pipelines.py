@@ -66,6 +66,10 @@ def _run(r: sqlite3.Row) -> PipelineRun:
     )  # fmt: skip
 
 
+def _definition(r: sqlite3.Row) -> PipelineDef:
+    return PipelineDef(r[0], r[1], _load(r[2]), r[3], r[4], r[5])
+
+
 def _stage(r: sqlite3.Row) -> StageRecord:
     return StageRecord(
         r[0], r[1], r[2], r[3], r[4], r[5], JobStatus(r[6]), r[7], _load(r[8]), _load(r[9]),
@@ -82,8 +86,7 @@ class SQLitePipelines(SQLiteDatabase, PipelineStore):
         blob = orjson.dumps(definition, option=orjson.OPT_SORT_KEYS)
         with self._transaction():
             row = self._one(
-                "SELECT definition, revision, created_at FROM pipelines "
-                "WHERE account=? AND name=?",
+                "SELECT definition, revision, created_at FROM pipelines WHERE account=? AND name=?",
                 (account, name),
             )
             if row is not None and bytes(row[0]) == blob:
@@ -102,7 +105,7 @@ class SQLitePipelines(SQLiteDatabase, PipelineStore):
             "WHERE account=? AND name=?",
             (account, name),
         )
-        return None if row is None else PipelineDef(*row[:2], _load(row[2]), *row[3:])
+        return None if row is None else _definition(row)
 
     async def list_pipelines(self, account: str) -> list[PipelineDef]:
         rows = self._all(
@@ -110,7 +113,7 @@ class SQLitePipelines(SQLiteDatabase, PipelineStore):
             "WHERE account=? ORDER BY name",
             (account,),
         )
-        return [PipelineDef(*r[:2], _load(r[2]), *r[3:]) for r in rows]
+        return [_definition(r) for r in rows]
 
     async def delete_pipeline(self, account: str, name: str) -> bool:
         cursor = self._db.execute(

@@ -192,7 +192,9 @@ class _Parser:
             return None
         name = definition.get("name")
         if not isinstance(name, str) or not NAME_PATTERN.match(name):
-            self.problem("name", f"{name!r} is not a valid name", "lower-case letters, digits, -, _")
+            self.problem(
+                "name", f"{name!r} is not a valid name", "lower-case letters, digits, -, _"
+            )
         unknown = set(definition) - {"name", "steps", "description"}
         if unknown:
             self.problem("pipeline", f"unknown keys {sorted(unknown)}", "keys: name, steps")
@@ -321,9 +323,7 @@ class _Parser:
             default = self.step(raw["default"], f"{where}.default", done, f"{name}.default")
         return Step(name, StepKind.SWITCH, on=on, cases=tuple(built), default=default)
 
-    def branches(
-        self, name: str, kind: StepKind, raw: Any, where: str, done: set[str]
-    ) -> Step:
+    def branches(self, name: str, kind: StepKind, raw: Any, where: str, done: set[str]) -> Step:
         if not isinstance(raw, list) or not raw:
             self.problem(where, f"{kind.value} needs a non-empty list of branches")
             raw = []
