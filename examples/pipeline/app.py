@@ -22,7 +22,18 @@ app = coldbrew.App("moods")
 Pixels = Annotated[list[Annotated[float, Field(ge=0, le=16)]], Field(min_length=64, max_length=64)]
 
 #: Each digit's mood, read as a tiny drawing's feeling (a stand-in for an emotion model).
-MOODS = "calm proud playful curious bold cheerful cosy lucky dreamy wise".split()
+MOODS = [
+    "calm",
+    "proud",
+    "playful",
+    "curious",
+    "bold",
+    "cheerful",
+    "cosy",
+    "lucky",
+    "dreamy",
+    "wise",
+]
 #: Unit-less feature axes: energy, warmth, focus.
 MOOD_VECTORS = {
     "calm": (0.1, 0.6, 0.5),
