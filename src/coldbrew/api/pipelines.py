@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.responses import json_response
 from coldbrew.control.graph import parse
-from coldbrew.control.pipelines import Pipelines, RunView, total_cost_usd
+from coldbrew.control.pipelines import Pipelines, RunView
 from coldbrew.errors import InvalidRequest
 from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
 from coldbrew.wire import iso
@@ -66,7 +66,8 @@ def run_json(view: RunView) -> dict[str, Any]:
     body["pipeline"] = run.pipeline
     body["attempt"] = run.attempt
     body["coldStart"] = any(s.cold_start for s in stages)
-    body["costUsd"] = round(total_cost_usd(stages), 9)
+    # the sum of the stage costs as shown, so the numbers on the wire add up exactly
+    body["costUsd"] = round(sum(round(s.cost_usd, 9) for s in stages), 9)
     body["createdAt"] = iso(run.created_at)
     if run.finished_at is not None:
         body["finishedAt"] = iso(run.finished_at)

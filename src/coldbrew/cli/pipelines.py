@@ -78,14 +78,14 @@ def status(name: str, run_id: str, as_json: bool) -> None:
 
 
 def _print_run(body: dict[str, Any]) -> None:
-    click.echo(f"{body['id']}  {body['status']}  ${body['costUsd']:.6f}")
+    click.echo(f"{body['id']}  {body['status']}  ${body['costUsd']:.9f}")
     print_table(
         ["STAGE", "ENDPOINT", "JOB", "STATUS", "DELAY MS", "EXEC MS", "COLD", "COST USD"],
         [
             [
                 s["stage"], s["endpoint"], (s["id"] or "-")[:8], s["status"],
                 s.get("delayTime", "-"), s.get("executionTime", "-"),
-                "yes" if s["coldStart"] else "", f"{s['costUsd']:.6f}",
+                "yes" if s["coldStart"] else "", f"{s['costUsd']:.9f}",
             ]
             for s in body["stages"]
         ],

@@ -14,6 +14,7 @@ import click
 import uvicorn
 
 from coldbrew.api.app import create_app
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.cli.http import home_problem, server_limits
 from coldbrew.config import Settings
 from coldbrew.errors import ColdbrewError
@@ -102,6 +103,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         return 2
     app = create_app(platform, manage_lifecycle=False)
     admin_key = await platform.start()
+    pipelines: Pipelines = app.state.pipelines
+    await pipelines.resume()  # runs a restart interrupted go on from their stored stages
     if admin_key:
         click.echo(
             f"created account '{DEFAULT_ACCOUNT}' with admin key {admin_key}\n"
@@ -154,6 +157,7 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
         return 1
     finally:
         click.echo("stopping workers …")
+        await pipelines.stop()
         await platform.stop()
     return 0
 
