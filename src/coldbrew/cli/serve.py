@@ -14,9 +14,9 @@ import click
 import uvicorn
 
 from coldbrew.api.app import create_app
-from coldbrew.control.pipelines import Pipelines
 from coldbrew.cli.http import home_problem, server_limits
 from coldbrew.config import Settings
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.logs import configure as configure_logs
 from coldbrew.platform import DEFAULT_ACCOUNT, Platform
