@@ -106,3 +106,16 @@ async def test_a_run_through_every_kind_of_step_on_real_workers(tmp_path: Path) 
         )
         assert failed.json()["errorDetail"]["stage"] == "each"
         assert "$input.items: no 'items' in ['n']" in failed.json()["error"]
+
+
+async def test_a_deploy_whose_pipeline_calls_an_unknown_endpoint_adds_nothing(
+    tmp_path: Path,
+) -> None:
+    from coldbrew.cli.serve import deploy_local
+    from coldbrew.errors import InvalidPipeline
+
+    async with running(tmp_path) as cb:
+        with pytest.raises(InvalidPipeline, match="no endpoint 'ghost'"):
+            await deploy_local(cb.platform, FIXTURES / "pipeline_ghost")
+        assert await cb.platform.store.list_endpoints("default") == []
+        assert await cb.platform.store.list_pipelines("default") == []

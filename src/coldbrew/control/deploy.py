@@ -20,6 +20,7 @@ from coldbrew.backends.envs import SERVER, Environments, Interpreter, Report
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import naming
+from coldbrew.control.graph import Graph
 from coldbrew.control.graph import parse as parse_graph
 from coldbrew.control.requirements import (
     COG_FILE,
@@ -156,6 +157,9 @@ class Deployer:
                 if existing is not None:
                     current = await self.store.get_version(existing.current_version_id)
                     naming.check_replacement(current, source)
+        deployed = {e.name for e in await self.store.list_endpoints(account)}
+        known = deployed | {m["name"] for m in models}
+        graphs = [_pipeline_graph(d, known) for d in pipelines]  # before any version is added
         results = []
         for model in models:
             spec = DeploymentSpec(**model["spec"])
@@ -190,20 +194,13 @@ class Deployer:
                     "notes": naming.notes(source),
                 }
             )
-        for definition in pipelines:
-            results.append(await self._pipeline(account, definition))
+        for graph in graphs:
+            results.append(await self._pipeline(account, graph))
         return results
 
-    async def _pipeline(self, account: str, definition: dict[str, Any]) -> dict[str, Any]:
-        """Store a pipeline the directory declares (`app.pipeline`), checked against the
-        account's endpoints now that the directory's own are deployed."""
-        endpoints = {e.name for e in await self.store.list_endpoints(account)}
-        graph = parse_graph(definition, endpoints.__contains__)
-        if graph.name in endpoints:
-            raise SpecError(
-                f"pipeline {graph.name!r} has the name of an endpoint",
-                hint="/v2/NAME calls either; give the pipeline another name",
-            )
+    async def _pipeline(self, account: str, graph: Graph) -> dict[str, Any]:
+        """Store a pipeline the directory declares (`app.pipeline`)."""
+        definition = graph.definition
         found, changed = await self.store.put_pipeline(
             account, graph.name, definition, self.clock.time()
         )
@@ -322,6 +319,17 @@ class Deployer:
                 hint="move slow work from module level into setup()",
             ) from None
         return out, process.returncode
+
+
+def _pipeline_graph(definition: dict[str, Any], endpoints: set[str]) -> Graph:
+    """A declared pipeline, checked against the account's endpoints and the directory's own."""
+    graph = parse_graph(definition, endpoints.__contains__)
+    if graph.name in endpoints:
+        raise SpecError(
+            f"pipeline {graph.name!r} has the name of an endpoint",
+            hint="/v2/NAME calls either; give the pipeline another name",
+        )
+    return graph
 
 
 def _cog_requirement() -> str:
