@@ -184,6 +184,10 @@ def test_retry_resumes_from_the_failed_stage_and_the_client_streams_the_last(
         assert done["stages"][0]["id"] == failed["stages"][0]["id"]
         assert len(_jobs_of(server, "other")) == 1  # not re-run
         assert len(_jobs_of(server, "toy")) == 2  # the failed job and the retry's
+        middle = done["stages"][1]
+        assert middle["earlierAttemptsCostUsd"] == failed["stages"][1]["costUsd"] > 0
+        billed = [s["costUsd"] + s.get("earlierAttemptsCostUsd", 0) for s in done["stages"]]
+        assert done["costUsd"] == pytest.approx(sum(billed), abs=1e-12)
 
         with server.http() as http:  # a completed run is not retried
             assert http.post(f"/v2/chain/retry/{job.job_id}").status_code == 409

@@ -172,6 +172,8 @@ def test_a_failed_stage_fails_the_run_and_retry_reruns_only_from_it() -> None:
         assert jobs.submitted["digits"] == 2  # once per run: the retry did not re-run it
         assert jobs.submitted["emotion"] == 3  # failed, its retry, and the second run's
         assert [s.attempt for s in view.stages] == [1, 2, 2, 2]
+        assert view.stages[1].earlier_cost_usd == pytest.approx(0.001)  # the failed job
+        assert total_cost_usd(view.stages) == pytest.approx(0.005)  # five jobs ran for it
         await store.close()
 
     asyncio.run(main())

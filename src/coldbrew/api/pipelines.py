@@ -40,6 +40,8 @@ def stage_json(stage: StageRecord) -> dict[str, Any]:
         body["executionTime"] = execution_ms
     body["coldStart"] = stage.cold_start
     body["costUsd"] = round(stage.cost_usd, 9)
+    if stage.earlier_cost_usd:  # this stage's failed attempts before a /retry
+        body["earlierAttemptsCostUsd"] = round(stage.earlier_cost_usd, 9)
     if stage.error is not None:
         body["error"] = stage.error.get("message", "")
     return body
@@ -66,8 +68,9 @@ def run_json(view: RunView) -> dict[str, Any]:
     body["pipeline"] = run.pipeline
     body["attempt"] = run.attempt
     body["coldStart"] = any(s.cold_start for s in stages)
-    # the sum of the stage costs as shown, so the numbers on the wire add up exactly
-    body["costUsd"] = round(sum(round(s.cost_usd, 9) for s in stages), 9)
+    # the sum of the stage costs as shown (earlier attempts too): the wire's numbers add up
+    shown = [round(s.cost_usd, 9) + round(s.earlier_cost_usd, 9) for s in stages]
+    body["costUsd"] = round(sum(shown), 9)
     body["createdAt"] = iso(run.created_at)
     if run.finished_at is not None:
         body["finishedAt"] = iso(run.finished_at)

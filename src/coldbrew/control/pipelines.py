@@ -278,7 +278,8 @@ class _Stages:
         if stage is not None and stage.status is JobStatus.COMPLETED:
             return stage.output  # finished before a restart or in an earlier attempt
         if stage is None or stage.attempt != self.run.attempt:
-            stage = await self._submit(key, step, payload)
+            earlier = 0.0 if stage is None else stage.cost_usd + stage.earlier_cost_usd
+            stage = await self._submit(key, step, payload, earlier)
         job = await self.driver.final_job(self.run.account, stage.job_id)
         if job is None:
             raise RunFailed(key, _failure(stage, "its job is gone (purged)"))
@@ -290,7 +291,9 @@ class _Stages:
             raise RunFailed(key, _failure(stage, message, job.error))
         return job.output
 
-    async def _submit(self, key: str, step: Step, payload: dict[str, Any]) -> StageRecord:
+    async def _submit(
+        self, key: str, step: Step, payload: dict[str, Any], earlier_cost_usd: float
+    ) -> StageRecord:
         """Submit the stage's job (once per attempt: the idempotency key replays it)."""
         assert step.endpoint is not None
         run = self.run
@@ -307,13 +310,13 @@ class _Stages:
                 run.id, key, step.name, step.endpoint, "", run.attempt, JobStatus.FAILED, now
             )
             stage.error = {"type": exc.error_type, "message": exc.message, "hint": exc.hint}
-            stage.finished_at = now
+            stage.finished_at, stage.earlier_cost_usd = now, earlier_cost_usd
             self.stages[key] = stage
             await self.driver.store.put_stage(stage)
             raise RunFailed(key, _failure(stage, exc.message, stage.error)) from None
         stage = StageRecord(
             run.id, key, step.name, step.endpoint, submitted.job.id, run.attempt,
-            submitted.job.status, now,
+            submitted.job.status, now, earlier_cost_usd=earlier_cost_usd,
         )  # fmt: skip
         self.stages[key] = stage
         await self.driver.store.put_stage(stage)
@@ -352,5 +355,6 @@ def _failure(
 
 
 def total_cost_usd(stages: Iterable[StageRecord]) -> float:
-    """A run's cost: the sum of its stages' (each billed on its own endpoint's hardware)."""
-    return sum(s.cost_usd for s in stages)
+    """A run's cost: the sum of its stages' jobs (each billed on its own endpoint's hardware),
+    the jobs of failed attempts that a `/retry` replaced included."""
+    return sum(s.cost_usd + s.earlier_cost_usd for s in stages)

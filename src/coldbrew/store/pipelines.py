@@ -65,7 +65,8 @@ class StageRecord:
     started_at: float | None = None
     finished_at: float | None = None
     cold_start: bool = False
-    cost_usd: float = 0.0
+    cost_usd: float = 0.0  # this attempt's job
+    earlier_cost_usd: float = 0.0  # the jobs of this stage's earlier attempts (billed too)
 
 
 class PipelineStore(Protocol):

@@ -34,7 +34,7 @@ PART = Part(
                     "job_id TEXT NOT NULL, attempt INTEGER NOT NULL, status TEXT NOT NULL, "
                     "output BLOB, error BLOB, created_at REAL NOT NULL, started_at REAL, "
                     "finished_at REAL, cold_start INTEGER NOT NULL, cost_usd REAL NOT NULL, "
-                    "PRIMARY KEY (run_id, key))",
+                    "earlier_cost_usd REAL NOT NULL, PRIMARY KEY (run_id, key))",
                 ),
             ),
         ),
@@ -47,7 +47,7 @@ _RUN_COLUMNS = (
 )
 _STAGE_COLUMNS = (
     "run_id, key, step, endpoint, job_id, attempt, status, created_at, output, error, "
-    "started_at, finished_at, cold_start, cost_usd"
+    "started_at, finished_at, cold_start, cost_usd, earlier_cost_usd"
 )
 
 
@@ -73,7 +73,7 @@ def _definition(r: sqlite3.Row) -> PipelineDef:
 def _stage(r: sqlite3.Row) -> StageRecord:
     return StageRecord(
         r[0], r[1], r[2], r[3], r[4], r[5], JobStatus(r[6]), r[7], _load(r[8]), _load(r[9]),
-        r[10], r[11], bool(r[12]), r[13],
+        r[10], r[11], bool(r[12]), r[13], r[14],
     )  # fmt: skip
 
 
@@ -163,19 +163,19 @@ class SQLitePipelines(SQLiteDatabase, PipelineStore):
     async def put_stage(self, stage: StageRecord) -> None:
         self._db.execute(
             f"INSERT INTO pipeline_stages ({_STAGE_COLUMNS}, seq) VALUES "
-            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+            "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
             "(SELECT COUNT(*) FROM pipeline_stages WHERE run_id=?)) "
             "ON CONFLICT (run_id, key) DO UPDATE SET step=excluded.step, "
             "endpoint=excluded.endpoint, job_id=excluded.job_id, attempt=excluded.attempt, "
             "status=excluded.status, created_at=excluded.created_at, output=excluded.output, "
             "error=excluded.error, started_at=excluded.started_at, "
             "finished_at=excluded.finished_at, cold_start=excluded.cold_start, "
-            "cost_usd=excluded.cost_usd",
+            "cost_usd=excluded.cost_usd, earlier_cost_usd=excluded.earlier_cost_usd",
             (
                 stage.run_id, stage.key, stage.step, stage.endpoint, stage.job_id, stage.attempt,
                 stage.status.value, stage.created_at, _dump(stage.output), _dump(stage.error),
                 stage.started_at, stage.finished_at, int(stage.cold_start), stage.cost_usd,
-                stage.run_id,
+                stage.earlier_cost_usd, stage.run_id,
             ),
         )  # fmt: skip
 

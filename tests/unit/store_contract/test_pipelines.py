@@ -124,7 +124,14 @@ def test_stages_keep_their_first_order_and_are_replaced_by_key(store: Any) -> No
         0.25,
         13.5,
     )
-    failed = _stage("feel", attempt=2, job_id="job-2", status=JobStatus.FAILED, error={"m": 1})
+    failed = _stage(
+        "feel",
+        attempt=2,
+        job_id="job-2",
+        status=JobStatus.FAILED,
+        error={"m": 1},
+        earlier_cost_usd=0.5,
+    )
     store.put_stage(failed)
     assert store.stages("r1")[1] == failed
     assert store.stages("other") == []
