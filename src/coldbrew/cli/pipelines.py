@@ -77,6 +77,13 @@ def status(name: str, run_id: str, as_json: bool) -> None:
         sys.exit(1)
 
 
+def _cost(stage: dict[str, Any]) -> str:
+    """The stage's cost, and what its attempts before a /retry cost (the run's total has both)."""
+    earlier = stage.get("earlierAttemptsCostUsd")
+    cost = f"{stage['costUsd']:.9f}"
+    return f"{cost} (+{earlier:.9f} earlier)" if earlier else cost
+
+
 def _print_run(body: dict[str, Any]) -> None:
     click.echo(f"{body['id']}  {body['status']}  ${body['costUsd']:.9f}")
     print_table(
@@ -85,7 +92,7 @@ def _print_run(body: dict[str, Any]) -> None:
             [
                 s["stage"], s["endpoint"], (s["id"] or "-")[:8], s["status"],
                 s.get("delayTime", "-"), s.get("executionTime", "-"),
-                "yes" if s["coldStart"] else "", f"{s['costUsd']:.9f}",
+                "yes" if s["coldStart"] else "", _cost(s),
             ]
             for s in body["stages"]
         ],
