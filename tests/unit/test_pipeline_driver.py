@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -96,9 +96,25 @@ class FakeJobs:
 
 
 async def settle() -> None:
+    """Let the driver's tasks take their next steps (the store answers on its own thread)."""
     for _ in range(20):
         await asyncio.sleep(0)
-    await asyncio.sleep(0.01)  # the store's thread answers
+
+
+async def until(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait for `check()` to hold: a bound on a wait (2,000 polls), not a timing assertion."""
+    for _ in range(2000):
+        if await check():
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"{what} did not happen")
+
+
+async def stages_of(store: SQLiteStore, run_id: str, count: int) -> None:
+    async def enough() -> bool:
+        return len(await store.stages(run_id)) >= count
+
+    await until(enough, f"{count} stages of run {run_id}")
 
 
 def handlers(fail_emotion: list[bool] | None = None) -> dict[str, Handler]:
@@ -126,12 +142,14 @@ async def world(jobs_handlers: dict[str, Handler]) -> tuple[SQLiteStore, FakeJob
 
 
 async def _until_done(jobs: FakeJobs, driver: Pipelines, run_id: str) -> Any:
-    for _ in range(10):
+    """Run every job the run queues until the run ends; its final view."""
+
+    async def ended() -> bool:
         await jobs.run_all()
-        view = await driver.view(ME, "moods", run_id)
-        if view.run.status.final:
-            return view
-    raise AssertionError("the run did not end")
+        return (await driver.view(ME, "moods", run_id)).run.status.final
+
+    await until(ended, f"run {run_id} ending")
+    return await driver.view(ME, "moods", run_id)
 
 
 def test_a_four_stage_run_has_one_id_and_costs_the_sum_of_its_stages() -> None:
@@ -162,18 +180,17 @@ def test_a_failed_stage_fails_the_run_and_retry_reruns_only_from_it() -> None:
         assert view.run.error["stage"] == "feel"
         assert "stage 'feel' (endpoint 'emotion'" in view.run.error["message"]
         assert "emotion model not ready" in view.run.error["message"]
-        with pytest.raises(Conflict):
-            await driver.retry(ME, "moods", (await driver.submit(ME, found, {}, None)).id)
-
         retried = await driver.retry(ME, "moods", run.id)
         assert retried.attempt == 2
         view = await _until_done(jobs, driver, run.id)
         assert view.run.status is JobStatus.COMPLETED
-        assert jobs.submitted["digits"] == 2  # once per run: the retry did not re-run it
-        assert jobs.submitted["emotion"] == 3  # failed, its retry, and the second run's
+        assert jobs.submitted["digits"] == 1  # the retry did not re-run it
+        assert jobs.submitted["emotion"] == 2  # the failed job and its retry's
         assert [s.attempt for s in view.stages] == [1, 2, 2, 2]
         assert view.stages[1].earlier_cost_usd == pytest.approx(0.001)  # the failed job
         assert total_cost_usd(view.stages) == pytest.approx(0.005)  # five jobs ran for it
+        with pytest.raises(Conflict, match="only a FAILED run can be retried"):
+            await driver.retry(ME, "moods", run.id)
         await store.close()
 
     asyncio.run(main())
@@ -184,8 +201,9 @@ def test_a_new_driver_on_the_same_store_resumes_without_rerunning_finished_stage
         store, jobs, first = await world(handlers())
         found, _ = await first.define(ME, FOUR)
         run = await first.submit(ME, found, {"who": "ana"}, None)
+        await stages_of(store, run.id, 1)
         assert await jobs.run_all() == 1  # see
-        await settle()  # feel is submitted
+        await stages_of(store, run.id, 2)  # feel is submitted
         await first.stop()  # the server dies; the queued feel job is durable
         stages = await store.stages(run.id)
         assert [(s.key, s.status) for s in stages] == [
@@ -209,13 +227,17 @@ def test_runsync_waits_for_the_run_and_cancel_stops_its_stage_jobs() -> None:
         store, jobs, driver = await world(handlers())
         found, _ = await driver.define(ME, FOUR)
         waiting = asyncio.ensure_future(driver.submit(ME, found, {"who": "bo"}, 30.0))
-        for _ in range(5):
+
+        async def answered() -> bool:
             await jobs.run_all()
-        run = await waiting
+            return waiting.done()
+
+        await until(answered, "runsync answering")
+        run = waiting.result()
         assert (run.status, run.output) == (JobStatus.COMPLETED, {"text": "bo: try a happy song"})
 
         other = await driver.submit(ME, found, {"who": "cy"}, None)
-        await settle()
+        await stages_of(store, other.id, 1)
         cancelled = await driver.cancel(ME, "moods", other.id)
         assert cancelled.run.status is JobStatus.CANCELLED
         assert cancelled.stages[0].status is JobStatus.CANCELLED
