@@ -119,3 +119,24 @@ async def test_a_deploy_whose_pipeline_calls_an_unknown_endpoint_adds_nothing(
             await deploy_local(cb.platform, FIXTURES / "pipeline_ghost")
         assert await cb.platform.store.list_endpoints("default") == []
         assert await cb.platform.store.list_pipelines("default") == []
+
+
+async def test_cancel_stops_the_run_and_its_running_stage_job(tmp_path: Path) -> None:
+    slow = {"name": "slow", "steps": [_other("first", 1), {"name": "nap", "endpoint": "toy",
+            "input": {"sleep_s": 10}}, _other("never", 2)]}  # fmt: skip
+    async with running(tmp_path, TOYS) as cb:
+        assert (await cb.http.post("/v1/pipelines", json=slow)).status_code == 201
+        run_id = (await cb.http.post("/v2/slow/run", json={"input": {}})).json()["id"]
+        await wait_for(
+            lambda: cb.http.get(f"/v2/slow/status/{run_id}"),
+            lambda r: [s["status"] for s in r.json()["stages"]] == ["COMPLETED", "IN_PROGRESS"],
+        )
+        cancelled = (await cb.http.post(f"/v2/slow/cancel/{run_id}")).json()
+        assert cancelled["status"] == "CANCELLED"
+        nap = cancelled["stages"][1]
+        assert nap["status"] == "CANCELLED"
+        job = (await cb.http.get(f"/v2/toy/status/{nap['id']}")).json()
+        assert job["status"] == "CANCELLED"
+        again = (await cb.http.get(f"/v2/slow/status/{run_id}")).json()
+        assert [s["stage"] for s in again["stages"]] == ["first", "nap"]  # never started
+        assert (await cb.http.post(f"/v2/slow/retry/{run_id}")).status_code == 409
