@@ -107,6 +107,9 @@ def test_the_four_stage_example_has_one_id_and_costs_the_sum_of_its_stages(
         job = moods.run({"pixels": pixels, "user": "cy"})
         assert job.output(timeout=60)["to"] == "cy"
         assert job.status() == "COMPLETED"
+        health = moods.health()  # the pipeline's four endpoints added up: 3 runs, 12 jobs
+        assert health["jobs"]["completed"] == 12
+        assert set(health["workers"]) >= {"idle", "running"}
     finally:
         runpod.api_key = None
 

@@ -21,6 +21,7 @@ from coldbrew.api.limits import check_depth
 from coldbrew.api.pipelines import accepted_json, run_json
 from coldbrew.api.responses import json_response
 from coldbrew.config import Settings
+from coldbrew.control.graph import parse
 from coldbrew.control.jobs import JobService, Policy
 from coldbrew.control.pipelines import Pipelines
 from coldbrew.control.traffic import PIN_HEADER, parse_pin
@@ -265,6 +266,35 @@ class _JobCalls:
             return json_response(accepted_json(await driver.retry(principal, endpoint, job_id)))
         return json_response({"id": retried.id, "status": retried.status.value})
 
+    async def health(self, endpoint: str, request: Request) -> Response:
+        """RunPod's /health; for a pipeline, its endpoints' jobs and workers added up."""
+        principal = await self.keys.resolve(request)
+        try:
+            found = await self.jobs.endpoint(principal, _plain(endpoint))
+        except NotFound:
+            definition = (
+                None if self.pipelines is None else await self.pipelines.find(principal, endpoint)
+            )
+            if definition is None:
+                raise
+            names = parse(definition.definition).endpoints
+            bodies = [
+                await health_json(self.jobs, (await self.jobs.endpoint(principal, n)).id)
+                for n in names
+            ]
+            return json_response(_added_up(bodies))
+        return json_response(await health_json(self.jobs, found.id))
+
+
+def _added_up(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several /health bodies as one: every count summed."""
+    total: dict[str, Any] = {"jobs": {}, "workers": {}}
+    for body in bodies:
+        for part in ("jobs", "workers"):
+            for key, count in body[part].items():
+                total[part][key] = total[part].get(key, 0) + count
+    return total
+
 
 def _chunks_json(job_id: str, status: JobStatus, chunks: list[Any]) -> Response:
     return json_response(
@@ -302,10 +332,9 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
     async def retry(endpoint: str, job_id: str, request: Request) -> Response:
         return await calls.retry(endpoint, job_id, request)
 
-    @routes.get("/health", summary="Job counts and workers of the endpoint")
+    @routes.get("/health", summary="Job counts and workers of the endpoint (or a pipeline's)")
     async def health(endpoint: str, request: Request) -> Response:
-        ep = await jobs.endpoint(await keys.resolve(request), _plain(endpoint))
-        return json_response(await health_json(jobs, ep.id))
+        return await calls.health(endpoint, request)
 
     @routes.post("/purge-queue", summary="Cancel every queued job of the endpoint")
     async def purge_queue(endpoint: str, request: Request) -> Response:
