@@ -15,7 +15,7 @@ import pytest
 
 from coldbrew.clock import FakeClock
 from coldbrew.control.jobs import Submitted
-from coldbrew.control.pipelines import Pipelines, total_cost_usd
+from coldbrew.control.pipelines import STAGE_POLL_S, Pipelines, total_cost_usd
 from coldbrew.errors import Conflict, InvalidPipeline, NotFound
 from coldbrew.store.models import Job, JobStatus, Principal
 from coldbrew.store.sqlite import SQLiteStore
@@ -260,6 +260,28 @@ def test_define_checks_endpoints_and_names_and_reads_are_per_account() -> None:
             await driver.get(Principal("beta", admin=False), "moods")
         await driver.delete(ME, "moods")
         assert await driver.find(ME, "moods") is None
+        await store.close()
+
+    asyncio.run(main())
+
+
+def test_a_stage_that_ends_on_another_gateway_is_read_back_from_the_store() -> None:
+    async def main() -> None:
+        store, jobs, driver = await world(handlers())
+        jobs.listeners.clear()  # the stage jobs end where this gateway hears nothing
+        found, _ = await driver.define(ME, FOUR)
+        run = await driver.submit(ME, found, {"who": "di"}, None)
+
+        async def ended() -> bool:
+            await jobs.run_all()
+            jobs.clock.advance(STAGE_POLL_S)  # the waiting stage reads its job again
+            await settle()
+            return (await driver.view(ME, "moods", run.id)).run.status.final
+
+        await until(ended, "the run ending without a final listener")
+        view = await driver.view(ME, "moods", run.id)
+        assert view.run.status is JobStatus.COMPLETED
+        assert view.run.output == {"text": "di: try a happy song"}
         await store.close()
 
     asyncio.run(main())

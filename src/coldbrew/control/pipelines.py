@@ -38,6 +38,10 @@ from coldbrew.store.models import Job, JobStatus, Principal
 from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
 
 log = logging.getLogger("coldbrew.pipelines")
+#: How often a waiting stage re-reads its job from the store as well as listening for its end:
+#: with several gateways the job may end on another one, whose final listener this one never
+#: hears (one store read per running stage per interval).
+STAGE_POLL_S = 1.0
 
 
 @dataclass
@@ -250,10 +254,12 @@ class Pipelines:
         future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(job_id, []).append(future)
         try:
-            job = await self.jobs.find(account, job_id)  # after registering: no end is missed
-            if job is None or job.status.final:
-                return job
-            return await future
+            while True:
+                job = await self.jobs.find(account, job_id)  # after registering: none missed
+                if job is None or job.status.final:
+                    return job
+                with contextlib.suppress(TimeoutError):
+                    return await self.clock.wait_for(asyncio.shield(future), STAGE_POLL_S)
         finally:
             waiters = self._waiting.get(job_id, [])
             if future in waiters:
