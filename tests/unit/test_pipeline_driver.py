@@ -72,6 +72,8 @@ class FakeJobs:
     async def cancel(self, principal: Principal, job_id: str) -> Job:
         job = self.jobs[job_id]
         job.status = JobStatus.CANCELLED
+        for listener in self.listeners:  # a cancelled job is final: announced as any end
+            listener(job)
         return job
 
     async def run_all(self, seconds: float = 1.0) -> int:
@@ -285,3 +287,30 @@ def test_a_stage_that_ends_on_another_gateway_is_read_back_from_the_store() -> N
         await store.close()
 
     asyncio.run(main())
+
+
+def test_a_second_driver_of_the_same_run_submits_nothing_twice_and_keeps_a_cancel() -> None:
+    async def main() -> None:
+        store, jobs, first = await world(handlers())
+        found, _ = await first.define(ME, FOUR)
+        run = await first.submit(ME, found, {"who": "ed"}, None)
+        second = Pipelines(store, jobs, jobs.clock)  # type: ignore[arg-type]
+        assert await second.resume() == 1  # another gateway starting: both drive the run
+        view = await _until_done(jobs, first, run.id)
+        assert view.run.status is JobStatus.COMPLETED
+        assert jobs.submitted == Counter(digits=1, emotion=1, recommend=1, notify=1)
+
+        other = await first.submit(ME, found, {"who": "fy"}, None)
+        await second.resume()
+        await stages_of(store, other.id, 1)
+        await first.cancel(ME, "moods", other.id)  # the second driver sees its stage cancelled
+        await settle()
+        await until(lambda: _idle(second), "the second driver giving up")
+        assert (await store.get_run(other.id)).status is JobStatus.CANCELLED  # type: ignore[union-attr]
+        await store.close()
+
+    asyncio.run(main())
+
+
+async def _idle(driver: Pipelines) -> bool:
+    return not driver._tasks

@@ -228,6 +228,9 @@ class Pipelines:
             log.exception("pipeline run %s failed", run.id)
             status, output = JobStatus.FAILED, None
             error = job_error(StageFailed, f"the pipeline driver failed: {exc}")
+        current = await self.store.get_run(run.id)
+        if current is None or current.status.final or current.attempt != run.attempt:
+            return  # cancelled, or driven to its end by another gateway: its ending stands
         await self.store.set_run(
             run.id, status, output=output, error=error, finished_at=self.clock.time()
         )
