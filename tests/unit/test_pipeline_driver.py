@@ -314,3 +314,20 @@ def test_a_second_driver_of_the_same_run_submits_nothing_twice_and_keeps_a_cance
 
 async def _idle(driver: Pipelines) -> bool:
     return not driver._tasks
+
+
+def test_an_ended_run_is_readable_for_the_retention_then_purged() -> None:
+    async def main() -> None:
+        store, jobs, driver = await world(handlers())
+        found, _ = await driver.define(ME, FOUR)
+        run = await driver.submit(ME, found, {"who": "gu"}, None)
+        await _until_done(jobs, driver, run.id)
+        jobs.clock.advance(driver.retention_s - 60)
+        assert await driver.purge() == 0
+        jobs.clock.advance(120)
+        assert await driver.purge() == 1
+        with pytest.raises(NotFound):
+            await driver.view(ME, "moods", run.id)
+        await store.close()
+
+    asyncio.run(main())

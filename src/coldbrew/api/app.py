@@ -111,7 +111,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.clock,
         platform.versions,
     )
-    driver = Pipelines(platform.store, jobs, platform.clock)
+    driver = Pipelines(platform.store, jobs, platform.clock, platform.settings.job_ttl_s)
     app.state.pipelines = driver
     runpod = invoke.RunPod(jobs, keys, platform.settings, driver)
     # before /v2/{endpoint}/...: its routes win

@@ -42,6 +42,7 @@ log = logging.getLogger("coldbrew.pipelines")
 #: with several gateways the job may end on another one, whose final listener this one never
 #: hears (one store read per running stage per interval).
 STAGE_POLL_S = 1.0
+PURGE_EVERY_S = 60.0  # ended runs past their retention are deleted this often
 
 
 @dataclass
@@ -56,10 +57,14 @@ class RunView:
 class Pipelines:
     """Pipeline definitions and runs for every protocol; one per gateway process."""
 
-    def __init__(self, store: Store, jobs: JobService, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, jobs: JobService, clock: Clock, retention_s: float = 86_400.0
+    ) -> None:
         self.store = store
         self.jobs = jobs
         self.clock = clock
+        self.retention_s = retention_s  # how long an ended run stays readable (as jobs do)
+        self._purger: asyncio.Task[None] | None = None
         self._waiting: dict[str, list[asyncio.Future[Job]]] = {}  # stage job id → waiters
         self._ended: dict[str, list[asyncio.Future[None]]] = {}  # run id → runsync waiters
         self._tasks: dict[str, asyncio.Task[None]] = {}  # run id → its evaluation
@@ -192,6 +197,8 @@ class Pipelines:
         runs = await self.store.unfinished_runs()
         for run in runs:
             self._start(run)
+        if self._purger is None:
+            self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
         if runs:
             log.info("resuming %d unfinished pipeline runs", len(runs))
         return len(runs)
@@ -199,12 +206,27 @@ class Pipelines:
     async def stop(self) -> None:
         """Stop evaluating (runs stay unfinished in the store, resumed by the next start)."""
         tasks = list(self._tasks.values())
+        if self._purger is not None:
+            tasks.append(self._purger)
+            self._purger = None
         self._tasks.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def purge(self) -> int:
+        """Delete the runs that ended more than `retention_s` ago; how many went."""
+        return await self.store.purge_runs(self.clock.time() - self.retention_s)
+
+    async def _purge_loop(self) -> None:
+        while True:
+            await self.clock.sleep(PURGE_EVERY_S)
+            try:
+                await self.purge()
+            except Exception:
+                log.exception("purging old pipeline runs failed")
 
     def _start(self, run: PipelineRun) -> None:
         task = asyncio.get_running_loop().create_task(self._drive(run))

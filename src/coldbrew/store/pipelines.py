@@ -114,6 +114,11 @@ class PipelineStore(Protocol):
         """Move a run to `status` with its output or error (a retry also gives `attempt`)."""
 
     @abstractmethod
+    async def purge_runs(self, finished_before: float) -> int:
+        """Delete the final runs that ended before `finished_before`, with their stages; how
+        many runs went (the stage jobs themselves expire with the queue's retention)."""
+
+    @abstractmethod
     async def put_stage(self, stage: StageRecord) -> None:
         """Create or replace the run's stage with this key."""
 

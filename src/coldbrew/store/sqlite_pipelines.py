@@ -160,6 +160,20 @@ class SQLitePipelines(SQLiteDatabase, PipelineStore):
             (status.value, _dump(output), _dump(error), finished_at, attempt, run_id),
         )
 
+    async def purge_runs(self, finished_before: float) -> int:
+        ended = (
+            "SELECT id FROM pipeline_runs WHERE finished_at < ? AND status IN "
+            "('COMPLETED', 'FAILED', 'CANCELLED', 'TIMED_OUT')"
+        )
+        with self._transaction():
+            self._db.execute(
+                f"DELETE FROM pipeline_stages WHERE run_id IN ({ended})", (finished_before,)
+            )
+            cursor = self._db.execute(
+                f"DELETE FROM pipeline_runs WHERE id IN ({ended})", (finished_before,)
+            )
+        return cursor.rowcount
+
     async def put_stage(self, stage: StageRecord) -> None:
         self._db.execute(
             f"INSERT INTO pipeline_stages ({_STAGE_COLUMNS}, seq) VALUES "

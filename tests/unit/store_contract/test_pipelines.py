@@ -135,3 +135,20 @@ def test_stages_keep_their_first_order_and_are_replaced_by_key(store: Any) -> No
     store.put_stage(failed)
     assert store.stages("r1")[1] == failed
     assert store.stages("other") == []
+
+
+def test_ended_runs_past_retention_are_purged_with_their_stages(store: Any) -> None:
+    store.create_run(_run("old"))
+    store.create_run(_run("new"))
+    store.create_run(_run("open"))
+    store.put_stage(_stage("a", run_id="old"))
+    store.put_stage(_stage("a", run_id="new"))
+    store.set_run("old", JobStatus.COMPLETED, finished_at=100.0)
+    store.set_run("new", JobStatus.FAILED, finished_at=300.0)
+    assert store.purge_runs(200.0) == 1
+    assert store.get_run("old") is None
+    assert store.stages("old") == []
+    assert [s.key for s in store.stages("new")] == ["a"]
+    assert store.get_run("open") is not None  # not ended: kept, whatever its age
+    assert store.purge_runs(1e12) == 1
+    assert [r.id for r in store.unfinished_runs()] == ["open"]
