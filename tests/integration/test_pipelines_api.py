@@ -140,3 +140,33 @@ async def test_cancel_stops_the_run_and_its_running_stage_job(tmp_path: Path) ->
         again = (await cb.http.get(f"/v2/slow/status/{run_id}")).json()
         assert [s["stage"] for s in again["stages"]] == ["first", "nap"]  # never started
         assert (await cb.http.post(f"/v2/slow/retry/{run_id}")).status_code == 409
+
+
+async def test_a_run_with_a_webhook_posts_its_final_status_signed(tmp_path: Path) -> None:
+    import orjson
+
+    from coldbrew import verify_webhook
+    from tests.integration.test_webhooks import receiver
+
+    async with receiver() as hook, running(tmp_path, TOYS) as cb:
+        assert (await cb.http.post("/v1/pipelines", json=SHAPES)).status_code == 201
+        bad = await cb.http.post("/v2/shapes/run", json={"input": {}, "webhook": "ftp://x"})
+        assert bad.status_code == 400
+        secret = (await cb.http.get("/v1/account")).json()["webhookSecret"]
+        body = {"input": {"n": 3, "items": [1]}, "webhook": hook.url}
+        run_id = (await cb.http.post("/v2/shapes/run", json=body)).json()["id"]
+        await wait_for(lambda: _count(hook), lambda n: n == 1)
+        headers, posted = hook.received[0]
+        assert verify_webhook(secret, headers, posted)
+        status = orjson.loads(posted)
+        assert (status["id"], status["status"], status["output"]) == (
+            run_id,
+            "COMPLETED",
+            [{"value": 1}],
+        )
+        assert headers["webhook-id"] == f"{run_id}-1"
+        assert len(status["stages"]) == 5
+
+
+async def _count(hook: Any) -> int:
+    return len(hook.received)

@@ -15,7 +15,8 @@ import pytest
 
 from coldbrew.clock import FakeClock
 from coldbrew.control.jobs import Submitted
-from coldbrew.control.pipelines import STAGE_POLL_S, Pipelines, total_cost_usd
+from coldbrew.control.pipelines import STAGE_POLL_S, Pipelines
+from coldbrew.control.pipestages import total_cost_usd
 from coldbrew.errors import Conflict, InvalidPipeline, NotFound
 from coldbrew.store.models import Job, JobStatus, Principal
 from coldbrew.store.sqlite import SQLiteStore

@@ -111,7 +111,13 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.clock,
         platform.versions,
     )
-    driver = Pipelines(platform.store, jobs, platform.clock, platform.settings.job_ttl_s)
+    driver = Pipelines(
+        platform.store,
+        jobs,
+        platform.clock,
+        platform.settings.job_ttl_s,
+        on_end=lambda view: pipelines.post_webhook(platform.webhooks, view),
+    )
     app.state.pipelines = driver
     runpod = invoke.RunPod(jobs, keys, platform.settings, driver)
     # before /v2/{endpoint}/...: its routes win

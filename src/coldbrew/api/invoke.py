@@ -52,7 +52,12 @@ class RunPod:
         self.pipelines = pipelines
 
     async def _pipeline(
-        self, principal: Principal, name: str, payload: dict[str, Any], wait_s: float | None
+        self,
+        principal: Principal,
+        name: str,
+        payload: dict[str, Any],
+        wait_s: float | None,
+        webhook: str | None,
     ) -> PipelineRun | None:
         """A run of the pipeline `name` (asked for only when no endpoint has that name: the
         endpoint path stays as fast as it was), or None when there is no such pipeline."""
@@ -61,7 +66,7 @@ class RunPod:
         found = await self.pipelines.find(principal, name)
         if found is None:
             return None
-        return await self.pipelines.submit(principal, found, payload, wait_s)
+        return await self.pipelines.submit(principal, found, payload, wait_s, webhook)
 
     def _request(
         self, http: Request, body: bytes
@@ -102,7 +107,7 @@ class RunPod:
                 pin=pin,
             )
         except NotFound:
-            run = await self._pipeline(principal, name, payload, None)
+            run = await self._pipeline(principal, name, payload, None, webhook)
             if run is None:
                 raise
             return json_response(accepted_json(run))
@@ -129,7 +134,7 @@ class RunPod:
                 pin=pin,
             )
         except NotFound:
-            run = await self._pipeline(principal, name, payload, wait_ms / 1000)
+            run = await self._pipeline(principal, name, payload, wait_ms / 1000, webhook)
             if run is None or self.pipelines is None:
                 raise
             return json_response(run_json(await self.pipelines.view(principal, name, run.id)))

@@ -15,6 +15,7 @@ from coldbrew.api.responses import json_response
 from coldbrew.control.graph import parse
 from coldbrew.control.pipelines import Pipelines, RunView
 from coldbrew.errors import InvalidRequest
+from coldbrew.integrations.webhooks import WebhookSender
 from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
 from coldbrew.wire import iso
 
@@ -76,6 +77,14 @@ def run_json(view: RunView) -> dict[str, Any]:
         body["finishedAt"] = iso(run.finished_at)
     body["stages"] = [stage_json(s) for s in stages]
     return body
+
+
+def post_webhook(webhooks: WebhookSender, view: RunView) -> None:
+    """Post an ended run's status JSON to its webhook, signed with the account's secret and
+    retried as a job's webhook is (`webhook-id` is the run id and its attempt)."""
+    run = view.run
+    if run.webhook_url:
+        webhooks.send_event(run.account, run.webhook_url, f"{run.id}-{run.attempt}", run_json(view))
 
 
 def accepted_json(run: PipelineRun) -> dict[str, Any]:

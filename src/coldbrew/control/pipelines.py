@@ -17,18 +17,20 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from coldbrew.clock import Clock
-from coldbrew.control.graph import Graph, Step, parse
-from coldbrew.control.jobs import JobService
+from coldbrew.control.graph import parse
+from coldbrew.control.jobs import JobService, is_http_url
 from coldbrew.control.pipeflow import Evaluator, RunFailed
+from coldbrew.control.pipestages import StageRunner, with_job
 from coldbrew.errors import (
     ColdbrewError,
     Conflict,
     InvalidPipeline,
+    InvalidRequest,
     NotFound,
     StageFailed,
     job_error,
@@ -54,12 +56,22 @@ class RunView:
     stages: list[StageRecord]
 
 
+#: Told of every run that ended here with a webhook (the edge posts its status JSON).
+OnRunEnd = Callable[[RunView], None]
+
+
 class Pipelines:
     """Pipeline definitions and runs for every protocol; one per gateway process."""
 
     def __init__(
-        self, store: Store, jobs: JobService, clock: Clock, retention_s: float = 86_400.0
+        self,
+        store: Store,
+        jobs: JobService,
+        clock: Clock,
+        retention_s: float = 86_400.0,
+        on_end: OnRunEnd | None = None,
     ) -> None:
+        self.on_end = on_end
         self.store = store
         self.jobs = jobs
         self.clock = clock
@@ -108,8 +120,12 @@ class Pipelines:
         found: PipelineDef,
         payload: dict[str, Any],
         wait_s: float | None,
+        webhook: str | None = None,
     ) -> PipelineRun:
-        """Start a run; with `wait_s`, wait up to that long for it to end."""
+        """Start a run; with `wait_s`, wait up to that long for it to end. A `webhook` gets the
+        run's final status, signed as a job's is."""
+        if webhook is not None and not is_http_url(webhook):
+            raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
         run = PipelineRun(
             id=str(uuid.uuid4()),
             account=principal.account,
@@ -118,6 +134,7 @@ class Pipelines:
             input=payload,
             status=JobStatus.IN_PROGRESS,
             created_at=self.clock.time(),
+            webhook_url=webhook,
         )
         await self.store.create_run(run)
         ended = self._watch_end(run.id) if wait_s is not None else None
@@ -133,13 +150,16 @@ class Pipelines:
         run = await self.store.get_run(run_id, principal.account)
         if run is None or run.pipeline != name:
             raise NotFound(f"no run {run_id!r} of pipeline {name!r}", hint="check the id /run gave")
+        return await self._view(run)
+
+    async def _view(self, run: PipelineRun) -> RunView:
         stages = await self.store.stages(run.id)
         live = []
         for stage in stages:
             if not stage.status.final and stage.job_id:
                 job = await self.jobs.find(run.account, stage.job_id)
                 if job is not None:
-                    stage = _with_job(stage, job)
+                    stage = with_job(stage, job)
             live.append(stage)
         return RunView(run, live)
 
@@ -156,7 +176,7 @@ class Pipelines:
                 with contextlib.suppress(ColdbrewError):
                     await self.jobs.cancel(principal, stage.job_id)
         await self.store.set_run(run_id, JobStatus.CANCELLED, finished_at=self.clock.time())
-        self._announce_end(run_id)
+        await self._finished(run_id)
         return await self.view(principal, name, run_id)
 
     async def retry(self, principal: Principal, name: str, run_id: str) -> PipelineRun:
@@ -238,9 +258,8 @@ class Pipelines:
         try:
             graph = parse(run.definition)
             stages = {s.key: s for s in await self.store.stages(run.id)}
-            output = await Evaluator(graph, run.id, _Stages(self, run, graph, stages)).evaluate(
-                run.input
-            )
+            runner = StageRunner(run, stages, self.store, self.jobs, self.clock, self.final_job)
+            output = await Evaluator(graph, run.id, runner).evaluate(run.input)
             status, error = JobStatus.COMPLETED, None
         except asyncio.CancelledError:
             raise
@@ -256,7 +275,14 @@ class Pipelines:
         await self.store.set_run(
             run.id, status, output=output, error=error, finished_at=self.clock.time()
         )
-        self._announce_end(run.id)
+        await self._finished(run.id)
+
+    async def _finished(self, run_id: str) -> None:
+        """Wake the run's /runsync waiters; post its webhook, if it has one."""
+        self._announce_end(run_id)
+        run = await self.store.get_run(run_id)
+        if run is not None and run.webhook_url and self.on_end is not None:
+            self.on_end(await self._view(run))
 
     def _watch_end(self, run_id: str) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -291,101 +317,3 @@ class Pipelines:
                 waiters.remove(future)
             if not waiters:
                 self._waiting.pop(job_id, None)
-
-
-class _Stages:
-    """The stage function of one run's evaluation: a stored result, else the stage's job."""
-
-    def __init__(
-        self, driver: Pipelines, run: PipelineRun, graph: Graph, stages: dict[str, StageRecord]
-    ) -> None:
-        self.driver = driver
-        self.run = run
-        self.graph = graph
-        self.stages = stages
-
-    async def __call__(self, key: str, step: Step, payload: dict[str, Any]) -> Any:
-        stage = self.stages.get(key)
-        if stage is not None and stage.status is JobStatus.COMPLETED:
-            return stage.output  # finished before a restart or in an earlier attempt
-        if stage is None or stage.attempt != self.run.attempt:
-            earlier = 0.0 if stage is None else stage.cost_usd + stage.earlier_cost_usd
-            stage = await self._submit(key, step, payload, earlier)
-        job = await self.driver.final_job(self.run.account, stage.job_id)
-        if job is None:
-            raise RunFailed(key, _failure(stage, "its job is gone (purged)"))
-        stage = _with_job(stage, job)
-        self.stages[key] = stage
-        await self.driver.store.put_stage(stage)
-        if job.status is not JobStatus.COMPLETED:
-            message = (job.error or {}).get("message") or job.status.value
-            raise RunFailed(key, _failure(stage, message, job.error))
-        return job.output
-
-    async def _submit(
-        self, key: str, step: Step, payload: dict[str, Any], earlier_cost_usd: float
-    ) -> StageRecord:
-        """Submit the stage's job (once per attempt: the idempotency key replays it)."""
-        assert step.endpoint is not None
-        run = self.run
-        now = self.driver.clock.time()
-        try:
-            submitted = await self.driver.jobs.submit(
-                Principal(run.account, admin=False),
-                step.endpoint,
-                payload,
-                idempotency_key=f"pipeline:{run.id}:{run.attempt}:{key}",
-            )
-        except ColdbrewError as exc:
-            stage = StageRecord(
-                run.id, key, step.name, step.endpoint, "", run.attempt, JobStatus.FAILED, now
-            )
-            stage.error = {"type": exc.error_type, "message": exc.message, "hint": exc.hint}
-            stage.finished_at, stage.earlier_cost_usd = now, earlier_cost_usd
-            self.stages[key] = stage
-            await self.driver.store.put_stage(stage)
-            raise RunFailed(key, _failure(stage, exc.message, stage.error)) from None
-        stage = StageRecord(
-            run.id, key, step.name, step.endpoint, submitted.job.id, run.attempt,
-            submitted.job.status, now, earlier_cost_usd=earlier_cost_usd,
-        )  # fmt: skip
-        self.stages[key] = stage
-        await self.driver.store.put_stage(stage)
-        return stage
-
-
-def _with_job(stage: StageRecord, job: Job) -> StageRecord:
-    """The stage as its job stands now."""
-    return replace(
-        stage,
-        status=job.status,
-        output=job.output if job.status is JobStatus.COMPLETED else None,
-        error=job.error,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-        cold_start=job.cold_start,
-        cost_usd=job.cost_usd,
-    )
-
-
-def _failure(
-    stage: StageRecord, message: str, cause: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    """The run's error record for a stage that did not complete: which stage, which job, why."""
-    where = f"stage {stage.key!r} (endpoint {stage.endpoint!r}"
-    where += f", job {stage.job_id})" if stage.job_id else ")"
-    return job_error(
-        StageFailed,
-        f"{where} failed: {message}",
-        hint="fix the cause, then POST /v2/PIPELINE/retry/RUN_ID resumes from this stage",
-        stage=stage.key,
-        endpoint=stage.endpoint,
-        jobId=stage.job_id or None,
-        cause=cause,
-    )
-
-
-def total_cost_usd(stages: Iterable[StageRecord]) -> float:
-    """A run's cost: the sum of its stages' jobs (each billed on its own endpoint's hardware),
-    the jobs of failed attempts that a `/retry` replaced included."""
-    return sum(s.cost_usd + s.earlier_cost_usd for s in stages)

@@ -46,6 +46,7 @@ class PipelineRun:
     output: Any = None
     error: dict[str, Any] | None = None
     finished_at: float | None = None
+    webhook_url: str | None = None  # where the run's final status is posted, signed
 
 
 @dataclass

@@ -25,7 +25,8 @@ PART = Part(
                     "CREATE TABLE IF NOT EXISTS pipeline_runs (id TEXT PRIMARY KEY, "
                     "account TEXT NOT NULL, pipeline TEXT NOT NULL, definition BLOB NOT NULL, "
                     "input BLOB NOT NULL, status TEXT NOT NULL, attempt INTEGER NOT NULL, "
-                    "output BLOB, error BLOB, created_at REAL NOT NULL, finished_at REAL)",
+                    "output BLOB, error BLOB, created_at REAL NOT NULL, finished_at REAL, "
+                    "webhook_url TEXT)",
                     "CREATE INDEX IF NOT EXISTS pipeline_runs_open ON pipeline_runs(status) "
                     "WHERE status IN ('IN_QUEUE', 'IN_PROGRESS')",
                     "CREATE TABLE IF NOT EXISTS pipeline_stages (run_id TEXT NOT NULL "
@@ -43,7 +44,7 @@ PART = Part(
 
 _RUN_COLUMNS = (
     "id, account, pipeline, definition, input, status, created_at, attempt, output, error, "
-    "finished_at"
+    "finished_at, webhook_url"
 )
 _STAGE_COLUMNS = (
     "run_id, key, step, endpoint, job_id, attempt, status, created_at, output, error, "
@@ -62,7 +63,7 @@ def _load(blob: bytes | None) -> Any:
 def _run(r: sqlite3.Row) -> PipelineRun:
     return PipelineRun(
         r[0], r[1], r[2], _load(r[3]), _load(r[4]), JobStatus(r[5]), r[6], r[7],
-        _load(r[8]), _load(r[9]), r[10],
+        _load(r[8]), _load(r[9]), r[10], r[11],
     )  # fmt: skip
 
 
@@ -123,11 +124,12 @@ class SQLitePipelines(SQLiteDatabase, PipelineStore):
 
     async def create_run(self, run: PipelineRun) -> None:
         self._db.execute(
-            f"INSERT INTO pipeline_runs ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f"INSERT INTO pipeline_runs ({_RUN_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 run.id, run.account, run.pipeline, _dump(run.definition), _dump(run.input),
                 run.status.value, run.created_at, run.attempt, _dump(run.output),
-                _dump(run.error), run.finished_at,
+                _dump(run.error), run.finished_at, run.webhook_url,
             ),
         )  # fmt: skip
 
