@@ -61,8 +61,11 @@ def test_pipelines_are_listed_per_account_and_deleted(store: Any) -> None:
 
 
 def test_a_run_is_read_back_as_written_and_only_by_its_account(store: Any) -> None:
-    store.create_run(_run("r1"))
+    written = _run("r1")
+    written.webhook_url = "https://example.test/hook"
+    store.create_run(written)
     run = store.get_run("r1", "acme")
+    assert run == written
     assert (run.pipeline, run.input, run.status, run.attempt) == (
         "moods",
         {"x": 1},
