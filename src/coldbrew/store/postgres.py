@@ -1,22 +1,30 @@
 """The clustered job store: every part of `Store` on one PostgreSQL database, shared by gateways.
 
 Each part lives in its own module (`pg_catalog`, `pg_credentials`, `pg_queue`, `pg_history`,
-`pg_ledger`) with its tables' migrations; the pool, the transactions, the migration runner and
-the storage faults they share are `pg_db`. This class only puts them together. asyncpg is
-imported here and in those modules only: `coldbrew.store.open` imports this module when a
-database URL is configured, so the embedded default never loads it.
+`pg_ledger`, `pg_pipelines`) with its tables' migrations; the pool, the transactions, the
+migration runner and the storage faults they share are `pg_db`. This class only puts them
+together. asyncpg is imported here and in those modules only: `coldbrew.store.open` imports
+this module when a database URL is configured, so the embedded default never loads it.
 """
 
 from __future__ import annotations
 
 from coldbrew.crypto import Sealer
-from coldbrew.store import pg_catalog, pg_credentials, pg_history, pg_ledger, pg_queue
+from coldbrew.store import (
+    pg_catalog,
+    pg_credentials,
+    pg_history,
+    pg_ledger,
+    pg_pipelines,
+    pg_queue,
+)
 from coldbrew.store.base import Store
 from coldbrew.store.pg_catalog import PostgresCatalog
 from coldbrew.store.pg_credentials import PostgresCredentials
 from coldbrew.store.pg_db import Part, with_faults
 from coldbrew.store.pg_history import PostgresHistory
 from coldbrew.store.pg_ledger import PostgresLedger
+from coldbrew.store.pg_pipelines import PostgresPipelines
 from coldbrew.store.pg_queue import PostgresQueue
 
 #: Every part's migrations, in the order they run (api keys refer to accounts).
@@ -26,6 +34,7 @@ PARTS: tuple[Part, ...] = (
     pg_queue.PART,
     pg_history.PART,
     pg_ledger.PART,
+    pg_pipelines.PART,
 )
 
 POOL_MAX = 10  # connections per gateway: PostgreSQL's default allows 100 in all
@@ -33,7 +42,13 @@ POOL_MAX = 10  # connections per gateway: PostgreSQL's default allows 100 in all
 
 @with_faults
 class PostgresStore(
-    PostgresCatalog, PostgresCredentials, PostgresQueue, PostgresHistory, PostgresLedger, Store
+    PostgresCatalog,
+    PostgresCredentials,
+    PostgresQueue,
+    PostgresHistory,
+    PostgresLedger,
+    PostgresPipelines,
+    Store,
 ):
     """`Store` on a PostgreSQL database (or one schema of it); open it with `connect`.
 
