@@ -208,6 +208,7 @@ class Deployer:
             "name": graph.name,
             "pipeline": True,
             "version": found.revision,
+            "versionId": None,  # no template to wait for: a pipeline runs no worker of its own
             "created": changed,
             "notes": [f"pipeline: {graph.summary()}"],
         }
