@@ -60,6 +60,11 @@ clean:
 bench-coldstart: $(VENV)/.examples
 	$(BIN)/python bench/coldstart.py $(BENCH_ARGS)
 
+# Cold start through a Ray node agent's fork vs a local fork (docs/ray.md).
+.PHONY: bench-ray
+bench-ray: $(VENV)/.dev
+	$(BIN)/python bench/ray_coldstart.py $(BENCH_ARGS)
+
 # Warm-path benchmark (issue 4): coldbrew vs LitServe vs Ray Serve on the same model code, with
 # wrk as the load generator (apt-get install -y wrk). BENCH_ARGS="--only noop --rounds 1" etc.
 .PHONY: bench-throughput

@@ -8,6 +8,8 @@ then the TOML file at `$COLDBREW_HOME/config.toml` if present.
 from __future__ import annotations
 
 import os
+import re
+import secrets
 import ssl
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +40,14 @@ DEFAULT_RESERVED_DISCOUNT = 0.25
 
 def _default_slots() -> dict[str, int]:
     return {"cpu": os.cpu_count() or 1}
+
+
+def _new_gateway_id() -> str:
+    """A gateway id, new on every start: `g` and 8 hex digits."""
+    return "g" + secrets.token_hex(4)
+
+
+_GATEWAY_ID = re.compile(r"[a-z0-9]{1,32}")
 
 
 def _home_from_env() -> Path:
@@ -120,6 +130,21 @@ class Settings(BaseSettings):
     template_backoff_s: float = Field(default=1.0, gt=0, description="first wait to recreate")
     template_backoff_max_s: float = Field(default=60.0, gt=0)
     log_json: bool = False
+    # several gateways on one database (docs/cluster.md)
+    gateway_id: str = Field(
+        default_factory=_new_gateway_id,
+        description="this gateway's id (worker ids and leases carry it); default: new per start",
+    )
+    advertise_url: str | None = Field(
+        default=None,
+        description="where the other gateways reach this one (default http://host:port)",
+    )
+    lease_ttl_s: float = Field(
+        default=10.0,
+        ge=1.0,
+        le=300.0,
+        description="an endpoint lease's time to live: a dead gateway's endpoints move within it",
+    )
     # keys and secrets (docs/architecture.md, "Encryption at rest")
     key_cache_ttl_s: float = Field(
         default=5.0, gt=0, le=3600, description="a revoked or expired key stops working within this"
@@ -147,6 +172,26 @@ class Settings(BaseSettings):
     webhook_allow_loopback: bool | None = Field(
         default=None, description="webhooks to loopback; unset: only when `host` is loopback"
     )
+    # Workers on a Ray cluster (docs/ray.md): set `ray_address` and the gateway places every
+    # worker through Ray, forked by a node agent, its frames on the worker socket below.
+    ray_address: str | None = Field(
+        default=None, description="a Ray cluster's address (host:port): run workers there"
+    )
+    advertise_host: str | None = Field(
+        default=None,
+        description="the address workers on other machines dial (default: `host`, or this "
+        "machine's Ray address when `host` is 0.0.0.0)",
+    )
+    worker_port: int = Field(default=0, ge=0, le=65535, description="worker socket; 0: any")
+    ray_gpus_per_worker: dict[str, int] = Field(
+        default_factory=dict, description="GPUs one worker of a class holds (default: 1, cpu 0)"
+    )
+    ray_call_timeout_s: float = Field(
+        default=10.0, gt=0, description="bound on each call to a node agent (a dead one hangs)"
+    )
+    ray_placement_timeout_s: float = Field(
+        default=300.0, gt=0, description="how long a worker waits for Ray (or its autoscaler)"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -165,6 +210,16 @@ class Settings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         """Relative homes are taken from the directory coldbrew started in, once."""
         return value.expanduser().resolve()
+
+    @field_validator("gateway_id")
+    @classmethod
+    def _gateway_id_plain(cls, value: str) -> str:
+        if not _GATEWAY_ID.fullmatch(value):
+            raise ValueError(
+                f"gateway_id {value!r} must be 1 to 32 lowercase letters and digits (worker ids "
+                "embed it); e.g. gw1, or leave it unset for a new random one per start"
+            )
+        return value
 
     @field_validator("state_url")
     @classmethod
@@ -240,6 +295,15 @@ class Settings(BaseSettings):
     def secrets_key_file(self) -> Path:
         """Where the key that seals secrets at rest lives."""
         return (self.secrets_key_path or self.home / "secrets.key").expanduser().resolve()
+
+    @property
+    def gateway_url(self) -> str:
+        """Where the other gateways forward this gateway's requests."""
+        if self.advertise_url:
+            return self.advertise_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        scheme = "https" if self.tls_cert is not None else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def db_path(self) -> Path:

@@ -5,6 +5,7 @@ ColdbrewError                  500  internal_error
 │   ├── InvalidInput          400  invalid_input        the job input does not match the schema
 │   ├── InvalidRequest        400  invalid_request      a malformed body, query or transition
 │   ├── SpecError             400  invalid_spec         a deployment spec or model directory
+│   ├── InvalidPipeline       400  invalid_pipeline     a pipeline definition (unknown endpoint, …)
 │   ├── Unauthorized          401  unauthorized         no key or an unknown key
 │   ├── Forbidden             403  forbidden            the key lacks the right (admin only)
 │   ├── NotFound              404  not_found            no such endpoint, job or artifact
@@ -19,8 +20,10 @@ ColdbrewError                  500  internal_error
     ├── JobTimedOut           504  timed_out            the job ran past its execution timeout
     ├── HandlerError          500  handler_error        a RunPod handler answered with an error
     ├── NotStorable           500  not_storable         the job's result cannot be stored
+    ├── StageFailed           500  stage_failed         a pipeline's stage job did not complete
     ├── SecretUnreadable      500  secret_unreadable    a sealed secret does not open
-    └── StorageUnavailable    503  storage_unavailable  the database cannot take writes
+    ├── StorageUnavailable    503  storage_unavailable  the database cannot take writes
+    └── ClusterUnavailable    503  cluster_unavailable  a Ray call (a node's agent) timed out
 
 The third column is `error_type`: one spelling for one error, wherever it appears. An HTTP error
 body is `{"error": {"type": error_type, "message", "hint", ...}}`; a job that fails carries an
@@ -76,6 +79,13 @@ class InvalidRequest(ClientError):
 
 class SpecError(ClientError):
     error_type = "invalid_spec"
+
+
+class InvalidPipeline(ClientError):
+    """A pipeline definition that cannot run: an unknown endpoint, a step that reads a later
+    step's output (a cycle), a field path that does not parse. `where` names the step."""
+
+    error_type = "invalid_pipeline"
 
 
 class Unauthorized(ClientError):
@@ -151,6 +161,13 @@ class NotStorable(ServerError):
     error_type = "not_storable"
 
 
+class StageFailed(ServerError):
+    """A pipeline run stopped because one stage's job failed, timed out or was cancelled; the
+    record names the stage, its endpoint and job, and `/retry` resumes from that stage."""
+
+    error_type = "stage_failed"
+
+
 class SecretUnreadable(ServerError):
     """A value sealed at rest does not open with this server's key (the key file was replaced or
     lost); the message names what and where, never any part of the value."""
@@ -198,3 +215,11 @@ def job_error(cls: type[ColdbrewError], message: str, **fields: Any) -> dict[str
     so a job's error and an HTTP error of the same kind are spelled alike.
     """
     return {"type": cls.error_type, "message": message, **fields}
+
+
+class ClusterUnavailable(ServerError):
+    """The Ray cluster, or the agent of one of its nodes, did not answer in time (a lost node):
+    the worker is not started, or counted as gone."""
+
+    status_code = 503
+    error_type = "cluster_unavailable"

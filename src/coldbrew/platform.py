@@ -18,6 +18,7 @@ from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
+from coldbrew.cluster.node import Cluster
 from coldbrew.config import Settings
 from coldbrew.control.cache import ResultCache, make_cache
 from coldbrew.control.deploy import Deployer
@@ -123,6 +124,7 @@ class Platform:
     _sample_task: asyncio.Task[None] | None = None
     _canary_task: asyncio.Task[None] | None = None
     _state_task: asyncio.Task[None] | None = None
+    cluster: Cluster | None = None  # leases and ownership (one gateway: in-process)
 
     @classmethod
     async def open(
@@ -157,6 +159,10 @@ class Platform:
             store = SQLiteStore(settings.db_path, sealer)
         secrets = EndpointSecrets(store, clock)
         environments = Environments(settings.home / "envs")
+        if backend is None and settings.ray_address:
+            from coldbrew.backends.ray import ray_backend  # imports ray only once it connects
+
+            backend = ray_backend(settings)
         if backend is None:
             spawn = LocalBackend(
                 {OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))},
@@ -190,6 +196,8 @@ class Platform:
         deployer = Deployer(store, clock, settings, sandbox, environments)
         budgets = BudgetKeeper(store, clock, settings, webhooks)
         cache = make_cache(settings.cache_url, clock, settings.cache_max_mb << 20)
+        cluster = Cluster(settings, clock, store, settings.database_url, sealer)
+        cluster.attach(scheduler)  # before the scheduler starts: it owns nothing yet
         state = StateService(open_state(settings), clock, settings.state_value_max_kb << 10)
         scheduler.fleet.on_state = lambda account, endpoint, request: state.call(
             Namespace(account, endpoint), request
@@ -210,6 +218,7 @@ class Platform:
             state,
             runpod,
             sandbox,
+            cluster=cluster,
         )
 
     async def start(self) -> str | None:
@@ -221,6 +230,8 @@ class Platform:
         await self.secrets.load()
         await self.versions.refresh()
         await self.scheduler.start()
+        if self.cluster is not None:  # takes this gateway's leases: it starts owning endpoints
+            await self.cluster.start(self.reload_catalog)
         if self.samples is None:
             every_s = self.settings.tick_interval_s  # as often as the scheduler reconciles
             self.samples = WorkerSampler(
@@ -235,11 +246,23 @@ class Platform:
         self._state_task = asyncio.create_task(self._purge_state())
         return admin_key
 
+    async def reload_catalog(self) -> None:
+        """Another gateway deployed, deleted, split or changed secrets: read it all again."""
+        await self.secrets.load()
+        await self.versions.refresh()
+        await self.scheduler.refresh_endpoints(announce=False)
+
+    def leads(self) -> bool:
+        """Whether this gateway runs the once-per-cluster work (always, alone)."""
+        return self.cluster is None or self.cluster.ownership.leads()
+
     async def _watch_canaries(self) -> None:
         """Judge canaries every `canary_check_s`: a failing one is taken back to 0% within
         about that long after its window shows it (the window itself is the rule's)."""
         while True:
             await self.clock.sleep(self.settings.canary_check_s)
+            if not self.leads():
+                continue  # the leader judges every canary, once for the cluster
             try:
                 await self.versions.check_canaries()
             except Exception:
@@ -255,7 +278,11 @@ class Platform:
                 logging.getLogger("coldbrew.state").exception("state purge failed")
 
     async def _watch_budgets(self) -> None:
-        """Recompute budget spend every `budget_check_s`: alerts and hard stops follow usage."""
+        """Recompute budget spend every `budget_check_s`: alerts and hard stops follow usage.
+
+        Every gateway runs it, not only the leader: each writes its own workers' seconds and
+        needs the hard stops for its own admission, and an alert is sent only by the gateway
+        whose `record_alert` wins, so once for the cluster."""
         while True:
             await self.clock.sleep(self.settings.budget_check_s)
             try:
@@ -271,6 +298,8 @@ class Platform:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.scheduler.stop()
+        if self.cluster is not None:  # after the workers stopped: their jobs are settled
+            await self.cluster.stop()
         await self.webhooks.close()
         await self.cache.close()
         await self.state.store.close()

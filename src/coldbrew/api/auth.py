@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from fastapi import Request
 
+from coldbrew.control.routing import CALLER_AUTHORIZATION
 from coldbrew.errors import Forbidden, Unauthorized
 from coldbrew.platform import Platform, hash_key
 from coldbrew.store.models import Principal
@@ -35,6 +36,7 @@ class KeyCache:
         key = header[7:].strip() if header[:7].lower() == "bearer " else header.strip()
         if not key:
             raise Unauthorized("no API key", hint="send the header 'Authorization: Bearer <key>'")
+        CALLER_AUTHORIZATION.set(header)  # a hop to the endpoint's owner carries it
         clock = self._platform.clock
         entry = self._known.get(key)
         if entry is None or entry[1] <= clock.monotonic():

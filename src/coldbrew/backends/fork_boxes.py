@@ -23,9 +23,11 @@ def _make(sandbox: Sandbox, spec: BoxSpec, pid: int) -> Box:
     return box
 
 
-def _close(made: asyncio.Future[Box]) -> None:
+def close_made(made: asyncio.Future[Box]) -> None:
+    """A done callback: close the box once made (killing what is in it: a spare no worker
+    became, a fork that failed)."""
     if not made.cancelled() and made.exception() is None:
-        made.result().close()  # kills what is in it: a spare no worker became
+        made.result().close()
 
 
 class SpareBox:
@@ -48,7 +50,7 @@ class SpareBox:
 
     def discard(self) -> None:
         """Remove the groups (once made), ending the spare if it is still in them."""
-        self._made.add_done_callback(_close)
+        self._made.add_done_callback(close_made)
 
     def discard_after(self, moved: asyncio.Future[None]) -> None:
         """Remove the groups once the worker the spare became has moved out of them."""

@@ -1,5 +1,6 @@
-"""A worker forked by a template (`backends/template.py`): its pid is the template's child,
-so its exit status comes from the template's report, not from `wait()` on a process."""
+"""What a template backend (`backends/template.py`) keeps per template, and the workers it
+forks: a forked worker's pid is the template's child, so its exit status comes from the
+template's report, not from `wait()` on a process."""
 
 from __future__ import annotations
 
@@ -7,10 +8,66 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
+from dataclasses import dataclass, field
 from typing import Any
 
+from coldbrew.backends.base import WorkerLaunch
+from coldbrew.backends.fork_boxes import SpareBox
 from coldbrew.backends.local import LocalWorker
 from coldbrew.runtime.sandbox.host import Box
+
+
+@dataclass(frozen=True)
+class TemplateKey:
+    """What makes two launches forkable from the same template.
+
+    The environment is part of it: a forked worker inherits the template's, so a template
+    serves only launches with the same endpoint secrets (another endpoint deployed from the
+    same artifact, or the same endpoint after a rotation, gets a template of its own).
+    """
+
+    artifact_dir: str
+    module: str
+    class_name: str
+    concurrency: int
+    snapshot: bool
+    preload: tuple[str, ...]
+    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # secrets: never shown
+
+    @classmethod
+    def of(cls, launch: WorkerLaunch) -> TemplateKey:
+        return cls(
+            str(launch.artifact_dir),
+            launch.module,
+            launch.class_name,
+            launch.concurrency,
+            launch.snapshot,
+            launch.preload,
+            tuple(sorted(launch.env.items())),
+        )
+
+
+@dataclass
+class _Template:
+    key: TemplateKey
+    process: asyncio.subprocess.Process
+    ctl: socket.socket
+    ready: asyncio.Future[dict[str, Any]]
+    box: Box | None = None
+    forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
+    exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
+    broken: bool = False
+    spare: SpareBox | None = None  # the groups made ahead for its spare child
+
+    @property
+    def usable(self) -> bool:
+        return (
+            not self.broken
+            and self.ready.done()
+            and not self.ready.exception()
+            and self.process.returncode is None
+        )
 
 
 class ForkedWorker(LocalWorker):

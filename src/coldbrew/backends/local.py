@@ -141,26 +141,44 @@ class LocalBackend:
         return self.environments.for_launch(launch.account, launch.artifact_dir)
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
-        box = self.sandbox.box(box_spec(launch))
         parent, child = socket.socketpair()
         try:
-            python = self.interpreter(launch)
-            runtime = worker_env(launch, {**self.extra_env, **python.env})
-            runtime["COLDBREW_WORKER_FD"] = str(child.fileno())
-            env = box.env(runtime, launch.env)
-            args = [str(box.workdir), launch.module, launch.class_name, str(launch.concurrency)]
-            process = await spawn_runtime(
-                "worker", args, env, launch.log_path, child.fileno(), box.cwd, box.pass_fds, python
-            )
-            box.started()
+            process, box = await self.spawn_on(launch, child)
         except BaseException:
             parent.close()
-            box.close()
             raise
         finally:
             child.close()
         reader, writer = await asyncio.open_unix_connection(sock=parent)
         return LocalWorker(process, reader, writer, box)
+
+    async def spawn_on(
+        self, launch: WorkerLaunch, channel: socket.socket
+    ) -> tuple[asyncio.subprocess.Process, Box]:
+        """Start the worker process with `channel` (the caller's to close) as its socket: one
+        end of a pair here, a connection to the gateway on a Ray node (`backends/ray_agent.py`)."""
+        box = self.sandbox.box(box_spec(launch))
+        try:
+            python = self.interpreter(launch)
+            runtime = worker_env(launch, {**self.extra_env, **python.env})
+            runtime["COLDBREW_WORKER_FD"] = str(channel.fileno())
+            env = box.env(runtime, launch.env)
+            args = [str(box.workdir), launch.module, launch.class_name, str(launch.concurrency)]
+            process = await spawn_runtime(
+                "worker",
+                args,
+                env,
+                launch.log_path,
+                channel.fileno(),
+                box.cwd,
+                box.pass_fds,
+                python,
+            )
+            box.started()
+        except BaseException:
+            box.close()
+            raise
+        return process, box
 
     async def prepare(self, launches: list[WorkerLaunch]) -> None:
         """Spawned workers need no preparation."""

@@ -21,12 +21,11 @@ import logging
 import os
 import signal
 import socket
-from dataclasses import dataclass, field
 from typing import Any
 
 from coldbrew.backends.base import ColdPath, WorkerHandle, WorkerLaunch
-from coldbrew.backends.fork_boxes import ForkBoxes, SpareBox
-from coldbrew.backends.forked import ForkedWorker
+from coldbrew.backends.fork_boxes import ForkBoxes, close_made
+from coldbrew.backends.forked import ForkedWorker, TemplateKey, _Template
 from coldbrew.backends.local import (
     LocalBackend,
     box_spec,
@@ -39,58 +38,6 @@ from coldbrew.runtime.sandbox.host import Box
 log = logging.getLogger("coldbrew.templates")
 
 _MAX_MESSAGE = 65536
-
-
-@dataclass(frozen=True)
-class TemplateKey:
-    """What makes two launches forkable from the same template.
-
-    The environment is part of it: a forked worker inherits the template's, so a template
-    serves only launches with the same endpoint secrets (another endpoint deployed from the
-    same artifact, or the same endpoint after a rotation, gets a template of its own).
-    """
-
-    artifact_dir: str
-    module: str
-    class_name: str
-    concurrency: int
-    snapshot: bool
-    preload: tuple[str, ...]
-    env: tuple[tuple[str, str], ...] = field(default=(), repr=False)  # secrets: never shown
-
-    @classmethod
-    def of(cls, launch: WorkerLaunch) -> TemplateKey:
-        return cls(
-            str(launch.artifact_dir),
-            launch.module,
-            launch.class_name,
-            launch.concurrency,
-            launch.snapshot,
-            launch.preload,
-            tuple(sorted(launch.env.items())),
-        )
-
-
-@dataclass
-class _Template:
-    key: TemplateKey
-    process: asyncio.subprocess.Process
-    ctl: socket.socket
-    ready: asyncio.Future[dict[str, Any]]
-    box: Box | None = None
-    forks: dict[str, asyncio.Future[int]] = field(default_factory=dict)
-    exits: dict[int, asyncio.Future[int]] = field(default_factory=dict)
-    broken: bool = False
-    spare: SpareBox | None = None  # the groups made ahead for its spare child
-
-    @property
-    def usable(self) -> bool:
-        return (
-            not self.broken
-            and self.ready.done()
-            and not self.ready.exception()
-            and self.process.returncode is None
-        )
 
 
 def _cold_path(template: _Template | None) -> ColdPath:
@@ -149,17 +96,12 @@ class TemplateBackend:
         templates = [self._templates.get(TemplateKey.of(launch)) for launch in launches]
         loading = {t.ready for t in templates if t is not None and not t.ready.done()}
         if loading:
-            await asyncio.wait([asyncio.shield(f) for f in loading], timeout=timeout_s)
+            await asyncio.wait(loading, timeout=timeout_s)  # never cancels them on a timeout
         return [_cold_path(t) for t in templates]
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:
-        template = self._templates.get(TemplateKey.of(launch))
-        if template is not None and not template.ready.done() and not template.broken:
-            # still loading: it started before this worker would, so waiting for it is never
-            # slower than spawning a process that imports everything again
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(template.ready), self.load_wait_s)
-        if template is None or not template.usable:
+        template = await self._loaded(launch)
+        if template is None:
             return await self.spawn.start(launch)
         try:
             return await self._fork(template, launch)
@@ -167,6 +109,16 @@ class TemplateBackend:
             log.warning("forking %s failed (%s); spawning a worker instead", launch.module, exc)
             self._retire(template.key, failed=True)
             return await self.spawn.start(launch)
+
+    async def _loaded(self, launch: WorkerLaunch) -> _Template | None:
+        """The launch's template once it can fork (None: spawn instead). One still loading
+        started before this worker would, so waiting for it is never slower than spawning a
+        process that imports everything again."""
+        template = self._templates.get(TemplateKey.of(launch))
+        if template is not None and not template.ready.done() and not template.broken:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(template.ready), self.load_wait_s)
+        return template if template is not None and template.usable else None
 
     async def close(self) -> None:
         """Retire every template and wait for them to exit (their workers are gone by now)."""
@@ -317,33 +269,21 @@ class TemplateBackend:
                 await self._start_template(key, launch)
 
     async def _fork(self, template: _Template, launch: WorkerLaunch) -> WorkerHandle:
-        loop = asyncio.get_running_loop()
         parent, child = socket.socketpair()
-        forked: asyncio.Future[int] = loop.create_future()
-        template.forks[launch.worker_id] = forked
-        # with a spare reported, its groups are made already (or being made)
-        creating = self._boxes.fresh(launch) if template.spare is None else None
         writer: asyncio.StreamWriter | None = None
         try:
-            request = {"t": "fork", "worker_id": launch.worker_id, "env": launch.env}
-            socket.send_fds(template.ctl, [json.dumps(request).encode()], [child.fileno()])
+            forked, creating = self._request_fork(template, launch, child)
             # set up while the template hands the request to its spare
             reader, writer = await asyncio.open_unix_connection(sock=parent)
-            pid = await asyncio.wait_for(forked, self.fork_ready_timeout_s)
+            pid = await self._forked_pid(template, launch, forked, creating)
         except BaseException:
-            template.forks.pop(launch.worker_id, None)
             if writer is not None:
                 writer.close()
             parent.close()
-            if creating is not None:
-                (await creating).close()
             raise
         finally:
             child.close()
-        spare = template.spare if template.spare and template.spare.pid == pid else None
-        if spare is not None:
-            template.spare = None
-        box, placing = await self._boxes.worker(launch, pid, spare, creating)
+        box, placing = await self._forked_box(template, launch, pid, creating)
         worker = ForkedWorker(pid, template.exits[pid], reader, writer, box, placing)
         # Only a snapshot child is bounded: an import-only child runs setup() (GPU weights)
         # before its first frame, which may rightly take long.
@@ -365,6 +305,54 @@ class TemplateBackend:
             raise RuntimeError("the forked worker exited before it was ready")
         worker._first.append(first)
         return worker
+
+    def _request_fork(
+        self, template: _Template, launch: WorkerLaunch, channel: socket.socket
+    ) -> tuple[asyncio.Future[int], asyncio.Future[Box] | None]:
+        """Ask the template for a worker whose frames go over `channel` (ours to close): the
+        future of its pid, and of its box when one is made now."""
+        forked: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        template.forks[launch.worker_id] = forked
+        # with a spare reported, its groups are made already (or being made)
+        creating = self._boxes.fresh(launch) if template.spare is None else None
+        request = {"t": "fork", "worker_id": launch.worker_id, "env": launch.env}
+        try:
+            socket.send_fds(template.ctl, [json.dumps(request).encode()], [channel.fileno()])
+        except BaseException:
+            template.forks.pop(launch.worker_id, None)
+            if creating is not None:
+                creating.add_done_callback(close_made)
+            raise
+        return forked, creating
+
+    async def _forked_pid(
+        self,
+        template: _Template,
+        launch: WorkerLaunch,
+        forked: asyncio.Future[int],
+        creating: asyncio.Future[Box] | None,
+    ) -> int:
+        """The pid the template reports for the fork; on failure the box made for it goes."""
+        try:
+            return await asyncio.wait_for(forked, self.fork_ready_timeout_s)
+        except BaseException:
+            template.forks.pop(launch.worker_id, None)
+            if creating is not None:
+                (await creating).close()
+            raise
+
+    async def _forked_box(
+        self,
+        template: _Template,
+        launch: WorkerLaunch,
+        pid: int,
+        creating: asyncio.Future[Box] | None,
+    ) -> tuple[Box, asyncio.Future[None]]:
+        """The forked worker's box: its spare's when the spare became it, else one made now."""
+        spare = template.spare if template.spare and template.spare.pid == pid else None
+        if spare is not None:
+            template.spare = None
+        return await self._boxes.worker(launch, pid, spare, creating)
 
     def _retire(self, key: TemplateKey, failed: bool = False) -> None:
         """Stop forking from a template; it exits once its last child has exited."""

@@ -12,6 +12,7 @@ import click
 from coldbrew.cli.credentials import keys, secrets
 from coldbrew.cli.money import advise, budgets, usage
 from coldbrew.cli.output import print_table
+from coldbrew.cli.pipelines import pipelines
 from coldbrew.cli.state import state
 from coldbrew.cli.triggers import triggers
 from coldbrew.cli.versions import rollback, traffic, versions
@@ -71,6 +72,15 @@ def main() -> None:
     help="postgresql://USER@HOST:5432/DB: keep jobs in PostgreSQL, shared by several gateways "
     "(default: SQLite in the home; env COLDBREW_DATABASE_URL)",
 )
+@click.option("--gateway-id", default=None, help="this gateway's id (default: new per start)")
+@click.option(
+    "--advertise-url",
+    default=None,
+    help="where the other gateways reach this one (default http://HOST:PORT)",
+)
+@click.option(
+    "--ray-address", default=None, help="run workers on this Ray cluster (host:port; docs/ray.md)"
+)
 def serve(
     host: str | None,
     port: int | None,
@@ -80,6 +90,9 @@ def serve(
     tls_key: Path | None,
     sandbox: str | None,
     database_url: str | None,
+    gateway_id: str | None,
+    advertise_url: str | None,
+    ray_address: str | None,
 ) -> None:
     """Run the platform in the foreground (Ctrl-C or SIGTERM stops it and its workers)."""
     from pydantic import ValidationError
@@ -95,6 +108,9 @@ def serve(
             tls_key=tls_key,
             sandbox=sandbox,
             database_url=database_url,
+            gateway_id=gateway_id,
+            advertise_url=advertise_url,
+            ray_address=ray_address,
         )
     except ValidationError as exc:
         click.echo(f"error: invalid settings:\n{exc}", err=True)
@@ -283,5 +299,6 @@ main.add_command(traffic)
 main.add_command(rollback)
 main.add_command(state)
 main.add_command(triggers)
+main.add_command(pipelines)
 for _command in (usage, budgets, advise):
     main.add_command(_command)

@@ -154,7 +154,7 @@ class Fleet:
     # launch
     def launch(self, version: Version, spec: DeploymentSpec) -> None:
         """Start one worker of the version (its reader task runs until the process exits)."""
-        worker_id = f"w-{uuid.uuid4().hex[:12]}"
+        worker_id = f"w-{self.settings.gateway_id}-{uuid.uuid4().hex[:12]}"  # its gateway's
         reserved = version.id in self.current and spec.reserved_workers > sum(
             w.reserved for w in self.workers.values() if w.version.id == version.id and w.live
         )  # the version's first workers fill its reserved slots

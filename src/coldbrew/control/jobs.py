@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -22,22 +22,21 @@ import httpx
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control.cache import ResultCache
+from coldbrew.control.reads import JobReads
 from coldbrew.control.results import CachedResults
+from coldbrew.control.routing import Router, wait_in_store
 from coldbrew.control.scheduler import Scheduler
 from coldbrew.control.validation import InputValidator
 from coldbrew.control.versions import VersionControl
-from coldbrew.errors import Conflict, InvalidRequest, NotFound, StorageUnavailable
+from coldbrew.errors import Conflict, Forbidden, InvalidRequest, NotFound, StorageUnavailable
 from coldbrew.metering.budgets import BudgetKeeper
 from coldbrew.spec import DeploymentSpec
 from coldbrew.store.base import Store
 from coldbrew.store.models import (
-    Budget,
     Endpoint,
     Job,
     JobStatus,
-    JobTiming,
     Principal,
-    UsageRow,
     Version,
 )
 
@@ -77,7 +76,7 @@ class Submitted(NamedTuple):
 OnAccept = Callable[[Job], Awaitable[None]]
 
 
-class JobService:
+class JobService(JobReads):
     """Accepts, runs, waits for, reads and controls jobs for every protocol."""
 
     def __init__(
@@ -89,8 +88,10 @@ class JobService:
         settings: Settings,
         clock: Clock,
         versions: VersionControl | None = None,
+        router: Router | None = None,
     ) -> None:
         self.store = store
+        self.router = router  # several gateways: who owns an endpoint, and the hop to it
         self.versions = versions
         self.scheduler = scheduler
         self.budgets = budgets
@@ -175,6 +176,20 @@ class JobService:
         if wait_s is None or job.cached:
             await self._enqueue(job)
             return Submitted(job, False)
+        return Submitted(await self._run_waiting(job, wait_s), False)
+
+    async def run_forwarded(self, account: str, job: Job, wait_s: float) -> Job:
+        """A waiting job that another gateway admitted and sent here, to its endpoint's owner:
+        run it here, never forwarded again (one hop), and answer it as `submit` would."""
+        if job.account != account:
+            raise Forbidden("a forwarded job must belong to the caller's account")
+        return await self._run_waiting(job, wait_s, hop=False)
+
+    async def _run_waiting(self, job: Job, wait_s: float, hop: bool = True) -> Job:
+        """Run an admitted job and wait up to `wait_s` for it: in the sync lane, durably here,
+        or on the gateway that owns its endpoint."""
+        if self.router is not None and not self.router.owns(job.endpoint_id):
+            return await self._run_elsewhere(self.router, job, wait_s, hop)
         scheduler = self.scheduler
         future = await scheduler.run_sync(job)  # in memory while a worker is warm
         durable = future is None
@@ -187,7 +202,26 @@ class JobService:
                 job = await self.clock.wait_for(asyncio.shield(future), wait_s)
         finally:
             scheduler.unwatch(job.id, future)
-        return Submitted(job if job.status.final else await self._settled(job), False)
+        return job if job.status.final else await self._settled(job)
+
+    async def _run_elsewhere(self, router: Router, job: Job, wait_s: float, hop: bool) -> Job:
+        """Another gateway owns the endpoint: forward the job to it (one hop); when it cannot
+        be reached, queue the job durably (its owner, or the next one, runs it) and read it
+        back from the store until it ends or the wait runs out."""
+        stored = None
+        if hop:
+            answer = await router.forward(job, wait_s)
+            if answer is not None:
+                return answer
+            stored = await self.store.get_job(job.id)  # queued there before the hop failed?
+        future = self.scheduler.watch(job.id)
+        try:
+            if stored is None:
+                await self._enqueue(job)
+            job = await wait_in_store(self.store, self.clock, stored or job, future, wait_s)
+        finally:
+            self.scheduler.unwatch(job.id, future)
+        return job if job.status.final else await self._settled(job)
 
     def _new_job(
         self,
@@ -276,94 +310,29 @@ class JobService:
                 await self.scheduler.dispatch_now(job)
             if future is None or wait_s is None or job.cached:
                 return Submitted(job, False)  # answered at once, as it was queued
-            with contextlib.suppress(TimeoutError):
-                job = await self.clock.wait_for(asyncio.shield(future), wait_s)
+            if self.router is not None and not self.router.owns(job.endpoint_id):
+                job = await wait_in_store(self.store, self.clock, job, future, wait_s)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    job = await self.clock.wait_for(asyncio.shield(future), wait_s)
         finally:
             if future is not None:
                 self.scheduler.unwatch(job.id, future)
         return Submitted(job if job.status.final else await self._settled(job), False)
 
-    # -- reads, each consistent with what the scheduler holds in memory
-    async def find(self, account: str, job_id: str) -> Job | None:
-        """The account's job, wherever it is kept (sync lane or store)."""
-        return await self.scheduler.find_job(job_id, account)
-
-    async def get(self, principal: Principal, job_id: str, endpoint: str | None = None) -> Job:
-        """The principal's job (of `endpoint`, when given); NotFound otherwise."""
-        job = await self.scheduler.find_job(job_id, principal.account)
-        if job is None or (endpoint is not None and job.endpoint != endpoint):
-            where = "" if endpoint is None else f" on endpoint {endpoint!r}"
-            raise NotFound(f"no job {job_id!r}{where}", hint="check the id returned by /run")
-        return job
-
-    async def lookup(self, account: str, ids: list[str]) -> list[Job]:
-        """Many of the account's jobs at once (those that exist)."""
-        await self.scheduler.write_back()  # sync-lane jobs not yet written
-        return await self.store.get_jobs(ids, account)
-
-    async def account_jobs(self, account: str, limit: int, before: float | None) -> list[Job]:
-        """The account's jobs, newest first, created before `before` when given."""
-        await self.scheduler.write_back()
-        return await self.store.account_jobs(account, limit, before=before)
-
-    async def recent_jobs(self, endpoint_id: int, limit: int) -> list[Job]:
-        """The endpoint's newest jobs."""
-        await self.scheduler.write_back()
-        return await self.store.recent_jobs(endpoint_id, limit)
-
-    async def timings(
-        self, since: float, account: str, endpoint_id: int | None = None
-    ) -> list[JobTiming]:
-        """Timestamps of the final jobs since `since` (what the dashboard charts)."""
-        await self.scheduler.write_back()
-        return await self.store.job_timings(since, account, endpoint_id)
-
-    async def logs(self, job_id: str) -> list[dict[str, Any]]:
-        """What the worker printed while running the job, so far."""
-        return await self.store.job_logs(job_id)
-
-    async def health(self, endpoint_id: int) -> dict[str, int]:
-        """The endpoint's job counts by status, in-memory jobs included."""
-        return await self.scheduler.health(endpoint_id)
-
-    def workers(self, endpoint_id: int) -> dict[str, int]:
-        """The endpoint's workers by state: idle, running, starting."""
-        return self.scheduler.worker_counts(endpoint_id)
-
-    async def poll_stream(self, job: Job, wait_s: float) -> tuple[Job, list[Any]]:
-        """Chunks of a streaming job not returned by an earlier poll."""
-        return await self.scheduler.poll_stream(job, wait_s)
-
-    def stream_events(self, job: Job) -> AsyncIterator[tuple[str, Any]]:
-        """Every chunk of a job from the first, then ('done', final job)."""
-        return self.scheduler.stream_events(job)
-
-    # -- usage and budgets: read after the running workers' seconds are written
-    async def usage(self, since: float, account: str | None) -> list[UsageRow]:
-        """Usage rows from the hour `since` falls in, the current minute included."""
-        await self.scheduler.flush_usage()
-        return await self.store.usage(since, account)
-
-    async def budgets_status(self, account: str | None) -> list[dict[str, Any]]:
-        """Every budget with this month's spend so far."""
-        await self.scheduler.flush_usage()
-        return await self.budgets.status(account)
-
-    async def set_budget(self, budget: Budget) -> dict[str, Any]:
-        """Store a budget and answer its status; alerts and hard stops follow at once."""
-        await self.store.set_budget(budget)
-        await self.scheduler.flush_usage()
-        await self.budgets.check()
-        (line,) = [
-            b for b in await self.budgets.status(budget.account) if b["endpoint"] == budget.endpoint
-        ]
-        return line
-
     # -- control
     async def cancel(self, principal: Principal, job_id: str, endpoint: str | None = None) -> Job:
-        """Cancel a queued or running job of the principal (of `endpoint`, when given)."""
-        if endpoint is not None:
-            await self.get(principal, job_id, endpoint)  # 404 unless it is this endpoint's
+        """Cancel a queued or running job of the principal (of `endpoint`, when given); one
+        running on another gateway's worker is cancelled there, so that worker lets it go."""
+        job = await self.get(principal, job_id, endpoint)  # 404 unless it is theirs
+        if self.router is not None and job.status is JobStatus.IN_PROGRESS:
+            cancelled = await self.router.cancel_elsewhere(job)
+            if cancelled is not None:
+                return cancelled
+        return await self.scheduler.cancel(job_id, principal.account)
+
+    async def cancel_here(self, principal: Principal, job_id: str) -> Job:
+        """A cancel another gateway sent here, where the job's worker runs: never sent on."""
         return await self.scheduler.cancel(job_id, principal.account)
 
     async def retry(self, principal: Principal, endpoint: str, job_id: str) -> Job:

@@ -185,10 +185,12 @@ class Recovery:
                 # Other jobs on the same worker (concurrency > 1) are retried elsewhere.
                 self.fleet.kill(worker, "replaced after a job timed out")
 
-    async def recover(self) -> None:
-        """Jobs IN_PROGRESS at start-up lost their worker with the previous server process."""
+    async def recover(self, orphaned: Callable[[Job], bool]) -> None:
+        """Jobs IN_PROGRESS whose worker went with its gateway (`orphaned`): the previous
+        process of this one, or a dead peer's. Another live gateway's running jobs are left."""
         for job in await self.store.in_progress():
-            await self.worker_lost(job, "the server stopped while the job ran")
+            if orphaned(job):
+                await self.worker_lost(job, "the server stopped while the job ran")
 
     async def storage_ok(self) -> bool:
         """Whether the tick may go on: while a storage fault lasts, a probe write (once a

@@ -53,6 +53,11 @@ async def _no_split() -> set[int]:
     return set()
 
 
+def _everything(_: object) -> bool:
+    """One gateway alone: it owns every endpoint and every job left running is its to recover."""
+    return True
+
+
 class Scheduler:
     """Runs workers and jobs for every endpoint of every account on this node."""
 
@@ -72,6 +77,13 @@ class Scheduler:
         #: the versions a traffic split gives a share (`VersionControl.live`, set by the
         #: platform); they are live like current versions: scaled, prepared, never retired
         self.live_versions: Callable[[], Awaitable[set[int]]] = _no_split
+        # Several gateways (`cluster.Ownership`): only owned endpoints are scaled and dispatched
+        # here; `orphaned` IN_PROGRESS jobs (an owned endpoint's, whose worker's gateway is
+        # gone) are requeued; the leader purges; a local catalog change is announced.
+        self.owns: Callable[[int], bool] = _everything
+        self.orphaned: Callable[[Job], bool] = _everything
+        self.leads: Callable[[], bool] = lambda: True
+        self.on_catalog_change: Callable[[], Awaitable[None]] | None = None
         # the dashboard's worker series (`observe.stats.WorkerSamples`), which the platform
         # fills by pulling `state_counts()`; kept here only until the dashboard reads
         # `platform.samples`
@@ -121,9 +133,6 @@ class Scheduler:
         #: The version has jobs in the store's queue: the sync lane stops taking its jobs (and
         #: spills those it holds into the store at the next tick), so one FIFO order holds.
         self.mark_queued: Callable[[int], None] = self.backlog.flag
-        #: Hand a job just queued in the store straight to a free slot, or leave it queued
-        #: (False, and a tick soon): `Dispatcher.dispatch_now`.
-        self.dispatch_now: Callable[[Job], Awaitable[bool]] = self.dispatcher.dispatch_now
         #: Count the job in its endpoint's traffic history (what `prewarm="auto"` learns from);
         #: counts are written with the next flush, not one write per request.
         self.record_arrival: Callable[[Job], None] = self.writer.count_arrival
@@ -162,10 +171,18 @@ class Scheduler:
     # lifecycle
     async def start(self) -> None:
         """Recover jobs a previous run left IN_PROGRESS, then start the control loop."""
-        await self.refresh_endpoints()
+        await self.refresh_endpoints(announce=False)
         self.queues.load(await self.store.list_accounts())
-        await self.recovery.recover()
+        await self.recover_orphans()
         self._loop_task = asyncio.create_task(self._run())
+
+    async def recover_orphans(self) -> None:
+        """Retry (or fail) the `orphaned` IN_PROGRESS jobs: this one's previous process's."""
+        await self.recovery.recover(self.orphaned)
+
+    async def recover_orphan(self, job: Job) -> None:
+        """Retry (or fail) one job whose worker went with its gateway."""
+        await self.recovery.lose_safely(job, "its gateway stopped while the job ran")
 
     async def stop(self) -> None:
         """Stop the loop, then every worker (running jobs get the grace period), then flush."""
@@ -198,6 +215,7 @@ class Scheduler:
         vid = job.version_id
         if (
             job.webhook_url
+            or not self.owns(job.endpoint_id)
             or vid not in self.fleet.versions
             or vid in self.backlog.flagged
             or not self.fleet.ready(vid)
@@ -207,6 +225,14 @@ class Scheduler:
         self.writer.count_arrival(job)
         await self.dispatcher.pump(vid)
         return future
+
+    async def dispatch_now(self, job: Job) -> bool:
+        """Hand a job just queued in the store straight to a free slot, or leave it queued
+        (False, and a tick soon): `Dispatcher.dispatch_now`; another gateway's endpoint's job
+        is left for its owner."""
+        if not self.owns(job.endpoint_id):
+            return self.backlog.queued_in_store(job)
+        return await self.dispatcher.dispatch_now(job)
 
     # jobs, for the gateway
     async def cancel(self, job_id: str, account: str) -> Job:
@@ -261,13 +287,20 @@ class Scheduler:
                 await self.fleet.stop_worker(worker, "its endpoint was deleted")
         await self.refresh_endpoints()
 
-    async def refresh_endpoints(self) -> None:
-        """Reload which version is current per endpoint (after a deploy or delete)."""
+    async def refresh_endpoints(self, announce: bool = True) -> None:
+        """Reload which version is current per endpoint (after a deploy or delete, or a change
+        of the endpoints this gateway owns); `announce` tells the other gateways."""
         endpoints = await self.store.list_endpoints(None)
         self.generation += 1
-        live = {e.current_version_id for e in endpoints} | await self.live_versions()
+        owned = {e.id for e in endpoints if self.owns(e.id)}
+        live = {e.current_version_id for e in endpoints if e.id in owned}
+        for vid in await self.live_versions():  # a split's versions, of owned endpoints
+            if (await self.fleet.version(vid))[0].endpoint_id in owned:
+                live.add(vid)
         await self.fleet.refresh(live)
         self.notify()
+        if announce and self.on_catalog_change is not None:
+            await self.on_catalog_change()
 
     # reads
     async def health(self, endpoint_id: int) -> dict[str, int]:
@@ -341,6 +374,10 @@ class Scheduler:
         for vid in self.backlog.to_spill():
             await self.book.spill(vid)
         stats = await self.store.queue_stats()
+        for vid in [
+            v for v in stats if not self.owns((await self.fleet.version(v))[0].endpoint_id)
+        ]:
+            del stats[vid]  # another gateway's to run
         # after the read: store calls run on the store thread in order, so every job committed
         # before the read has had its `added()` (its continuation ran before this one)
         self.queues.tick_started()
@@ -357,6 +394,6 @@ class Scheduler:
             await self.dispatcher.pump(vid)
         await self.recovery.expire(now)
         await self._flush()
-        if now - self._last_purge >= PURGE_EVERY_S:
+        if now - self._last_purge >= PURGE_EVERY_S and self.leads():
             self._last_purge = now
             await self.store.purge_expired(self.clock.time())

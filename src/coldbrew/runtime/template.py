@@ -39,8 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
+from coldbrew.runtime import lifeline
 from coldbrew.runtime.loader import load_class
-from coldbrew.runtime.sandbox import _libc
 from coldbrew.runtime.sandbox.enter import enter_from_env
 from coldbrew.runtime.worker import Worker, error_record, make_channel
 
@@ -87,6 +87,7 @@ class Template:
         self.spare_due: float | None = None  # when (monotonic) to fork the next spare
         self._inherited: list[int] = []  # descriptors a child closes: the wake-up pipe
         self._selector: selectors.BaseSelector | None = None
+        self.pid = os.getpid()  # a child checks it is still its parent's
 
     def load(self, module: str, class_name: str, preload: list[str]) -> tuple[float, float]:
         for var in THREAD_VARS:
@@ -211,8 +212,8 @@ class Template:
             signal.set_wakeup_fd(-1)
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
             self.ctl.close()
-            if self.sandboxed:  # dies with its template, as a spawned worker with the gateway
-                _libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if self.sandboxed or lifeline.wanted():  # dies with its template, as the
+                lifeline.die_with_parent(self.pid)  # template with the gateway (or agent)
             self._restore_threads()
             run()
         except _ChildExit as exc:
@@ -309,6 +310,7 @@ class Template:
 
 def main() -> None:
     directory, module, class_name, concurrency, snapshot, preload = sys.argv[1:7]
+    lifeline.from_env()  # a template on a Ray node dies with its agent
     ctl = socket.socket(fileno=int(os.environ["COLDBREW_TEMPLATE_FD"]))
     template = Template(ctl, int(concurrency), snapshot == "1")
     try:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from coldbrew.errors import ColdbrewError, PayloadTooLarge
-from coldbrew.runtime import protocol
+from coldbrew.runtime import lifeline, protocol
 from coldbrew.runtime.calls import Calls
 from coldbrew.runtime.loader import load_class
 from coldbrew.runtime.sandbox.enter import enter_from_env, limit_message
@@ -350,6 +350,7 @@ def make_channel(fd: int) -> _Channel:
 
 def main() -> None:
     directory, module, class_name, concurrency = sys.argv[1:5]
+    lifeline.from_env()  # a worker on a Ray node dies with its agent
     channel = make_channel(int(os.environ["COLDBREW_WORKER_FD"]))
     try:
         enter_from_env()  # the sandbox, before any tenant code is imported

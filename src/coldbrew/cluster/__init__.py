@@ -1,0 +1,1 @@
+"""Several gateways on one database: leases, endpoint ownership, forwarding, catalog news."""
