@@ -5,6 +5,7 @@ ColdbrewError                  500  internal_error
 │   ├── InvalidInput          400  invalid_input        the job input does not match the schema
 │   ├── InvalidRequest        400  invalid_request      a malformed body, query or transition
 │   ├── SpecError             400  invalid_spec         a deployment spec or model directory
+│   ├── InvalidPipeline       400  invalid_pipeline     a pipeline definition (unknown endpoint, …)
 │   ├── Unauthorized          401  unauthorized         no key or an unknown key
 │   ├── Forbidden             403  forbidden            the key lacks the right (admin only)
 │   ├── NotFound              404  not_found            no such endpoint, job or artifact
@@ -19,6 +20,7 @@ ColdbrewError                  500  internal_error
     ├── JobTimedOut           504  timed_out            the job ran past its execution timeout
     ├── HandlerError          500  handler_error        a RunPod handler answered with an error
     ├── NotStorable           500  not_storable         the job's result cannot be stored
+    ├── StageFailed           500  stage_failed         a pipeline's stage job did not complete
     ├── SecretUnreadable      500  secret_unreadable    a sealed secret does not open
     ├── StorageUnavailable    503  storage_unavailable  the database cannot take writes
     └── ClusterUnavailable    503  cluster_unavailable  a Ray call (a node's agent) timed out
@@ -77,6 +79,13 @@ class InvalidRequest(ClientError):
 
 class SpecError(ClientError):
     error_type = "invalid_spec"
+
+
+class InvalidPipeline(ClientError):
+    """A pipeline definition that cannot run: an unknown endpoint, a step that reads a later
+    step's output (a cycle), a field path that does not parse. `where` names the step."""
+
+    error_type = "invalid_pipeline"
 
 
 class Unauthorized(ClientError):
@@ -150,6 +159,13 @@ class NotStorable(ServerError):
     nothing else does (`control/poison.py`)."""
 
     error_type = "not_storable"
+
+
+class StageFailed(ServerError):
+    """A pipeline run stopped because one stage's job failed, timed out or was cancelled; the
+    record names the stage, its endpoint and job, and `/retry` resumes from that stage."""
+
+    error_type = "stage_failed"
 
 
 class SecretUnreadable(ServerError):

@@ -91,9 +91,13 @@ def test_n_messages_make_n_jobs_and_n_results_across_a_kill_9(
         assert {r["status"] for r in rows} == {"COMPLETED"}
         jobs = jobs_per_input(server.home, "echo", "i")
         assert sorted(jobs) == list(range(n)) and set(jobs.values()) == {1}, jobs
-        with server.http() as http:
-            stats = http.get(f"/v1/triggers/{trigger['id']}").json()["stats"]
-        assert (stats["completed"], stats["deadLettered"], stats["inFlight"]) == (n, 0, 0)
+        with server.http() as http:  # the sink is written before the counters: wait for them
+            stats = wait_until(
+                lambda: http.get(f"/v1/triggers/{trigger['id']}").json()["stats"],
+                lambda st: (st["completed"], st["deadLettered"], st["inFlight"]) == (n, 0, 0),
+                what="the trigger's counters",
+            )
+        assert stats["failed"] == 0
     finally:
         feeder.close()
 
@@ -133,8 +137,9 @@ def test_a_poison_message_is_dead_lettered_after_its_retries(
         assert jobs_per_input(server.home, "echo", "i") == {1: 1, 2: 2, 3: 1}  # 2 attempts
         assert (stats["completed"], stats["failed"], stats["deadLettered"]) == (2, 2, 1)
         assert "poison pill" in stats["lastError"]["message"]
-        if kind == "redis":  # the source's own dead-letter stream has it too
-            assert [d["body"]["i"] for d in feeder.dead()] == [2]
+        if hasattr(feeder, "dead"):  # the source's own dead-letter place has it too
+            (dead,) = wait_until(feeder.dead, what="the source's dead letter")
+            assert dead["body"]["i"] == 2 and "poison pill" in dead["error"]["message"]
     finally:
         feeder.close()
 

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 import orjson
 import pytest
 
+from tests.e2e.broker_feeders import BROKER_FEEDERS
+
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG_ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -148,7 +150,11 @@ class PostgresFeeder:
         return None
 
 
-FEEDERS: dict[str, type[Any]] = {"redis": RedisFeeder, "postgres": PostgresFeeder}
+FEEDERS: dict[str, type[Any]] = {
+    "redis": RedisFeeder,
+    "postgres": PostgresFeeder,
+    **BROKER_FEEDERS,  # nats, rabbitmq, mqtt (tests/e2e/broker_feeders.py)
+}
 
 
 def jobs_per_input(home: Path, endpoint: str, field: str) -> Counter[Any]:

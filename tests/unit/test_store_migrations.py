@@ -57,6 +57,7 @@ def test_a_new_database_records_every_part_at_its_latest_version(tmp_path: Path)
         "history",
         "ledger",
         "triggers",
+        "pipelines",
     ]
 
 

@@ -19,6 +19,7 @@ from coldbrew.api import (
     invoke,
     kserve,
     manage,
+    pipelines,
     replicate,
     runpod_worker,
     state,
@@ -31,6 +32,7 @@ from coldbrew.api.fastlane import FastLane
 from coldbrew.api.limits import BodyLimits
 from coldbrew.api.responses import error_body, error_response, json_response
 from coldbrew.control.jobs import JobService
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.metrics import CONTENT_TYPE
 from coldbrew.platform import Platform
@@ -87,11 +89,13 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         if manage_lifecycle:
             app.state.admin_key = await platform.start()
             await trigger_manager.start()  # after the scheduler: runners submit at once
+            await driver.resume()  # runs a restart interrupted go on from their stored stages
         try:
             yield
         finally:
             await trigger_manager.stop()
             await replicator.hooks.close()
+            await driver.stop()
             if manage_lifecycle:
                 await platform.stop()
 
@@ -112,7 +116,15 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         platform.versions,
         platform.cluster,
     )
-    runpod = invoke.RunPod(jobs, keys, platform.settings)
+    driver = Pipelines(
+        platform.store,
+        jobs,
+        platform.clock,
+        platform.settings.job_ttl_s,
+        on_end=lambda view: pipelines.post_webhook(platform.webhooks, view),
+    )
+    app.state.pipelines = driver
+    runpod = invoke.RunPod(jobs, keys, platform.settings, driver)
     # before /v2/{endpoint}/...: its routes win
     app.include_router(kserve.router(jobs, keys, platform.settings))
     app.include_router(invoke.router(runpod, platform))
@@ -128,6 +140,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     trigger_manager = triggers.new_manager(platform, jobs)
     app.state.triggers = trigger_manager
     app.include_router(triggers.router(platform, keys, trigger_manager))
+    app.include_router(pipelines.router(driver, keys))
     replicator = replicate.Replicate(jobs, keys, platform)  # Replicate's API over the same jobs
     app.include_router(replicate.router(replicator))
     app.include_router(runpod_worker.router(platform))

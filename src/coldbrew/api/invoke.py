@@ -8,6 +8,7 @@ path or `X-Coldbrew-Version: N`) and writes RunPod's status JSON; the job servic
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,13 +19,17 @@ from fastapi.responses import Response, StreamingResponse
 from coldbrew.api.auth import KeyCache
 from coldbrew.api.cluster import relay_stream
 from coldbrew.api.limits import check_depth
+from coldbrew.api.pipelines import accepted_json, run_json
 from coldbrew.api.responses import json_response
 from coldbrew.config import Settings
+from coldbrew.control.graph import parse
 from coldbrew.control.jobs import JobService, Policy
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.control.traffic import PIN_HEADER, parse_pin
-from coldbrew.errors import InvalidRequest
+from coldbrew.errors import InvalidRequest, NotFound
 from coldbrew.platform import Platform
-from coldbrew.store.models import Job, JobStatus
+from coldbrew.store.models import Job, JobStatus, Principal
+from coldbrew.store.pipelines import PipelineRun
 from coldbrew.wire import status_json
 
 MAX_WAIT_MS = 300_000
@@ -35,10 +40,34 @@ class RunPod:
     """`/run` and `/runsync`: RunPod's request in, the job service's job out as RunPod JSON.
     The FastLane middleware calls these two methods directly."""
 
-    def __init__(self, jobs: JobService, keys: KeyCache, settings: Settings) -> None:
+    def __init__(
+        self,
+        jobs: JobService,
+        keys: KeyCache,
+        settings: Settings,
+        pipelines: Pipelines | None = None,
+    ) -> None:
         self.jobs = jobs
         self.keys = keys
         self.settings = settings
+        self.pipelines = pipelines
+
+    async def _pipeline(
+        self,
+        principal: Principal,
+        name: str,
+        payload: dict[str, Any],
+        wait_s: float | None,
+        webhook: str | None,
+    ) -> PipelineRun | None:
+        """A run of the pipeline `name` (asked for only when no endpoint has that name: the
+        endpoint path stays as fast as it was), or None when there is no such pipeline."""
+        if self.pipelines is None:
+            return None
+        found = await self.pipelines.find(principal, name)
+        if found is None:
+            return None
+        return await self.pipelines.submit(principal, found, payload, wait_s, webhook)
 
     def _request(
         self, http: Request, body: bytes
@@ -67,16 +96,22 @@ class RunPod:
         key = request.headers.get("idempotency-key")
         name, pin = parse_pin(name, request.headers.get(PIN_HEADER))
         payload, policy, webhook, use_cache = self._request(request, await request.body())
-        job, replayed = await self.jobs.submit(
-            principal,
-            name,
-            payload,
-            policy=policy,
-            webhook=webhook,
-            idempotency_key=key,
-            use_cache=use_cache,
-            pin=pin,
-        )
+        try:
+            job, replayed = await self.jobs.submit(
+                principal,
+                name,
+                payload,
+                policy=policy,
+                webhook=webhook,
+                idempotency_key=key,
+                use_cache=use_cache,
+                pin=pin,
+            )
+        except NotFound:
+            run = await self._pipeline(principal, name, payload, None, webhook)
+            if run is None:
+                raise
+            return json_response(accepted_json(run))
         response = json_response({"id": job.id, "status": job.status.value})
         if replayed:
             response.headers["idempotent-replayed"] = "true"
@@ -88,16 +123,22 @@ class RunPod:
         wait_ms = _wait_ms(request, self.settings.runsync_wait_ms)
         name, pin = parse_pin(name, request.headers.get(PIN_HEADER))
         payload, policy, webhook, use_cache = self._request(request, await request.body())
-        job, _ = await self.jobs.submit(
-            principal,
-            name,
-            payload,
-            policy=policy,
-            webhook=webhook,
-            wait_s=wait_ms / 1000,
-            use_cache=use_cache,
-            pin=pin,
-        )
+        try:
+            job, _ = await self.jobs.submit(
+                principal,
+                name,
+                payload,
+                policy=policy,
+                webhook=webhook,
+                wait_s=wait_ms / 1000,
+                use_cache=use_cache,
+                pin=pin,
+            )
+        except NotFound:
+            run = await self._pipeline(principal, name, payload, wait_ms / 1000, webhook)
+            if run is None or self.pipelines is None:
+                raise
+            return json_response(run_json(await self.pipelines.view(principal, name, run.id)))
         return json_response(status_json(job))
 
 
@@ -163,17 +204,110 @@ async def _sse(jobs: JobService, job: Job) -> AsyncIterator[bytes]:
         )
 
 
-async def _stream(jobs: JobService, job: Job, request: Request) -> Response:
-    """New chunks of a streaming job since the last poll, or server-sent events."""
-    if "text/event-stream" in request.headers.get("accept", ""):
-        return StreamingResponse(
-            _sse(jobs, job),
-            media_type="text/event-stream",
-            headers={"cache-control": "no-cache"},
+class _JobCalls:
+    """/status, /stream, /cancel and /retry of a job, or, when the id is no job of an endpoint
+    of that name, of a pipeline run (`/v2/{pipeline}/...`)."""
+
+    def __init__(self, runpod: RunPod, platform: Platform) -> None:
+        self.jobs, self.keys, self.pipelines = runpod.jobs, runpod.keys, runpod.pipelines
+        self.platform = platform
+
+    async def _run_of(self, principal: Principal, name: str, run_id: str) -> Pipelines:
+        """The driver, once `run_id` is a run of the pipeline `name`; NotFound naming both."""
+        if self.pipelines is not None:
+            with contextlib.suppress(NotFound):
+                await self.pipelines.view(principal, name, run_id)
+                return self.pipelines
+        raise NotFound(
+            f"no job or pipeline run {run_id!r} on {name!r}", hint="check the id returned by /run"
         )
-    job, chunks = await jobs.poll_stream(job, STREAM_POLL_WAIT_S)
+
+    async def status(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            job = await self.jobs.get(principal, job_id, _plain(endpoint))
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            return json_response(run_json(await driver.view(principal, endpoint, job_id)))
+        body = status_json(job)
+        runpod = self.platform.runpod
+        if job.status is JobStatus.IN_PROGRESS and runpod is not None:
+            progress = runpod.progress(job.id)  # a RunPod handler's progress_update
+            if progress is not None:
+                body["output"] = progress
+        return json_response(body)
+
+    async def stream(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            job = await self.jobs.get(principal, job_id, _plain(endpoint))
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            run, chunks = await driver.stream(principal, endpoint, job_id, STREAM_POLL_WAIT_S)
+            return _chunks_json(run.id, run.status, chunks)
+        relayed = await relay_stream(self.platform, job, request)  # its owner has the chunks
+        if relayed is not None:
+            return relayed
+        if "text/event-stream" in request.headers.get("accept", ""):
+            return StreamingResponse(
+                _sse(self.jobs, job),
+                media_type="text/event-stream",
+                headers={"cache-control": "no-cache"},
+            )
+        job, chunks = await self.jobs.poll_stream(job, STREAM_POLL_WAIT_S)
+        return _chunks_json(job.id, job.status, chunks)
+
+    async def cancel(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            job = await self.jobs.cancel(principal, job_id, _plain(endpoint))
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            return json_response(run_json(await driver.cancel(principal, endpoint, job_id)))
+        return json_response(status_json(job))
+
+    async def retry(self, endpoint: str, job_id: str, request: Request) -> Response:
+        principal = await self.keys.resolve(request)
+        try:
+            retried = await self.jobs.retry(principal, _plain(endpoint), job_id)
+        except NotFound:
+            driver = await self._run_of(principal, endpoint, job_id)
+            return json_response(accepted_json(await driver.retry(principal, endpoint, job_id)))
+        return json_response({"id": retried.id, "status": retried.status.value})
+
+    async def health(self, endpoint: str, request: Request) -> Response:
+        """RunPod's /health; for a pipeline, its endpoints' jobs and workers added up."""
+        principal = await self.keys.resolve(request)
+        try:
+            found = await self.jobs.endpoint(principal, _plain(endpoint))
+        except NotFound:
+            definition = (
+                None if self.pipelines is None else await self.pipelines.find(principal, endpoint)
+            )
+            if definition is None:
+                raise
+            names = parse(definition.definition).endpoints
+            bodies = [
+                await health_json(self.jobs, (await self.jobs.endpoint(principal, n)).id)
+                for n in names
+            ]
+            return json_response(_added_up(bodies))
+        return json_response(await health_json(self.jobs, found.id))
+
+
+def _added_up(bodies: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several /health bodies as one: every count summed."""
+    total: dict[str, Any] = {"jobs": {}, "workers": {}}
+    for body in bodies:
+        for part in ("jobs", "workers"):
+            for key, count in body[part].items():
+                total[part][key] = total[part].get(key, 0) + count
+    return total
+
+
+def _chunks_json(job_id: str, status: JobStatus, chunks: list[Any]) -> Response:
     return json_response(
-        {"id": job.id, "status": job.status.value, "stream": [{"output": c} for c in chunks]}
+        {"id": job_id, "status": status.value, "stream": [{"output": c} for c in chunks]}
     )
 
 
@@ -181,6 +315,7 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
     """The /v2 routes; each handler is small, ruff counts them all as one function."""
     routes = APIRouter(prefix="/v2/{endpoint}", tags=["invoke"])
     jobs, keys = runpod.jobs, runpod.keys
+    calls = _JobCalls(runpod, platform)
 
     @routes.post("/run", summary="Queue a job; poll /status/{id} or get a webhook")
     async def run(endpoint: str, request: Request) -> Response:
@@ -192,34 +327,23 @@ def router(runpod: RunPod, platform: Platform) -> APIRouter:
 
     @routes.get("/status/{job_id}", summary="A job's status, output and cost")
     async def status(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
-        body = status_json(job)
-        if job.status is JobStatus.IN_PROGRESS and platform.runpod is not None:
-            progress = platform.runpod.progress(job.id)  # a RunPod handler's progress_update
-            if progress is not None:
-                body["output"] = progress
-        return json_response(body)
+        return await calls.status(endpoint, job_id, request)
 
     @routes.get("/stream/{job_id}", summary="New chunks of a streaming job (or server-sent events)")
     async def stream(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.get(await keys.resolve(request), job_id, _plain(endpoint))
-        relayed = await relay_stream(platform, job, request)  # its owner has the chunks
-        return relayed or await _stream(jobs, job, request)
+        return await calls.stream(endpoint, job_id, request)
 
     @routes.post("/cancel/{job_id}", summary="Cancel a queued or running job")
     async def cancel(endpoint: str, job_id: str, request: Request) -> Response:
-        job = await jobs.cancel(await keys.resolve(request), job_id, _plain(endpoint))
-        return json_response(status_json(job))
+        return await calls.cancel(endpoint, job_id, request)
 
     @routes.post("/retry/{job_id}", summary="Queue a FAILED or TIMED_OUT job again")
     async def retry(endpoint: str, job_id: str, request: Request) -> Response:
-        retried = await jobs.retry(await keys.resolve(request), _plain(endpoint), job_id)
-        return json_response({"id": retried.id, "status": retried.status.value})
+        return await calls.retry(endpoint, job_id, request)
 
-    @routes.get("/health", summary="Job counts and workers of the endpoint")
+    @routes.get("/health", summary="Job counts and workers of the endpoint (or a pipeline's)")
     async def health(endpoint: str, request: Request) -> Response:
-        ep = await jobs.endpoint(await keys.resolve(request), _plain(endpoint))
-        return json_response(await health_json(jobs, ep.id))
+        return await calls.health(endpoint, request)
 
     @routes.post("/purge-queue", summary="Cancel every queued job of the endpoint")
     async def purge_queue(endpoint: str, request: Request) -> Response:

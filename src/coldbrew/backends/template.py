@@ -96,7 +96,7 @@ class TemplateBackend:
         templates = [self._templates.get(TemplateKey.of(launch)) for launch in launches]
         loading = {t.ready for t in templates if t is not None and not t.ready.done()}
         if loading:
-            await asyncio.wait([asyncio.shield(f) for f in loading], timeout=timeout_s)
+            await asyncio.wait(loading, timeout=timeout_s)  # never cancels them on a timeout
         return [_cold_path(t) for t in templates]
 
     async def start(self, launch: WorkerLaunch) -> WorkerHandle:

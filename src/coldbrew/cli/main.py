@@ -12,6 +12,7 @@ import click
 from coldbrew.cli.credentials import keys, secrets
 from coldbrew.cli.money import advise, budgets, usage
 from coldbrew.cli.output import print_table
+from coldbrew.cli.pipelines import pipelines
 from coldbrew.cli.state import state
 from coldbrew.cli.triggers import triggers
 from coldbrew.cli.versions import rollback, traffic, versions
@@ -315,5 +316,6 @@ main.add_command(traffic)
 main.add_command(rollback)
 main.add_command(state)
 main.add_command(triggers)
+main.add_command(pipelines)
 for _command in (usage, budgets, advise):
     main.add_command(_command)

@@ -16,6 +16,7 @@ import uvicorn
 from coldbrew.api.app import create_app
 from coldbrew.cli.http import home_problem, server_limits
 from coldbrew.config import Settings
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.errors import ColdbrewError
 from coldbrew.observe.logs import configure as configure_logs
 from coldbrew.platform import DEFAULT_ACCOUNT, Platform
@@ -103,6 +104,8 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
     app = create_app(platform, manage_lifecycle=False)
     admin_key = await platform.start()
     await app.state.triggers.start()  # after the scheduler: runners submit at once
+    pipelines: Pipelines = app.state.pipelines
+    await pipelines.resume()  # runs a restart interrupted go on from their stored stages
     if admin_key:
         click.echo(
             f"created account '{DEFAULT_ACCOUNT}' with admin key {admin_key}\n"
@@ -156,6 +159,7 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
     finally:
         click.echo("stopping workers …")
         await app.state.triggers.stop()
+        await pipelines.stop()
         await platform.stop()
     return 0
 

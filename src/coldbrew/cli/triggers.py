@@ -13,7 +13,14 @@ from coldbrew.cli.output import print_table
 from coldbrew.sdk.client import Client
 
 #: Which config field `--sink KIND:NAME` fills, per sink kind.
-_SINK_NAME = {"postgres": "table", "redis": "stream", "webhook": "url", "nats": "subject"}
+_SINK_NAME = {
+    "postgres": "table",
+    "redis": "stream",
+    "webhook": "url",
+    "nats": "subject",
+    "rabbitmq": "routing_key",
+    "mqtt": "topic",
+}
 
 
 def _pairs(values: tuple[str, ...], flag: str) -> dict[str, Any]:
@@ -48,7 +55,8 @@ Examples:
 
 \b
 Sources: cron, redis, postgres, s3 (and nats, rabbitmq, mqtt, kafka where installed).
-Sinks:   postgres:TABLE, redis:STREAM, webhook:URL (more fields with --sink-set k=v).
+Sinks:   postgres:TABLE, redis:STREAM, webhook:URL, nats:SUBJECT, rabbitmq:QUEUE,
+         mqtt:TOPIC (more fields with --sink-set k=v).
 """
 
 

@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import AsyncIterator
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -20,6 +20,8 @@ from coldbrew.backends.envs import SERVER, Environments, Interpreter, Report
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import naming
+from coldbrew.control.graph import Graph
+from coldbrew.control.graph import parse as parse_graph
 from coldbrew.control.requirements import (
     COG_FILE,
     check_resolved_torch,
@@ -33,6 +35,7 @@ from coldbrew.runtime.sandbox.host import BoxSpec, Sandbox
 from coldbrew.runtime.sandbox.policy import SandboxMode
 from coldbrew.spec import DeploymentSpec
 from coldbrew.store.catalog import Catalog
+from coldbrew.store.pipelines import PipelineStore
 
 INSPECT_TIMEOUT_S = 600.0
 #: The inspection process's memory limit (the spec, with its own limit, is not known yet).
@@ -45,12 +48,16 @@ def _log_progress(line: str) -> None:
     log.info("deploy: %s", line)
 
 
+class DeployStore(Catalog, PipelineStore, Protocol):
+    """What a deploy writes: versions, and the pipelines a directory declares."""
+
+
 class Deployer:
-    """Turns uploaded directories into endpoint versions."""
+    """Turns uploaded directories into endpoint versions (and the pipelines they declare)."""
 
     def __init__(
         self,
-        store: Catalog,
+        store: DeployStore,
         clock: Clock,
         settings: Settings,
         sandbox: Sandbox | None = None,
@@ -137,7 +144,7 @@ class Deployer:
         key: str | None,
     ) -> list[dict[str, Any]]:
         python = self.environments.interpreter(key)
-        inspected = await self._inspect(directory, directory_name, account, python)
+        inspected, pipelines = await self._inspect(directory, directory_name, account, python)
         models = naming.rename(inspected, name)
         sources = [naming.source_of(m, directory, directory_name) for m in models]
         if key:
@@ -150,6 +157,9 @@ class Deployer:
                 if existing is not None:
                     current = await self.store.get_version(existing.current_version_id)
                     naming.check_replacement(current, source)
+        deployed = {e.name for e in await self.store.list_endpoints(account)}
+        known = deployed | {m["name"] for m in models}
+        graphs = [_pipeline_graph(d, known) for d in pipelines]  # before any version is added
         results = []
         for model in models:
             spec = DeploymentSpec(**model["spec"])
@@ -184,7 +194,24 @@ class Deployer:
                     "notes": naming.notes(source),
                 }
             )
+        for graph in graphs:
+            results.append(await self._pipeline(account, graph))
         return results
+
+    async def _pipeline(self, account: str, graph: Graph) -> dict[str, Any]:
+        """Store a pipeline the directory declares (`app.pipeline`)."""
+        definition = graph.definition
+        found, changed = await self.store.put_pipeline(
+            account, graph.name, definition, self.clock.time()
+        )
+        return {
+            "name": graph.name,
+            "pipeline": True,
+            "version": found.revision,
+            "versionId": None,  # no template to wait for: a pipeline runs no worker of its own
+            "created": changed,
+            "notes": [f"pipeline: {graph.summary()}"],
+        }
 
     async def _environment(
         self, account: str, sha: str, directory: Path, report: Report
@@ -236,8 +263,9 @@ class Deployer:
         directory_name: str | None,
         account: str,
         python: Interpreter = SERVER,
-    ) -> list[dict[str, Any]]:
-        """Run the inspection in the account's sandbox: module-level code is tenant code."""
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Run the inspection in the account's sandbox: module-level code is tenant code.
+        (models, pipeline definitions)."""
         name = f"inspect-{secrets.token_hex(6)}"
         box = self.sandbox.box(BoxSpec(name, account, directory.resolve(), INSPECT_MEMORY_MB))
         try:
@@ -260,7 +288,7 @@ class Deployer:
                 err["message"], hint=err.get("hint", ""), traceback=err.get("traceback", "")
             )
         models: list[dict[str, Any]] = result["models"]
-        return models
+        return models, list(result.get("pipelines", []))
 
     async def _run_inspection(
         self,
@@ -292,6 +320,17 @@ class Deployer:
                 hint="move slow work from module level into setup()",
             ) from None
         return out, process.returncode
+
+
+def _pipeline_graph(definition: dict[str, Any], endpoints: set[str]) -> Graph:
+    """A declared pipeline, checked against the account's endpoints and the directory's own."""
+    graph = parse_graph(definition, endpoints.__contains__)
+    if graph.name in endpoints:
+        raise SpecError(
+            f"pipeline {graph.name!r} has the name of an endpoint",
+            hint="/v2/NAME calls either; give the pipeline another name",
+        )
+    return graph
 
 
 def _cog_requirement() -> str:

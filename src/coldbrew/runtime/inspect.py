@@ -1,7 +1,8 @@
 """Inspect a model directory in a throwaway process: `python -m coldbrew.runtime.inspect DIR`.
 
-Prints one JSON object: `{"models": [...]}` with each endpoint's module, class, spec and input
-schema, or `{"error": {...}}`. Runs out of the server process because it imports user code.
+Prints one JSON object: `{"models": [...], "pipelines": [...]}` with each endpoint's module,
+class, spec and input schema and each declared pipeline's definition, or `{"error": {...}}`.
+Runs out of the server process because it imports user code.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from coldbrew.errors import ColdbrewError, SpecError
-from coldbrew.runtime.loader import discover
+from coldbrew.runtime.loader import discover, pipelines_in
 from coldbrew.runtime.sandbox.enter import enter_from_env
 from coldbrew.runtime.schema import input_schema
 
@@ -39,7 +40,8 @@ def main() -> None:
     directory = Path(sys.argv[1])
     try:
         enter_from_env()  # module-level code is tenant code too
-        result: dict[str, Any] = {"models": inspect_directory(directory)}
+        models = inspect_directory(directory)
+        result: dict[str, Any] = {"models": models, "pipelines": pipelines_in(directory)}
     except ColdbrewError as exc:
         result = exc.to_json()
     except BaseException as exc:

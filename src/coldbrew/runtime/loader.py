@@ -11,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from coldbrew.errors import SpecError
 from coldbrew.sdk.app import App, ModelDef
@@ -42,6 +43,17 @@ def models_in(module: ModuleType) -> list[ModelDef]:
         if isinstance(value, App):
             found.extend(value.models.values())
     return found
+
+
+def pipelines_in(directory: Path) -> list[dict[str, Any]]:
+    """The definitions of the pipelines declared with `app.pipeline(...)` in `directory` (after
+    `discover` imported its modules)."""
+    found: dict[str, dict[str, Any]] = {}
+    for module_name in model_modules(directory):
+        for value in vars(import_module(directory, module_name)).values():
+            if isinstance(value, App):
+                found.update((n, p.definition) for n, p in value.pipelines.items())
+    return [found[name] for name in sorted(found)]
 
 
 def discover(directory: Path) -> dict[str, tuple[str, ModelDef]]:

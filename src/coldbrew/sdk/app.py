@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from coldbrew.errors import SpecError
 from coldbrew.names import NAME_PATTERN, SKIP_VALIDATION_ENV
+from coldbrew.sdk.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from coldbrew.spec import DeploymentSpec
@@ -40,6 +41,20 @@ class App:
     def __init__(self, name: str) -> None:
         self.name = name
         self.models: dict[str, ModelDef] = {}
+        self.pipelines: dict[str, Pipeline] = {}
+
+    def pipeline(self, name: str, description: str | None = None) -> Pipeline:
+        """Declare a pipeline over this app's (or the account's) endpoints, deployed with the
+        models; add its steps on the `Pipeline` returned (`sdk/pipeline.py`)."""
+        if not NAME_PATTERN.match(name):
+            raise SpecError(
+                f"pipeline name {name!r} is not valid",
+                hint="lower-case letters, digits, '-' or '_'",
+            )
+        if name in self.pipelines or name in self.models:
+            raise SpecError(f"app {self.name!r} already has an endpoint or pipeline {name!r}")
+        self.pipelines[name] = Pipeline(name, description)
+        return self.pipelines[name]
 
     def model(self, **spec: Any) -> Any:
         """Register a class as an endpoint; `spec` holds the `DeploymentSpec` fields."""

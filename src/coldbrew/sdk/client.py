@@ -207,6 +207,27 @@ class Client:
         result: dict[str, Any] = self._call("DELETE", path)
         return result
 
+    # pipelines (run them with run/run_sync: /v2/{pipeline} is called as an endpoint is)
+    def pipelines(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/pipelines")["pipelines"]
+        return result
+
+    def pipeline(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/pipelines/{name}")
+        return result
+
+    def create_pipeline(self, definition: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", "/v1/pipelines", json=definition)
+        return result
+
+    def delete_pipeline(self, name: str) -> None:
+        self._call("DELETE", f"/v1/pipelines/{name}")
+
+    def run_status(self, pipeline: str, run_id: str) -> dict[str, Any]:
+        """A pipeline run's status with its stages."""
+        result: dict[str, Any] = self._call("GET", f"/v2/{pipeline}/status/{run_id}")
+        return result
+
     def versions(self, name: str, window: str = "1h") -> dict[str, Any]:
         """Every version of `name`: status, traffic share, workers, stats over `window`."""
         result: dict[str, Any] = self._call(

@@ -8,6 +8,7 @@
 | `History`         | `history.py`     | timings, logs, webhook deliveries, traffic            |
 | `Ledger`          | `ledger.py`      | usage, budgets, budget alerts                         |
 | `TriggerStore`    | `triggers.py`    | triggers, cursors, in-flight messages, dead letters   |
+| `PipelineStore`   | `pipelines.py`   | pipeline definitions, runs, stage results             |
 
 Each consumer is typed on the part it uses (the deployer on `Catalog`, the budget guard on
 `Ledger`, ...), so a second database (PostgreSQL) can implement the parts one at a time and the
@@ -25,6 +26,7 @@ from coldbrew.store.catalog import Catalog
 from coldbrew.store.credentials import CredentialStore
 from coldbrew.store.history import History
 from coldbrew.store.ledger import Ledger
+from coldbrew.store.pipelines import PipelineStore
 from coldbrew.store.queue import JobQueue
 from coldbrew.store.triggers import TriggerStore
 
@@ -34,12 +36,15 @@ __all__ = [
     "History",
     "JobQueue",
     "Ledger",
+    "PipelineStore",
     "Store",
     "TriggerStore",
 ]
 
 
-class Store(Catalog, CredentialStore, JobQueue, History, Ledger, TriggerStore, Protocol):
+class Store(
+    Catalog, CredentialStore, JobQueue, History, Ledger, TriggerStore, PipelineStore, Protocol
+):
     """Durable state shared by the gateway, the scheduler and metering: every part, one database."""
 
     fault: str | None = None  # why the storage cannot take writes now (disk full, locked, ...)

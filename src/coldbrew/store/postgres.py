@@ -1,10 +1,11 @@
 """The clustered job store: every part of `Store` on one PostgreSQL database, shared by gateways.
 
 Each part lives in its own module (`pg_catalog`, `pg_credentials`, `pg_queue`, `pg_history`,
-`pg_ledger`, `pg_triggers`) with its tables' migrations; the pool, the transactions, the
-migration runner and the storage faults they share are `pg_db`. This class only puts them
-together. asyncpg is imported here and in those modules only: `coldbrew.store.open` imports
-this module when a database URL is configured, so the embedded default never loads it.
+`pg_ledger`, `pg_triggers`, `pg_pipelines`) with its tables' migrations; the pool, the
+transactions, the migration runner and the storage faults they share are `pg_db`. This class
+only puts them together. asyncpg is imported here and in those modules only:
+`coldbrew.store.factory` imports this module when a database URL is configured, so the
+embedded default never loads it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from coldbrew.store import (
     pg_credentials,
     pg_history,
     pg_ledger,
+    pg_pipelines,
     pg_queue,
     pg_triggers,
 )
@@ -24,6 +26,7 @@ from coldbrew.store.pg_credentials import PostgresCredentials
 from coldbrew.store.pg_db import Part, with_faults
 from coldbrew.store.pg_history import PostgresHistory
 from coldbrew.store.pg_ledger import PostgresLedger
+from coldbrew.store.pg_pipelines import PostgresPipelines
 from coldbrew.store.pg_queue import PostgresQueue
 from coldbrew.store.pg_triggers import PostgresTriggers
 
@@ -35,6 +38,7 @@ PARTS: tuple[Part, ...] = (
     pg_history.PART,
     pg_ledger.PART,
     pg_triggers.PART,
+    pg_pipelines.PART,
 )
 
 POOL_MAX = 10  # connections per gateway: PostgreSQL's default allows 100 in all
@@ -48,6 +52,7 @@ class PostgresStore(
     PostgresHistory,
     PostgresLedger,
     PostgresTriggers,
+    PostgresPipelines,
     Store,
 ):
     """`Store` on a PostgreSQL database (or one schema of it); open it with `connect`.

@@ -6,9 +6,9 @@ power loss can drop the last few. Every call runs on the store's own thread (`st
 never on the event loop: a lock held elsewhere or a stalled disk must not freeze the gateway.
 
 Each part lives in its own module (`sqlite_catalog`, `sqlite_credentials`, `sqlite_queue`,
-`sqlite_history`, `sqlite_ledger`, `sqlite_triggers`) with its tables' migrations; the
-connection, the thread and the migration runner they share are `sqlite_db`. This class only
-puts them together.
+`sqlite_history`, `sqlite_ledger`, `sqlite_triggers`, `sqlite_pipelines`) with its tables'
+migrations; the connection, the thread and the migration runner they share are `sqlite_db`.
+This class only puts them together.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from coldbrew.store import (
     sqlite_credentials,
     sqlite_history,
     sqlite_ledger,
+    sqlite_pipelines,
     sqlite_queue,
     sqlite_triggers,
 )
@@ -31,6 +32,7 @@ from coldbrew.store.sqlite_credentials import SQLiteCredentials
 from coldbrew.store.sqlite_db import Part
 from coldbrew.store.sqlite_history import SQLiteHistory
 from coldbrew.store.sqlite_ledger import SQLiteLedger
+from coldbrew.store.sqlite_pipelines import SQLitePipelines
 from coldbrew.store.sqlite_queue import SQLiteQueue
 from coldbrew.store.sqlite_triggers import SQLiteTriggers
 
@@ -43,6 +45,7 @@ PARTS: tuple[Part, ...] = (
     sqlite_history.PART,
     sqlite_ledger.PART,
     sqlite_triggers.PART,
+    sqlite_pipelines.PART,
 )
 
 
@@ -54,6 +57,7 @@ class SQLiteStore(
     SQLiteHistory,
     SQLiteLedger,
     SQLiteTriggers,
+    SQLitePipelines,
     Store,
 ):
     """`Store` on one SQLite database file (or `:memory:` for unit tests), used from one thread.

@@ -15,6 +15,7 @@ from coldbrew.store.base import (
     History,
     JobQueue,
     Ledger,
+    PipelineStore,
     Store,
     TriggerStore,
 )
@@ -22,6 +23,7 @@ from coldbrew.store.pg_catalog import PostgresCatalog
 from coldbrew.store.pg_credentials import PostgresCredentials
 from coldbrew.store.pg_history import PostgresHistory
 from coldbrew.store.pg_ledger import PostgresLedger
+from coldbrew.store.pg_pipelines import PostgresPipelines
 from coldbrew.store.pg_queue import PostgresQueue
 from coldbrew.store.pg_triggers import PostgresTriggers
 from coldbrew.store.postgres import PostgresStore
@@ -30,6 +32,7 @@ from coldbrew.store.sqlite_catalog import SQLiteCatalog
 from coldbrew.store.sqlite_credentials import SQLiteCredentials
 from coldbrew.store.sqlite_history import SQLiteHistory
 from coldbrew.store.sqlite_ledger import SQLiteLedger
+from coldbrew.store.sqlite_pipelines import SQLitePipelines
 from coldbrew.store.sqlite_queue import SQLiteQueue
 from coldbrew.store.sqlite_triggers import SQLiteTriggers
 
@@ -40,12 +43,14 @@ PARTS: list[tuple[type, type]] = [
     (History, SQLiteHistory),
     (Ledger, SQLiteLedger),
     (TriggerStore, SQLiteTriggers),
+    (PipelineStore, SQLitePipelines),
     (Catalog, PostgresCatalog),
     (CredentialStore, PostgresCredentials),
     (JobQueue, PostgresQueue),
     (History, PostgresHistory),
     (Ledger, PostgresLedger),
     (TriggerStore, PostgresTriggers),
+    (PipelineStore, PostgresPipelines),
 ]
 
 
@@ -56,14 +61,14 @@ def methods(cls: type) -> set[str]:
 
 def test_store_is_the_union_of_disjoint_parts() -> None:
     seen: set[str] = set()
-    for protocol, _ in PARTS[:6]:
+    for protocol, _ in PARTS[:7]:
         assert not methods(protocol) & seen, protocol.__name__
         seen |= methods(protocol)
     assert seen | {"probe", "close"} == set(Store.__abstractmethods__)
-    # the 57 methods `Store` had before the split, less probe and close, 5 for issue 15, 14
-    # for triggers (issue 16), and 3 for issue 14's shared webhooks (claim_webhooks,
-    # save_webhook_hook, webhook_hook)
-    assert len(seen) == 77
+    # the 57 methods `Store` had before the split, less probe and close, 5 for issue 15, 14 for
+    # triggers and 11 for pipelines (issue 16), and 3 for issue 14's shared webhooks
+    # (claim_webhooks, save_webhook_hook, webhook_hook)
+    assert len(seen) == 88
 
 
 @pytest.mark.parametrize(("protocol", "part"), PARTS, ids=lambda c: c.__name__)

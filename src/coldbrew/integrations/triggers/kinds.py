@@ -18,6 +18,12 @@ MODULES = (
     "coldbrew.integrations.triggers.redis_streams",
     "coldbrew.integrations.triggers.postgres",
     "coldbrew.integrations.triggers.webhook_sink",
+    # the brokers' modules import without their clients (they load them in `open()`), and
+    # their configs refuse with "pip install 'coldbrew[triggers]'" when the client is missing
+    "coldbrew.integrations.triggers.nats_jetstream",
+    "coldbrew.integrations.triggers.rabbitmq",
+    "coldbrew.integrations.triggers.mqtt",
+    "coldbrew.integrations.triggers.kafka",
 )
 
 
