@@ -190,9 +190,8 @@ class Platform:
         # RunPod handler files run as workers
         runpod = RunPodBackend(backend, settings, clock, sandbox, environments)
         shared = make_shared(settings, clock, settings.gateway_id)
-        scheduler = Scheduler(
-            store, runpod, clock, settings, endpoint_env=secrets.env, slots=shared.slots
-        )
+        scheduler = Scheduler(store, runpod, clock, settings, endpoint_env=secrets.env)
+        scheduler.dispatcher.slots = shared.slots  # the account cap, across gateways
         # a stored job made final here wakes whoever waits for it on any gateway
         scheduler.add_final_listener(shared.announce_final)
         shared.signals.on_final(scheduler.wake)

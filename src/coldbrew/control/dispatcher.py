@@ -195,6 +195,7 @@ class Dispatcher:
         # freed meanwhile wakes the next tick (`on_done`), which scales before it dispatches.
         slots = self._free_at_start(queued)
         self._full.clear()
+        await self.slots.renew()  # every third of a lease; a no-op in one process
         progress = True
         while progress:
             progress = False

@@ -37,7 +37,6 @@ from coldbrew.control.writer import BufferedWriter
 from coldbrew.errors import NotFound, StorageUnavailable
 from coldbrew.store.base import Store
 from coldbrew.store.models import Job, JobStatus, QueueStat
-from coldbrew.store.shared.slots import AccountSlots
 
 log = logging.getLogger("coldbrew.scheduler")
 
@@ -69,7 +68,6 @@ class Scheduler:
         clock: Clock,
         settings: Settings,
         endpoint_env: Callable[[str, str], dict[str, str]] | None = None,
-        slots: AccountSlots | None = None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -114,7 +112,6 @@ class Scheduler:
             settings,
             wake,
             lambda job, reason: self.recovery.record_lost(job, reason),
-            slots,
         )
         self.recovery = Recovery(
             self.book, self.fleet, self.dispatcher, self.streams, self.writer, clock, settings, wake
@@ -144,8 +141,7 @@ class Scheduler:
         self.persist: Callable[[Job], Awaitable[Job]] = self.book.persist
         #: The job (the account's, when given), from memory or the store.
         self.find_job: FindJob = self.book.find
-        #: Another gateway made this stored job final: wake whoever waits for it here.
-        self.wake: Callable[[str], None] = self.book.wake
+        self.wake: Callable[[str], None] = self.book.wake  #: a stored job ended (anywhere)
         #: A future resolved with the job once it is final (register before queueing).
         self.watch: Callable[[str], asyncio.Future[Job]] = self.book.watch
         self.unwatch: Callable[[str, asyncio.Future[Job]], None] = self.book.unwatch
@@ -398,7 +394,6 @@ class Scheduler:
         for vid in self.backlog.lane_versions():
             await self.dispatcher.pump(vid)
         await self.recovery.expire(now)
-        await self.dispatcher.slots.renew()  # every third of a lease; a no-op in one process
         await self._flush()
         if now - self._last_purge >= PURGE_EVERY_S and self.leads():
             self._last_purge = now
