@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from coldbrew.sim.engine import SimConfig, Simulation
+from coldbrew.sim.engine import Simulation
+from coldbrew.sim.model import SimConfig
 from coldbrew.sim.workload import Arrivals, EndpointLoad, Trace
 from coldbrew.spec import DeploymentSpec
 
@@ -67,7 +68,7 @@ def check_erlang(
     servers: int = 4,
     arrival_per_s: float = 3.0,
     service_per_s: float = 1.0,
-    duration_s: float = 40_000.0,
+    duration_s: float = 100_000.0,
     seed: int = 0,
 ) -> ErlangCheck:
     """Simulate the M/M/c queue (first 5% of requests dropped as warm-up) and compare."""

@@ -18,7 +18,8 @@ import numpy as np
 
 from coldbrew.control.warmth import TrafficProfile
 from coldbrew.sim.cluster import GPU_NODE_SLOTS
-from coldbrew.sim.engine import WALL_START_S, Outcome, SimConfig, Simulation
+from coldbrew.sim.engine import WALL_START_S, Simulation
+from coldbrew.sim.model import Outcome, SimConfig
 from coldbrew.sim.workload import EndpointLoad, Trace
 from coldbrew.spec import DeploymentSpec
 
@@ -135,9 +136,7 @@ def initial_nodes(
     for load in endpoints:
         busy = load.rate_per_s * load.exec_mean_s * HEADROOM / concurrency_for(load)
         workers[load.hardware] = workers.get(load.hardware, 0) + max(1, math.ceil(busy))
-    return {
-        hw: -(-n // node_slots.get(hw, gpu_slots)) for hw, n in sorted(workers.items())
-    }
+    return {hw: -(-n // node_slots.get(hw, gpu_slots)) for hw, n in sorted(workers.items())}
 
 
 def sized(config: SimConfig, endpoints: Sequence[EndpointLoad]) -> SimConfig:
