@@ -24,7 +24,7 @@ from coldbrew.control.autoscaler import decide
 from coldbrew.control.warmth import TrafficProfile, prewarm_workers
 from coldbrew.sim.cluster import Cluster, Node
 from coldbrew.sim.latency import StartPath
-from coldbrew.sim.model import Endpoint, Outcome, SimConfig, Worker, touch
+from coldbrew.sim.model import Endpoint, IdleWorkers, Outcome, SimConfig, Worker, touch
 from coldbrew.sim.workload import Trace
 from coldbrew.spec import DeploymentSpec
 
@@ -66,7 +66,7 @@ class Simulation:
         self.seq = 0
         self.dirty: set[int] = set()
         self.waiting: dict[str, deque[Worker]] = {}
-        self.idle_lru: dict[str, list[tuple[float, int, Worker]]] = {}
+        self.idle_lru: dict[str, IdleWorkers] = {}
         self.arrival = trace.arrival_s.tolist()
         self.duration = trace.duration_s.tolist()
         self.wait = np.full(len(trace), np.nan)
@@ -78,8 +78,6 @@ class Simulation:
         self.running_total = 0
         self.worker_count = 0
         self.queued_total = 0
-
-    # -- events ------------------------------------------------------------------------------
 
     def _push(self, at: float, kind: int, obj: object) -> None:
         self.seq += 1
@@ -123,21 +121,15 @@ class Simulation:
         ep = w.ep
         w.idle_since = now
         touch(w)
-        lru = self.idle_lru.setdefault(ep.hardware, [])
-        heapq.heappush(lru, (now, w.seq, w))
-        if len(lru) > 4 * self.worker_count + 1024:
-            self._compact(lru)
+        lru = self.idle_lru.get(ep.hardware)
+        if lru is None:
+            lru = self.idle_lru[ep.hardware] = IdleWorkers()
+        lru.push(now, w, self.worker_count)
         expiry = now + ep.spec.idle_timeout_s
         ep.expiries.append((expiry, now, w))
         if ep.wake_at is None:
             ep.wake_at = expiry
             self._push(expiry, _WAKE, ep)
-
-    @staticmethod
-    def _compact(lru: list[tuple[float, int, Worker]]) -> None:
-        """Drop the entries of workers that have since run a job or stopped."""
-        lru[:] = [e for e in lru if not e[2].stopped and e[2].idle_since == e[0]]
-        heapq.heapify(lru)
 
     def _wake(self, ep: Endpoint, now: float) -> None:
         """Keep-warm windows ended: the policy may stop those workers at the next tick."""
@@ -188,8 +180,6 @@ class Simulation:
         if w.active == 0:
             self._idle(w, now)
         self.dirty.add(ep.idx)
-
-    # -- the scheduler tick: observe, decide, act ---------------------------------------------
 
     def _tick(self, now: float) -> None:
         if self.config.exhaustive:
@@ -271,27 +261,13 @@ class Simulation:
     def _evict(self, ep: Endpoint, now: float) -> Node | None:
         """Free a slot for `ep` by stopping the least recently used idle worker of another
         endpoint that is above its floor, as placement does when slots run out."""
-        lru = self.idle_lru.setdefault(ep.hardware, [])
-        kept = []
-        node = None
-        while lru:
-            idle_since, _, w = lru[0]
-            if w.stopped or w.active or w.idle_since != idle_since or w.node is None:
-                heapq.heappop(lru)
-                continue
-            owner = w.ep
-            floor = max(owner.spec.min_workers, owner.floor)
-            if owner is ep or len(owner.workers) <= floor:
-                kept.append(heapq.heappop(lru))
-                continue
-            node = w.node
-            self._stop(w, now)  # a worker waiting longer may take the slot first
-            if node.used >= node.slots:
-                node = None
-            break
-        for item in kept:
-            heapq.heappush(lru, item)
-        return node
+        lru = self.idle_lru.get(ep.hardware)
+        w = lru.evictable(ep) if lru is not None else None
+        if w is None or w.node is None:
+            return None
+        node = w.node
+        self._stop(w, now)  # a worker waiting longer may take the slot first
+        return node if node.used < node.slots else None
 
     def _node_up(self, hardware: str, now: float) -> None:
         node = self.cluster.node_up(hardware, now)
@@ -311,8 +287,6 @@ class Simulation:
             if floor != ep.floor:
                 ep.floor = floor
                 self.dirty.add(ep.idx)
-
-    # -- the loop -----------------------------------------------------------------------------
 
     def _begin(self) -> None:
         for ep in self.eps:

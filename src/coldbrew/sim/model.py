@@ -8,6 +8,7 @@ how many workers there are.
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -183,6 +184,41 @@ class Endpoint:
         if expired:
             expired[:] = [(t, w) for t, w in expired if not w.stopped and w.idle_since == t]
         return bool(expired)
+
+
+class IdleWorkers:
+    """Idle workers of one hardware class, least recently used first, for eviction.
+
+    A heap of (idle since, seq, worker); an entry goes stale when its worker runs a job or
+    stops, and is dropped when met (or in a compaction when stale ones pile up)."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, Worker]] = []
+
+    def push(self, idle_since: float, w: Worker, live_workers: int) -> None:
+        heap = self.heap
+        heapq.heappush(heap, (idle_since, w.seq, w))
+        if len(heap) > 4 * live_workers + 1024:
+            heap[:] = [e for e in heap if not e[2].stopped and e[2].idle_since == e[0]]
+            heapq.heapify(heap)
+
+    def evictable(self, requester: Endpoint) -> Worker | None:
+        """The least recently used idle worker of another endpoint above its floor."""
+        heap, kept, found = self.heap, [], None
+        while heap:
+            idle_since, _, w = heap[0]
+            if w.stopped or w.active or w.idle_since != idle_since or w.node is None:
+                heapq.heappop(heap)
+                continue
+            owner = w.ep
+            if owner is requester or len(owner.workers) <= max(owner.spec.min_workers, owner.floor):
+                kept.append(heapq.heappop(heap))
+                continue
+            found = w
+            break
+        for item in kept:
+            heapq.heappush(heap, item)
+        return found
 
 
 @dataclass
