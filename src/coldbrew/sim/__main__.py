@@ -110,8 +110,11 @@ def main(**opts: Any) -> None:
         for name, values in [(k, [v]) for k, v in base.items()] + sweeps:
             for value in values:
                 specs_for(trace.endpoints[:1], {**base, name: value})
-    except (ValidationError, TypeError) as exc:
-        raise click.BadParameter(str(exc).splitlines()[0] + f": {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']} (got {e['input']!r})" for e in exc.errors()
+        )
+        raise click.BadParameter(f"{problems}; the fields are DeploymentSpec's") from None
     # a real trace is measured from its start unless --warmup is given
     source = click.get_current_context().get_parameter_source("warmup")
     real = opts["azure"] or opts["trace"]
