@@ -9,6 +9,7 @@ gateway's own machine) is released after `node_idle_s` without a worker.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,8 @@ class Node:
     empty_since: float | None = None
     initial: bool = False
     templates: set[int] = field(default_factory=set)  # endpoints with a template here
+    listed: bool = False  # in the free-node heap
+    removed: bool = False
 
 
 class Cluster:
@@ -50,6 +53,10 @@ class Cluster:
         self.pending: dict[str, int] = {}  # nodes being provisioned, by class
         self.node_s: dict[str, float] = {}  # node-seconds of released nodes, by class
         self.peak_nodes: dict[str, int] = {}
+        self.by_id: dict[int, Node] = {}
+        # nodes that may have a free slot, lowest id first (entries of full ones are dropped
+        # when met), so placement finds one without scanning every node
+        self.free: dict[str, list[tuple[int, Node]]] = {}
         self._next_id = 0
         # the gateway's own machine (node 0, where templates fork locally) is a CPU node
         for hardware, count in sorted(initial_nodes.items(), key=lambda i: (i[0] != "cpu", i[0])):
@@ -65,19 +72,32 @@ class Cluster:
         self._next_id += 1
         nodes = self.nodes.setdefault(hardware, [])
         nodes.append(node)
+        self.by_id[node.id] = node
+        node.listed = True
+        heapq.heappush(self.free.setdefault(hardware, []), (node.id, node))
         self.peak_nodes[hardware] = max(self.peak_nodes.get(hardware, 0), len(nodes))
         return node
 
     def free_node(self, hardware: str, prefer: set[int]) -> Node | None:
-        """A node of `hardware` with a free slot, one holding a template of the endpoint first."""
-        fallback = None
-        for node in self.nodes.get(hardware, ()):
-            if node.used < node.slots:
-                if node.id in prefer:
-                    return node
-                if fallback is None:
-                    fallback = node
-        return fallback
+        """A node of `hardware` with a free slot: the lowest-numbered one when it holds a
+        template of the endpoint (`prefer`), else one that does, else the lowest-numbered."""
+        heap = self.free.get(hardware)
+        while heap:
+            node = heap[0][1]
+            if node.used < node.slots and not node.removed:
+                break
+            heapq.heappop(heap)
+            node.listed = False
+        else:
+            return None
+        if node.id in prefer or not prefer:
+            return node
+        by_id = self.by_id
+        for node_id in prefer:
+            other = by_id[node_id]
+            if other.used < other.slots:
+                return other
+        return node
 
     def take(self, node: Node) -> None:
         node.used += 1
@@ -87,6 +107,9 @@ class Cluster:
         node.used -= 1
         if node.used == 0:
             node.empty_since = now
+        if not node.listed and not node.removed:
+            node.listed = True
+            heapq.heappush(self.free[node.hardware], (node.id, node))
 
     def provision(self, hardware: str, waiting: int) -> int:
         """How many more nodes to start for `waiting` workers with no slot (0 at the cap)."""
@@ -112,6 +135,8 @@ class Cluster:
                 idle = node.empty_since is not None and now - node.empty_since >= self.node_idle_s
                 if idle and node.id != 0:  # node 0 is the gateway's own machine
                     self.node_s[hardware] = self.node_s.get(hardware, 0.0) + self._up_s(node, now)
+                    node.removed = True
+                    del self.by_id[node.id]
                     forget(node)
                 else:
                     keep.append(node)

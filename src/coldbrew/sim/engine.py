@@ -206,8 +206,7 @@ class Simulation:
     def _launch(self, ep: Endpoint, now: float) -> None:
         self.seq += 1
         w = Worker(self.seq, ep)
-        ep.workers[w.sid] = w
-        ep.views = ep.vlist = None
+        ep.add(w)
         self.worker_count += 1
         node = self.cluster.free_node(ep.hardware, ep.templates) or self._evict(ep, now)
         if node is None:
@@ -238,8 +237,7 @@ class Simulation:
     def _stop(self, w: Worker, now: float) -> None:
         ep = w.ep
         w.stopped = True
-        del ep.workers[w.sid]
-        ep.views = ep.vlist = None
+        ep.remove(w)
         self.worker_count -= 1
         self.dirty.add(ep.idx)
         node = w.node
@@ -302,8 +300,7 @@ class Simulation:
         """A worker already up at t=0 (no cold start), on any free slot or a new node."""
         self.seq += 1
         w = Worker(self.seq, ep)
-        ep.workers[w.sid] = w
-        ep.views = ep.vlist = None
+        ep.add(w)
         self.worker_count += 1
         node = self.cluster.free_node(ep.hardware, ep.templates)
         if node is None:

@@ -97,6 +97,7 @@ class Endpoint:
         "floor",
         "free",
         "hardware",
+        "holes",
         "idx",
         "model_mb",
         "profile",
@@ -125,10 +126,11 @@ class Endpoint:
         self.floor = 0
         self.templates: set[int] = set()
         self.profile: TrafficProfile | None = None
-        # what `decide` sees of the workers: rebuilt from `vlist` when a worker changed;
-        # `vlist` is patched for changed workers and rebuilt when one is added or removed
+        # what `decide` sees of the workers: a view per worker in `vlist` (None where one
+        # stopped), patched for the workers that changed and made a tuple when asked for
         self.views: tuple[WorkerView, ...] | None = None
-        self.vlist: list[WorkerView] | None = None
+        self.vlist: list[WorkerView | None] = []
+        self.holes = 0
         self.changed: list[Worker] = []
         # keep-warm windows in the order they end, and the one WAKE event pending for them
         self.expiries: deque[tuple[float, float, Worker]] = deque()
@@ -150,22 +152,33 @@ class Endpoint:
             floor_workers=self.floor,
         )
 
+    def add(self, w: Worker) -> None:
+        self.workers[w.sid] = w
+        w.pos = len(self.vlist)
+        self.vlist.append(None)
+        touch(w)
+
+    def remove(self, w: Worker) -> None:
+        del self.workers[w.sid]
+        self.vlist[w.pos] = None
+        self.holes += 1
+        self.views = None
+
     def _views(self) -> tuple[WorkerView, ...]:
         vlist = self.vlist
-        if vlist is None:
-            vlist = self.vlist = []
+        for w in self.changed:
+            w.touched = False
+            if not w.stopped:
+                vlist[w.pos] = WorkerView(w.sid, w.ready, w.active, w.idle_since)
+        self.changed.clear()
+        if self.holes > 32 and 2 * self.holes > len(vlist):
+            vlist[:] = [v for v in vlist if v is not None]
             for pos, w in enumerate(self.workers.values()):
                 w.pos = pos
-                vlist.append(WorkerView(w.sid, w.ready, w.active, w.idle_since))
-            for w in self.changed:
-                w.touched = False
-        else:
-            for w in self.changed:
-                w.touched = False
-                if not w.stopped:
-                    vlist[w.pos] = WorkerView(w.sid, w.ready, w.active, w.idle_since)
-        self.changed.clear()
-        return tuple(vlist)
+            self.holes = 0
+        if self.holes:
+            return tuple(filter(None, vlist))
+        return tuple(vlist)  # type: ignore[arg-type]  # no holes: every slot has a view
 
     def may_act(self) -> bool:
         """Whether `decide` could start or stop a worker of this endpoint now.

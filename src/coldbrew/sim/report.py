@@ -15,7 +15,7 @@ import numpy as np
 
 from coldbrew.sim.erlang import ErlangCheck, describe
 from coldbrew.sim.model import SimConfig
-from coldbrew.sim.scenario import simulate, summarise
+from coldbrew.sim.scenario import simulate, specs_for, summarise
 from coldbrew.sim.workload import Trace, top_share
 
 #: Columns of the run and sweep tables: (key in `summarise`, header).
@@ -69,23 +69,9 @@ def parse_sweep(text: str) -> tuple[str, list[str]]:
     return name.strip(), [v.strip() for v in values.split(",") if v.strip()]
 
 
-def run_sweeps(
-    trace: Trace,
-    config: SimConfig,
-    base: Mapping[str, Any],
-    sweeps: Sequence[tuple[str, list[str]]],
-    progress: Callable[[str], None] = lambda _: None,
-) -> dict[str, list[dict[str, Any]]]:
-    """One run per value of each swept field, the other fields at `base`."""
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name, values in sweeps:
-        rows = []
-        for value in values:
-            progress(f"{name}={value}")
-            summary = summarise(simulate(trace, config, {**base, name: value}))
-            rows.append({"value": value, **summary})
-        out[name] = rows
-    return out
+def _key(trace: Trace, overrides: Mapping[str, Any]) -> str:
+    """What a run depends on besides the trace and config: every endpoint's spec."""
+    return "\n".join(spec.model_dump_json() for spec in specs_for(trace.endpoints, overrides))
 
 
 def build(
@@ -96,9 +82,24 @@ def build(
     erlang: ErlangCheck | None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> dict[str, Any]:
-    """The whole report as plain data (what `--json` prints)."""
-    progress("base run")
-    result = summarise(simulate(trace, config, base))
+    """The whole report as plain data (what `--json` prints). A sweep value that gives the
+    same specs as a run already made (`min_workers=0` when that is the default) reuses it."""
+    done: dict[str, dict[str, Any]] = {}
+
+    def run(overrides: Mapping[str, Any], what: str) -> dict[str, Any]:
+        key = _key(trace, overrides)
+        if key not in done:
+            progress(what)
+            done[key] = summarise(simulate(trace, config, overrides))
+        return done[key]
+
+    result = run(base, "base run")
+    sweep_rows = {
+        name: [
+            {"value": value, **run({**base, name: value}, f"{name}={value}")} for value in values
+        ]
+        for name, values in sweeps
+    }
     return {
         "config": {
             "duration_s": config.duration_s,
@@ -113,7 +114,7 @@ def build(
         },
         "workload": workload_stats(trace, (config.warmup_s, config.duration_s)),
         "result": result,
-        "sweeps": run_sweeps(trace, config, base, sweeps, progress),
+        "sweeps": sweep_rows,
         "erlang_c": None if erlang is None else {**asdict(erlang), "line": describe(erlang)},
     }
 
