@@ -15,7 +15,7 @@ from coldbrew.sim import engine
 from coldbrew.sim.engine import Simulation
 from coldbrew.sim.latency import ColdStarts, Latency
 from coldbrew.sim.model import SimConfig
-from coldbrew.sim.scenario import simulate, sized, summarise
+from coldbrew.sim.scenario import history, simulate, sized, summarise
 from coldbrew.sim.workload import Arrivals, EndpointLoad, Trace, azure_endpoints, generate
 from coldbrew.spec import DeploymentSpec
 
@@ -111,3 +111,14 @@ def test_same_seed_same_numbers_other_seed_other_numbers() -> None:
     assert first == again
     assert first[0]["cold_start_pct"] > 0
     assert other[1] != first[1]
+
+
+def test_prewarm_auto_warms_up_from_yesterdays_traffic() -> None:
+    load = EndpointLoad("echo", 0.05, Arrivals.POISSON, 0.2, model_mb=0.0)
+    trace = Trace((load,), np.array([30.0]), np.zeros(1, dtype=np.int64), np.array([0.2]))
+    config = SimConfig(duration_s=60.0, cold=FIXED)
+    for prewarm, cold in (("off", True), ("auto", False)):
+        spec = DeploymentSpec(name="echo", prewarm=prewarm)
+        out = Simulation(trace, [spec], config, history([load], [spec], seed=0)).run()
+        # yesterday's profile expects ~21 arrivals in the next 7 minutes: a worker is up first
+        assert out.cold.tolist() == [cold]
