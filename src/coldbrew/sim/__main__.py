@@ -102,7 +102,7 @@ def _cold(latencies: dict[str, str]) -> ColdStarts:
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
 def main(**opts: Any) -> None:
     """Simulate coldbrew's real autoscaler on a trace: cold starts, queue waits, dollars."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     trace, end_s = _trace(opts)
     base: dict[str, Any] = _pairs(opts["sets"], "--set")
     sweeps = [parse_sweep(s) for s in opts["sweeps"]]
@@ -136,7 +136,8 @@ def main(**opts: Any) -> None:
         click.echo(json.dumps(report, indent=2, sort_keys=True))
     else:
         print_report(report)
-    click.echo(f"({time.perf_counter() - started:.1f} s wall)", err=True)
+    wall_s, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    click.echo(f"({wall_s:.1f} s wall, {cpu_s:.1f} s CPU)", err=True)
 
 
 if __name__ == "__main__":
