@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from coldbrew.sim.traces import load_azure, load_simple
-from coldbrew.sim.workload import Arrivals, azure_endpoints, generate, top_share
+from coldbrew.sim.workload import Arrivals, EndpointLoad, azure_endpoints, generate, top_share
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "sim"
 
@@ -38,15 +38,16 @@ def test_trigger_mix_follows_the_paper() -> None:
 
 
 def test_arrival_processes_have_their_burstiness() -> None:
-    endpoints = [e for e in azure_endpoints(2000, 20_000.0, 3) if e.rate_per_s > 5]
-    trace = generate(tuple(endpoints), 300.0, 3)
-    cv = {}
+    kinds = [Arrivals.POISSON, Arrivals.BURSTY, Arrivals.PERIODIC] * 10
+    endpoints = tuple(EndpointLoad(f"e{i}", 10.0, k, 0.1) for i, k in enumerate(kinds))
+    trace = generate(endpoints, 100.0, 3)
+    cv: dict[Arrivals, list[float]] = {}
     for i, e in enumerate(endpoints):
         gaps = np.diff(trace.arrival_s[trace.endpoint == i])
-        if gaps.size > 200:
-            cv.setdefault(e.arrivals, []).append(gaps.std() / gaps.mean())
+        cv.setdefault(e.arrivals, []).append(gaps.std() / gaps.mean())
     assert np.median(cv[Arrivals.POISSON]) == pytest.approx(1.0, abs=0.1)
-    assert np.median(cv[Arrivals.BURSTY]) > 1.5
+    assert np.median(cv[Arrivals.BURSTY]) > 1.5  # gamma gaps with CV 2
+    assert max(cv[Arrivals.PERIODIC]) < 1e-6  # timers: a fixed period
 
 
 def test_trace_is_sorted_and_counts_match_rates() -> None:
