@@ -42,3 +42,11 @@ def test_a_bad_sweep_says_what_is_wrong() -> None:
     result = CliRunner().invoke(main, [*SMALL, "--sweep", "idle_timeout_s=-1"])
     assert result.exit_code != 0
     assert "idle_timeout_s" in result.output
+
+
+def test_an_azure_window_is_simulated_whole() -> None:
+    args = ["--azure", str(FIXTURES / "azure_invocations.csv"), "--minutes", "1:5"]
+    report = json.loads(_run([*args, "--no-erlang", "--json"]))
+    assert report["config"]["duration_s"] == 300.0 and report["config"]["warmup_s"] == 0.0
+    assert report["result"]["requests"] == 43
+    assert report["result"]["completed_pct"] == 100.0

@@ -32,14 +32,15 @@ def _trace(opts: dict[str, Any]) -> tuple[Trace, float]:
     total_s = opts["warmup"] + opts["duration"]
     if opts["azure"]:
         first, _, last = opts["minutes"].partition(":")
+        minutes = (int(first), int(last or first))
         trace = load_azure(
             opts["azure"],
             durations=opts["azure_durations"],
-            minutes=(int(first), int(last or first)),
+            minutes=minutes,
             max_functions=opts["max_functions"],
             seed=opts["seed"],
         )
-        return trace, span_s(trace)
+        return trace, 60.0 * (minutes[1] - minutes[0] + 1)  # the whole window, idle tail too
     if opts["trace"]:
         trace = load_simple(opts["trace"])
         return trace, span_s(trace)
