@@ -11,8 +11,8 @@ Calibration (Shahrad et al., "Serverless in the Wild", USENIX ATC'20; numbers as
   HTTP arrivals are Poisson (CV 1); queue, event, storage, orchestration and others are bursty
   (the paper finds many apps with CV > 1): a gamma renewal process with CV 2.
 - Average execution time per function is lognormal with log-mean -0.38 and sigma 2.36
-  (seconds; median 0.68 s), the paper's own fit; we truncate it to [10 ms, 60 s] (the paper:
-  ~96% of functions average under 60 s). One invocation's duration is lognormal around its
+  (seconds; median 0.68 s), the paper's own fit; we truncate it to [10 ms, 60 s] (most
+  functions average well under a minute). One invocation's duration is lognormal around its
   function's mean with sigma 0.5 (an assumption: the paper gives per-function min/avg/max,
   not the spread).
 - Memory: 90% of apps never use more than 400 MB; the model's size drives the fork latency,
