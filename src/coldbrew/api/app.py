@@ -124,6 +124,10 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
         on_end=lambda view: pipelines.post_webhook(platform.webhooks, view),
     )
     app.state.pipelines = driver
+    if platform.cluster is not None:  # unfinished runs go on where their pipeline's lease is
+        ownership = platform.cluster.ownership
+        driver.attach(ownership.claim, ownership.round)
+        ownership.claimants.append(driver)
     runpod = invoke.RunPod(jobs, keys, platform.settings, driver)
     # before /v2/{endpoint}/...: its routes win
     app.include_router(kserve.router(jobs, keys, platform.settings))
@@ -137,7 +141,7 @@ def create_app(platform: Platform, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(dashboard.router(platform, keys, jobs))
     app.include_router(versions.router(platform, keys, jobs))
     app.include_router(state.router(platform, keys, jobs))
-    trigger_manager = triggers.new_manager(platform, jobs)
+    trigger_manager = triggers.new_manager(platform, jobs, driver)
     app.state.triggers = trigger_manager
     app.include_router(triggers.router(platform, keys, trigger_manager))
     app.include_router(pipelines.router(driver, keys))

@@ -20,6 +20,7 @@ from fastapi.responses import Response
 from coldbrew.api.auth import KeyCache, require_admin
 from coldbrew.api.responses import json_response
 from coldbrew.control.jobs import JobService
+from coldbrew.control.pipelines import Pipelines
 from coldbrew.errors import InvalidRequest, NotFound, Unauthorized
 from coldbrew.integrations.egress import EgressPolicy
 from coldbrew.integrations.triggers.manager import TriggerManager, TriggerRequest
@@ -27,6 +28,7 @@ from coldbrew.integrations.triggers.push import s3_messages, sign, verify
 from coldbrew.integrations.triggers.submit import OnAccept
 from coldbrew.platform import Platform
 from coldbrew.store.models import Job, Principal
+from coldbrew.store.pipelines import PipelineRun
 from coldbrew.store.triggers import TriggerDef, TriggerState
 from coldbrew.wire import iso
 
@@ -37,41 +39,98 @@ TENANT_SOURCES = frozenset({"cron", "s3"})
 TENANT_SINKS = frozenset({None, "webhook"})
 
 
-class JobSubmitter:
-    """The job service as the trigger runners see it: submit under a key, look jobs up."""
+def run_as_job(run: PipelineRun) -> Job:
+    """A pipeline run as the trigger runner watches it: a job whose id is the run's, ending
+    as the run ends, with the run's output (the last stage's) for the sink."""
+    return Job(
+        id=run.id,
+        account=run.account,
+        endpoint_id=0,
+        endpoint=run.pipeline,
+        version_id=0,
+        status=run.status,
+        input=run.input,
+        created_at=run.created_at,
+        expires_at=run.created_at,
+        timeout_s=0.0,
+        max_attempts=1,
+        output=run.output,
+        error=run.error,
+        finished_at=run.finished_at,
+    )
 
-    def __init__(self, jobs: JobService) -> None:
+
+class JobSubmitter:
+    """The job service as the trigger runners see it: submit under a key, look jobs up. A
+    trigger whose target is a pipeline starts a run per message attempt instead (the key
+    makes a redelivery find the first run), watched as a job with the run's id."""
+
+    def __init__(self, jobs: JobService, pipelines: Pipelines | None = None) -> None:
         self.jobs = jobs
+        self.pipelines = pipelines
 
     async def submit(
         self, trigger: TriggerDef, payload: dict[str, Any], key: str, on_accept: OnAccept
     ) -> Job:
-        if trigger.target_kind != "endpoint":
-            raise InvalidRequest(
-                f"trigger {trigger.name!r} targets a {trigger.target_kind}, not yet runnable",
-                hint="target an endpoint",
-            )
         principal = Principal(trigger.account, admin=False)
+        if trigger.target_kind == "pipeline":
+            return await self._run(principal, trigger, payload, key, on_accept)
         submitted = await self.jobs.submit(
             principal, trigger.target, payload, idempotency_key=key, on_accept=on_accept
         )
         return submitted.job
 
+    async def _run(
+        self,
+        principal: Principal,
+        trigger: TriggerDef,
+        payload: dict[str, Any],
+        key: str,
+        on_accept: OnAccept,
+    ) -> Job:
+        if self.pipelines is None:
+            raise InvalidRequest(f"trigger {trigger.name!r} targets a pipeline; none run here")
+        found = await self.pipelines.get(principal, trigger.target)  # NotFound: retried later
+
+        async def created(run: PipelineRun) -> None:
+            await on_accept(run_as_job(run))
+
+        run = await self.pipelines.submit(
+            principal, found, payload, None, key=key, on_create=created
+        )
+        return run_as_job(run)
+
     async def lookup(self, account: str, job_ids: list[str]) -> list[Job]:
-        return await self.jobs.lookup(account, job_ids)
+        jobs = await self.jobs.lookup(account, job_ids)
+        if self.pipelines is not None and len(jobs) < len(job_ids):
+            found = {j.id for j in jobs}
+            for run_id in (i for i in job_ids if i not in found):
+                run = await self.pipelines.store.get_run(run_id, account)
+                if run is not None:
+                    jobs.append(run_as_job(run))
+        return jobs
 
 
-def new_manager(platform: Platform, jobs: JobService) -> TriggerManager:
-    """The gateway's trigger manager, told of every final job."""
+def new_manager(
+    platform: Platform, jobs: JobService, pipelines: Pipelines | None = None
+) -> TriggerManager:
+    """The gateway's trigger manager, told of every final job and pipeline run, and running
+    the triggers whose lease this gateway holds."""
     consumer = f"coldbrew-{socket.gethostname()}-{platform.settings.port}"  # stable per gateway
     manager = TriggerManager(
         platform.store,
-        JobSubmitter(jobs),
+        JobSubmitter(jobs, pipelines),
         platform.clock,
         consumer,
         egress=EgressPolicy.from_settings(platform.settings),
     )
     platform.scheduler.add_final_listener(manager.on_final)
+    if pipelines is not None:
+        pipelines.end_listeners.append(lambda run: manager.on_final(run_as_job(run)))
+    if platform.cluster is not None:
+        ownership = platform.cluster.ownership
+        manager.attach(ownership.claim, ownership.round)
+        ownership.claimants.append(manager)
     return manager
 
 

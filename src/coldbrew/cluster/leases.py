@@ -53,10 +53,11 @@ def gateway_of(worker_id: str | None) -> str | None:
     return parts[1] if len(parts) == 3 else None
 
 
-def rendezvous_owner(endpoint_id: int, gateway_ids: Iterable[str]) -> str | None:
-    """Highest-random-weight hashing: the gateway that should own the endpoint. Every gateway
-    computes the same answer from the same live set, and a gateway joining or leaving moves
-    only the endpoints it wins or held (about 1/N of them), not all."""
+def rendezvous_owner(endpoint_id: int | str, gateway_ids: Iterable[str]) -> str | None:
+    """Highest-random-weight hashing: the gateway that should own the endpoint (or the named
+    lease: `trigger:…`, `pipeline:…`). Every gateway computes the same answer from the same
+    live set, and a gateway joining or leaving moves only the endpoints it wins or held (about
+    1/N of them), not all."""
     best: tuple[bytes, str] | None = None
     for gateway in gateway_ids:
         score = hashlib.sha256(f"{gateway}:{endpoint_id}".encode()).digest()

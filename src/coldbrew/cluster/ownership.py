@@ -15,6 +15,13 @@ ids carry their gateway's id, so a gateway that restarts (with a new id) never t
 of gateways that are still running; the store's owner-matched requeue makes a repeated attempt
 a no-op. The embedded default runs the same code on `LocalLeases`: the one gateway owns every
 endpoint, and at start-up requeues what the previous process left running.
+
+Other roles split their work the same way as *claimants*: each names the leases it has work for
+(a trigger's `trigger:<id>`, a pipeline's `pipeline:<account>/<name>`), the round asks for the
+names that rendezvous hashing over the live set gives this gateway, and tells each claimant,
+every round, which of them it holds (with their epochs). A claimant runs the work of the leases
+it holds and stops the rest; a lease handed to a gateway that joined is released only after
+the claimants were told it is gone, so its work never runs on two gateways at once.
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from coldbrew.clock import Clock
 from coldbrew.cluster.leases import (
@@ -46,6 +54,16 @@ RENEWALS_PER_TTL = 3
 ROUND_MAX_S = 1.0
 #: How often the leader deletes gateways long gone from the directory.
 FORGET_EVERY_S = 300.0
+
+
+class Claimant(Protocol):
+    """A role whose work is split among gateways by leases it names itself (triggers, runs)."""
+
+    async def lease_names(self) -> set[str]:
+        """The leases this role has work for now (every gateway computes the same set)."""
+
+    async def owned(self, held: Mapping[str, int]) -> None:
+        """Run the work of the leases held (name → epoch; every claimant's), stop the rest."""
 
 
 class Ownership:
@@ -78,6 +96,8 @@ class Ownership:
         #: the IN_PROGRESS jobs in the store (`JobQueue.in_progress`)
         self.in_progress: Callable[[], Awaitable[list[Job]]] | None = None
         self.epochs: dict[int, int] = {}  # owned endpoint -> the epoch it was granted at
+        self.claimants: list[Claimant] = []
+        self.names: dict[str, int] = {}  # claimants' leases held -> the epoch granted at
         self.peers: dict[str, str] = {}  # live gateway id -> advertised URL (self included)
         self.leader = False
         self.acquired = 0  # endpoint leases taken afresh or from another holder, for metrics
@@ -91,6 +111,17 @@ class Ownership:
     def owns(self, endpoint_id: int) -> bool:
         """Whether this gateway runs the endpoint now (its lease is held and not run out)."""
         return endpoint_id in self.epochs and self.clock.monotonic() < self._valid_until
+
+    def holds(self, name: str) -> bool:
+        """Whether this gateway holds a claimant's lease now (granted and not run out)."""
+        return name in self.names and self.clock.monotonic() < self._valid_until
+
+    async def claim(self, name: str) -> bool:
+        """Take `name` now if hashing gives it to this gateway (a run round), rather than at
+        the next round; whether it is held. The caller's `lease_names` must include it."""
+        if not self.holds(name) and rendezvous_owner(name, self.peers) == self.gateway_id:
+            await self.round()
+        return self.holds(name)
 
     def leads(self) -> bool:
         """Whether this gateway does the once-per-cluster work now."""
@@ -125,6 +156,7 @@ class Ownership:
         except Exception:
             log.warning("could not release this gateway's leases; they run out in %g s", self.ttl_s)
         self.epochs.clear()
+        self.names.clear()
         self.leader = False
 
     def kick(self) -> None:
@@ -150,8 +182,10 @@ class Ownership:
                 "leases could not be renewed for %g s: this gateway owns nothing now", self.ttl_s
             )
             self.epochs.clear()
+            self.names.clear()
             self.leader = False
             await self._changed()
+            await self._tell_claimants()
 
     # one round
     async def round(self) -> None:
@@ -175,9 +209,14 @@ class Ownership:
         }
         held = {endpoint_lease(e) for e in self.epochs}
         handed = held - wanted
-        if handed:
-            await self.leases.release(handed, self.gateway_id)
-        granted = await self.leases.acquire(wanted | {LEADER}, self.gateway_id, self.ttl_s)
+        named = await self._wanted_names()
+        handed_names = set(self.names) - named
+        if handed_names:  # their work stops before another gateway may take them
+            self.names = {n: e for n, e in self.names.items() if n in named}
+            await self._tell_claimants()
+        if handed or handed_names:
+            await self.leases.release(handed | handed_names, self.gateway_id)
+        granted = await self.leases.acquire(wanted | named | {LEADER}, self.gateway_id, self.ttl_s)
         if self.fenced:
             self._valid_until = started + self.ttl_s
         self._note_leader(LEADER in granted)
@@ -187,6 +226,7 @@ class Ownership:
         acquired = [e for e, epoch in epochs.items() if self.epochs.get(e) != epoch]
         changed = set(epochs) != set(self.epochs)
         self.epochs = epochs
+        self.names = {n: epoch for n, epoch in granted.items() if n in named}
         self.acquired += len(acquired)
         if acquired or handed:
             log.info(
@@ -198,6 +238,7 @@ class Ownership:
             )
         if changed:
             await self._changed()
+        await self._tell_claimants()
         if acquired or before - set(self.peers):
             await self._requeue_orphans()
         if self.leader and started - self._forgot_at >= FORGET_EVERY_S:
@@ -210,6 +251,26 @@ class Ownership:
                 "gateway %s %s the leader", self.gateway_id, "is" if leader else "is no longer"
             )
         self.leader = leader
+
+    async def _wanted_names(self) -> set[str]:
+        """The claimants' leases that hashing over the live set gives this gateway."""
+        names: set[str] = set()
+        for claimant in self.claimants:
+            try:
+                names |= await claimant.lease_names()
+            except Exception:  # keep what it holds: its work goes on, the lease is renewed
+                log.exception("%s could not name its leases", type(claimant).__name__)
+                names |= set(self.names)
+        return {n for n in names if rendezvous_owner(n, self.peers) == self.gateway_id}
+
+    async def _tell_claimants(self) -> None:
+        """Every claimant starts the work of the leases held and stops the rest."""
+        held = {n: e for n, e in self.names.items() if self.holds(n)}
+        for claimant in self.claimants:
+            try:
+                await claimant.owned(held)
+            except Exception:
+                log.exception("%s failed to follow its leases", type(claimant).__name__)
 
     async def _changed(self) -> None:
         if self.on_change is not None:

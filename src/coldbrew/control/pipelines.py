@@ -9,6 +9,12 @@ final (`store/pipelines.py`); evaluating a run again (`control/pipeflow.py`) ans
 stages from the store. So a restarted server resumes every unfinished run without running a
 finished stage again, and `/retry` of a failed run starts a new attempt that re-runs only the
 stages that did not complete.
+
+With several gateways a run is driven by the holder of its pipeline's lease,
+`pipeline:<account>/<name>` (the cluster's ownership spreads them by rendezvous hashing and
+calls `owned` every round): a run started on another gateway is picked up by the owner within
+a round, and when the owner dies a survivor takes the lease and resumes its unfinished runs.
+With no ownership attached (the tests, or one gateway) every run is driven where it started.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -45,6 +51,16 @@ log = logging.getLogger("coldbrew.pipelines")
 #: hears (one store read per running stage per interval).
 STAGE_POLL_S = 1.0
 PURGE_EVERY_S = 60.0  # ended runs past their retention are deleted this often
+#: A gateway keeps asking for a pipeline's lease this long after it saw a run of it, so the
+#: next run of a pipeline used now and then starts on its owner without waiting for a round.
+KEEP_LEASE_S = 600.0
+_LEASE = "pipeline:"
+_RUN_IDS = uuid.UUID("6f1c2a4e-8d0b-4f55-9a51-3c2e7b9d0a11")  # uuid5 namespace of keyed runs
+
+
+def pipeline_lease(account: str, name: str) -> str:
+    """The lease whose holder drives the pipeline's unfinished runs."""
+    return f"{_LEASE}{account}/{name}"
 
 
 @dataclass
@@ -80,7 +96,58 @@ class Pipelines:
         self._waiting: dict[str, list[asyncio.Future[Job]]] = {}  # stage job id → waiters
         self._ended: dict[str, list[asyncio.Future[None]]] = {}  # run id → runsync waiters
         self._tasks: dict[str, asyncio.Task[None]] = {}  # run id → its evaluation
+        self._claim: Callable[[str], Awaitable[bool]] | None = None
+        self._round: Callable[[], Awaitable[None]] | None = None
+        self._stopped = False  # drives no run after `stop`
+        self._unfinished: list[PipelineRun] = []  # as the last `lease_names` read them
+        self._seen: dict[str, float] = {}  # pipeline lease -> when a run of it was last seen
+        #: told of every run that ended here (a trigger targeting the pipeline settles it)
+        self.end_listeners: list[Callable[[PipelineRun], None]] = []
         jobs.scheduler.add_final_listener(self._job_final)
+
+    def attach(
+        self, claim: Callable[[str], Awaitable[bool]], round_now: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Drive only the runs of pipelines whose lease this gateway holds (before `resume`)."""
+        self._claim, self._round = claim, round_now
+
+    # -- the cluster's claimant protocol
+    async def lease_names(self) -> set[str]:
+        """A lease per pipeline with unfinished runs (and per one used here lately)."""
+        self._unfinished = await self.store.unfinished_runs()
+        now = self.clock.monotonic()
+        for run in self._unfinished:
+            self._seen[pipeline_lease(run.account, run.pipeline)] = now
+        for name in [n for n, at in self._seen.items() if now - at > KEEP_LEASE_S]:
+            del self._seen[name]
+        return set(self._seen)
+
+    async def owned(self, held: Mapping[str, int]) -> None:
+        """Drive the unfinished runs of the pipelines whose lease is held; stop driving the
+        others (their new owner resumes them from their stored stages)."""
+        if self._stopped:
+            return
+        mine = {n for n in held if n.startswith(_LEASE)}
+        by_id = {r.id: r for r in self._unfinished}
+        for run_id, task in list(self._tasks.items()):
+            run = by_id.get(run_id)
+            if run is not None and pipeline_lease(run.account, run.pipeline) not in mine:
+                task.cancel()
+                self._tasks.pop(run_id, None)
+        for run in self._unfinished:
+            if pipeline_lease(run.account, run.pipeline) in mine and run.id not in self._tasks:
+                self._start(run)
+
+    async def _drive_here(self, run: PipelineRun) -> None:
+        """Start driving a run created or retried here, when this gateway owns its pipeline
+        (else its owner picks it up at its next round)."""
+        if self._claim is not None:
+            lease = pipeline_lease(run.account, run.pipeline)
+            self._seen[lease] = self.clock.monotonic()
+            if not await self._claim(lease):
+                return
+        if run.id not in self._tasks:
+            self._start(run)
 
     # -- definitions
     async def define(self, principal: Principal, definition: Any) -> tuple[PipelineDef, bool]:
@@ -121,13 +188,22 @@ class Pipelines:
         payload: dict[str, Any],
         wait_s: float | None,
         webhook: str | None = None,
+        key: str | None = None,
+        on_create: Callable[[PipelineRun], Awaitable[None]] | None = None,
     ) -> PipelineRun:
         """Start a run; with `wait_s`, wait up to that long for it to end. A `webhook` gets the
-        run's final status, signed as a job's is."""
+        run's final status, signed as a job's is. With an idempotency `key` a repeat gets the
+        first run back (a trigger's redelivered message); `on_create` sees a new run before it
+        is driven, so its end is not missed."""
         if webhook is not None and not is_http_url(webhook):
             raise InvalidRequest("webhook must be an http(s) URL", hint="or leave it out")
+        run_id = str(
+            uuid.uuid4() if key is None else uuid.uuid5(_RUN_IDS, f"{principal.account}:{key}")
+        )
+        if key is not None and (first := await self.store.get_run(run_id)) is not None:
+            return first
         run = PipelineRun(
-            id=str(uuid.uuid4()),
+            id=run_id,
             account=principal.account,
             pipeline=found.name,
             definition=found.definition,
@@ -137,12 +213,33 @@ class Pipelines:
             webhook_url=webhook,
         )
         await self.store.create_run(run)
+        if on_create is not None:
+            await on_create(run)
         ended = self._watch_end(run.id) if wait_s is not None else None
-        self._start(run)
+        await self._drive_here(run)
         if ended is None or wait_s is None:
             return run
-        with contextlib.suppress(TimeoutError):
-            await self.clock.wait_for(asyncio.shield(ended), wait_s)
+        return await self._wait_end(run, ended, wait_s)
+
+    async def _wait_end(
+        self, run: PipelineRun, ended: asyncio.Future[None], wait_s: float
+    ) -> PipelineRun:
+        """The run once it ended or `wait_s` passed; read from the store now and then too,
+        as another gateway (its pipeline's owner) may be the one driving it."""
+        deadline = self.clock.monotonic() + wait_s
+        try:
+            while (left_s := deadline - self.clock.monotonic()) > 0:
+                with contextlib.suppress(TimeoutError):
+                    await self.clock.wait_for(asyncio.shield(ended), min(left_s, STAGE_POLL_S))
+                current = await self.store.get_run(run.id)
+                if ended.done() or current is None or current.status.final:
+                    return current or run
+        finally:
+            waiters = self._ended.get(run.id, [])
+            if ended in waiters:
+                waiters.remove(ended)
+            if not waiters:
+                self._ended.pop(run.id, None)
         return await self.store.get_run(run.id) or run
 
     async def view(self, principal: Principal, name: str, run_id: str) -> RunView:
@@ -191,7 +288,9 @@ class Pipelines:
         attempt = run.attempt + 1
         await self.store.set_run(run_id, JobStatus.IN_PROGRESS, attempt=attempt)
         run = replace(run, status=JobStatus.IN_PROGRESS, attempt=attempt, error=None)
-        self._start(run)
+        if (old := self._tasks.pop(run_id, None)) is not None:
+            old.cancel()  # an earlier attempt's driver, about to leave the run alone anyway
+        await self._drive_here(run)
         return run
 
     async def stream(
@@ -213,18 +312,26 @@ class Pipelines:
 
     # -- the driver
     async def resume(self) -> int:
-        """Start evaluating every run the store holds unfinished (after a restart)."""
-        runs = await self.store.unfinished_runs()
-        for run in runs:
-            self._start(run)
+        """Start evaluating every run the store holds unfinished (after a restart); attached
+        to the cluster, those of the pipelines this gateway owns."""
+        self._stopped = False
+        if self._round is not None:
+            await self._round()  # the round calls `owned`, which starts them
+            resumed = len(self._tasks)
+        else:
+            runs = await self.store.unfinished_runs()
+            for run in runs:
+                self._start(run)
+            resumed = len(runs)
         if self._purger is None:
             self._purger = asyncio.get_running_loop().create_task(self._purge_loop())
-        if runs:
-            log.info("resuming %d unfinished pipeline runs", len(runs))
-        return len(runs)
+        if resumed:
+            log.info("resuming %d unfinished pipeline runs", resumed)
+        return resumed
 
     async def stop(self) -> None:
         """Stop evaluating (runs stay unfinished in the store, resumed by the next start)."""
+        self._stopped = True
         tasks = list(self._tasks.values())
         if self._purger is not None:
             tasks.append(self._purger)
@@ -251,7 +358,12 @@ class Pipelines:
     def _start(self, run: PipelineRun) -> None:
         task = asyncio.get_running_loop().create_task(self._drive(run))
         self._tasks[run.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(run.id, None))
+
+        def _done(_: asyncio.Task[None]) -> None:
+            if self._tasks.get(run.id) is task:
+                del self._tasks[run.id]
+
+        task.add_done_callback(_done)
 
     async def _drive(self, run: PipelineRun) -> None:
         """Evaluate the run to its end and store how it ended."""
@@ -278,10 +390,14 @@ class Pipelines:
         await self._finished(run.id)
 
     async def _finished(self, run_id: str) -> None:
-        """Wake the run's /runsync waiters; post its webhook, if it has one."""
+        """Wake the run's /runsync waiters and end listeners; post its webhook, if any."""
         self._announce_end(run_id)
         run = await self.store.get_run(run_id)
-        if run is not None and run.webhook_url and self.on_end is not None:
+        if run is None:
+            return
+        for listener in self.end_listeners:
+            listener(run)
+        if run.webhook_url and self.on_end is not None:
             self.on_end(await self._view(run))
 
     def _watch_end(self, run_id: str) -> asyncio.Future[None]:

@@ -3,8 +3,10 @@ delete, and one runner task per active trigger.
 
 The manager is handed the job service as a `Submitter` (it sits below the control plane) and is
 told of every final job (`on_final`, a scheduler final listener), which it passes to the runner
-watching that job. One gateway runs every trigger; several gateways on one PostgreSQL store
-would each need a lease per trigger (not built yet, see docs/triggers.md).
+watching that job. Each trigger runs on one gateway at a time: the one holding its lease
+`trigger:<id>` (the cluster's ownership names it, spreads the leases by rendezvous hashing and
+calls `owned` every round). With no ownership attached (tests, tools) this manager runs every
+active trigger itself, as the embedded default's one gateway does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import logging
 import secrets
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -33,6 +36,12 @@ kinds.load()  # registers the built-in source and sink kinds
 log = logging.getLogger("coldbrew.triggers")
 TARGET_KINDS = ("endpoint", "pipeline")
 _LAG_TIMEOUT_S = 1.0
+_LEASE = "trigger:"
+
+
+def trigger_lease(trigger_id: str) -> str:
+    """The lease whose holder runs the trigger."""
+    return _LEASE + trigger_id
 
 
 @dataclass(frozen=True)
@@ -86,16 +95,71 @@ class TriggerManager:
         self.timing = timing
         self.runners: dict[str, TriggerRunner] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: the cluster's ownership, when attached (`attach`): whether a lease is held, and
+        #: take one now if it is this gateway's
+        self._claim: Callable[[str], Awaitable[bool]] | None = None
+        self._round: Callable[[], Awaitable[None]] | None = None
+        self._epochs: dict[str, int] = {}  # trigger id -> the lease epoch its runner started at
+        self._stopped = False  # runs nothing after `stop`
+        self._lock = asyncio.Lock()  # one change of the running set at a time
+
+    def attach(
+        self, claim: Callable[[str], Awaitable[bool]], round_now: Callable[[], Awaitable[None]]
+    ) -> None:
+        """Run only the triggers whose lease this gateway holds (before `start`)."""
+        self._claim, self._round = claim, round_now
 
     async def start(self) -> None:
-        """Start a runner for every active trigger."""
+        """Start a runner for every active trigger this gateway owns (every one, unattached)."""
+        self._stopped = False
+        if self._round is not None:
+            await self._round()  # the round calls `owned` with this gateway's leases
+            return
         for trigger in await self.store.list_triggers(None):
             if trigger.state is TriggerState.ACTIVE:
                 self._start(trigger)
 
     async def stop(self) -> None:
-        for trigger_id in list(self._tasks):
-            await self._stop(trigger_id)
+        self._stopped = True
+        async with self._lock:
+            for trigger_id in list(self._tasks):
+                await self._stop(trigger_id)
+
+    # -- the cluster's claimant protocol
+    async def lease_names(self) -> set[str]:
+        """A lease per active trigger."""
+        triggers = await self.store.list_triggers(None)
+        return {trigger_lease(t.id) for t in triggers if t.state is TriggerState.ACTIVE}
+
+    async def owned(self, held: Mapping[str, int]) -> None:
+        """Run the active triggers whose lease is held, stop the others. A runner stopped here
+        loses nothing: what it had not acked is redelivered to the next owner's runner, and
+        its in-flight rows are read back by it (`TriggerRunner._recover`). A lease taken
+        again at a new epoch (it was another's meanwhile) restarts the runner, so that it
+        reads the rows back too."""
+        if self._stopped:
+            return
+        async with self._lock:
+            mine = {n[len(_LEASE) :]: e for n, e in held.items() if n.startswith(_LEASE)}
+            for trigger_id in list(self._tasks):
+                if self._epochs.get(trigger_id) != mine.get(trigger_id):
+                    await self._stop(trigger_id)
+            if not set(mine) - set(self._tasks):
+                return
+            for trigger in await self.store.list_triggers(None):
+                mine_now = trigger.id in mine and trigger.id not in self._tasks
+                if mine_now and trigger.state is TriggerState.ACTIVE:
+                    self._start(trigger)
+                    self._epochs[trigger.id] = mine[trigger.id]
+
+    async def _run_here(self, trigger: TriggerDef) -> None:
+        """Start a trigger just created or resumed: here, or on the gateway it hashes to."""
+        if self._claim is None:
+            async with self._lock:
+                if trigger.id not in self._tasks:
+                    self._start(trigger)
+        else:
+            await self._claim(trigger_lease(trigger.id))
 
     def on_final(self, job: Job) -> None:
         """A job ended: the runner that watches it settles it."""
@@ -134,7 +198,7 @@ class TriggerManager:
             created_at=self.clock.time(),
         )
         await self.store.create_trigger(trigger)
-        self._start(trigger)
+        await self._run_here(trigger)
         return trigger
 
     async def get(self, account: str | None, id_or_name: str) -> TriggerDef:
@@ -154,16 +218,18 @@ class TriggerManager:
 
     async def set_state(self, trigger: TriggerDef, state: TriggerState) -> TriggerDef:
         """Pause (stop the runner; the source keeps new messages) or resume."""
-        await self.store.set_trigger_state(trigger.id, state)
-        if state is TriggerState.PAUSED:
-            await self._stop(trigger.id)
-        elif trigger.id not in self._tasks:
-            self._start(replace(trigger, state=state))
+        async with self._lock:
+            await self.store.set_trigger_state(trigger.id, state)
+            if state is TriggerState.PAUSED:
+                await self._stop(trigger.id)
+        if state is TriggerState.ACTIVE:
+            await self._run_here(replace(trigger, state=state))
         return replace(trigger, state=state)
 
     async def delete(self, trigger: TriggerDef) -> None:
-        await self._stop(trigger.id)
-        await self.store.delete_trigger(trigger.id)
+        async with self._lock:
+            await self._stop(trigger.id)
+            await self.store.delete_trigger(trigger.id)
 
     async def stats(self, trigger: TriggerDef) -> dict[str, Any]:
         """Counters from the store, and from the runner: in flight, lag and throughput."""
@@ -189,6 +255,11 @@ class TriggerManager:
         """Hand pushed messages (object-store events) to the trigger's runner; returns once
         their jobs are durably accepted, so the sender's retry covers a crash before that."""
         runner = self.runners.get(trigger.id)
+        if trigger.state is TriggerState.ACTIVE and runner is None:
+            raise Conflict(
+                f"trigger {trigger.name!r} runs on another gateway of this cluster",
+                hint="send its events to any gateway; the sender retries the delivery",
+            )
         if trigger.state is not TriggerState.ACTIVE or runner is None:
             raise Conflict(
                 f"trigger {trigger.name!r} is {trigger.state.value.lower()}",
@@ -220,6 +291,7 @@ class TriggerManager:
         self._tasks[trigger.id] = task
 
     async def _stop(self, trigger_id: str) -> None:
+        self._epochs.pop(trigger_id, None)
         task = self._tasks.pop(trigger_id, None)
         self.runners.pop(trigger_id, None)
         if task is not None:
