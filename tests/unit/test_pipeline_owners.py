@@ -10,12 +10,13 @@ from collections import Counter
 from types import SimpleNamespace
 from typing import Any
 
+from tests.unit.test_pipeline_driver import FOUR, ME, FakeJobs, handlers, settle, stages_of, until
+
 from coldbrew.clock import FakeClock
 from coldbrew.cluster.leases import LocalLeases, rendezvous_owner
 from coldbrew.cluster.ownership import Ownership
 from coldbrew.control.pipelines import Pipelines, pipeline_lease
 from coldbrew.store.models import JobStatus
-from tests.unit.test_pipeline_driver import FOUR, ME, FakeJobs, handlers, settle, stages_of, until
 
 TTL_S = 10.0
 
