@@ -250,6 +250,7 @@ class Cluster(Router):
             "owned": sorted(e for e in ownership.epochs if ownership.owns(e)),
             "epochs": {str(e): n for e, n in sorted(ownership.epochs.items())},
             "peers": dict(sorted(ownership.peers.items())),
+            "leases": sorted(n for n in ownership.names if ownership.holds(n)),
             "leasesAcquired": ownership.acquired,
             "forwarded": self.forwarded,
             "cancelsSent": self.cancels_sent,
