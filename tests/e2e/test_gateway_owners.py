@@ -123,7 +123,8 @@ def _trigger_phase(a: Server, b: Server, url: str, sink: PgDatabase, feeder: Red
     assert {r["status"] for r in rows} == {"COMPLETED"}
     jobs = _jobs_by(url, "echo", "i")
     assert sorted(jobs) == list(range(N)) and set(jobs.values()) == {1}, jobs
-    with survivor.http() as http:
+    auth = {"Authorization": f"Bearer {key}"}  # made by the first gateway, valid on both
+    with httpx.Client(base_url=survivor.url, headers=auth, timeout=60) as http:
         stats = wait_until(
             lambda: http.get(f"/v1/triggers/{created.json()['id']}").json()["stats"],
             lambda s: s["inFlight"] == 0,
@@ -145,9 +146,10 @@ def _pipeline_phase(servers: list[Server], key: str, url: str) -> None:
     )
     with httpx.Client(base_url=servers[1].url, headers=auth, timeout=60) as http:
         run_id = http.post("/v2/slowchain/run", json={"input": {"n": 5}}).json()["id"]
-    is_lease: Callable[[str], bool] = lambda n: (
-        n.startswith("pipeline:") and n.endswith("/slowchain")
-    )
+
+    def is_lease(name: str) -> bool:
+        return name.startswith("pipeline:") and name.endswith("/slowchain")
+
     (driver,) = wait_until(
         lambda: _holder(servers, key, is_lease),
         lambda held: len(held) == 1,

@@ -176,7 +176,7 @@ class PostgresTriggers(PostgresDatabase, TriggerStore):
         )
 
     # in flight
-    async def put_in_flight(self, rows: list[InFlight]) -> None:
+    async def put_in_flight(self, rows: list[InFlight], received: int = 0) -> None:
         async with self._transaction():
             await self._many(
                 "INSERT INTO trigger_in_flight (trigger_id, message_key, job_id, attempt, body, "
@@ -196,6 +196,12 @@ class PostgresTriggers(PostgresDatabase, TriggerStore):
                     for r in rows
                 ],
             )
+            if received and rows:
+                await self._exec(
+                    "UPDATE triggers SET received = received + $1 WHERE id=$2",
+                    received,
+                    rows[0].trigger_id,
+                )
 
     async def in_flight(self, trigger_id: str) -> list[InFlight]:
         rows = await self._all(

@@ -179,7 +179,7 @@ class SQLiteTriggers(SQLiteDatabase, TriggerStore):
         )
 
     # in flight
-    async def put_in_flight(self, rows: list[InFlight]) -> None:
+    async def put_in_flight(self, rows: list[InFlight], received: int = 0) -> None:
         with self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO trigger_in_flight (trigger_id, message_key, job_id, "
@@ -196,6 +196,11 @@ class SQLiteTriggers(SQLiteDatabase, TriggerStore):
                     for r in rows
                 ],
             )
+            if received and rows:
+                self._db.execute(
+                    "UPDATE triggers SET received = received + ? WHERE id=?",
+                    (received, rows[0].trigger_id),
+                )
 
     async def in_flight(self, trigger_id: str) -> list[InFlight]:
         rows = self._all(

@@ -135,8 +135,10 @@ class TriggerStore(Protocol):
 
     # in flight
     @abstractmethod
-    async def put_in_flight(self, rows: list[InFlight]) -> None:
-        """Add or replace (trigger, message key) rows: a retry replaces the job id and attempt."""
+    async def put_in_flight(self, rows: list[InFlight], received: int = 0) -> None:
+        """Add or replace (trigger, message key) rows: a retry replaces the job id and attempt.
+        `received` new messages are counted in the same transaction (all rows are of one
+        trigger), so a crash never counts a message twice nor loses its count."""
 
     @abstractmethod
     async def in_flight(self, trigger_id: str) -> list[InFlight]:

@@ -77,6 +77,7 @@ class TriggerRunner:
         self._ended_event = asyncio.Event()
         self._room = asyncio.Event()
         self._held: list[Message] = []  # fetched, not yet accepted (a transient submit error)
+        self._unacked: set[str] = set()  # message keys being accepted: settled after the ack
         self._done_at: deque[tuple[float, int]] = deque()  # (monotonic, messages) for throughput
         self.last_lag: int | None = None
         self.running = False
@@ -171,6 +172,16 @@ class TriggerRunner:
     async def _accept(self, window: list[Message]) -> None:
         """Submit the window's jobs together, record them in flight, then ack the messages."""
         fresh = [m for m in window if m.key not in self._keys]
+        keys = {m.key for m in fresh}
+        self._unacked |= keys
+        try:
+            await self._accept_fresh(window, fresh)
+        finally:
+            self._unacked -= keys
+            if self._ended:  # jobs that ended before their message was acked: settle now
+                self._ended_event.set()
+
+    async def _accept_fresh(self, window: list[Message], fresh: list[Message]) -> None:
         results = await asyncio.gather(
             *(self._submit(m.key, m.body, m.received_at, 1) for m in fresh),
             return_exceptions=True,
@@ -185,12 +196,12 @@ class TriggerRunner:
                 dead.append((message, result.to_json()["error"]))  # the message itself is bad
             elif isinstance(result, BaseException):
                 held.append(message)
-        if rows:
-            await self.store.put_in_flight(rows)
+        if rows:  # counted received with their rows: a redelivery after a crash is not new
+            await self.store.put_in_flight(rows, received=len(rows))
         if dead:
+            await self.store.count_received(self.trigger.id, len(dead))
             await self._dead_letter_unsubmitted(dead)
         done = [m for m in window if m not in held]
-        await self.store.count_received(self.trigger.id, len(fresh) - len(held))
         if done:
             await self.source.ack(done)
         if held:
@@ -264,6 +275,12 @@ class TriggerRunner:
 
     async def _settle(self, ended: Sequence[Job]) -> None:
         """Write results, retry failures, dead-letter the hopeless, then drop them in the store."""
+        early = [
+            j for j in ended if (r := self.in_flight.get(j.id)) and r.message_key in self._unacked
+        ]
+        if early:  # settled once acked: a crash before the ack must not settle it twice
+            self._ended += early
+            ended = [j for j in ended if j not in early]
         records: list[SinkRecord] = []
         retries: list[InFlight] = []
         outcome = Outcome(at=self.clock.time())
