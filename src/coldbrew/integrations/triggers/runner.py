@@ -78,6 +78,7 @@ class TriggerRunner:
         self._room = asyncio.Event()
         self._held: list[Message] = []  # fetched, not yet accepted (a transient submit error)
         self._unacked: set[str] = set()  # message keys being accepted: settled after the ack
+        self._recovered: set[str] = set()  # message keys whose rows a restart read back
         self._done_at: deque[tuple[float, int]] = deque()  # (monotonic, messages) for throughput
         self.last_lag: int | None = None
         self.running = False
@@ -132,6 +133,9 @@ class TriggerRunner:
         rows = await self.store.in_flight(self.trigger.id)
         for row in rows:
             self._track(row)
+        # their messages may come again (a crash before the ack, a source's redelivery to the
+        # next owner) after the rows were settled here: acked then, never a second job
+        self._recovered = {row.message_key for row in rows}
         await self._sweep()
 
     # -- fetch → submit → in flight → ack
@@ -171,7 +175,7 @@ class TriggerRunner:
 
     async def _accept(self, window: list[Message]) -> None:
         """Submit the window's jobs together, record them in flight, then ack the messages."""
-        fresh = [m for m in window if m.key not in self._keys]
+        fresh = [m for m in window if m.key not in self._keys and m.key not in self._recovered]
         keys = {m.key for m in fresh}
         self._unacked |= keys
         try:
