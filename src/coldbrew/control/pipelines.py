@@ -32,6 +32,8 @@ from coldbrew.control.graph import parse
 from coldbrew.control.jobs import JobService, is_http_url
 from coldbrew.control.pipeflow import Evaluator, RunFailed
 from coldbrew.control.pipestages import StageRunner, with_job
+from coldbrew.control.pipewaits import STAGE_POLL_S as STAGE_POLL_S  # where tests read it
+from coldbrew.control.pipewaits import RunWaits
 from coldbrew.errors import (
     ColdbrewError,
     Conflict,
@@ -42,14 +44,10 @@ from coldbrew.errors import (
     job_error,
 )
 from coldbrew.store.base import Store
-from coldbrew.store.models import Job, JobStatus, Principal
+from coldbrew.store.models import JobStatus, Principal
 from coldbrew.store.pipelines import PipelineDef, PipelineRun, StageRecord
 
 log = logging.getLogger("coldbrew.pipelines")
-#: How often a waiting stage re-reads its job from the store as well as listening for its end:
-#: with several gateways the job may end on another one, whose final listener this one never
-#: hears (one store read per running stage per interval).
-STAGE_POLL_S = 1.0
 PURGE_EVERY_S = 60.0  # ended runs past their retention are deleted this often
 #: A gateway keeps asking for a pipeline's lease this long after it saw a run of it, so the
 #: next run of a pipeline used now and then starts on its owner without waiting for a round.
@@ -93,8 +91,8 @@ class Pipelines:
         self.clock = clock
         self.retention_s = retention_s  # how long an ended run stays readable (as jobs do)
         self._purger: asyncio.Task[None] | None = None
-        self._waiting: dict[str, list[asyncio.Future[Job]]] = {}  # stage job id → waiters
-        self._ended: dict[str, list[asyncio.Future[None]]] = {}  # run id → runsync waiters
+        self.waits = RunWaits(store, jobs, clock)
+        self.final_job = self.waits.final_job  # a stage's wait for its job
         self._tasks: dict[str, asyncio.Task[None]] = {}  # run id → its evaluation
         self._claim: Callable[[str], Awaitable[bool]] | None = None
         self._round: Callable[[], Awaitable[None]] | None = None
@@ -103,7 +101,7 @@ class Pipelines:
         self._seen: dict[str, float] = {}  # pipeline lease -> when a run of it was last seen
         #: told of every run that ended here (a trigger targeting the pipeline settles it)
         self.end_listeners: list[Callable[[PipelineRun], None]] = []
-        jobs.scheduler.add_final_listener(self._job_final)
+        jobs.scheduler.add_final_listener(self.waits.job_final)
 
     def attach(
         self, claim: Callable[[str], Awaitable[bool]], round_now: Callable[[], Awaitable[None]]
@@ -215,32 +213,11 @@ class Pipelines:
         await self.store.create_run(run)
         if on_create is not None:
             await on_create(run)
-        ended = self._watch_end(run.id) if wait_s is not None else None
+        ended = self.waits.watch_end(run.id) if wait_s is not None else None
         await self._drive_here(run)
         if ended is None or wait_s is None:
             return run
-        return await self._wait_end(run, ended, wait_s)
-
-    async def _wait_end(
-        self, run: PipelineRun, ended: asyncio.Future[None], wait_s: float
-    ) -> PipelineRun:
-        """The run once it ended or `wait_s` passed; read from the store now and then too,
-        as another gateway (its pipeline's owner) may be the one driving it."""
-        deadline = self.clock.monotonic() + wait_s
-        try:
-            while (left_s := deadline - self.clock.monotonic()) > 0:
-                with contextlib.suppress(TimeoutError):
-                    await self.clock.wait_for(asyncio.shield(ended), min(left_s, STAGE_POLL_S))
-                current = await self.store.get_run(run.id)
-                if ended.done() or current is None or current.status.final:
-                    return current or run
-        finally:
-            waiters = self._ended.get(run.id, [])
-            if ended in waiters:
-                waiters.remove(ended)
-            if not waiters:
-                self._ended.pop(run.id, None)
-        return await self.store.get_run(run.id) or run
+        return await self.waits.wait_end(run, ended, wait_s)
 
     async def view(self, principal: Principal, name: str, run_id: str) -> RunView:
         """The run with its stages, stage jobs still running read as they are now."""
@@ -391,7 +368,7 @@ class Pipelines:
 
     async def _finished(self, run_id: str) -> None:
         """Wake the run's /runsync waiters and end listeners; post its webhook, if any."""
-        self._announce_end(run_id)
+        self.waits.announce_end(run_id)
         run = await self.store.get_run(run_id)
         if run is None:
             return
@@ -399,37 +376,3 @@ class Pipelines:
             listener(run)
         if run.webhook_url and self.on_end is not None:
             self.on_end(await self._view(run))
-
-    def _watch_end(self, run_id: str) -> asyncio.Future[None]:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ended.setdefault(run_id, []).append(future)
-        return future
-
-    def _announce_end(self, run_id: str) -> None:
-        for future in self._ended.pop(run_id, ()):
-            if not future.done():
-                future.set_result(None)
-
-    def _job_final(self, job: Job) -> None:
-        """The scheduler's final listener: wake the run waiting for this stage job."""
-        for future in self._waiting.pop(job.id, ()):
-            if not future.done():
-                future.set_result(job)
-
-    async def final_job(self, account: str, job_id: str) -> Job | None:
-        """The stage job once it is final (None when it is gone from the store)."""
-        future: asyncio.Future[Job] = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(job_id, []).append(future)
-        try:
-            while True:
-                job = await self.jobs.find(account, job_id)  # after registering: none missed
-                if job is None or job.status.final:
-                    return job
-                with contextlib.suppress(TimeoutError):
-                    return await self.clock.wait_for(asyncio.shield(future), STAGE_POLL_S)
-        finally:
-            waiters = self._waiting.get(job_id, [])
-            if future in waiters:
-                waiters.remove(future)
-            if not waiters:
-                self._waiting.pop(job_id, None)
