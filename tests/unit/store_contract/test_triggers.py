@@ -110,3 +110,12 @@ def test_an_outcome_without_an_error_keeps_the_last_one(store: Any) -> None:
     )
     assert store.counters("nope") == TriggerCounters()
     assert replace(_trigger(), name="x").name == "x"
+
+
+def test_rows_put_with_their_received_count_count_once(store: Any) -> None:
+    store.create_trigger(_trigger())
+    rows = [InFlight("t1", f"k{i}", f"j{i}", 1, {"n": i}, 1.0) for i in range(3)]
+    store.put_in_flight(rows, received=3)
+    store.put_in_flight([InFlight("t1", "k1", "j1b", 2, {"n": 1}, 1.0)])  # a retry: not new
+    assert store.counters("t1").received == 3
+    assert len(store.in_flight("t1")) == 3
