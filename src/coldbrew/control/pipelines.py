@@ -134,7 +134,9 @@ class Pipelines:
                 self._tasks.pop(run_id, None)
         for run in self._unfinished:
             if pipeline_lease(run.account, run.pipeline) in mine and run.id not in self._tasks:
-                self._start(run)
+                current = await self.store.get_run(run.id)  # not ended or retried meanwhile
+                if current is not None and not current.status.final and run.id not in self._tasks:
+                    self._start(current)
 
     async def _drive_here(self, run: PipelineRun) -> None:
         """Start driving a run created or retried here, when this gateway owns its pipeline
