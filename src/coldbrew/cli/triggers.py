@@ -70,6 +70,7 @@ def triggers() -> None:
 @click.argument("name")
 @click.option("--source", "source_kind", help="source kind: cron, redis, postgres, s3, ...")
 @click.option("--endpoint", help="the endpoint each message runs")
+@click.option("--pipeline", help="or the pipeline each message runs (one run per message)")
 @click.option("--stream", help="redis: the stream to read")
 @click.option("--group", help="redis: the consumer group (created if missing)")
 @click.option("--schedule", help="cron: five-field schedule, e.g. '*/5 * * * *'")
@@ -95,8 +96,11 @@ def create(name: str, config_file: Path | None, as_json: bool, **flags: Any) -> 
             source[flag] = flags[flag]
     source.update(_pairs(flags["source_set"], "--set"))
     body["source"] = source
-    if flags["endpoint"]:
-        body["endpoint"] = flags["endpoint"]
+    if flags["endpoint"] and flags["pipeline"]:
+        raise click.UsageError("a trigger runs one target: give --endpoint or --pipeline")
+    for target in ("endpoint", "pipeline"):
+        if flags[target]:
+            body[target] = flags[target]
     if flags["sink"]:
         kind, _, named = flags["sink"].partition(":")
         body["sink"] = {"kind": kind, **({_SINK_NAME.get(kind, "name"): named} if named else {})}

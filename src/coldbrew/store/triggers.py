@@ -31,7 +31,7 @@ class TriggerDef:
     name: str
     source_kind: str
     source: dict[str, Any]  # the kind's validated config
-    target_kind: str  # "endpoint" (or "pipeline", once pipelines take jobs)
+    target_kind: str  # "endpoint" or "pipeline"
     target: str  # the endpoint's (or pipeline's) name
     sink_kind: str | None
     sink: dict[str, Any] | None
