@@ -96,11 +96,7 @@ def create(name: str, config_file: Path | None, as_json: bool, **flags: Any) -> 
             source[flag] = flags[flag]
     source.update(_pairs(flags["source_set"], "--set"))
     body["source"] = source
-    if flags["endpoint"] and flags["pipeline"]:
-        raise click.UsageError("a trigger runs one target: give --endpoint or --pipeline")
-    for target in ("endpoint", "pipeline"):
-        if flags[target]:
-            body[target] = flags[target]
+    body.update(_target(flags["endpoint"], flags["pipeline"]))
     if flags["sink"]:
         kind, _, named = flags["sink"].partition(":")
         body["sink"] = {"kind": kind, **({_SINK_NAME.get(kind, "name"): named} if named else {})}
@@ -117,6 +113,13 @@ def create(name: str, config_file: Path | None, as_json: bool, **flags: Any) -> 
     click.echo(f"created trigger {trigger['name']} ({trigger['id']}), {trigger['state']}")
     if "eventsUrl" in trigger:
         click.echo(f"point the bucket's event notifications at:\n  {trigger['eventsUrl']}")
+
+
+def _target(endpoint: str | None, pipeline: str | None) -> dict[str, str]:
+    """The body's target: an endpoint or a pipeline, never both."""
+    if endpoint and pipeline:
+        raise click.UsageError("a trigger runs one target: give --endpoint or --pipeline")
+    return {"endpoint": endpoint} if endpoint else {"pipeline": pipeline} if pipeline else {}
 
 
 def _rate(value: float) -> str:
