@@ -72,6 +72,14 @@ class Settings(BaseSettings):
         f"per-second price, a fraction in [0, 1); classes not listed: {DEFAULT_RESERVED_DISCOUNT}",
     )
     account_concurrency_cap: int = Field(default=100, ge=1)
+    batch_pipeline_depth: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="batches a batched worker may hold at once: the one it computes and the "
+        "next ones, already sent, so it starts the next the instant it finishes (1: one at a "
+        "time, the worker idles while answers go out and the next batch comes in)",
+    )
     account_max_queued_jobs: int = Field(
         default=50_000,
         ge=1,

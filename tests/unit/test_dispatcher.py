@@ -34,24 +34,27 @@ def test_a_short_batch_waits_for_the_window_then_goes_on_the_fake_clock(
         w = World(tmp_path)
         await w.setup(batch={"max_size": 2, "max_wait_ms": 50})
         dispatcher, handle, vid = w.scheduler.dispatcher, w.backend.handles[0], w.version.id
-        busy = [w.job(), w.job()]
+        busy = [w.job() for _ in range(4)]
         for job in busy:
             w.scheduler.book.take_sync(job)
         await dispatcher.pump(vid)
-        assert handle.sent[-1]["ids"] == [j.id for j in busy]  # a full batch: a busy endpoint
+        # full batches, two in flight: a busy endpoint (4 callers, so batches of 2 from now on)
+        assert [f["ids"] for f in handle.sent[-2:]] == [
+            [j.id for j in busy[:2]],
+            [j.id for j in busy[2:]],
+        ]
         for job in busy:
             handle.done(job.id)
         await settle()
         lone = w.job()
         w.scheduler.book.take_sync(lone)
-        w.scheduler._wake.clear()
         await dispatcher.pump(vid)
         assert lone.id not in handle.job_ids()  # held for more jobs to join it
         w.clock.advance(0.04)
-        assert not w.scheduler._wake.is_set()
-        w.clock.advance(0.02)  # the window ran out: the hold wakes the loop
-        assert w.scheduler._wake.is_set()
-        await dispatcher.pump(vid)
+        await settle()
+        assert lone.id not in handle.job_ids()
+        w.clock.advance(0.02)  # the window ran out: the hold pumps the lane again
+        await settle()
         assert handle.sent[-1]["ids"] == [lone.id]
 
     asyncio.run(scenario())

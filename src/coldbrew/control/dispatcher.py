@@ -2,8 +2,9 @@
 
 A job just queued goes straight to a free slot (`dispatch_now`); sync-lane jobs are pumped
 from memory (`pump`); each tick hands the store's queue round-robin across accounts
-(`dispatch`). Every path respects the per-account concurrency cap, and a batched version's
-short batch waits at most `max_wait_ms` for more jobs when the endpoint is busy.
+(`dispatch`). Every path respects the per-account concurrency cap. A batched worker holds up
+to `batch_pipeline_depth` batches (the next one is sent while it computes), and a short batch
+waits for its share of the recent demand (`control/batching.py`).
 
 The cap is counted twice: `running` (this gateway's jobs, a free check first) and the account
 slots (`coldbrew.store.shared.slots`: in this process, or in Redis across every gateway), one slot
@@ -12,6 +13,7 @@ taken before each claim and given back when the job leaves its worker.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import Counter, defaultdict
@@ -22,7 +24,7 @@ from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control import fairshare
 from coldbrew.control.backlog import Backlog
-from coldbrew.control.batching import BatchWindow
+from coldbrew.control.batching import BatchPolicy
 from coldbrew.control.fleet import Fleet
 from coldbrew.control.jobbook import JobBook, move
 from coldbrew.control.streams import Streams
@@ -68,7 +70,8 @@ class Dispatcher:
         self.running: Counter[str] = Counter()  # running jobs per account, on this gateway
         self.slots: AccountSlots = slots or LocalSlots()  # running jobs per account, everywhere
         self._full: set[str] = set()  # accounts refused a slot in this tick's dispatch
-        self.window = BatchWindow(clock, wake)  # how long a short batch waits for more jobs
+        self.batching = BatchPolicy(fleet, clock, settings, self._look_again)
+        self._pumps: set[asyncio.Task[None]] = set()
         self._rotation = 0
 
     # the fast paths
@@ -85,7 +88,7 @@ class Dispatcher:
         ):
             return self.backlog.queued_in_store(job)
         spec = cached[1]
-        if spec.batch is not None and self.window.full.get(job.version_id):
+        if spec.batch is not None and self.batching.want(job.version_id, spec, 1) > 1:
             return self.backlog.queued_in_store(job)  # busy: let the window gather a batch
         worker = self.fleet.free_worker(job.version_id, whole=spec.batch is not None)
         if worker is None:
@@ -125,10 +128,10 @@ class Dispatcher:
                 await self.assign(worker, job, slots[0])
                 continue
             size = min(spec.batch.max_size, room)
-            if self.window.held(vid, spec, len(queue), size):
+            if self.batching.held(vid, spec, len(queue), size, worker):
                 return
             slots = await self.slots.take(version.account, self.cap, min(size, len(queue)))
-            if not slots or not queue or worker.state is not WorkerState.IDLE:
+            if not slots or not queue or not self.fleet.batch_room(worker):
                 self.slots.give_back(version.account, slots)
                 return
             jobs = [queue.popleft() for _ in range(min(len(slots), len(queue)))]
@@ -147,6 +150,7 @@ class Dispatcher:
         job = inflight.job
         self.ended(inflight)
         now = self.clock.time()
+        begun = inflight.begun or job.started_at or now
         # a job in a batch pays its share of the batch's time: the batch the gateway sent, not
         # the worker's `share`, which tenant code could inflate to cut its bill
         # a job on a reserved worker is covered by the reservation (billed as reserved seconds)
@@ -155,7 +159,7 @@ class Dispatcher:
             cost = job_cost_usd(
                 self.settings.prices_per_hour_usd,
                 worker.spec.hardware,
-                now - (job.started_at or now),
+                now - begun,
                 inflight.share,
             )
         await self.writer.flush_logs()  # its log is readable once it is final
@@ -176,6 +180,15 @@ class Dispatcher:
             self._wake()  # the store's queue goes first; capped jobs of other endpoints may go
         if not stored:
             await self.pump(vid)
+
+    def _look_again(self, vid: int) -> None:
+        """A batch's wait ended: pump a sync-lane version at once, else wake the tick."""
+        if vid in self.backlog.flagged or not self.backlog.lane.get(vid):
+            self._wake()
+            return
+        task = asyncio.get_running_loop().create_task(self.pump(vid))
+        self._pumps.add(task)
+        task.add_done_callback(self._pumps.discard)
 
     # the tick's dispatch
     async def dispatch(self, stats: Mapping[int, QueueStat]) -> dict[int, int]:
@@ -219,8 +232,10 @@ class Dispatcher:
         for worker in self.fleet.workers.values():
             vid = worker.version.id
             if vid in queued:
-                batched = worker.spec.batch is not None
-                slots[vid] += (worker.state is WorkerState.IDLE) if batched else worker.free_slots
+                if worker.spec.batch is None:
+                    slots[vid] += worker.free_slots
+                elif self.fleet.batch_room(worker):
+                    slots[vid] += self.settings.batch_pipeline_depth - len(worker.batches)
         return slots
 
     async def first_job(self, worker: ManagedWorker) -> None:
@@ -276,7 +291,7 @@ class Dispatcher:
         if worker is None:
             return 0
         size = min(spec.batch.max_size, self.cap - self.running[account])
-        if size <= 0 or self.window.held(vid, spec, queued, size):
+        if size <= 0 or self.batching.held(vid, spec, queued, size, worker):
             return 0
         slots = await self._take(account, min(size, max(1, queued)))
         if not slots:
@@ -301,21 +316,34 @@ class Dispatcher:
     async def assign_batch(
         self, worker: ManagedWorker, jobs: list[Job], max_size: int, slots: list[str] | None = None
     ) -> None:
-        """Send running jobs to `worker` as one batch (and remember whether it was full);
-        `slots[i]` is the account slot of `jobs[i]`."""
-        self.window.sent(worker.version.id, len(jobs), max_size)
+        """Send running jobs to `worker` as one batch; it waits in the worker's socket while a
+        batch sent before it computes (`Fleet.batch_room`). `slots[i]` is the account slot of
+        `jobs[i]`."""
+        self.fleet.settle_batches(worker)
+        begun = None
+        if not worker.batches:  # it computes this one first: it begins now
+            begun, worker.batch_begun = self.clock.time(), self.clock.monotonic()
+        worker.batches.append([j.id for j in jobs])
         for i, job in enumerate(jobs):
             slot = slots[i] if slots is not None and i < len(slots) else ""
-            await self._track(worker, job, share=len(jobs), slot=slot)
+            await self._track(worker, job, share=len(jobs), slot=slot, begun=begun)
         frame = {"t": "batch", "ids": [j.id for j in jobs], "inputs": [j.input for j in jobs]}
         try:
             await self.fleet.send(worker, frame)
         except Exception as exc:  # an input cannot be encoded: the batch fails, nothing else
             await self._unsendable(worker, jobs, exc)
 
-    async def _track(self, worker: ManagedWorker, job: Job, share: int = 1, slot: str = "") -> None:
+    async def _track(
+        self,
+        worker: ManagedWorker,
+        job: Job,
+        share: int = 1,
+        slot: str = "",
+        begun: float | None = None,
+    ) -> None:
         """Record a claimed job as running on `worker` (and whether it waited for its start)."""
-        worker.jobs[job.id] = InFlight(job, self.clock.monotonic() + job.timeout_s, share, slot)
+        deadline = self.clock.monotonic() + job.timeout_s
+        worker.jobs[job.id] = InFlight(job, deadline, share, slot, begun)
         self.fleet.frames.assigned(worker.id, job.id)
         self.running[job.account] += 1
         if worker.state is WorkerState.IDLE:
@@ -337,7 +365,7 @@ class Dispatcher:
         """After a claim (store calls yield to the loop, so the worker may have filled up,
         started draining or died meanwhile): whether `worker` can still take `jobs`. If not,
         they go back to the store's queue as if never claimed (the attempt is given back)."""
-        if (worker.state is WorkerState.IDLE) if whole else worker.free_slots >= len(jobs):
+        if self.fleet.batch_room(worker) if whole else worker.free_slots >= len(jobs):
             return True
         for job in jobs:
             move(job, JobStatus.IN_QUEUE)

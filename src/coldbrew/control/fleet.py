@@ -65,6 +65,7 @@ class Fleet:
         self.versions: dict[int, tuple[Version, DeploymentSpec]] = {}
         self.current: set[int] = set()  # current versions, and versions with a split share
         self.backoff: dict[int, tuple[float, float]] = {}  # version -> (until, last delay)
+        self.batch_s: dict[int, float] = {}  # version -> its batches' compute time (average)
         self.frames = FrameGuard()
         self.limits_frame: dict[str, Any] = {}  # sent to each worker as it becomes ready
         self._tasks: set[asyncio.Task[None]] = set()
@@ -111,18 +112,59 @@ class Fleet:
 
     # reads
     def free_worker(self, version_id: int, whole: bool = False) -> ManagedWorker | None:
-        """A worker of the version with a free slot (`whole`: with nothing running)."""
+        """A worker of the version with a free slot (`whole`: room for one more batch, an
+        idle worker first)."""
+        found = None
         for worker in self.workers.values():
             if worker.version.id != version_id:
                 continue
             state = worker.state
-            if state is WorkerState.IDLE or (
-                not whole
-                and state is WorkerState.BUSY
-                and len(worker.jobs) < worker.spec.concurrency  # `free_slots`, inline
-            ):
+            if state is WorkerState.IDLE:
                 return worker
-        return None
+            if state is not WorkerState.BUSY:
+                continue
+            if whole:
+                if found is None and self.batch_room(worker):
+                    found = worker
+            elif len(worker.jobs) < worker.spec.concurrency:  # `free_slots`, inline
+                return worker
+        return found
+
+    def batch_room(self, worker: ManagedWorker) -> bool:
+        """Whether a batched worker may be sent another batch: fewer than
+        `batch_pipeline_depth` in it, so the next one waits in its socket while it computes."""
+        if worker.state is WorkerState.IDLE:
+            return True
+        if worker.state is not WorkerState.BUSY:
+            return False
+        self.settle_batches(worker)
+        return len(worker.batches) < self.settings.batch_pipeline_depth
+
+    def settle_batches(self, worker: ManagedWorker) -> None:
+        """Forget the worker's finished batches (every job done, timed out or cancelled); the
+        batch now first begins now: its jobs' cost and execution timeout count from here, not
+        from when it was sent to wait behind the one before it."""
+        batches = worker.batches
+        finished = False
+        while batches and not any(job_id in worker.jobs for job_id in batches[0]):
+            batches.popleft()
+            finished = True
+        if not finished:
+            return
+        now = self.clock.monotonic()
+        if worker.batch_begun is not None:  # how long one batch computes, for the pipeline
+            took_s = now - worker.batch_begun
+            known = self.batch_s.get(worker.version.id)
+            vid = worker.version.id
+            self.batch_s[vid] = took_s if known is None else 0.7 * known + 0.3 * took_s
+        worker.batch_begun = now if batches else None
+        if batches:
+            wall = self.clock.time()
+            for job_id in batches[0]:
+                inflight = worker.jobs.get(job_id)
+                if inflight is not None:
+                    inflight.begun = wall
+                    inflight.deadline = now + inflight.job.timeout_s
 
     def ready(self, version_id: int) -> bool:
         """Whether a worker of the version is up (idle or busy)."""
@@ -319,6 +361,8 @@ class Fleet:
     def mark_idle_if_free(self, worker: ManagedWorker) -> None:
         """A job left `worker`: idle (and metered so) when nothing else runs there."""
         worker.last_used = self.clock.monotonic()
+        if worker.batches:
+            self.settle_batches(worker)
         if worker.jobs or worker.state is not WorkerState.BUSY:
             return
         worker.state = WorkerState.IDLE

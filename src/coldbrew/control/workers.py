@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -33,6 +34,9 @@ class InFlight:
     deadline: float
     share: int = 1
     slot: str = ""  # its account slot (`AccountSlots`), given back when it leaves the worker
+    #: wall-clock instant its worker began computing it: a batch sent while the one before it
+    #: still runs begins when that one ends (None: when the job started)
+    begun: float | None = None
 
 
 @dataclass
@@ -55,6 +59,10 @@ class ManagedWorker:
     setup_error: dict[str, Any] | None = None
     stop_reason: str | None = None  # set when the scheduler stops or kills it
     served: bool = False  # finished a job: fair sharing may take its slot back from now on
+    #: a batched worker's batches sent and not yet finished, oldest (the one computing) first,
+    #: as job ids; the worker runs them in order, the next one waiting in its socket
+    batches: deque[list[str]] = field(default_factory=deque)
+    batch_begun: float | None = None  # monotonic; when its first batch began computing
 
     @property
     def hardware(self) -> str:
