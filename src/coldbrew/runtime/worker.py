@@ -74,6 +74,23 @@ class _Channel:
         with self._send_lock:
             self._sock.sendall(data)
 
+    def send_many(self, frames: list[dict[str, Any]]) -> None:
+        """A batch's `done` frames in one write: one wake-up of the gateway's reader for the
+        batch, not one per job. An output that is not JSON fails that job alone."""
+        parts = []
+        for frame in frames:
+            try:
+                data = protocol.encode(frame)
+            except TypeError as exc:
+                record = error_record(
+                    TypeError(f"predict returned a value that is not JSON: {exc}")
+                )
+                frame = {"t": "done", "id": frame["id"], "error": record, "share": frame["share"]}
+                data = protocol.encode(frame)
+            parts.append(self._bounded(frame, data))
+        with self._send_lock:
+            self._sock.sendall(b"".join(parts))
+
     def _bounded(self, frame: dict[str, Any], data: bytes) -> bytes:
         """`data`, or for a `done` over the limit an error in its place; a chunk that takes
         the job's streamed output over the limit raises `PayloadTooLarge`, failing the job."""
@@ -299,12 +316,7 @@ class Worker:
             self.local.job_id = None
             for job_id in ids:
                 self.logcap.end(job_id)
-        for reply in replies:
-            try:
-                self.channel.send(reply)
-            except TypeError as exc:
-                bad = error_record(TypeError(f"predict returned a value that is not JSON: {exc}"))
-                self.channel.send({"t": "done", "id": reply["id"], "error": bad})
+        self.channel.send_many(replies)
 
     def _call(self, job_id: str, payload: dict[str, Any]) -> Any:
         """Run predict; a generator's items are sent as chunks as they come (`_STREAMED`)."""
