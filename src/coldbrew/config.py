@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -72,6 +73,14 @@ class Settings(BaseSettings):
         f"per-second price, a fraction in [0, 1); classes not listed: {DEFAULT_RESERVED_DISCOUNT}",
     )
     account_concurrency_cap: int = Field(default=100, ge=1)
+    worker_blas_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="BLAS threads in each worker (OPENBLAS_NUM_THREADS, MKL_NUM_THREADS); "
+        "default: one fewer than the cores, at least 1, so the gateway keeps a core to itself "
+        "(on 2 shared cores a worker with 2 BLAS threads computed 2.3-2.6x slower: docs/busy.md); "
+        "OMP_NUM_THREADS, OPENBLAS_NUM_THREADS or MKL_NUM_THREADS set for the server win",
+    )
     batch_pipeline_depth: int = Field(
         default=2,
         ge=1,
@@ -402,3 +411,19 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings once; `overrides` are CLI flags and win over everything else."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+#: The thread variables an operator may set for the server (the workers inherit them).
+BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def worker_thread_env(
+    settings: Settings, environ: Mapping[str, str], cores: int | None
+) -> dict[str, str]:
+    """The BLAS thread count every worker and template starts with (`worker_blas_threads`)."""
+    threads = settings.worker_blas_threads
+    if threads is None:
+        if any(environ.get(var) for var in BLAS_THREAD_VARS):
+            return {}  # the operator's own thread settings, as before
+        threads = max(1, (cores or 1) - 1)
+    return {"OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

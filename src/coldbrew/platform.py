@@ -19,7 +19,7 @@ from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
 from coldbrew.clock import Clock, SystemClock
 from coldbrew.cluster.node import Cluster
-from coldbrew.config import Settings
+from coldbrew.config import Settings, worker_thread_env
 from coldbrew.control.cache import ResultCache, make_cache
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler
@@ -171,7 +171,10 @@ class Platform:
             backend = ray_backend(settings)
         if backend is None:
             spawn = LocalBackend(
-                {OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20)))},
+                {
+                    OUTPUT_MAX_ENV: str(int(settings.output_max_mb * (1 << 20))),
+                    **worker_thread_env(settings, os.environ, os.cpu_count()),
+                },
                 sandbox=sandbox,
                 environments=environments,
             )
