@@ -141,30 +141,14 @@ class Fleet:
         return len(worker.batches) < self.settings.batch_pipeline_depth
 
     def settle_batches(self, worker: ManagedWorker) -> None:
-        """Forget the worker's finished batches (every job done, timed out or cancelled); the
-        batch now first begins now: its jobs' cost and execution timeout count from here, not
-        from when it was sent to wait behind the one before it."""
-        batches = worker.batches
-        finished = False
-        while batches and not any(job_id in worker.jobs for job_id in batches[0]):
-            batches.popleft()
-            finished = True
-        if not finished:
-            return
-        now = self.clock.monotonic()
-        if worker.batch_begun is not None:  # how long one batch computes, for the pipeline
-            took_s = now - worker.batch_begun
+        """Forget the worker's finished batches and learn how long one took (an average per
+        version, for the pipeline's timing: `control/batching.py`)."""
+        took_s = worker.settle_batches(self.clock.time(), self.clock.monotonic())
+        if took_s is not None:
             known = self.batch_s.get(worker.version.id)
-            vid = worker.version.id
-            self.batch_s[vid] = took_s if known is None else 0.7 * known + 0.3 * took_s
-        worker.batch_begun = now if batches else None
-        if batches:
-            wall = self.clock.time()
-            for job_id in batches[0]:
-                inflight = worker.jobs.get(job_id)
-                if inflight is not None:
-                    inflight.begun = wall
-                    inflight.deadline = now + inflight.job.timeout_s
+            self.batch_s[worker.version.id] = (
+                took_s if known is None else 0.7 * known + 0.3 * took_s
+            )
 
     def ready(self, version_id: int) -> bool:
         """Whether a worker of the version is up (idle or busy)."""

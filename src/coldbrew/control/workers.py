@@ -79,6 +79,27 @@ class ManagedWorker:
         """Counts toward the version's workers: neither draining nor stopped."""
         return self.state not in (WorkerState.DRAINING, WorkerState.STOPPED)
 
+    def settle_batches(self, wall: float, now: float) -> float | None:
+        """Forget finished batches (every job done, timed out or cancelled); the batch now
+        first begins now: its jobs' cost and execution timeout count from here, not from when
+        it was sent to wait behind the one before it. Returns how long the finished one
+        computed (None if none finished)."""
+        batches = self.batches
+        finished = False
+        while batches and not any(job_id in self.jobs for job_id in batches[0]):
+            batches.popleft()
+            finished = True
+        if not finished:
+            return None
+        took_s = None if self.batch_begun is None else now - self.batch_begun
+        self.batch_begun = now if batches else None
+        for job_id in batches[0] if batches else ():
+            inflight = self.jobs.get(job_id)
+            if inflight is not None:
+                inflight.begun = wall
+                inflight.deadline = now + inflight.job.timeout_s
+        return took_s
+
     @property
     def free_slots(self) -> int:
         if self.state not in (WorkerState.IDLE, WorkerState.BUSY):
