@@ -4,8 +4,9 @@
 
 What the hardware gives the model's code with no server at all: setup once, then `predict`
 (or `predict_batch` with `--batch` inputs, for the batched workloads) called back to back in
-one process, with the threads the serving systems' workers get by default (BLAS as installed;
-MiniLM one torch thread, as `Embeddings.setup` sets). `bench/throughput.py` runs it in the same
+one process, with the BLAS threads coldbrew's workers get by default (`worker_blas_threads`:
+one fewer than the cores, at least 1; `--threads N` to change) and MiniLM on one torch thread,
+as `Embeddings.setup` sets. `bench/throughput.py` runs it in the same
 run as the systems and prints each system's requests/s as a fraction of it. Prints one JSON
 object: requests/s, and the per-call latency p50/p99 in ms (a call is one batch when batched).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -46,7 +48,14 @@ def call(kind: str, instance: Any, n: int, batch: int) -> Any:
     return instance.predict_batch(sentences)
 
 
-def measure(kind: str, weights: str, seconds: float, batch: int) -> dict[str, Any]:
+def measure(kind: str, weights: str, seconds: float, batch: int, threads: int) -> dict[str, Any]:
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return _measure(kind, weights, seconds, batch) | {"blas_threads": threads}
+
+
+def _measure(kind: str, weights: str, seconds: float, batch: int) -> dict[str, Any]:
     instance = model(kind, weights)
     instance.setup()
     per_call = batch if kind in BATCHED else 1
@@ -78,8 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", default="")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 1) - 1))
     args = parser.parse_args(argv)
-    print(json.dumps(measure(args.kind, args.weights, args.seconds, args.batch)))
+    print(json.dumps(measure(args.kind, args.weights, args.seconds, args.batch, args.threads)))
     return 0
 
 
