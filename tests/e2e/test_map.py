@@ -118,9 +118,7 @@ def test_a_map_killed_mid_way_resumes_without_running_any_input_twice(
 
 def test_ctrl_c_stops_a_map_with_a_resume_hint(server: Server, tmp_path: Path) -> None:
     server.start(TOYS)
-    inputs = write_inputs(
-        tmp_path / "in.jsonl", [{"value": i, "sleep_s": 0.05} for i in range(300)]
-    )
+    inputs = write_inputs(tmp_path / "in.jsonl", [{"value": i, "sleep_s": 0.3} for i in range(300)])
     out = tmp_path / "results.jsonl"
     journal = tmp_path / "results.jsonl.partial"
     client = subprocess.Popen(
