@@ -203,7 +203,8 @@ class Cluster(Router):
         await ownership.start()
         if self.bus is not None:
             await self.bus.start()
-        log.info(
+        log.log(
+            logging.INFO if self.database_url else logging.DEBUG,  # alone: nothing to tell
             "gateway %s at %s: %s leases, owns %d endpoints%s",
             self.gateway_id,
             self.settings.gateway_url,

@@ -229,7 +229,8 @@ class Ownership:
         self.names = {n: epoch for n, epoch in granted.items() if n in named}
         self.acquired += len(acquired)
         if acquired or handed:
-            log.info(
+            log.log(
+                self._news_level(),
                 "gateway %s owns %d endpoints (acquired %s, handed over %d)",
                 self.gateway_id,
                 len(epochs),
@@ -245,10 +246,18 @@ class Ownership:
             self._forgot_at = started
             await self.leases.forget_gone()
 
+    def _news_level(self) -> int:
+        """Ownership news is for clusters: a gateway alone (the embedded default) owns all,
+        and saying so after every deploy is noise."""
+        return logging.INFO if len(self.peers) > 1 else logging.DEBUG  # peers include itself
+
     def _note_leader(self, leader: bool) -> None:
         if leader != self.leader:
-            log.info(
-                "gateway %s %s the leader", self.gateway_id, "is" if leader else "is no longer"
+            log.log(
+                self._news_level(),
+                "gateway %s %s the leader",
+                self.gateway_id,
+                "is" if leader else "is no longer",
             )
         self.leader = leader
 
