@@ -127,6 +127,9 @@ def test_ctrl_c_stops_a_map_with_a_resume_hint(server: Server, tmp_path: Path) -
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        # as from a terminal: Python leaves SIGINT ignored if it starts ignored, and the test
+        # process may have inherited that from whatever ran pytest
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     wait_until(
         lambda: _results(journal, client, "interrupted"),
@@ -138,7 +141,7 @@ def test_ctrl_c_stops_a_map_with_a_resume_hint(server: Server, tmp_path: Path) -
     client.send_signal(signal.SIGINT)
     _, stderr = client.communicate(timeout=60)
 
-    assert client.returncode == 130
+    assert client.returncode == 130, stderr[-2000:]
     last = stderr.splitlines()[-1]
     assert last.startswith("interrupted: ")
     assert last.endswith(
