@@ -11,7 +11,6 @@ import os
 import re
 import secrets
 import ssl
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -411,19 +410,3 @@ class Settings(BaseSettings):
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings once; `overrides` are CLI flags and win over everything else."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})
-
-
-#: The thread variables an operator may set for the server (the workers inherit them).
-BLAS_THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def worker_thread_env(
-    settings: Settings, environ: Mapping[str, str], cores: int | None
-) -> dict[str, str]:
-    """The BLAS thread count every worker and template starts with (`worker_blas_threads`)."""
-    threads = settings.worker_blas_threads
-    if threads is None:
-        if any(environ.get(var) for var in BLAS_THREAD_VARS):
-            return {}  # the operator's own thread settings, as before
-        threads = max(1, (cores or 1) - 1)
-    return {"OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

@@ -17,9 +17,10 @@ from coldbrew.backends.envs import Environments
 from coldbrew.backends.local import LocalBackend
 from coldbrew.backends.runpod import RunPodBackend
 from coldbrew.backends.template import TemplateBackend
+from coldbrew.backends.threads import worker_thread_env
 from coldbrew.clock import Clock, SystemClock
 from coldbrew.cluster.node import Cluster
-from coldbrew.config import Settings, worker_thread_env
+from coldbrew.config import Settings
 from coldbrew.control.cache import ResultCache, make_cache
 from coldbrew.control.deploy import Deployer
 from coldbrew.control.scheduler import Scheduler

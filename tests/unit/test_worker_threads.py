@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from coldbrew.config import Settings, worker_thread_env
+from coldbrew.backends.threads import worker_thread_env
+from coldbrew.config import Settings
 
 
 def test_a_worker_leaves_the_gateway_a_core_by_default(tmp_path: Path) -> None:
