@@ -17,7 +17,15 @@ from typing import Any
 import orjson
 
 from coldbrew.errors import Conflict, PayloadTooLarge
-from coldbrew.store.state import Entry, Namespace, StateStore, check_size
+from coldbrew.store.state import (
+    Entry,
+    Namespace,
+    StateStore,
+    appended,
+    check_size,
+    checked,
+    incremented,
+)
 
 _SWEEP = """
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1] .. 'exp', '-inf', ARGV[1])
@@ -70,12 +78,7 @@ class RedisState(StateStore):
         if_version: int | None = None,
     ) -> Entry:
         def change(current: Entry | None) -> Any:
-            have = current.version if current else 0
-            if if_version is not None and have != if_version:
-                raise Conflict(
-                    f"state key {key!r} is at version {have}, not {if_version}",
-                    hint="read it again and retry the update",
-                )
+            checked(key, current, if_version)
             return value
 
         return await self._write(ns, key, now, change, ttl_s, keep_expiry=False)
@@ -91,16 +94,7 @@ class RedisState(StateStore):
         ttl_s: float | None = None,
     ) -> Entry:
         def change(current: Entry | None) -> Any:
-            value = [] if current is None else current.value
-            if not isinstance(value, list):
-                raise Conflict(
-                    f"state key {key!r} holds a {type(value).__name__}, not a list",
-                    hint="append only to a key that holds a list (or none)",
-                )
-            value = value + list(items)
-            if max_items is not None:
-                value = value[-max_items:] if max_items > 0 else []
-            return value
+            return appended(key, current, items, max_items)
 
         return await self._write(ns, key, now, change, ttl_s, keep_expiry=True)
 
@@ -108,13 +102,7 @@ class RedisState(StateStore):
         self, ns: Namespace, key: str, by: float, now: float, *, ttl_s: float | None = None
     ) -> Entry:
         def change(current: Entry | None) -> Any:
-            value = 0 if current is None else current.value
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise Conflict(
-                    f"state key {key!r} holds a {type(value).__name__}, not a number",
-                    hint="incr only a key that holds a number (or none)",
-                )
-            return value + by
+            return incremented(key, current, by)
 
         return await self._write(ns, key, now, change, ttl_s, keep_expiry=True)
 

@@ -14,10 +14,18 @@ from typing import Any
 
 import orjson
 
-from coldbrew.errors import Conflict, PayloadTooLarge
+from coldbrew.errors import PayloadTooLarge
 from coldbrew.store.guard import on_store_thread
 from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, ddl
-from coldbrew.store.state import Entry, Namespace, StateStore, check_size
+from coldbrew.store.state import (
+    Entry,
+    Namespace,
+    StateStore,
+    appended,
+    check_size,
+    checked,
+    incremented,
+)
 
 PART = Part(
     "state",
@@ -86,12 +94,7 @@ class SQLiteState(SQLiteDatabase, StateStore):
     ) -> Entry:
         with self._transaction():
             current = await self.get(ns, key, now)
-            if if_version is not None and (current.version if current else 0) != if_version:
-                have = current.version if current else 0
-                raise Conflict(
-                    f"state key {key!r} is at version {have}, not {if_version}",
-                    hint="read it again and retry the update",
-                )
+            checked(key, current, if_version)
             expires_at = now + ttl_s if ttl_s is not None else None
             return self._write(ns, key, value, current, now, expires_at)
 
@@ -107,15 +110,7 @@ class SQLiteState(SQLiteDatabase, StateStore):
     ) -> Entry:
         with self._transaction():
             current = await self.get(ns, key, now)
-            value = [] if current is None else current.value
-            if not isinstance(value, list):
-                raise Conflict(
-                    f"state key {key!r} holds a {type(value).__name__}, not a list",
-                    hint="append only to a key that holds a list (or none)",
-                )
-            value = value + list(items)
-            if max_items is not None:
-                value = value[-max_items:] if max_items > 0 else []
+            value = appended(key, current, items, max_items)
             return self._write(ns, key, value, current, now, self._expiry(current, now, ttl_s))
 
     async def incr(
@@ -123,13 +118,7 @@ class SQLiteState(SQLiteDatabase, StateStore):
     ) -> Entry:
         with self._transaction():
             current = await self.get(ns, key, now)
-            value = 0 if current is None else current.value
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise Conflict(
-                    f"state key {key!r} holds a {type(value).__name__}, not a number",
-                    hint="incr only a key that holds a number (or none)",
-                )
-            total = value + by
+            total = incremented(key, current, by)
             return self._write(ns, key, total, current, now, self._expiry(current, now, ttl_s))
 
     async def delete(self, ns: Namespace, key: str, now: float) -> bool:

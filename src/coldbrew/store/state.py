@@ -20,7 +20,7 @@ from abc import abstractmethod
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from coldbrew.errors import PayloadTooLarge
+from coldbrew.errors import Conflict, PayloadTooLarge
 
 #: Longest key, in characters.
 KEY_MAX_CHARS = 256
@@ -34,6 +34,41 @@ def check_size(key: str, size: int, limit: int) -> None:
             hint="keep large data elsewhere and store a reference, use append's max_items, "
             "or raise COLDBREW_STATE_VALUE_MAX_KB",
         )
+
+
+def checked(key: str, current: Entry | None, if_version: int | None) -> None:
+    """`Conflict` unless the live entry is at `if_version` (0: none); None checks nothing."""
+    have = current.version if current else 0
+    if if_version is not None and have != if_version:
+        raise Conflict(
+            f"state key {key!r} is at version {have}, not {if_version}",
+            hint="read it again and retry the update",
+        )
+
+
+def appended(key: str, current: Entry | None, items: list[Any], max_items: int | None) -> list[Any]:
+    """The list under `key` with `items` added, keeping the last `max_items`."""
+    value = [] if current is None else current.value
+    if not isinstance(value, list):
+        raise Conflict(
+            f"state key {key!r} holds a {type(value).__name__}, not a list",
+            hint="append only to a key that holds a list (or none)",
+        )
+    value = value + list(items)
+    if max_items is not None:
+        value = value[-max_items:] if max_items > 0 else []
+    return value
+
+
+def incremented(key: str, current: Entry | None, by: float) -> Any:
+    """The number under `key` (0 when missing) plus `by`."""
+    value = 0 if current is None else current.value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Conflict(
+            f"state key {key!r} holds a {type(value).__name__}, not a number",
+            hint="incr only a key that holds a number (or none)",
+        )
+    return value + by
 
 
 @dataclass(frozen=True)
