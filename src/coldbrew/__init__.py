@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from coldbrew.integrations.webhooks import verify_webhook
     from coldbrew.runtime.weights import load_safetensors
     from coldbrew.sdk.bulk import MapProgress
-    from coldbrew.sdk.client import APIError, Client
+    from coldbrew.sdk.client import Client
+    from coldbrew.sdk.errors import APIError
     from coldbrew.sdk.journal import MapError
     from coldbrew.spec import DeploymentSpec, Scaler
 
@@ -46,7 +47,7 @@ __version__ = "0.1.0"
 # The HTTP client pulls in httpx and the spec pydantic; model code that only declares an App
 # should not pay for them in every worker's start-up, so these load on first use.
 _LAZY = {
-    "APIError": "coldbrew.sdk.client",
+    "APIError": "coldbrew.sdk.errors",
     "Client": "coldbrew.sdk.client",
     "DeploymentSpec": "coldbrew.spec",
     "MapError": "coldbrew.sdk.journal",

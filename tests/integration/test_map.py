@@ -12,7 +12,7 @@ import pytest
 
 from coldbrew.clock import FakeClock
 from coldbrew.sdk.bulk import TRANSIENT_TRIES, Mapper, run_map
-from coldbrew.sdk.client import APIError
+from coldbrew.sdk.errors import APIError
 from coldbrew.sdk.journal import InputError, Journal
 from tests.conftest import FIXTURES
 from tests.integration.conftest import Running, running

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from coldbrew.config import DEFAULT_PRICES_PER_HOUR_USD, Settings, load_settings
+from coldbrew.config import Settings, load_settings
+from coldbrew.prices import DEFAULT_PRICES_PER_HOUR_USD
 
 
 @pytest.fixture(autouse=True)

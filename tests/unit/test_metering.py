@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from coldbrew.config import DEFAULT_PRICES_PER_HOUR_USD
 from coldbrew.metering.meter import WorkerMeter, split_by_hour
 from coldbrew.metering.report import job_cost_usd, usage_report
+from coldbrew.prices import DEFAULT_PRICES_PER_HOUR_USD
 from coldbrew.store.models import UsageKind, UsageRow
 
 #: The start of a wall-clock hour (1_699_999_200 = 472_222 * 3600); all instants below are

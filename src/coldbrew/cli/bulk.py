@@ -16,7 +16,8 @@ import click
 import orjson
 
 from coldbrew.sdk.bulk import MapProgress, run_map
-from coldbrew.sdk.client import APIError, Client
+from coldbrew.sdk.client import Client
+from coldbrew.sdk.errors import APIError
 from coldbrew.sdk.journal import InputError, MapError, read_inputs
 from coldbrew.sdk.progress import ProgressBar
 

@@ -17,7 +17,8 @@ from coldbrew.cli.state import state
 from coldbrew.cli.triggers import triggers
 from coldbrew.cli.versions import rollback, traffic, versions
 from coldbrew.config import load_settings
-from coldbrew.sdk.client import APIError, Client
+from coldbrew.sdk.client import Client
+from coldbrew.sdk.errors import APIError
 
 
 def _client() -> Client:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from coldbrew.config import DEFAULT_RESERVED_DISCOUNT
 from coldbrew.metering.reserved import busy_profile, recommend
+from coldbrew.prices import DEFAULT_RESERVED_DISCOUNT
 from coldbrew.store.models import JobTiming, UsageKind
 
 MONTH_S = 30 * 86_400

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
-from coldbrew.config import DEFAULT_RESERVED_DISCOUNT
+from coldbrew.prices import DEFAULT_RESERVED_DISCOUNT
 from coldbrew.store.models import UsageKind, UsageRow
 
 GROUPINGS = ("endpoint", "account", "hardware", "version")

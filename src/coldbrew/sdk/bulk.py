@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 
 from coldbrew.clock import Clock, SystemClock
-from coldbrew.sdk.client import APIError, _raise_for
+from coldbrew.sdk.errors import APIError, raise_for
 from coldbrew.sdk.journal import InputError, Journal
 
 DEFAULT_MAX_IN_FLIGHT = 64
@@ -196,7 +196,7 @@ class Mapper:
             line = {"id": None, "status": "FAILED", "error": error.get("message", "")}
             self._finished(index, {**line, "errorDetail": error})
             return
-        _raise_for(response)
+        raise_for(response)
         self._journal.submitted(index, response.json()["id"])
         self._in_flight.add(index)
 
@@ -209,7 +209,7 @@ class Mapper:
             response = await self._send(
                 "POST", "/v1/jobs/lookup", json={"ids": ids[start : start + LOOKUP_BATCH]}
             )
-            _raise_for(response)
+            raise_for(response)
             body = response.json()
             for job in body["jobs"]:
                 if job["status"] in _FINAL:
@@ -298,7 +298,7 @@ async def run_map(
     journal = Journal.open(journal_path, endpoint, inputs)
     try:
         response = await http.get(f"/v1/endpoints/{endpoint}")
-        _raise_for(response)
+        raise_for(response)
         check_inputs(endpoint, response.json().get("inputSchema") or {}, inputs, where)
         mapper = Mapper(
             http,

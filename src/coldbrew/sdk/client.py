@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from pydantic.alias_generators import to_camel
 
+from coldbrew.sdk.account import AccountCalls
+from coldbrew.sdk.errors import APIError, raise_for
 from coldbrew.sdk.package import package
 
 if TYPE_CHECKING:
@@ -20,29 +21,6 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 _CHUNK = 1 << 20
-
-
-class APIError(Exception):
-    """An error answer from the server: its status code, type, message and hint."""
-
-    def __init__(self, status_code: int, error_type: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.status_code = status_code
-        self.error_type = error_type
-        self.message = message
-        self.hint = hint
-
-
-def _raise_for(response: httpx.Response) -> None:
-    """Turn an error answer into an `APIError` with the server's message and hint."""
-    if response.status_code < 400:
-        return
-    try:
-        err = response.json()["error"]
-        error = APIError(response.status_code, err["type"], err["message"], err.get("hint", ""))
-    except (ValueError, KeyError, TypeError):
-        error = APIError(response.status_code, "http_error", response.text)
-    raise error
 
 
 def default_api_key() -> str | None:
@@ -54,7 +32,7 @@ def default_api_key() -> str | None:
     return path.read_text().strip() if path.is_file() else None
 
 
-class Client:
+class Client(AccountCalls):
     """`Client(url, api_key)`: defaults from `COLDBREW_URL` and `COLDBREW_API_KEY`."""
 
     def __init__(
@@ -85,7 +63,7 @@ class Client:
                 f"cannot reach coldbrew at {self.url}: {exc}",
                 "start it with `make run` or `coldbrew serve`, or set COLDBREW_URL",
             ) from None
-        _raise_for(response)
+        raise_for(response)
         return response.json() if response.content else None
 
     # invocation
@@ -285,78 +263,6 @@ class Client:
         result: dict[str, Any] = self._call("PUT", f"/v1/endpoints/{name}/traffic", json=body)
         return result
 
-    def create_key(self, account: str | None = None, admin: bool = False) -> str:
-        """A new key (for your own account when `account` is None); shown only this once."""
-        key: str = self.add_key(account, admin)["key"]
-        return key
-
-    def add_key(
-        self, account: str | None = None, admin: bool = False, expires: str | None = None
-    ) -> dict[str, Any]:
-        """Create a key (expiring after `expires`, e.g. '30d', if given): the key and its record."""
-        body: dict[str, Any] = {"admin": admin}
-        if account is not None:
-            body["account"] = account
-        if expires is not None:
-            body["expires"] = expires
-        result: dict[str, Any] = self._call("POST", "/v1/keys", json=body)
-        return result
-
-    def keys(self, account: str | None = None) -> list[dict[str, Any]]:
-        """Keys you may see (ids and prefixes, never the keys themselves)."""
-        params = {"account": account} if account is not None else {}
-        result: list[dict[str, Any]] = self._call("GET", "/v1/keys", params=params)["keys"]
-        return result
-
-    def revoke_key(self, key_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("DELETE", f"/v1/keys/{key_id}")
-        return result
-
-    def secrets(self, endpoint: str) -> list[dict[str, Any]]:
-        """The names of `endpoint`'s secrets (values never leave the server)."""
-        result: list[dict[str, Any]] = self._call("GET", f"/v1/endpoints/{endpoint}/secrets")[
-            "secrets"
-        ]
-        return result
-
-    def set_secrets(self, endpoint: str, values: Mapping[str, str]) -> list[dict[str, Any]]:
-        """Set secrets that `endpoint`'s new workers get as environment variables."""
-        return self._patch_secrets(endpoint, dict(values))
-
-    def unset_secrets(self, endpoint: str, names: Iterable[str]) -> list[dict[str, Any]]:
-        return self._patch_secrets(endpoint, dict.fromkeys(names))
-
-    def _patch_secrets(self, endpoint: str, patch: dict[str, str | None]) -> list[dict[str, Any]]:
-        path = f"/v1/endpoints/{endpoint}/secrets"
-        result: list[dict[str, Any]] = self._call("PATCH", path, json=patch)["secrets"]
-        return result
-
-    def usage(self, by: str = "endpoint", since: str = "24h") -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/v1/usage", params={"by": by, "since": since})
-        return result
-
-    def set_budget(self, **fields: Any) -> dict[str, Any]:
-        """`set_budget(monthly_usd=50, endpoint="toy", hard_stop=True)`: sent in the API's
-        camelCase (`monthlyUsd`, `hardStop`); camelCase names pass through as they are."""
-        body = {to_camel(name): value for name, value in fields.items()}
-        result: dict[str, Any] = self._call("POST", "/v1/budgets", json=body)
-        return result
-
-    def budgets(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/v1/budgets")
-        return result
-
-    def advise(self, name: str, window: str = "7d") -> dict[str, Any]:
-        result: dict[str, Any] = self._call(
-            "GET", f"/v1/endpoints/{name}/advice", params={"window": window}
-        )
-        return result
-
-    def usage_csv(self, by: str = "endpoint", since: str = "24h") -> str:
-        response = self._http.get("/v1/usage", params={"by": by, "since": since, "format": "csv"})
-        _raise_for(response)
-        return response.text
-
     def deploy(
         self,
         directory: Path | str,
@@ -409,7 +315,7 @@ class Client:
         ) as response:
             if response.status_code >= 400:
                 response.read()
-                _raise_for(response)
+                raise_for(response)
             for raw in response.iter_lines():
                 if not raw.strip():
                     continue

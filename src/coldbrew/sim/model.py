@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from coldbrew.config import DEFAULT_PRICES_PER_HOUR_USD, Settings
+from coldbrew.config import Settings
 from coldbrew.control.autoscaler import Observation, ScalerState, WorkerView
 from coldbrew.control.warmth import TrafficProfile
+from coldbrew.prices import DEFAULT_PRICES_PER_HOUR_USD
 from coldbrew.sim.cluster import DEFAULT_NODE_SLOTS, Node
 from coldbrew.sim.latency import ColdStarts
 from coldbrew.spec import DeploymentSpec, Scaler
