@@ -106,3 +106,12 @@ def test_check_judges_only_canaries_under_a_rule() -> None:
     assert [(r.endpoint_id, r.version_id) for r in found] == [(7, 3)]
     assert found[0] == Rollback(7, 3, found[0].reason)
     assert found[0].reason.startswith("error rate 1.000 (30 of 30 jobs) over the last 60 s")
+
+
+def test_outcomes_keep_the_newest_jobs_once_full() -> None:
+    outcomes = Outcomes(max_per_version=4)
+    for n in range(10):  # the last four: 6 and 8 failed
+        outcomes.record(job(3, JobStatus.FAILED if n % 2 == 0 else JobStatus.COMPLETED, 10.0 + n))
+    assert outcomes.stats(3, now=20.0, window_s=60.0) == WindowStats(4, 2, 100.0)
+    assert outcomes.stats(3, now=20.0, window_s=2.5).jobs == 2  # 18 and 19
+    assert [o.finished_at for o in outcomes._by_version[3]] == [16.0, 17.0, 18.0, 19.0]

@@ -30,7 +30,7 @@ def test_logs_and_arrivals_are_written_in_one_flush() -> None:
         writer.log({"id": job.id, "ts": 1.0, "stream": "stdout", "line": "hello"})
         writer.count_arrival(job)
         writer.count_arrival(job)
-        await writer.flush_logs()
+        await writer.flush()
         assert [entry["line"] for entry in await store.job_logs(job.id)] == ["hello"]
         day = int(job.created_at) // 86_400
         assert sum(n for _, _, n in await store.traffic(version.endpoint_id, day)) == 2

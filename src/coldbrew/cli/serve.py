@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import shlex
 import signal
 import sys
@@ -145,6 +146,10 @@ async def serve(settings: Settings, deploy_dirs: list[Path]) -> int:
                 if exc.hint:
                     click.echo(f"  hint: {exc.hint}", err=True)
         names = [e.name for e in await platform.store.list_endpoints(DEFAULT_ACCOUNT)]
+        # Everything start-up built lives as long as the server: frozen, the collector stops
+        # scanning it, and a full collection under load took 70-120 ms instead of a few.
+        gc.collect()
+        gc.freeze()
         scheme = "https" if settings.tls_cert else "http"
         url = f"{scheme}://{settings.host}:{settings.port}"
         click.echo(banner(settings, url, names, failed))

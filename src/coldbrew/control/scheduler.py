@@ -334,7 +334,7 @@ class Scheduler:
     async def _flush(self, force: bool = False) -> None:
         with contextlib.suppress(StorageUnavailable):  # kept for the next flush
             await self.book.write_back()
-        await self.writer.flush_logs()
+        await self.writer.flush()
         if self.writer.usage_due(force):
             wall = self.clock.time()
             await self.writer.write_usage(

@@ -82,8 +82,15 @@ class BufferedWriter:
         if cached is not None:
             cached[1].record(job.created_at)
 
+    async def flush(self) -> None:
+        """Write buffered log lines and arrival counts (each tick); never raises."""
+        await self.flush_logs()
+        await self.flush_arrivals()
+
     async def flush_logs(self) -> None:
-        """Write buffered log lines and arrival counts; never raises."""
+        """Write buffered log lines; never raises. A job's end calls it (its log is readable
+        once it is final), so with nothing buffered it makes no store call: the store thread
+        may be busy with a tick's write-back, and a job's end must not queue behind it."""
         if self._logs:
             rows, self._logs = [_log_row(r) for r in self._logs], []
             try:
@@ -92,6 +99,9 @@ class BufferedWriter:
                 self._logs[:0] = rows[-_MAX_LOG_BACKLOG:]
             except Exception:
                 log.exception("%d job log lines could not be stored; dropped", len(rows))
+
+    async def flush_arrivals(self) -> None:
+        """Write the arrival counts (what `prewarm="auto"` learns from); never raises."""
         if self._arrivals:
             counts, self._arrivals = self._arrivals, Counter()
             try:

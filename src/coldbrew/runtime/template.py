@@ -26,6 +26,7 @@ it is handed one, and exits when the template stops or goes away.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -322,6 +323,10 @@ def main() -> None:
         _send(ctl, {"t": "setup_failed", "error": error_record(exc)})
         traceback.print_exc()
         sys.exit(1)
+    # What the model built is never garbage: frozen, a child's collections skip it, so they
+    # neither scan it nor write its pages (which would copy them out of the shared template).
+    gc.collect()
+    gc.freeze()
     _send(ctl, {"t": "template_ready", "import_s": import_s, "setup_s": setup_s})
     template.serve()
 

@@ -24,8 +24,9 @@ from coldbrew.store.sqlite_db import Migration, Part, SQLiteDatabase, add_column
 from coldbrew.store.sqlite_job_rows import (
     JOB_COLUMNS,
     JOB_PLACEHOLDERS,
-    JOB_UPSERT,
+    SAVE_JOBS,
     job_values,
+    jobs_json,
     output_json,
 )
 from coldbrew.store.sqlite_job_rows import job as _job
@@ -149,11 +150,7 @@ class SQLiteQueue(SQLiteDatabase, JobQueue):
 
     async def save_jobs(self, jobs: list[Job]) -> None:
         with self._transaction():
-            self._db.executemany(
-                f"INSERT INTO jobs ({JOB_COLUMNS}) VALUES ({JOB_PLACEHOLDERS}) "
-                f"ON CONFLICT (id) DO UPDATE SET {JOB_UPSERT}",
-                [job_values(j) for j in jobs],
-            )
+            self._db.execute(SAVE_JOBS, (jobs_json(jobs),))
 
     async def create_job_once(self, job: Job, key: str) -> Job:
         with self._transaction():

@@ -477,3 +477,35 @@ def test_queue_stats_stay_exact_over_many_transitions(store: Any, version: Versi
         assert store.queue_stats() == {
             version.id: QueueStat(queued=55, oldest_created_at=100.0),
         }
+
+
+def test_saved_jobs_come_back_exactly(store: Any, version: Version) -> None:
+    """Many final jobs in one write (the sync lane's write-back) keep every value: full float
+    precision, text with quotes, escapes and NULs, nested JSON, empty and absent fields."""
+    odd = 'q"\\\u0000é\n\U0001f600'
+    jobs = [
+        queued(
+            version,
+            f"s{i:03}",
+            status=JobStatus.COMPLETED if i % 3 else JobStatus.FAILED,
+            input={"text": odd, "n": [i, 0.1 * i, None, True], "deep": {"a": {"b": [[]]}}},
+            output=None if i % 3 == 0 else {"sum": 1795934947.4702 + i / 7, "s": odd},
+            error={"message": odd} if i % 3 == 0 else None,
+            attempts=1,
+            created_at=1795934947.123456789 + i / 3,
+            started_at=1795934947.2 + i / 11,
+            finished_at=1795934947.3 + i / 13,
+            worker_id=f"w{i}",
+            cold_start=i == 4,
+            cold_start_detail={"forkMs": 0.87 + i} if i == 4 else None,
+            cost_usd=1e-9 * i + 5e-324,
+            webhook_url="https://example.test/h" if i == 5 else None,
+            webhook_state=WebhookState.PENDING if i == 5 else None,
+            cached=i == 6,
+        )
+        for i in range(40)
+    ]
+    store.save_jobs(jobs)
+    assert store.get_jobs([j.id for j in jobs]) == jobs
+    store.save_jobs([dataclasses.replace(jobs[0], output={"again": 1})])  # an upsert
+    assert store.get_job(jobs[0].id).output == {"again": 1}
