@@ -10,7 +10,7 @@ from tests.unit.conftest import make_job
 
 from coldbrew.clock import FakeClock
 from coldbrew.control.backlog import Backlog
-from coldbrew.control.jobbook import IllegalTransition, JobBook, move
+from coldbrew.control.jobbook import WRITE_BACK_CHUNK, IllegalTransition, JobBook, move
 from coldbrew.control.queues import QueueLedger
 from coldbrew.errors import StorageUnavailable
 from coldbrew.store.models import Job, JobStatus, Version
@@ -105,5 +105,36 @@ def test_an_end_the_storage_cannot_take_is_held_and_written_later() -> None:
         await b.write_back()
         stored = await b.store.get_job(job.id)
         assert stored is not None and stored.status is JobStatus.COMPLETED
+
+    asyncio.run(scenario())
+
+
+def test_the_write_back_goes_in_chunks_and_a_fault_keeps_the_rest_in_order() -> None:
+    async def scenario() -> None:
+        b, version, clock = await book()
+        jobs = []
+        for _ in range(2 * WRITE_BACK_CHUNK + 5):
+            job = make_job(version, clock)
+            b.take_sync(job)
+            b.backlog.lane[version.id].popleft()
+            b.start(job, "w-1")
+            await b.end_safely(job, JobStatus.COMPLETED, clock.time(), output=1)
+            jobs.append(job)
+        real, sizes = b.store.save_jobs, []
+
+        async def second_fails(batch: list[Job]) -> None:
+            sizes.append(len(batch))
+            if len(sizes) == 2:
+                raise StorageUnavailable.because("disk I/O error")
+            await real(batch)
+
+        b.store.save_jobs = second_fails  # type: ignore[method-assign]
+        with pytest.raises(StorageUnavailable):
+            await b.write_back()
+        assert sizes == [WRITE_BACK_CHUNK, WRITE_BACK_CHUNK]
+        assert b.writeback == jobs[WRITE_BACK_CHUNK:]  # the rest waits, in its order
+        await b.write_back()
+        assert sizes[2:] == [WRITE_BACK_CHUNK, 5] and b.unsaved == {}
+        assert len(await b.store.get_jobs([j.id for j in jobs])) == len(jobs)
 
     asyncio.run(scenario())
