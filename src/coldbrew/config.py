@@ -71,9 +71,10 @@ class Settings(BaseSettings):
         default=2,
         ge=1,
         le=8,
-        description="batches a batched worker may hold at once: the one it computes and the "
-        "next ones, already sent, so it starts the next the instant it finishes (1: one at a "
-        "time, the worker idles while answers go out and the next batch comes in)",
+        description="batches a batched worker may hold at once (and jobs a one-at-a-time "
+        "worker of short jobs): the one it computes and the next ones, already sent, so it "
+        "starts the next the instant it finishes (1: one at a time, the worker idles while "
+        "answers go out and the next job comes in)",
     )
     account_max_queued_jobs: int = Field(
         default=50_000,

@@ -214,7 +214,7 @@ class Platform:
         cluster = Cluster(settings, clock, store, settings.database_url, sealer)
         cluster.attach(scheduler)  # before the scheduler starts: it owns nothing yet
         state = StateService(open_state(settings), clock, settings.state_value_max_kb << 10)
-        scheduler.fleet.on_state = lambda account, endpoint, request: state.call(
+        scheduler.fleet.state_calls.on_state = lambda account, endpoint, request: state.call(
             Namespace(account, endpoint), request
         )
         return cls(

@@ -121,7 +121,7 @@ class Dispatcher(Handover):
                 return
             if spec.batch is None:
                 slots = await self.slots.take(version.account, self.cap)
-                if not slots or not queue or not worker.free_slots:
+                if not slots or not queue or not self.fleet.job_room(worker):
                     self.slots.give_back(version.account, slots)
                     return
                 job = queue.popleft()
@@ -234,7 +234,7 @@ class Dispatcher(Handover):
             vid = worker.version.id
             if vid in queued:
                 if worker.spec.batch is None:
-                    slots[vid] += worker.free_slots
+                    slots[vid] += self.fleet.job_room(worker)
                 elif self.fleet.batch_room(worker):
                     slots[vid] += self.settings.batch_pipeline_depth - len(worker.batches)
         return slots
@@ -309,7 +309,7 @@ class Dispatcher(Handover):
         """After a claim (store calls yield to the loop, so the worker may have filled up,
         started draining or died meanwhile): whether `worker` can still take `jobs`. If not,
         they go back to the store's queue as if never claimed (the attempt is given back)."""
-        if self.fleet.batch_room(worker) if whole else worker.free_slots >= len(jobs):
+        if self.fleet.batch_room(worker) if whole else self.fleet.job_room(worker) >= len(jobs):
             return True
         for job in jobs:
             move(job, JobStatus.IN_QUEUE)

@@ -18,15 +18,12 @@ from coldbrew.backends.base import Backend, ColdPath, WorkerLaunch
 from coldbrew.clock import Clock
 from coldbrew.config import Settings
 from coldbrew.control.frames import FrameGuard
+from coldbrew.control.statecalls import StateCalls
 from coldbrew.control.workers import ManagedWorker, WorkerState
 from coldbrew.metering.meter import WorkerMeter
 from coldbrew.spec import DeploymentSpec
 from coldbrew.store.base import Store
 from coldbrew.store.models import UsageKind, Version
-
-#: (account, endpoint, request) -> the reply's fields
-StateCall = Callable[[str, str, dict[str, Any]], Awaitable[dict[str, Any]]]
-_STATE_CALLS_MAX = 64  # a worker's state requests in flight at once
 
 log = logging.getLogger("coldbrew.scheduler")
 
@@ -34,6 +31,12 @@ _STARTING = (WorkerState.STARTING, WorkerState.LOADING)
 _STATE_NAMES = {WorkerState.IDLE: "idle", WorkerState.BUSY: "running"} | dict.fromkeys(
     _STARTING, "starting"
 )
+
+
+#: A one-job-at-a-time worker is sent its next job while it computes only when its version's
+#: jobs took at most this long (an average): up to that, the wait behind the job before is
+#: shorter than a scale-out, and the worker no longer idles between two jobs.
+PIPELINE_MAX_S = 0.05
 
 
 def _ignore(*_: Any) -> None:
@@ -69,7 +72,6 @@ class Fleet:
         self.frames = FrameGuard()
         self.limits_frame: dict[str, Any] = {}  # sent to each worker as it becomes ready
         self._tasks: set[asyncio.Task[None]] = set()
-        self._state_tasks: set[asyncio.Task[None]] = set()
         # what the workers' frames and exits are handed to (wired by the scheduler)
         self.wake: Callable[[], None] = _ignore
         self.on_log: Callable[[dict[str, Any]], None] = _ignore
@@ -78,9 +80,8 @@ class Fleet:
         # a worker just became ready: its version's next queued job goes to it at once
         self.on_serving: Callable[[ManagedWorker], Awaitable[None]] = _ignore_async
         self.on_exit: Callable[[ManagedWorker, int], Awaitable[None]] = _ignore_async
-        #: answers a worker's `coldbrew.state` request: (account, endpoint, request) -> reply
-        self.on_state: StateCall | None = None
-        self._state_calls: dict[str, int] = {}  # requests in flight, by worker
+        #: a worker's `coldbrew.state` requests (`on_state` answers them; set by the platform)
+        self.state_calls = StateCalls(self.send)
 
     # versions
     async def version(self, version_id: int) -> tuple[Version, DeploymentSpec]:
@@ -112,8 +113,9 @@ class Fleet:
 
     # reads
     def free_worker(self, version_id: int, whole: bool = False) -> ManagedWorker | None:
-        """A worker of the version with a free slot (`whole`: room for one more batch, an
-        idle worker first)."""
+        """A worker of the version with room for a job (`whole`: for one more batch), an idle
+        worker first, then one with a free slot, then one that computes a short job and may be
+        sent the next (`job_room`)."""
         found = None
         for worker in self.workers.values():
             if worker.version.id != version_id:
@@ -128,7 +130,26 @@ class Fleet:
                     found = worker
             elif len(worker.jobs) < worker.spec.concurrency:  # `free_slots`, inline
                 return worker
+            elif found is None and worker.spec.concurrency == 1 and self.job_room(worker):
+                found = worker
         return found
+
+    def job_room(self, worker: ManagedWorker) -> int:
+        """How many more single jobs `worker` may be sent now: its free slots; and a worker
+        that runs one job at a time may hold the next while it computes (it waits in its
+        socket, and starts the instant the one before ends) when its version's jobs are
+        short (`PIPELINE_MAX_S`), up to `batch_pipeline_depth` in all. A long job is never
+        queued behind another: it would wait where an idle worker might have taken it."""
+        if worker.state not in (WorkerState.IDLE, WorkerState.BUSY):
+            return 0
+        free = worker.spec.concurrency - len(worker.jobs)
+        if free > 0 or worker.spec.concurrency != 1:
+            return max(0, free)
+        self.settle_batches(worker)
+        took_s = self.batch_s.get(worker.version.id)
+        if took_s is None or took_s > PIPELINE_MAX_S:
+            return 0
+        return max(0, self.settings.batch_pipeline_depth - len(worker.batches))
 
     def batch_room(self, worker: ManagedWorker) -> bool:
         """Whether a batched worker may be sent another batch: fewer than
@@ -141,8 +162,9 @@ class Fleet:
         return len(worker.batches) < self.settings.batch_pipeline_depth
 
     def settle_batches(self, worker: ManagedWorker) -> None:
-        """Forget the worker's finished batches and learn how long one took (an average per
-        version, for the pipeline's timing: `control/batching.py`)."""
+        """Forget the worker's finished batches (or single jobs, on a one-at-a-time worker) and
+        learn how long one took: an average per version, for the pipeline's timing
+        (`control/batching.py`, `job_room`)."""
         took_s = worker.settle_batches(self.clock.time(), self.clock.monotonic())
         if took_s is not None:
             known = self.batch_s.get(worker.version.id)
@@ -275,36 +297,7 @@ class Fleet:
         elif kind == "setup_failed":
             worker.setup_error = frame["error"]
         elif kind == "state":
-            self._state_call(worker, frame)
-
-    def _state_call(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
-        """Answer a state request off the frame loop: a slow store must not hold up the
-        worker's other frames. A worker with `_STATE_CALLS_MAX` requests in flight is refused
-        more, so tenant code cannot pile up tasks in the gateway."""
-        busy = self._state_calls.get(worker.id, 0)
-        self._state_calls[worker.id] = busy + 1
-        task = asyncio.create_task(self._answer_state(worker, frame, busy >= _STATE_CALLS_MAX))
-        self._state_tasks.add(task)
-        task.add_done_callback(self._state_tasks.discard)
-
-    async def _answer_state(
-        self, worker: ManagedWorker, frame: dict[str, Any], refuse: bool
-    ) -> None:
-        try:
-            if refuse or self.on_state is None:
-                why = "too many state calls at once" if refuse else "state is not available"
-                reply: dict[str, Any] = {"error": {"type": "conflict", "message": why}}
-            else:
-                version = worker.version
-                reply = await self.on_state(version.account, version.endpoint, frame)
-            if worker.handle is not None and worker.state is not WorkerState.STOPPED:
-                await self.send(worker, {"t": "state_reply", "rid": frame["rid"], **reply})
-        finally:
-            left = self._state_calls.get(worker.id, 1) - 1
-            if left > 0:
-                self._state_calls[worker.id] = left
-            else:
-                self._state_calls.pop(worker.id, None)
+            self.state_calls.take(worker, frame)
 
     def on_ready(self, worker: ManagedWorker, frame: dict[str, Any]) -> None:
         """The worker finished setup: record its cold start and take it into service."""

@@ -38,7 +38,14 @@ class Handover:
 
     # handing over
     async def assign(self, worker: ManagedWorker, job: Job, slot: str = "") -> None:
-        """Send one running job to `worker` (holding account slot `slot`)."""
+        """Send one running job to `worker` (holding account slot `slot`). A worker that runs
+        one job at a time keeps its jobs in order in `batches`, as batches of one: a job sent
+        while another computes begins, for its cost and its timeout, when that one ends."""
+        if worker.spec.concurrency == 1:
+            self.fleet.settle_batches(worker)
+            if not worker.batches:
+                worker.batch_begun = self.clock.monotonic()
+            worker.batches.append([job.id])
         await self._track(worker, job, slot=slot)
         try:
             await self.fleet.send(worker, {"t": "job", "id": job.id, "input": job.input})
