@@ -117,3 +117,13 @@ async def test_a_huge_request_head_is_a_431(tmp_path: Path) -> None:
         status, _ = await _response(reader)
         assert status == 431
         writer.close()
+
+
+async def test_a_response_head_and_body_arrive_together(tmp_path: Path) -> None:
+    async with serving(tmp_path) as port:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = await asyncio.wait_for(reader.read(65536), BOUND_S)  # one segment: both parts
+        head, _, body = first.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and body
+        writer.close()

@@ -7,6 +7,12 @@ connection whose request head is not complete within `header_timeout_s` (counted
 connection, or from the first byte of each later request on it) and answers 431 to a head over
 `MAX_HEAD_BYTES`. `limit_concurrency` makes uvicorn answer 503 past `max_connections` open
 connections or running requests. The idle time between requests is uvicorn's keep-alive timeout.
+
+uvicorn writes a response's status line and headers, then its body, as two socket writes: two
+send() calls, two packets, and a client woken twice. `HeadWithBody` holds the head until the
+body's first bytes (written in the same turn of the event loop for an ordinary response) and
+sends both at once; a head with no body by the end of that turn (a stream waiting for its first
+chunk) is sent alone then.
 """
 
 from __future__ import annotations
@@ -26,13 +32,45 @@ from coldbrew.config import Settings
 MAX_HEAD_BYTES = 64 * 1024
 
 
+class HeadWithBody:
+    """A transport whose writes of a response head wait for the body (see the module's doc).
+    Everything else is the transport's own."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._head: bytes | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._head is not None:
+            data, self._head = self._head + bytes(data), None
+        elif bytes(data[:9]) == b"HTTP/1.1 " and bytes(data[-4:]) == b"\r\n\r\n":
+            self._head = bytes(data)  # uvicorn's response head: its body follows at once
+            self._loop.call_soon(self._flush)
+            return
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        if self._head is not None and not self._transport.is_closing():
+            self._transport.write(self._head)
+        self._head = None
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
 class GuardedHttp(HttpToolsProtocol):
     """uvicorn's httptools protocol with a deadline and a size bound on each request head."""
 
     header_timeout_s: float = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        held = HeadWithBody(transport, self.loop)
+        super().connection_made(held)  # type: ignore[arg-type]
         self._head_bytes = 0
         self._in_head = True
         self._head_timer: asyncio.TimerHandle | None = None

@@ -32,8 +32,6 @@ PIPELINE_LEAD = 0.3
 #: A compute that has run this many times its expected time has no predictable end: the next
 #: batch waits for the worker to finish (and then goes whole) rather than go in pieces.
 OVERRUN = 1.5
-import os
-SPLIT = int(os.environ.get("PROBE_SPLIT", "2"))
 _SERVING = (WorkerState.IDLE, WorkerState.BUSY)
 
 
@@ -107,5 +105,5 @@ class BatchPolicy:
         peak, at = self._demand.get(vid, (0.0, now))
         peak = max(float(running + queued), peak * 0.5 ** ((now - at) / DEMAND_HALF_LIFE_S))
         self._demand[vid] = (peak, now)
-        share: int = math.ceil(peak / (SPLIT * max(1, workers)) - 1e-9)
+        share: int = math.ceil(peak / (self.depth * max(1, workers)) - 1e-9)
         return max(1, min(spec.batch.max_size, share))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import Counter as PromCounter
@@ -152,37 +152,60 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_StateCollector(scheduler))
+        #: each final job's metric children, by (labels, version number, status): `labels()` takes
+        #: a lock and builds a key per call, six times a job on the warm path otherwise
+        self._children: dict[tuple[tuple[str, str], int | None, Any], tuple[Any, ...]] = {}
+
+    def _children_for(
+        self, labels: tuple[str, str], number: int | None, status: str
+    ) -> tuple[Any, ...]:
+        version = None if number is None else str(number)
+        return (
+            self.invocations.labels(*labels, status),
+            None if version is None else self.version_invocations.labels(*labels, version, status),
+            None if version is None else self.version_duration.labels(*labels, version),
+            self.request_duration.labels(*labels),
+            self.queue_delay.labels(*labels),
+            self.execution.labels(*labels),
+        )
 
     def observe(self, job: Job) -> None:
         """Record a job that just became final."""
         labels = (job.account, job.endpoint)
-        self.invocations.labels(*labels, job.status.value).inc()
         number = self._version_number(job.version_id)
-        if number is not None:
-            self.version_invocations.labels(*labels, str(number), job.status.value).inc()
-            if job.finished_at is not None:
-                self.version_duration.labels(*labels, str(number)).observe(
-                    job.finished_at - job.created_at
-                )
+        children = self._children.get((labels, number, job.status))
+        if children is None:
+            children = self._children[(labels, number, job.status)] = self._children_for(
+                labels, number, job.status.value
+            )
+        invocations, version_invocations, version_duration, duration, delay, execution = children
+        invocations.inc()
+        if version_invocations is not None:
+            version_invocations.inc()
         if job.finished_at is not None:
-            self.request_duration.labels(*labels).observe(job.finished_at - job.created_at)
+            duration.observe(job.finished_at - job.created_at)
+            if version_duration is not None:
+                version_duration.observe(job.finished_at - job.created_at)
         if job.started_at is not None:
-            self.queue_delay.labels(*labels).observe(job.started_at - job.created_at)
+            delay.observe(job.started_at - job.created_at)
             if job.finished_at is not None:
-                self.execution.labels(*labels).observe(job.finished_at - job.started_at)
+                execution.observe(job.finished_at - job.started_at)
         if job.cold_start:
-            self.cold_starts.labels(*labels).inc()
-            for key, stage in _STAGES.items():
-                value = (job.cold_start_detail or {}).get(key)
-                if isinstance(value, int | float):
-                    self.cold_start_stage.labels(*labels, stage).observe(value / 1000)
-            if job.started_at is not None and job.finished_at is not None:
-                first = job.finished_at - job.started_at
-                self.cold_start_stage.labels(*labels, "first_predict").observe(first)
+            self._observe_cold_start(job, labels)
         if job.cost_usd:
             self.spent.labels(*labels).inc(job.cost_usd)
         if job.cached:
             self.cache_hits.labels(*labels).inc()
+
+    def _observe_cold_start(self, job: Job, labels: tuple[str, str]) -> None:
+        self.cold_starts.labels(*labels).inc()
+        for key, stage in _STAGES.items():
+            value = (job.cold_start_detail or {}).get(key)
+            if isinstance(value, int | float):
+                self.cold_start_stage.labels(*labels, stage).observe(value / 1000)
+        if job.started_at is not None and job.finished_at is not None:
+            first = job.finished_at - job.started_at
+            self.cold_start_stage.labels(*labels, "first_predict").observe(first)
 
     def render(self, account: str | None) -> bytes:
         """The exposition text; with `account`, only that account's series."""
