@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from coldbrew.runtime import lifeline
+from coldbrew.runtime import lifeline, weights
 from coldbrew.runtime.loader import load_class
 from coldbrew.runtime.sandbox.enter import enter_from_env
 from coldbrew.runtime.worker import Worker, error_record, make_channel
@@ -101,7 +101,8 @@ class Template:
         if self.snapshot:
             self.model = self.cls()
             if callable(getattr(self.model, "setup", None)):
-                self.model.setup()
+                with weights.resident():  # weights its forks share, page tables included
+                    self.model.setup()
         if "numpy" in sys.modules:  # imported here once, not in every child (_restore_threads)
             with contextlib.suppress(ImportError):
                 importlib.import_module("threadpoolctl")
