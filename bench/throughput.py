@@ -151,7 +151,13 @@ class ColdbrewSystem:
     checkout's code (the `baseline` system: a regression check between two commits)."""
 
     def __init__(
-        self, kind: str, workdir: Path, weights: Path, name: str = "coldbrew", python: str = ""
+        self,
+        kind: str,
+        workdir: Path,
+        weights: Path,
+        name: str = "coldbrew",
+        python: str = "",
+        max_workers: int = 1,
     ) -> None:
         self.name = name
         app = workdir / f"{name}-{kind}"
@@ -160,7 +166,14 @@ class ColdbrewSystem:
         shutil.copy(PEERS / "coldbrew_app.py", app / "app.py")
         shutil.copy(PEERS / "workloads.py", app / "workloads.py")
         (app / "workload.json").write_text(
-            json.dumps({"name": f"tp-{kind.replace('_', '-')}", "kind": kind, "idle_timeout_s": 5})
+            json.dumps(
+                {
+                    "name": f"tp-{kind.replace('_', '-')}",
+                    "kind": kind,
+                    "idle_timeout_s": 5,
+                    "max_workers": max_workers,
+                }
+            )
         )
         if kind.startswith("mlp"):
             link_or_copy(weights, app / "weights.safetensors")
@@ -424,12 +437,16 @@ def _close(a: Any, b: Any) -> bool:
 # The run
 
 
-def make_system(name: str, kind: str, workdir: Path, weights: Path, baseline: str) -> Any:
+def make_system(
+    name: str, kind: str, workdir: Path, weights: Path, args: argparse.Namespace
+) -> Any:
     if name == "coldbrew":
-        return ColdbrewSystem(kind, workdir, weights)
+        return ColdbrewSystem(kind, workdir, weights, max_workers=args.max_workers)
     if name == "baseline":
-        python = Path(baseline).resolve() / ".venv" / "bin" / "python"
-        return ColdbrewSystem(kind, workdir, weights, name="baseline", python=str(python))
+        python = Path(args.baseline).resolve() / ".venv" / "bin" / "python"
+        return ColdbrewSystem(
+            kind, workdir, weights, "baseline", str(python), max_workers=args.max_workers
+        )
     return PeerSystem(name, kind, workdir, weights)
 
 
@@ -441,7 +458,7 @@ def one(
     weights: Path,
     script: Path | None,
 ) -> tuple[dict[str, Any], Any]:
-    system = make_system(name, kind, workdir, weights, args.baseline)
+    system = make_system(name, kind, workdir, weights, args)
     started = time.monotonic()
     try:
         target = system.start()
@@ -584,6 +601,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup-s", type=float, default=2.0)
     parser.add_argument("--smoke", action="store_true", help="coldbrew, noop, 1 short round")
     parser.add_argument("--keep-workdir", action="store_true")
+    parser.add_argument(
+        "--max-workers", type=int, default=1, help="coldbrew's workers per endpoint (peers: 1)"
+    )
     parser.add_argument("--no-ceiling", action="store_true", help="skip the in-process ceiling")
     parser.add_argument("--ceiling-s", type=float, default=5.0, help="seconds per ceiling run")
     parser.add_argument(

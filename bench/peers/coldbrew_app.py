@@ -18,7 +18,7 @@ CONF = json.loads((HERE / "workload.json").read_text())
 WEIGHTS = str(HERE / "weights.safetensors")
 OPTIONS: dict[str, Any] = {
     "name": CONF["name"],
-    "max_workers": 1,
+    "max_workers": CONF.get("max_workers", 1),
     "idle_timeout_s": CONF.get("idle_timeout_s", 60),
     "timeout_s": 120,
 }

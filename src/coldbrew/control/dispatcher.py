@@ -311,17 +311,29 @@ class Dispatcher(Handover):
         they go back to the store's queue as if never claimed (the attempt is given back)."""
         if self.fleet.batch_room(worker) if whole else self.fleet.job_room(worker) >= len(jobs):
             return True
+        await self.unclaim(jobs)
+        return False
+
+    async def unclaim(self, jobs: list[Job]) -> None:
+        """Claimed jobs that never reached a worker's `predict` go back to their queue as if
+        never claimed: the attempt is given back (sync-lane jobs: first in their lane)."""
+        stored = []
         for job in jobs:
             move(job, JobStatus.IN_QUEUE)
             job.worker_id, job.started_at = None, None
             job.attempts = max(0, job.attempts - 1)
+            if job.durable:
+                stored.append(job)
+        for job in reversed([j for j in jobs if not j.durable]):  # they keep their order
+            self.backlog.lane[job.version_id].appendleft(job)
+        if not stored:
+            return
         try:
-            await self.store.save_jobs(jobs)
+            await self.store.save_jobs(stored)
         except StorageUnavailable:
-            for job in jobs:
+            for job in stored:
                 self._lost(job, "its worker went away before the job reached it")
-        self.backlog.flag(jobs[0].version_id)
-        return False
+        self.backlog.flag(stored[0].version_id)
 
     def release(self, job_id: str, kill_reason: str) -> None:
         """Forget a running job the gateway ended; replace its worker if it ran nothing else."""

@@ -78,10 +78,21 @@ class Recovery:
                 await self.setup_failed(worker, reason)
             except Exception:
                 log.exception("could not fail the queued jobs of %s", worker.version.endpoint)
-        for inflight in reversed(list(worker.jobs.values())):  # retries keep their order
-            self.dispatcher.ended(inflight)
-            await self.lose_safely(inflight.job, reason)
+        # jobs sent to wait behind the one it computed never reached `predict`: they go back
+        # to the queue without spending an attempt (one bad job must not fail those after it)
+        waiting = {job_id for batch in list(worker.batches)[1:] for job_id in batch}
+        held = list(worker.jobs.values())
         worker.jobs.clear()
+        worker.batches.clear()
+        for inflight in held:
+            if inflight.job.id in waiting:
+                self.dispatcher.ended(inflight)
+        if waiting:  # first, so the retried jobs, older, go back ahead of them
+            await self.dispatcher.unclaim([i.job for i in held if i.job.id in waiting])
+        for inflight in reversed(held):  # retries keep their order
+            if inflight.job.id not in waiting:
+                self.dispatcher.ended(inflight)
+                await self.lose_safely(inflight.job, reason)
         self._wake()
 
     async def worker_lost(self, job: Job, reason: str) -> None:
