@@ -167,11 +167,24 @@ def test_a_crash_with_two_batches_in_flight_retries_both(tmp_path: Path) -> None
         jobs = await _take(w, 4)
         assert len(_batches(w)) == 2
         w.backend.handles[0].kill()
-        for _ in range(5):
+
+        def placed(job: Job) -> bool:  # back in the lane, or running on the worker replacing it
+            lane = w.scheduler.backlog.lane.get(w.version.id, ())
+            return job in lane or (
+                job.status is JobStatus.IN_PROGRESS
+                and job.worker_id is not None
+                and job.worker_id != first_worker
+            )
+
+        first_worker = jobs[0].worker_id
+        for _ in range(300):  # the exit is read, recovered and requeued over several steps
+            if all(placed(j) for j in jobs):
+                break
             await settle()
-        retried = list(w.scheduler.backlog.lane.get(w.version.id, ()))
-        assert sorted(j.id for j in retried) == sorted(j.id for j in jobs)
-        assert all(j.status is JobStatus.IN_QUEUE for j in retried)
-        assert w.scheduler.dispatcher.running["a"] == 0
+        assert all(placed(j) for j in jobs)
+        running = sum(j.status is JobStatus.IN_PROGRESS for j in jobs)
+        assert w.scheduler.dispatcher.running["a"] == running
+        # the first batch ran and spends a retry; the second waited and spends none
+        assert max(j.attempts for j in jobs[2:]) < min(j.attempts for j in jobs[:2])
 
     asyncio.run(scenario())
