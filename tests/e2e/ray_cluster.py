@@ -34,6 +34,10 @@ def _free_port() -> int:
 
 def main() -> None:
     temp_dir = sys.argv[1]
+    # Ray writes its address file under its default temp dir (/tmp/ray), which a fresh machine
+    # lacks (FileNotFoundError): ours instead, so the test touches nothing outside its own
+    os.environ["RAY_TMPDIR"] = temp_dir
+    os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
     loopback = {"node_ip_address": "127.0.0.1"}
     cluster = Cluster(
         initialize_head=True,
