@@ -111,6 +111,8 @@ def main() -> None:
         )
     }
     ray_dir = tempfile.mkdtemp(prefix="cbray-", dir="/tmp")  # short: Ray's socket paths
+    os.environ["RAY_TMPDIR"] = ray_dir  # Ray's address file: here, not /tmp/ray (may not exist)
+    os.makedirs(os.path.join(ray_dir, "ray"), exist_ok=True)
     cluster = Cluster(
         initialize_head=True,
         connect=False,
