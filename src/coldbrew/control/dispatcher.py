@@ -317,17 +317,17 @@ class Dispatcher(Handover):
     async def unclaim(self, jobs: list[Job]) -> None:
         """Claimed jobs that never reached a worker's `predict` go back to their queue as if
         never claimed: the attempt is given back (sync-lane jobs: first in their lane)."""
-        stored = []
         for job in jobs:
-            move(job, JobStatus.IN_QUEUE)
-            job.worker_id, job.started_at = None, None
+            job.started_at = None
             job.attempts = max(0, job.attempts - 1)
-            if job.durable:
-                stored.append(job)
         for job in reversed([j for j in jobs if not j.durable]):  # they keep their order
-            self.backlog.lane[job.version_id].appendleft(job)
+            self.book.requeue_sync(job)
+        stored = [j for j in jobs if j.durable]
         if not stored:
             return
+        for job in stored:
+            move(job, JobStatus.IN_QUEUE)
+            job.worker_id = None
         try:
             await self.store.save_jobs(stored)
         except StorageUnavailable:
