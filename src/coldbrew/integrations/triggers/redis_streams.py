@@ -15,11 +15,12 @@ A reader de-duplicates on `key` if it must (a crash may repeat a write).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import ResponseError
+
+if TYPE_CHECKING:  # the client loads in `open()`: a gateway with no Redis trigger skips its
+    import redis.asyncio as aioredis  # ~25 MB of imports (the embeddings tree's PSS counts it)
 
 from coldbrew.integrations.triggers.base import (
     Kind,
@@ -65,6 +66,9 @@ class RedisStreamSource(Source):
         self._claimed_at = 0.0
 
     async def open(self) -> None:
+        import redis.asyncio as aioredis
+        from redis.exceptions import ResponseError
+
         self.client = aioredis.Redis.from_url(self.config.url)
         try:
             await self.client.xgroup_create(
@@ -155,6 +159,8 @@ class RedisStreamSink(Sink):
         self.client: aioredis.Redis | None = None
 
     async def open(self) -> None:
+        import redis.asyncio as aioredis
+
         self.client = aioredis.Redis.from_url(self.config.url)
 
     async def write(self, records: Sequence[SinkRecord]) -> None:
