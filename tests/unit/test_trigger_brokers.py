@@ -87,14 +87,18 @@ def test_a_missing_client_library_is_a_400_that_says_what_to_install(
 
 
 def test_every_broker_kind_is_registered_and_no_client_is_imported() -> None:
+    # Redis too: its client is ~25 MB of a gateway that has no Redis trigger
     assert {"nats", "rabbitmq", "mqtt", "kafka"} <= set(SOURCES)
     assert {"nats", "rabbitmq", "mqtt"} <= set(SINKS)
     code = (
         "import sys\n"
+        "import coldbrew.platform, coldbrew.api.app, coldbrew.cli.serve\n"
         "from coldbrew.integrations.triggers import kinds, base\n"
         "kinds.load()\n"
         "base.source_kind('nats').validate({'stream': 'S', 'subject': 's', 'durable': 'd'})\n"
-        "loaded = [m for m in ('nats', 'aio_pika', 'aiormq', 'aiomqtt', 'paho', 'aiokafka')"
+        "base.source_kind('redis').validate({'stream': 's'})\n"
+        "loaded = [m for m in ('nats', 'aio_pika', 'aiormq', 'aiomqtt', 'paho', 'aiokafka',"
+        " 'redis')"
         " if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
