@@ -128,7 +128,7 @@ class Fleet:
             if whole:
                 if found is None and self.batch_room(worker):
                     found = worker
-            elif len(worker.jobs) < worker.spec.concurrency:  # `free_slots`, inline
+            elif len(worker.jobs) < worker.spec.concurrency:  # a free slot (`job_room`, inline)
                 return worker
             elif found is None and worker.spec.concurrency == 1 and self.job_room(worker):
                 found = worker

@@ -100,12 +100,6 @@ class ManagedWorker:
                 inflight.deadline = now + inflight.job.timeout_s
         return took_s
 
-    @property
-    def free_slots(self) -> int:
-        if self.state not in (WorkerState.IDLE, WorkerState.BUSY):
-            return 0
-        return self.spec.concurrency - len(self.jobs)
-
 
 def describe_exit(code: int, stop_reason: str | None) -> str:
     """A sentence on why a worker process ended, for job errors and logs."""
